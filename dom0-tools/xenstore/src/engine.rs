@@ -1,0 +1,631 @@
+//! The engine: the tree, the connections and the request dispatcher.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::DomId;
+use crate::connection::{ConnId, ConnKind, Connection};
+use crate::error::{XsError, XsResult};
+use crate::ops::{self, OpCtx};
+use crate::path::{
+    INTRODUCE_DOMAIN, RELEASE_DOMAIN, canonicalize, check_special, domain_path, is_special,
+    parse_number,
+};
+use crate::perms::{Caller, Perms};
+use crate::quota::Quotas;
+use crate::transaction::Transaction;
+use crate::tree::{Store, Tree};
+use crate::watch::{Fired, Watch};
+use crate::wire::{Message, MsgType, Oversized, PAYLOAD_MAX};
+
+/// First domain id reserved by Xen (`DOMID_FIRST_RESERVED`).
+pub const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
+
+/// A domain introduced by the toolstack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Domain {
+    /// Frame of its store ring page.
+    pub mfn: u64,
+    /// Event channel port of its store ring.
+    pub port: u32,
+}
+
+/// The outcome of one request, before it is queued.
+struct Outcome {
+    payload: Vec<u8>,
+    /// Watch events caused by the request.
+    fired: Vec<Fired>,
+    /// An event for the requesting connection only (a new watch's first).
+    initial: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    fn reply(payload: Vec<u8>) -> Self {
+        Self {
+            payload,
+            fired: Vec::new(),
+            initial: None,
+        }
+    }
+
+    fn ok() -> Self {
+        Self::reply(b"OK\0".to_vec())
+    }
+
+    fn ok_firing(fired: impl IntoIterator<Item = Fired>) -> Self {
+        Self {
+            payload: b"OK\0".to_vec(),
+            fired: fired.into_iter().collect(),
+            initial: None,
+        }
+    }
+}
+
+/// Whether a request type changes state (refused on read-only connections).
+fn is_write(ty: MsgType) -> bool {
+    matches!(
+        ty,
+        MsgType::Write
+            | MsgType::Mkdir
+            | MsgType::Rm
+            | MsgType::SetPerms
+            | MsgType::Introduce
+            | MsgType::Release
+            | MsgType::Resume
+            | MsgType::SetTarget
+            | MsgType::Control
+    )
+}
+
+/// Exactly `n` NUL-terminated string arguments.
+fn args(msg: &Message, n: usize) -> XsResult<Vec<&[u8]>> {
+    match msg.strings() {
+        Some(strings) if strings.len() == n => Ok(strings),
+        _ => Err(XsError::Inval),
+    }
+}
+
+fn domid_arg(raw: &[u8]) -> XsResult<DomId> {
+    let value = parse_number(raw)?;
+    DomId::try_from(value).map_err(|_| XsError::Inval)
+}
+
+fn with_nul(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 1);
+    out.extend_from_slice(text.as_bytes());
+    out.push(0);
+    out
+}
+
+/// Printable summary of a payload's first argument, for the access log.
+fn summary(payload: &[u8]) -> String {
+    let first = payload.split(|&b| b == 0).next().unwrap_or(&[]);
+    let mut text = String::new();
+    for &b in first.iter().take(64) {
+        if b.is_ascii_graphic() {
+            text.push(char::from(b));
+        } else {
+            text.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if first.len() > 64 {
+        text.push_str("...");
+    }
+    text
+}
+
+/// The XenStore engine: one tree shared by all connections.
+#[derive(Debug, Default)]
+pub struct Engine {
+    tree: Tree,
+    conns: BTreeMap<ConnId, Connection>,
+    next_conn: u32,
+    domains: BTreeMap<DomId, Domain>,
+    targets: BTreeMap<DomId, DomId>,
+    quotas: Quotas,
+    access_log: Option<Vec<String>>,
+}
+
+impl Engine {
+    /// An engine holding only the root node.
+    pub fn new(quotas: Quotas) -> Self {
+        Self {
+            quotas,
+            ..Self::default()
+        }
+    }
+
+    /// The committed tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The quotas in force.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Introduced domains.
+    pub fn domains(&self) -> &BTreeMap<DomId, Domain> {
+        &self.domains
+    }
+
+    /// Starts recording one line per request, fetched with
+    /// [`take_access_log`](Self::take_access_log).
+    pub fn enable_access_log(&mut self) {
+        self.access_log.get_or_insert_with(Vec::new);
+    }
+
+    /// Access-log lines recorded since the last call.
+    pub fn take_access_log(&mut self) -> Vec<String> {
+        self.access_log
+            .as_mut()
+            .map(core::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Opens a connection.
+    pub fn connect(&mut self, kind: ConnKind) -> ConnId {
+        loop {
+            let id = ConnId(self.next_conn);
+            self.next_conn = self.next_conn.wrapping_add(1);
+            if !self.conns.contains_key(&id) {
+                self.conns.insert(id, Connection::new(kind));
+                return id;
+            }
+        }
+    }
+
+    /// Closes a connection, dropping its watches and open transactions.
+    pub fn disconnect(&mut self, id: ConnId) {
+        self.conns.remove(&id);
+    }
+
+    /// A connection's state, if it is still open. A connection disappears
+    /// when its domain is released.
+    pub fn connection(&self, id: ConnId) -> Option<&Connection> {
+        self.conns.get(&id)
+    }
+
+    /// Bytes waiting to go to connection `id` (empty if none).
+    pub fn output(&self, id: ConnId) -> &[u8] {
+        self.conns.get(&id).map_or(&[], Connection::output)
+    }
+
+    /// Marks `n` bytes of [`output`](Self::output) as sent.
+    pub fn consume(&mut self, id: ConnId, n: usize) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.consume(n);
+        }
+    }
+
+    /// Takes every queued byte for `id` at once (handy for tests and
+    /// transports without partial writes).
+    pub fn drain_output(&mut self, id: ConnId) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(conn) = self.conns.get_mut(&id) {
+            let chunk = conn.output();
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(chunk);
+            let n = chunk.len();
+            conn.consume(n);
+        }
+        out
+    }
+
+    /// Feeds bytes received on connection `id` and handles every complete
+    /// request in them. Fails with `ENOENT` if the connection is closed.
+    pub fn feed(&mut self, id: ConnId, mut bytes: &[u8]) -> XsResult<()> {
+        let mut decoder = match self.conns.get_mut(&id) {
+            Some(conn) => core::mem::take(&mut conn.decoder),
+            None => return Err(XsError::NoEnt),
+        };
+        while let Some(frame) = decoder.decode(&mut bytes) {
+            match frame {
+                Ok(msg) => self.handle(id, &msg),
+                Err(Oversized(h)) => {
+                    let reply = Message::new(MsgType::Error, h.req_id, h.tx_id, with_nul("E2BIG"));
+                    self.log(
+                        id,
+                        h.msg_type,
+                        h.req_id,
+                        h.tx_id,
+                        "<oversized>",
+                        Err(XsError::TooBig),
+                    );
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.push_reply(reply.to_bytes());
+                    }
+                }
+            }
+            if !self.conns.contains_key(&id) {
+                return Ok(());
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.decoder = decoder;
+        }
+        Ok(())
+    }
+
+    fn log(
+        &mut self,
+        id: ConnId,
+        ty: u32,
+        req: u32,
+        tx: u32,
+        what: &str,
+        result: Result<(), XsError>,
+    ) {
+        if let Some(log) = self.access_log.as_mut() {
+            let name = MsgType::from_u32(ty).map_or(format!("type{ty}"), |t| format!("{t:?}"));
+            let status = result.map_or_else(|e| e.as_str(), |()| "OK");
+            log.push(format!(
+                "conn {} {name} req {req} tx {tx} {what} -> {status}",
+                id.0
+            ));
+        }
+    }
+
+    /// Handles one decoded request from connection `id`.
+    pub fn handle(&mut self, id: ConnId, msg: &Message) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let h = msg.header;
+        let result = if conn.queued_replies() >= self.quotas.outstanding_requests {
+            Err(XsError::Quota)
+        } else {
+            self.dispatch(id, msg)
+        };
+        let what = summary(&msg.payload);
+        self.log(
+            id,
+            h.msg_type,
+            h.req_id,
+            h.tx_id,
+            &what,
+            result.as_ref().map(|_| ()).map_err(|e| *e),
+        );
+        let (reply, fired, initial) = match result {
+            Ok(outcome) => {
+                // Every type that reaches here successfully is known.
+                let ty = MsgType::from_u32(h.msg_type).unwrap_or(MsgType::Error);
+                let reply = Message::new(ty, h.req_id, h.tx_id, outcome.payload);
+                (reply, outcome.fired, outcome.initial)
+            }
+            Err(e) => (
+                Message::new(MsgType::Error, h.req_id, h.tx_id, with_nul(e.as_str())),
+                vec![],
+                None,
+            ),
+        };
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.push_reply(reply.to_bytes());
+            if let Some(event) = initial {
+                let msg = Message::new(MsgType::WatchEvent, 0, 0, event);
+                conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
+            }
+        }
+        self.fire(&fired);
+    }
+
+    fn caller(&self, kind: ConnKind) -> Caller {
+        Caller {
+            domid: kind.domid,
+            privileged: kind.privileged,
+            target: self.targets.get(&kind.domid).copied(),
+        }
+    }
+
+    /// Queues watch events for `fired` to every connection entitled to them.
+    fn fire(&mut self, fired: &[Fired]) {
+        for f in fired {
+            for conn in self.conns.values_mut() {
+                let caller = Caller {
+                    domid: conn.kind.domid,
+                    privileged: conn.kind.privileged,
+                    target: self.targets.get(&conn.kind.domid).copied(),
+                };
+                let allowed = if f.is_special() {
+                    caller.privileged
+                } else {
+                    f.perms.iter().any(|p| caller.can_read(p))
+                };
+                if !allowed {
+                    continue;
+                }
+                let events: Vec<Vec<u8>> = conn
+                    .watches
+                    .iter()
+                    .filter_map(|w| w.event_path(f).map(|p| w.event_payload(p)))
+                    .filter(|payload| payload.len() <= PAYLOAD_MAX)
+                    .collect();
+                for payload in events {
+                    let msg = Message::new(MsgType::WatchEvent, 0, 0, payload);
+                    conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
+        let ty = MsgType::from_u32(msg.header.msg_type).ok_or(XsError::Inval)?;
+        let kind = self.conns.get(&id).ok_or(XsError::NoEnt)?.kind;
+        if kind.read_only && is_write(ty) {
+            return Err(XsError::RoFs);
+        }
+        let caller = self.caller(kind);
+        let privileged_only = matches!(
+            ty,
+            MsgType::Introduce
+                | MsgType::Release
+                | MsgType::Resume
+                | MsgType::SetTarget
+                | MsgType::Control
+        );
+        if privileged_only && !caller.privileged {
+            return Err(XsError::Acces);
+        }
+        match ty {
+            MsgType::Read
+            | MsgType::Write
+            | MsgType::Mkdir
+            | MsgType::Rm
+            | MsgType::Directory
+            | MsgType::DirectoryPart
+            | MsgType::GetPerms
+            | MsgType::SetPerms => self.node_request(id, caller, ty, msg),
+            MsgType::Watch => self.watch(id, caller, msg),
+            MsgType::Unwatch => self.unwatch(id, caller, msg),
+            MsgType::TransactionStart => self.transaction_start(id, msg),
+            MsgType::TransactionEnd => self.transaction_end(id, msg),
+            MsgType::ResetWatches => {
+                let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+                conn.watches.clear();
+                conn.transactions.clear();
+                Ok(Outcome::ok())
+            }
+            MsgType::GetDomainPath => {
+                let domid = domid_arg(args(msg, 1)?[0])?;
+                Ok(Outcome::reply(with_nul(&domain_path(domid))))
+            }
+            MsgType::IsDomainIntroduced => {
+                let domid = domid_arg(args(msg, 1)?[0])?;
+                let known = domid == 0 || self.domains.contains_key(&domid);
+                Ok(Outcome::reply(with_nul(if known { "T" } else { "F" })))
+            }
+            MsgType::Introduce => self.introduce(msg),
+            MsgType::Release => self.release(id, msg),
+            MsgType::Resume => {
+                let domid = domid_arg(args(msg, 1)?[0])?;
+                if !self.domains.contains_key(&domid) {
+                    return Err(XsError::NoEnt);
+                }
+                Ok(Outcome::ok())
+            }
+            MsgType::SetTarget => {
+                let a = args(msg, 2)?;
+                let (domid, target) = (domid_arg(a[0])?, domid_arg(a[1])?);
+                if !self.domains.contains_key(&domid) || !self.domains.contains_key(&target) {
+                    return Err(XsError::NoEnt);
+                }
+                self.targets.insert(domid, target);
+                Ok(Outcome::ok())
+            }
+            MsgType::Control => self.control(msg),
+            MsgType::WatchEvent | MsgType::Error => Err(XsError::Inval),
+        }
+    }
+
+    /// The node operations, inside or outside a transaction.
+    fn node_request(
+        &mut self,
+        id: ConnId,
+        caller: Caller,
+        ty: MsgType,
+        msg: &Message,
+    ) -> XsResult<Outcome> {
+        let ctx = OpCtx {
+            caller,
+            quotas: &self.quotas,
+        };
+        let tx_id = msg.header.tx_id;
+        if tx_id == 0 {
+            return run_node_op(&mut self.tree, &ctx, ty, msg);
+        }
+        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        let tx = conn.transactions.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
+        let mut outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg)?;
+        tx.defer(core::mem::take(&mut outcome.fired));
+        Ok(outcome)
+    }
+
+    fn watch_args(caller: Caller, msg: &Message) -> XsResult<(String, Option<String>, Vec<u8>)> {
+        let a = args(msg, 2)?;
+        let (raw, token) = (a[0], a[1].to_vec());
+        if is_special(raw) {
+            return Ok((check_special(raw)?, None, token));
+        }
+        let abs = canonicalize(caller.domid, raw)?;
+        let home = (raw.first() != Some(&b'/')).then(|| domain_path(caller.domid));
+        Ok((abs, home, token))
+    }
+
+    fn watch(&mut self, id: ConnId, caller: Caller, msg: &Message) -> XsResult<Outcome> {
+        let (path, home, token) = Self::watch_args(caller, msg)?;
+        let domain_watches: usize = self
+            .conns
+            .values()
+            .filter(|c| c.kind.domid == caller.domid)
+            .map(|c| c.watches.len())
+            .sum();
+        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        if conn
+            .watches
+            .iter()
+            .any(|w| w.path == path && w.token == token)
+        {
+            return Err(XsError::Exist);
+        }
+        if !caller.privileged && domain_watches >= self.quotas.watches_per_domain {
+            return Err(XsError::TooBig);
+        }
+        let watch = Watch { path, token, home };
+        let initial = watch.event_payload(&watch.path);
+        conn.watches.push(watch);
+        Ok(Outcome {
+            initial: Some(initial),
+            ..Outcome::ok()
+        })
+    }
+
+    fn unwatch(&mut self, id: ConnId, caller: Caller, msg: &Message) -> XsResult<Outcome> {
+        let (path, _, token) = Self::watch_args(caller, msg)?;
+        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        let index = conn
+            .watches
+            .iter()
+            .position(|w| w.path == path && w.token == token)
+            .ok_or(XsError::NoEnt)?;
+        conn.watches.remove(index);
+        Ok(Outcome::ok())
+    }
+
+    fn transaction_start(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
+        if msg.header.tx_id != 0 {
+            return Err(XsError::Busy);
+        }
+        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        if conn.transactions.len() >= self.quotas.transactions_per_connection {
+            return Err(XsError::NoSpc);
+        }
+        let tx_id = conn.allocate_tx_id();
+        conn.transactions.insert(tx_id, Transaction::new());
+        Ok(Outcome::reply(with_nul(&format!("{tx_id}"))))
+    }
+
+    fn transaction_end(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
+        let commit = match args(msg, 1)?[0] {
+            b"T" => true,
+            b"F" => false,
+            _ => return Err(XsError::Inval),
+        };
+        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        let tx = conn
+            .transactions
+            .remove(&msg.header.tx_id)
+            .ok_or(XsError::NoEnt)?;
+        if !commit {
+            return Ok(Outcome::ok());
+        }
+        let fired = tx.commit(&mut self.tree)?;
+        Ok(Outcome::ok_firing(fired))
+    }
+
+    fn introduce(&mut self, msg: &Message) -> XsResult<Outcome> {
+        let a = msg.strings().ok_or(XsError::Inval)?;
+        if a.len() < 3 {
+            return Err(XsError::Inval);
+        }
+        let domid = domid_arg(a[0])?;
+        let mfn = parse_number(a[1])?;
+        let port = u32::try_from(parse_number(a[2])?).map_err(|_| XsError::Inval)?;
+        if domid >= DOMID_FIRST_RESERVED {
+            return Err(XsError::Inval);
+        }
+        let fresh = self.domains.insert(domid, Domain { mfn, port }).is_none();
+        let fired = fresh.then(|| Fired::special(INTRODUCE_DOMAIN));
+        Ok(Outcome::ok_firing(fired))
+    }
+
+    fn release(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
+        let domid = domid_arg(args(msg, 1)?[0])?;
+        if domid == 0 {
+            return Err(XsError::Inval);
+        }
+        if self.domains.remove(&domid).is_none() {
+            return Err(XsError::NoEnt);
+        }
+        self.targets.remove(&domid);
+        // The domain's own connections go away with it.
+        self.conns
+            .retain(|cid, c| *cid == id || c.kind.domid != domid || c.kind.privileged);
+        Ok(Outcome::ok_firing([Fired::special(RELEASE_DOMAIN)]))
+    }
+
+    fn control(&mut self, msg: &Message) -> XsResult<Outcome> {
+        let a = msg.strings().ok_or(XsError::Inval)?;
+        let text = |s: &[u8]| {
+            core::str::from_utf8(s)
+                .map(String::from)
+                .map_err(|_| XsError::Inval)
+        };
+        match a.as_slice() {
+            [b"check"] | [b"check", ..] => Ok(Outcome::ok()),
+            [b"print", ..] => Ok(Outcome::ok()),
+            [b"help"] => Ok(Outcome::reply(with_nul(
+                "check\nhelp\nprint <text>\nquota [<name> <value>]\n",
+            ))),
+            [b"quota"] => Ok(Outcome::reply(with_nul(&self.quotas.describe()))),
+            [b"quota", name, value] => {
+                let value = usize::try_from(parse_number(value)?).map_err(|_| XsError::Inval)?;
+                self.quotas.set(&text(name)?, value)?;
+                Ok(Outcome::ok())
+            }
+            _ => Err(XsError::Inval),
+        }
+    }
+}
+
+/// Parses a node request's arguments and runs it on `store`.
+fn run_node_op<S: Store>(
+    store: &mut S,
+    ctx: &OpCtx<'_>,
+    ty: MsgType,
+    msg: &Message,
+) -> XsResult<Outcome> {
+    let domid = ctx.caller.domid;
+    match ty {
+        MsgType::Write => {
+            let split = msg
+                .payload
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(XsError::Inval)?;
+            let node = canonicalize(domid, &msg.payload[..split])?;
+            let fired = ops::write(store, ctx, &node, &msg.payload[split + 1..])?;
+            Ok(Outcome::ok_firing([fired]))
+        }
+        MsgType::SetPerms => {
+            let a = msg.strings().ok_or(XsError::Inval)?;
+            let (raw, entries) = a.split_first().ok_or(XsError::Inval)?;
+            let node = canonicalize(domid, raw)?;
+            let perms = Perms::parse(entries.iter().copied())?;
+            let fired = ops::set_perms(store, ctx, &node, perms)?;
+            Ok(Outcome::ok_firing([fired]))
+        }
+        MsgType::DirectoryPart => {
+            let a = args(msg, 2)?;
+            let node = canonicalize(domid, a[0])?;
+            let offset = usize::try_from(parse_number(a[1])?).map_err(|_| XsError::Inval)?;
+            ops::directory_part(store, ctx, &node, offset).map(Outcome::reply)
+        }
+        _ => {
+            let node = canonicalize(domid, args(msg, 1)?[0])?;
+            match ty {
+                MsgType::Read => ops::read(store, ctx, &node).map(Outcome::reply),
+                MsgType::Directory => ops::directory(store, ctx, &node).map(Outcome::reply),
+                MsgType::GetPerms => ops::get_perms(store, ctx, &node).map(Outcome::reply),
+                MsgType::Mkdir => ops::mkdir(store, ctx, &node).map(Outcome::ok_firing),
+                MsgType::Rm => ops::rm(store, ctx, &node).map(Outcome::ok_firing),
+                _ => Err(XsError::Inval),
+            }
+        }
+    }
+}

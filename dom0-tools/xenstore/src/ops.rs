@@ -1,0 +1,372 @@
+//! Node operations, written once over any [`Store`].
+//!
+//! The same code serves requests outside transactions (on the committed
+//! [`Tree`](crate::tree::Tree)) and inside them (on a
+//! [`TxView`](crate::transaction::TxView)). Each mutating operation returns
+//! the watch events it causes; the caller decides when to fire them.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::{XsError, XsResult};
+use crate::path::{basename, join, parent};
+use crate::perms::{Caller, Perms, Rights};
+use crate::quota::Quotas;
+use crate::tree::{Node, Store};
+use crate::watch::Fired;
+use crate::wire::PAYLOAD_MAX;
+
+/// Who runs an operation and under which quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct OpCtx<'a> {
+    /// The caller.
+    pub caller: Caller,
+    /// The quotas in force.
+    pub quotas: &'a Quotas,
+}
+
+impl OpCtx<'_> {
+    fn limited(&self) -> bool {
+        !self.caller.privileged
+    }
+}
+
+/// The error for a missing node: `ENOENT` if the caller could have seen it
+/// (holds `need` on the nearest existing ancestor), `EACCES` otherwise, so
+/// that absence does not leak through unreadable directories.
+fn missing<S: Store>(s: &mut S, caller: &Caller, path: &str, need: Rights) -> XsError {
+    let mut at = parent(path);
+    while let Some(p) = at {
+        if let Some(node) = s.node(p) {
+            return if caller.rights(&node.perms).contains(need) {
+                XsError::NoEnt
+            } else {
+                XsError::Acces
+            };
+        }
+        at = parent(p);
+    }
+    XsError::NoEnt
+}
+
+/// The node at `path`, if the caller holds `need` on it.
+pub fn lookup<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str, need: Rights) -> XsResult<Node> {
+    match s.node(path).cloned() {
+        Some(node) if ctx.caller.rights(&node.perms).contains(need) => Ok(node),
+        Some(_) => Err(XsError::Acces),
+        None => Err(missing(s, &ctx.caller, path, need)),
+    }
+}
+
+/// `READ`: the node's value.
+pub fn read<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str) -> XsResult<Vec<u8>> {
+    lookup(s, ctx, path, Rights::READ).map(|n| n.value)
+}
+
+/// The children of a node, each followed by a NUL.
+fn child_list(node: &Node) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in &node.children {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// `DIRECTORY`: the children's names; `E2BIG` if they do not fit a reply.
+pub fn directory<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str) -> XsResult<Vec<u8>> {
+    let list = child_list(&lookup(s, ctx, path, Rights::READ)?);
+    if list.len() > PAYLOAD_MAX {
+        return Err(XsError::TooBig);
+    }
+    Ok(list)
+}
+
+/// `DIRECTORY_PART`: the node's generation, then as many whole child names
+/// as fit starting at byte `offset` of the full list; an extra NUL marks
+/// the end of the list.
+pub fn directory_part<S: Store>(
+    s: &mut S,
+    ctx: &OpCtx<'_>,
+    path: &str,
+    offset: usize,
+) -> XsResult<Vec<u8>> {
+    let node = lookup(s, ctx, path, Rights::READ)?;
+    let list = child_list(&node);
+    if offset > list.len() {
+        return Err(XsError::Inval);
+    }
+    let mut out = format!("{}\0", node.generation).into_bytes();
+    let room = PAYLOAD_MAX - out.len() - 1;
+    let rest = &list[offset..];
+    if rest.len() <= room {
+        out.extend_from_slice(rest);
+        out.push(0);
+    } else {
+        // Cut after the last whole name that fits.
+        let cut = rest[..room]
+            .iter()
+            .rposition(|&b| b == 0)
+            .map_or(0, |i| i + 1);
+        out.extend_from_slice(&rest[..cut]);
+    }
+    Ok(out)
+}
+
+/// `GET_PERMS`: the permission list in wire form.
+pub fn get_perms<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str) -> XsResult<Vec<u8>> {
+    lookup(s, ctx, path, Rights::READ).map(|n| n.perms.encode())
+}
+
+/// Creates `path` and any missing ancestors; the new nodes inherit the
+/// permissions of their parent, and are owned by the caller's domain
+/// unless the caller is dom0.
+fn create<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str, value: Vec<u8>) -> XsResult<Perms> {
+    let mut missing_nodes = Vec::new();
+    let mut at = path;
+    while s.node(at).is_none() {
+        missing_nodes.push(at.to_string());
+        at = parent(at).ok_or(XsError::Inval)?;
+    }
+    let top = lookup(s, ctx, at, Rights::WRITE)?;
+    let perms = if ctx.caller.domid != 0 {
+        top.perms.with_owner(ctx.caller.domid)
+    } else {
+        top.perms
+    };
+    if ctx.limited()
+        && s.owned_by(perms.owner())
+            .saturating_add(missing_nodes.len())
+            > ctx.quotas.nodes_per_domain
+    {
+        return Err(XsError::NoSpc);
+    }
+    let mut value = Some(value);
+    for (i, p) in missing_nodes.iter().enumerate().rev() {
+        let dir = parent(p).ok_or(XsError::Inval)?;
+        let mut dir_node = s.node(dir).cloned().ok_or(XsError::NoEnt)?;
+        dir_node.children.insert(basename(p).to_string());
+        s.put(dir, dir_node);
+        let v = if i == 0 {
+            value.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        s.put(p, Node::new(v, perms.clone()));
+    }
+    Ok(perms)
+}
+
+/// `WRITE`: sets a value, creating the node (and its ancestors) if needed.
+pub fn write<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str, value: &[u8]) -> XsResult<Fired> {
+    if ctx.limited() && value.len() > ctx.quotas.value_size {
+        return Err(XsError::NoSpc);
+    }
+    match s.node(path).cloned() {
+        Some(mut node) => {
+            if !ctx.caller.rights(&node.perms).contains(Rights::WRITE) {
+                return Err(XsError::Acces);
+            }
+            node.value = value.to_vec();
+            let perms = node.perms.clone();
+            s.put(path, node);
+            Ok(Fired::changed(path, vec![perms]))
+        }
+        None => {
+            let perms = create(s, ctx, path, value.to_vec())?;
+            Ok(Fired::changed(path, vec![perms]))
+        }
+    }
+}
+
+/// `MKDIR`: creates an empty node; succeeds quietly if it exists.
+pub fn mkdir<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str) -> XsResult<Option<Fired>> {
+    if s.node(path).is_some() {
+        lookup(s, ctx, path, Rights::WRITE)?;
+        return Ok(None);
+    }
+    let perms = create(s, ctx, path, Vec::new())?;
+    Ok(Some(Fired::changed(path, vec![perms])))
+}
+
+/// `RM`: removes a node and everything below it. Removing a missing node
+/// whose parent exists succeeds; the root cannot be removed.
+pub fn rm<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str) -> XsResult<Option<Fired>> {
+    let Some(dir) = parent(path) else {
+        return Err(XsError::Inval);
+    };
+    let node = match lookup(s, ctx, path, Rights::WRITE) {
+        Ok(node) => node,
+        Err(XsError::NoEnt) if s.node(dir).is_some() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut stack = vec![String::from(path)];
+    while let Some(p) = stack.pop() {
+        if let Some(n) = s.node(&p) {
+            let children: Vec<String> = n.children.iter().map(|c| join(&p, c)).collect();
+            stack.extend(children);
+        }
+        s.delete(&p);
+    }
+    if let Some(mut dir_node) = s.node(dir).cloned() {
+        dir_node.children.remove(basename(path));
+        s.put(dir, dir_node);
+    }
+    Ok(Some(Fired::removed(path, node.perms)))
+}
+
+/// `SET_PERMS`: replaces the permission list. Needs ownership; only
+/// privileged callers may hand a node to another owner.
+pub fn set_perms<S: Store>(
+    s: &mut S,
+    ctx: &OpCtx<'_>,
+    path: &str,
+    perms: Perms,
+) -> XsResult<Fired> {
+    let mut node = lookup(s, ctx, path, Rights::WRITE.union(Rights::OWNER))?;
+    if ctx.limited() {
+        if perms.owner() != node.perms.owner() {
+            return Err(XsError::Perm);
+        }
+        if perms.entries().len() > ctx.quotas.perms_per_node {
+            return Err(XsError::NoSpc);
+        }
+    }
+    let old = core::mem::replace(&mut node.perms, perms.clone());
+    s.put(path, node);
+    Ok(Fired::changed(path, vec![perms, old]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::Tree;
+
+    const DOM0: OpCtx<'static> = OpCtx {
+        caller: Caller::PRIVILEGED,
+        quotas: &QUOTAS,
+    };
+    static QUOTAS: Quotas = Quotas {
+        nodes_per_domain: 4,
+        value_size: 8,
+        watches_per_domain: 2,
+        transactions_per_connection: 2,
+        outstanding_requests: 4,
+        queued_watch_events: 4,
+        perms_per_node: 2,
+    };
+
+    fn dom(d: u32) -> OpCtx<'static> {
+        OpCtx {
+            caller: Caller::domain(d),
+            quotas: &QUOTAS,
+        }
+    }
+
+    fn perms(s: &[&str]) -> Perms {
+        Perms::parse(s.iter().map(|e| e.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn write_creates_parents_and_reads_back() {
+        let mut t = Tree::new();
+        write(&mut t, &DOM0, "/a/b/c", b"v").unwrap();
+        assert_eq!(read(&mut t, &DOM0, "/a/b/c").unwrap(), b"v");
+        assert_eq!(read(&mut t, &DOM0, "/a/b").unwrap(), b"");
+        assert_eq!(directory(&mut t, &DOM0, "/a").unwrap(), b"b\0");
+        assert_eq!(read(&mut t, &DOM0, "/zz"), Err(XsError::NoEnt));
+    }
+
+    #[test]
+    fn permissions_and_inheritance() {
+        let mut t = Tree::new();
+        write(&mut t, &DOM0, "/d", b"").unwrap();
+        set_perms(&mut t, &DOM0, "/d", perms(&["n0", "b1", "r2"])).unwrap();
+        // Domain 1 creates a child: it owns it, and keeps the inherited ACL.
+        write(&mut t, &dom(1), "/d/x", b"1").unwrap();
+        assert_eq!(get_perms(&mut t, &DOM0, "/d/x").unwrap(), b"n1\0b1\0r2\0");
+        assert_eq!(read(&mut t, &dom(2), "/d/x").unwrap(), b"1");
+        assert_eq!(write(&mut t, &dom(2), "/d/x", b"2"), Err(XsError::Acces));
+        assert_eq!(read(&mut t, &dom(3), "/d/x"), Err(XsError::Acces));
+        // Missing nodes under unreadable directories are EACCES, not ENOENT.
+        assert_eq!(read(&mut t, &dom(3), "/d/nope"), Err(XsError::Acces));
+        assert_eq!(read(&mut t, &dom(2), "/d/nope"), Err(XsError::NoEnt));
+        // Unprivileged owners may not give nodes away.
+        assert_eq!(
+            set_perms(&mut t, &dom(1), "/d/x", perms(&["n2"])),
+            Err(XsError::Perm)
+        );
+        assert_eq!(
+            set_perms(&mut t, &dom(2), "/d", perms(&["n2"])),
+            Err(XsError::Acces)
+        );
+        assert!(set_perms(&mut t, &dom(1), "/d/x", perms(&["r1"])).is_ok());
+        assert_eq!(
+            set_perms(&mut t, &dom(1), "/d/x", perms(&["r1", "r2", "r3"])),
+            Err(XsError::NoSpc)
+        );
+    }
+
+    #[test]
+    fn rm_rules() {
+        let mut t = Tree::new();
+        write(&mut t, &DOM0, "/a/b/c", b"v").unwrap();
+        assert_eq!(rm(&mut t, &DOM0, "/"), Err(XsError::Inval));
+        assert_eq!(rm(&mut t, &DOM0, "/a/zz"), Ok(None));
+        assert_eq!(rm(&mut t, &DOM0, "/q/zz"), Err(XsError::NoEnt));
+        let fired = rm(&mut t, &DOM0, "/a/b").unwrap().unwrap();
+        assert!(fired.recursive);
+        assert_eq!(t.len(), 2);
+        assert_eq!(directory(&mut t, &DOM0, "/a").unwrap(), b"");
+    }
+
+    #[test]
+    fn quotas_bite_domains_only() {
+        let mut t = Tree::new();
+        write(&mut t, &DOM0, "/d", b"").unwrap();
+        set_perms(&mut t, &DOM0, "/d", perms(&["b0"])).unwrap();
+        assert_eq!(
+            write(&mut t, &dom(1), "/d/a", b"123456789"),
+            Err(XsError::NoSpc)
+        );
+        assert!(write(&mut t, &DOM0, "/d/a", b"123456789").is_ok());
+        assert_eq!(
+            write(&mut t, &dom(1), "/d/1/2/3/4/5", b""),
+            Err(XsError::NoSpc)
+        );
+        assert_eq!(t.count(1), 0, "a refused create leaves nothing behind");
+        for i in 0..4 {
+            write(&mut t, &dom(1), &format!("/d/n{i}"), b"").unwrap();
+        }
+        assert_eq!(write(&mut t, &dom(1), "/d/n9", b""), Err(XsError::NoSpc));
+        rm(&mut t, &dom(1), "/d/n0").unwrap();
+        assert!(write(&mut t, &dom(1), "/d/n9", b"").is_ok());
+    }
+
+    #[test]
+    fn directory_part_pages() {
+        let mut t = Tree::new();
+        for i in 0..600 {
+            write(&mut t, &DOM0, &format!("/big/child-number-{i:04}"), b"").unwrap();
+        }
+        assert_eq!(directory(&mut t, &DOM0, "/big"), Err(XsError::TooBig));
+        let full = child_list(t.get("/big").unwrap());
+        let mut got = Vec::new();
+        let mut offset = 0;
+        loop {
+            let part = directory_part(&mut t, &DOM0, "/big", offset).unwrap();
+            assert!(part.len() <= PAYLOAD_MAX);
+            let gen_end = part.iter().position(|&b| b == 0).unwrap();
+            let body = &part[gen_end + 1..];
+            if body.ends_with(b"\0\0") || body == b"\0" {
+                got.extend_from_slice(&body[..body.len() - 1]);
+                break;
+            }
+            got.extend_from_slice(body);
+            offset += body.len();
+        }
+        assert_eq!(got, full);
+    }
+}
