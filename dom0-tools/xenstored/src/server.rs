@@ -1,0 +1,220 @@
+//! The Unix-socket adapter: a single-threaded poll loop over the engine.
+//!
+//! Every socket is non-blocking. Each round the loop polls the signal pipe,
+//! the listeners and every client; reads are fed to the engine and whatever
+//! the engine queued (replies, and watch events for any client) is written
+//! out as far as each socket accepts. A client that stops reading only
+//! stalls itself: the loop stops reading its requests once it has
+//! `outstanding` replies queued, and its watch events are capped.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oxen_xenstore::{ConnId, ConnKind, Engine};
+
+use crate::args::Args;
+
+/// A bound socket that is removed again when dropped.
+struct Listener {
+    socket: UnixListener,
+    path: PathBuf,
+    kind: ConnKind,
+}
+
+impl Listener {
+    fn bind(path: &Path, kind: ConnKind, mode: u32) -> io::Result<Self> {
+        // Replace a stale socket from an earlier run, but nothing else.
+        if let Ok(meta) = fs::symlink_metadata(path)
+            && meta.file_type().is_socket()
+        {
+            fs::remove_file(path)?;
+        }
+        let socket = UnixListener::bind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        socket.set_nonblocking(true)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        Ok(Self {
+            socket,
+            path: path.to_path_buf(),
+            kind,
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Polls `fds`, retrying on EINTR.
+fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+    let count = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::other("too many fds"))?;
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed slice of `count`
+        // initialised pollfd structs that outlives the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), count, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// Writes everything the engine queued for `id` that the socket accepts.
+/// Returns `false` if the peer is gone.
+fn flush(engine: &mut Engine, id: ConnId, stream: &mut UnixStream) -> bool {
+    loop {
+        let chunk = engine.output(id);
+        if chunk.is_empty() {
+            return true;
+        }
+        match stream.write(chunk) {
+            Ok(0) => return false,
+            Ok(n) => engine.consume(id, n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Reads what is available on `stream` and feeds it to the engine.
+/// Returns `false` if the peer is gone.
+fn receive(engine: &mut Engine, id: ConnId, stream: &mut UnixStream) -> bool {
+    let mut buffer = [0u8; 16 * 1024];
+    match stream.read(&mut buffer) {
+        Ok(0) => false,
+        Ok(n) => engine.feed(id, &buffer[..n]).is_ok(),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => true,
+        Err(_) => false,
+    }
+}
+
+fn write_log(log: &mut Option<File>, engine: &mut Engine) {
+    let Some(file) = log.as_mut() else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for line in engine.take_access_log() {
+        // The log is best effort: a full disk must not stop the store.
+        let _ = writeln!(file, "{}.{:03} {line}", now.as_secs(), now.subsec_millis());
+    }
+}
+
+/// Serves until SIGTERM or SIGINT.
+pub fn run(args: &Args) -> io::Result<()> {
+    let (mut signal_rx, signal_tx) = UnixStream::pair()?;
+    signal_rx.set_nonblocking(true)?;
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::low_level::pipe::register(signal, signal_tx.try_clone()?)?;
+    }
+
+    let mut listeners = vec![Listener::bind(
+        &args.unix_socket,
+        ConnKind::privileged_socket(),
+        0o600,
+    )?];
+    if let Some(path) = &args.ro_socket {
+        listeners.push(Listener::bind(path, ConnKind::read_only_socket(), 0o660)?);
+    }
+    let mut log = match &args.access_log {
+        Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
+        None => None,
+    };
+
+    let mut engine = Engine::new(args.quotas);
+    if log.is_some() {
+        engine.enable_access_log();
+    }
+    let mut clients: BTreeMap<ConnId, UnixStream> = BTreeMap::new();
+
+    loop {
+        let outstanding = engine.quotas().outstanding_requests;
+        let mut fds = vec![pollfd(signal_rx.as_raw_fd(), libc::POLLIN)];
+        fds.extend(
+            listeners
+                .iter()
+                .map(|l| pollfd(l.socket.as_raw_fd(), libc::POLLIN)),
+        );
+        let order: Vec<ConnId> = clients.keys().copied().collect();
+        for id in &order {
+            let conn = engine.connection(*id);
+            let mut events = 0;
+            if conn.is_some_and(|c| c.queued_replies() < outstanding) {
+                events |= libc::POLLIN;
+            }
+            if conn.is_some_and(|c| c.has_output()) {
+                events |= libc::POLLOUT;
+            }
+            fds.push(pollfd(clients[id].as_raw_fd(), events));
+        }
+        poll(&mut fds)?;
+
+        if fds[0].revents != 0 {
+            let mut drain = [0u8; 64];
+            let _ = signal_rx.read(&mut drain);
+            break;
+        }
+        for (listener, fd) in listeners.iter().zip(&fds[1..]) {
+            if fd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            loop {
+                match listener.socket.accept() {
+                    Ok((stream, _)) => {
+                        if stream.set_nonblocking(true).is_ok() {
+                            clients.insert(engine.connect(listener.kind), stream);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let client_fds = &fds[1 + listeners.len()..];
+        let mut gone = Vec::new();
+        for (id, fd) in order.iter().zip(client_fds) {
+            let Some(stream) = clients.get_mut(id) else {
+                continue;
+            };
+            let hangup = fd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
+            if (fd.revents & libc::POLLIN != 0 || hangup) && !receive(&mut engine, *id, stream) {
+                gone.push(*id);
+            }
+        }
+        // Flush every client: one client's request may queue events for others.
+        for (id, stream) in clients.iter_mut() {
+            if engine.connection(*id).is_none() || !flush(&mut engine, *id, stream) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            engine.disconnect(id);
+            clients.remove(&id);
+        }
+        write_log(&mut log, &mut engine);
+    }
+    write_log(&mut log, &mut engine);
+    drop(listeners);
+    Ok(())
+}
