@@ -172,8 +172,8 @@ impl Engine {
         loop {
             let id = ConnId(self.next_conn);
             self.next_conn = self.next_conn.wrapping_add(1);
-            if !self.conns.contains_key(&id) {
-                self.conns.insert(id, Connection::new(kind));
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.conns.entry(id) {
+                slot.insert(Connection::new(kind));
                 return id;
             }
         }
