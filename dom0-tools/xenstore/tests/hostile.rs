@@ -8,7 +8,11 @@ use oxen_xenstore::wire::{HEADER_LEN, Header, Message, MsgType, PAYLOAD_MAX};
 use proptest::prelude::*;
 
 fn error_string(msg: &Message) -> String {
-    assert_eq!(msg.header.msg_type, MsgType::Error as u32, "expected an error reply");
+    assert_eq!(
+        msg.header.msg_type,
+        MsgType::Error as u32,
+        "expected an error reply"
+    );
     String::from_utf8(msg.payload.strip_suffix(b"\0").unwrap().to_vec()).unwrap()
 }
 
@@ -17,7 +21,12 @@ fn oversize_payload_is_refused_and_skipped() {
     let mut h = Harness::new();
     let bad = h.dom0();
     let good = h.dom0();
-    let header = Header { msg_type: MsgType::Write as u32, req_id: 77, tx_id: 0, len: PAYLOAD_MAX as u32 + 1 };
+    let header = Header {
+        msg_type: MsgType::Write as u32,
+        req_id: 77,
+        tx_id: 0,
+        len: PAYLOAD_MAX as u32 + 1,
+    };
     let reply = h.raw(bad, &header.encode());
     assert_eq!(error_string(&reply), "E2BIG");
     assert_eq!(reply.header.req_id, 77);
@@ -33,10 +42,18 @@ fn huge_length_does_not_allocate_or_stall() {
     let mut h = Harness::new();
     let bad = h.dom0();
     let good = h.dom0();
-    let header = Header { msg_type: 2, req_id: 1, tx_id: 0, len: u32::MAX };
+    let header = Header {
+        msg_type: 2,
+        req_id: 1,
+        tx_id: 0,
+        len: u32::MAX,
+    };
     assert_eq!(error_string(&h.raw(bad, &header.encode())), "E2BIG");
     h.engine.feed(bad, &[0u8; 1 << 16]).unwrap();
-    assert!(h.engine.drain_output(bad).is_empty(), "skipped bytes produce nothing");
+    assert!(
+        h.engine.drain_output(bad).is_empty(),
+        "skipped bytes produce nothing"
+    );
     assert_eq!(h.read(good, 0, "/"), val(""));
 }
 
@@ -44,8 +61,21 @@ fn huge_length_does_not_allocate_or_stall() {
 fn unknown_and_server_only_types_are_einval() {
     let mut h = Harness::new();
     let c = h.dom0();
-    for ty in [20u32, 23, 99, 0xffff, u32::MAX, MsgType::WatchEvent as u32, MsgType::Error as u32] {
-        let header = Header { msg_type: ty, req_id: ty, tx_id: 0, len: 2 };
+    for ty in [
+        20u32,
+        23,
+        99,
+        0xffff,
+        u32::MAX,
+        MsgType::WatchEvent as u32,
+        MsgType::Error as u32,
+    ] {
+        let header = Header {
+            msg_type: ty,
+            req_id: ty,
+            tx_id: 0,
+            len: 2,
+        };
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(b"/\0");
         let reply = h.raw(c, &bytes);
@@ -59,14 +89,31 @@ fn unknown_and_server_only_types_are_einval() {
 fn malformed_payloads() {
     let mut h = Harness::new();
     let c = h.dom0();
-    assert_eq!(h.request(c, MsgType::Read, 0, b"/a"), err("EINVAL"), "missing NUL");
-    assert_eq!(h.request(c, MsgType::Read, 0, b"/a\0/b\0"), err("EINVAL"), "two args");
+    assert_eq!(
+        h.request(c, MsgType::Read, 0, b"/a"),
+        err("EINVAL"),
+        "missing NUL"
+    );
+    assert_eq!(
+        h.request(c, MsgType::Read, 0, b"/a\0/b\0"),
+        err("EINVAL"),
+        "two args"
+    );
     assert_eq!(h.request(c, MsgType::Read, 0, b""), err("EINVAL"));
     assert_eq!(h.request(c, MsgType::Write, 0, b"/novalue"), err("EINVAL"));
-    assert_eq!(h.request(c, MsgType::GetDomainPath, 0, b"abc\0"), err("EINVAL"));
-    assert_eq!(h.request(c, MsgType::GetDomainPath, 0, b"99999999999\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(c, MsgType::GetDomainPath, 0, b"abc\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        h.request(c, MsgType::GetDomainPath, 0, b"99999999999\0"),
+        err("EINVAL")
+    );
     assert_eq!(h.request(c, MsgType::Introduce, 0, b"1\0"), err("EINVAL"));
-    assert_eq!(h.request(c, MsgType::DirectoryPart, 0, b"/\0-1\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(c, MsgType::DirectoryPart, 0, b"/\0-1\0"),
+        err("EINVAL")
+    );
 }
 
 #[test]
@@ -75,7 +122,17 @@ fn bad_paths() {
     let c = h.dom0();
     let long_abs = format!("/{}", "a".repeat(3072));
     let long_rel = "a".repeat(2049);
-    for bad in ["", "/a/", "//", "/a//b", "/a b", "/a.b", "/ä", long_abs.as_str(), long_rel.as_str()] {
+    for bad in [
+        "",
+        "/a/",
+        "//",
+        "/a//b",
+        "/a b",
+        "/a.b",
+        "/ä",
+        long_abs.as_str(),
+        long_rel.as_str(),
+    ] {
         assert_eq!(h.write(c, 0, bad, "x"), err("EINVAL"), "{bad:?}");
         assert_eq!(h.read(c, 0, bad), err("EINVAL"), "{bad:?}");
     }
@@ -85,7 +142,10 @@ fn bad_paths() {
 
 #[test]
 fn outstanding_request_quota() {
-    let quotas = Quotas { outstanding_requests: 3, ..Quotas::default() };
+    let quotas = Quotas {
+        outstanding_requests: 3,
+        ..Quotas::default()
+    };
     let mut h = Harness::with_quotas(quotas);
     let greedy = h.dom0();
     let polite = h.dom0();
@@ -101,18 +161,29 @@ fn outstanding_request_quota() {
     let mut kinds = Vec::new();
     while let Some(frame) = decoder.decode(&mut input) {
         let msg = frame.unwrap();
-        kinds.push(if msg.header.msg_type == MsgType::Error as u32 { error_string(&msg) } else { "OK".into() });
+        kinds.push(if msg.header.msg_type == MsgType::Error as u32 {
+            error_string(&msg)
+        } else {
+            "OK".into()
+        });
     }
     assert_eq!(kinds.len(), 10, "every request is answered");
     assert_eq!(&kinds[..3], ["OK", "OK", "OK"]);
     assert!(kinds[3..].iter().all(|k| k == "EQUOTA"), "{kinds:?}");
     assert_eq!(h.read(polite, 0, "/"), val(""));
-    assert_eq!(h.read(greedy, 0, "/"), val(""), "collecting replies lifts the limit");
+    assert_eq!(
+        h.read(greedy, 0, "/"),
+        val(""),
+        "collecting replies lifts the limit"
+    );
 }
 
 #[test]
 fn watch_event_flood_is_capped_per_connection() {
-    let quotas = Quotas { queued_watch_events: 5, ..Quotas::default() };
+    let quotas = Quotas {
+        queued_watch_events: 5,
+        ..Quotas::default()
+    };
     let mut h = Harness::with_quotas(quotas);
     let writer = h.dom0();
     let deaf = h.dom0();

@@ -19,12 +19,20 @@ fn basic_node_operations() {
     assert_eq!(h.read(c, 0, "/vm/1"), val(""));
     assert_eq!(h.dir(c, 0, "/vm"), list(&["1"]));
     assert_eq!(h.mkdir(c, 0, "/vm/2"), ok());
-    assert_eq!(h.mkdir(c, 0, "/vm/2"), ok(), "mkdir of an existing node is fine");
+    assert_eq!(
+        h.mkdir(c, 0, "/vm/2"),
+        ok(),
+        "mkdir of an existing node is fine"
+    );
     assert_eq!(h.dir(c, 0, "/vm"), list(&["1", "2"]));
     assert_eq!(h.get_perms(c, 0, "/vm"), list(&["n0"]));
     assert_eq!(h.rm(c, 0, "/vm/1"), ok());
     assert_eq!(h.read(c, 0, "/vm/1/name"), err("ENOENT"));
-    assert_eq!(h.rm(c, 0, "/vm/1"), ok(), "rm of a missing node with a parent is fine");
+    assert_eq!(
+        h.rm(c, 0, "/vm/1"),
+        ok(),
+        "rm of a missing node with a parent is fine"
+    );
     assert_eq!(h.rm(c, 0, "/nope/x"), err("ENOENT"));
     assert_eq!(h.rm(c, 0, "/"), err("EINVAL"));
     // Values are bytes: NULs included.
@@ -38,7 +46,10 @@ fn basic_node_operations() {
 fn domain_paths_and_relative_access() {
     let mut h = Harness::new();
     let d0 = h.dom0();
-    assert_eq!(h.request(d0, MsgType::GetDomainPath, 0, b"5\0"), Ok(nul("/local/domain/5")));
+    assert_eq!(
+        h.request(d0, MsgType::GetDomainPath, 0, b"5\0"),
+        Ok(nul("/local/domain/5"))
+    );
     assert_eq!(h.write(d0, 0, "/local/domain/5", ""), ok());
     assert_eq!(h.set_perms(d0, 0, "/local/domain/5", &["n5"]), ok());
     let g = h.domu(5);
@@ -47,7 +58,10 @@ fn domain_paths_and_relative_access() {
     assert_eq!(h.get_perms(g, 0, "device/vif"), list(&["n5"]));
     // Another guest cannot see it, nor learn whether it exists.
     let other = h.domu(6);
-    assert_eq!(h.read(other, 0, "/local/domain/5/device/vif"), err("EACCES"));
+    assert_eq!(
+        h.read(other, 0, "/local/domain/5/device/vif"),
+        err("EACCES")
+    );
     assert_eq!(h.read(other, 0, "/local/domain/5/missing"), err("EACCES"));
     assert_eq!(h.write(other, 0, "/local/domain/5/x", "1"), err("EACCES"));
     assert_eq!(h.write(other, 0, "/top", "1"), err("EACCES"), "root is n0");
@@ -63,16 +77,32 @@ fn ownership_and_acl() {
     let g2 = h.domu(2);
     let g3 = h.domu(3);
     assert_eq!(h.write(g1, 0, "/shared/k", "v"), ok());
-    assert_eq!(h.get_perms(d0, 0, "/shared/k"), list(&["r1", "b1", "n2"]), "owner becomes creator");
+    assert_eq!(
+        h.get_perms(d0, 0, "/shared/k"),
+        list(&["r1", "b1", "n2"]),
+        "owner becomes creator"
+    );
     assert_eq!(h.read(g2, 0, "/shared/k"), err("EACCES"));
-    assert_eq!(h.read(g3, 0, "/shared/k"), val("v"), "default entry applies to unlisted domains");
+    assert_eq!(
+        h.read(g3, 0, "/shared/k"),
+        val("v"),
+        "default entry applies to unlisted domains"
+    );
     assert_eq!(h.write(g3, 0, "/shared/k", "w"), err("EACCES"));
     assert_eq!(h.set_perms(g3, 0, "/shared/k", &["b3"]), err("EACCES"));
     assert_eq!(h.set_perms(g1, 0, "/shared/k", &["n3"]), err("EPERM"));
     assert_eq!(h.set_perms(g1, 0, "/shared/k", &["n1", "r3"]), ok());
     assert_eq!(h.set_perms(g1, 0, "/shared/k", &["x1"]), err("EINVAL"));
-    assert_eq!(h.set_perms(d0, 0, "/shared/k", &["n3"]), ok(), "dom0 may give nodes away");
-    assert_eq!(h.request(g1, MsgType::SetPerms, 0, &nul("/shared/k")), err("EINVAL"), "empty list");
+    assert_eq!(
+        h.set_perms(d0, 0, "/shared/k", &["n3"]),
+        ok(),
+        "dom0 may give nodes away"
+    );
+    assert_eq!(
+        h.request(g1, MsgType::SetPerms, 0, &nul("/shared/k")),
+        err("EINVAL"),
+        "empty list"
+    );
 }
 
 #[test]
@@ -106,7 +136,12 @@ fn watches_fire_on_every_kind_of_change() {
     h.write(c, 0, "/ab", "x").unwrap();
     assert_eq!(
         h.events(w),
-        vec![ev("/a/b", "tok"), ev("/a/c", "tok"), ev("/a/c", "tok"), ev("/a/b", "tok")],
+        vec![
+            ev("/a/b", "tok"),
+            ev("/a/c", "tok"),
+            ev("/a/c", "tok"),
+            ev("/a/b", "tok")
+        ],
         "a sibling with a common prefix (/ab) does not fire"
     );
     // A watch below a removed node fires with its own path.
@@ -129,7 +164,11 @@ fn watch_errors_and_reset() {
     assert_eq!(h.watch(w, "/a", "t"), err("EEXIST"));
     assert_eq!(h.watch(w, "/a", "u"), ok());
     assert_eq!(h.watch(w, "/a/", "t"), err("EINVAL"));
-    assert_eq!(h.request(w, MsgType::Watch, 0, &nul("/a")), err("EINVAL"), "token missing");
+    assert_eq!(
+        h.request(w, MsgType::Watch, 0, &nul("/a")),
+        err("EINVAL"),
+        "token missing"
+    );
     h.events(w);
     assert_eq!(h.request(w, MsgType::ResetWatches, 0, b""), ok());
     assert!(h.engine.connection(w).unwrap().watches().is_empty());
@@ -166,7 +205,11 @@ fn relative_watches_report_relative_paths() {
     assert_eq!(h.events(g), vec![ev("device", "rel")]);
     h.write(d0, 0, "/local/domain/3/device/vbd", "").unwrap();
     assert_eq!(h.events(g), vec![ev("device/vbd", "rel")]);
-    assert_eq!(h.unwatch(g, "/local/domain/3/device", "rel"), ok(), "same watch, absolute form");
+    assert_eq!(
+        h.unwatch(g, "/local/domain/3/device", "rel"),
+        ok(),
+        "same watch, absolute form"
+    );
 }
 
 #[test]
@@ -177,23 +220,50 @@ fn special_watches_and_domain_lifecycle() {
     h.watch(d0, "@introduceDomain", "in").unwrap();
     h.watch(d0, "@releaseDomain", "out").unwrap();
     h.watch(guest_conn, "@releaseDomain", "g").unwrap();
-    assert_eq!(h.events(d0), vec![ev("@introduceDomain", "in"), ev("@releaseDomain", "out")]);
+    assert_eq!(
+        h.events(d0),
+        vec![ev("@introduceDomain", "in"), ev("@releaseDomain", "out")]
+    );
     h.events(guest_conn);
-    assert_eq!(h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"), Ok(nul("F")));
-    assert_eq!(h.request(d0, MsgType::IsDomainIntroduced, 0, b"0\0"), Ok(nul("T")));
+    assert_eq!(
+        h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"),
+        Ok(nul("F"))
+    );
+    assert_eq!(
+        h.request(d0, MsgType::IsDomainIntroduced, 0, b"0\0"),
+        Ok(nul("T"))
+    );
     assert_eq!(h.request(d0, MsgType::Introduce, 0, b"7\01234\05\0"), ok());
     assert_eq!(h.events(d0), vec![ev("@introduceDomain", "in")]);
-    assert_eq!(h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"), Ok(nul("T")));
+    assert_eq!(
+        h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"),
+        Ok(nul("T"))
+    );
     assert_eq!(h.request(d0, MsgType::Resume, 0, b"7\0"), ok());
     assert_eq!(h.request(d0, MsgType::Resume, 0, b"8\0"), err("ENOENT"));
-    assert_eq!(h.request(guest_conn, MsgType::Introduce, 0, b"9\01\01\0"), err("EACCES"));
-    assert_eq!(h.request(d0, MsgType::Introduce, 0, b"32752\01\01\0"), err("EINVAL"));
-    assert_eq!(h.request(d0, MsgType::Introduce, 0, b"x\01\01\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(guest_conn, MsgType::Introduce, 0, b"9\01\01\0"),
+        err("EACCES")
+    );
+    assert_eq!(
+        h.request(d0, MsgType::Introduce, 0, b"32752\01\01\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        h.request(d0, MsgType::Introduce, 0, b"x\01\01\0"),
+        err("EINVAL")
+    );
     assert_eq!(h.request(d0, MsgType::Release, 0, b"7\0"), ok());
     assert_eq!(h.events(d0), vec![ev("@releaseDomain", "out")]);
-    assert!(h.engine.connection(guest_conn).is_none(), "a released domain's connections close");
+    assert!(
+        h.engine.connection(guest_conn).is_none(),
+        "a released domain's connections close"
+    );
     assert_eq!(h.request(d0, MsgType::Release, 0, b"7\0"), err("ENOENT"));
-    assert_eq!(h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"), Ok(nul("F")));
+    assert_eq!(
+        h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"),
+        Ok(nul("F"))
+    );
 }
 
 #[test]
@@ -202,7 +272,8 @@ fn set_target_lets_a_device_model_act_for_its_guest() {
     let d0 = h.dom0();
     for (d, mfn) in [(4, 1), (5, 2)] {
         let payload = format!("{d}\0{mfn}\01\0");
-        h.request(d0, MsgType::Introduce, 0, payload.as_bytes()).unwrap();
+        h.request(d0, MsgType::Introduce, 0, payload.as_bytes())
+            .unwrap();
     }
     h.write(d0, 0, "/local/domain/4", "").unwrap();
     h.set_perms(d0, 0, "/local/domain/4", &["n4"]).unwrap();
@@ -210,7 +281,10 @@ fn set_target_lets_a_device_model_act_for_its_guest() {
     assert_eq!(h.read(dm, 0, "/local/domain/4"), err("EACCES"));
     assert_eq!(h.request(d0, MsgType::SetTarget, 0, b"5\04\0"), ok());
     assert_eq!(h.read(dm, 0, "/local/domain/4"), val(""));
-    assert_eq!(h.request(dm, MsgType::SetTarget, 0, b"5\04\0"), err("EACCES"));
+    assert_eq!(
+        h.request(dm, MsgType::SetTarget, 0, b"5\04\0"),
+        err("EACCES")
+    );
 }
 
 #[test]
@@ -281,14 +355,24 @@ fn transaction_abort_and_misuse() {
     let c = h.dom0();
     let tx = h.start(c);
     h.write(c, tx, "/gone", "1").unwrap();
-    assert_eq!(h.request(c, MsgType::TransactionStart, tx, b"\0"), err("EBUSY"));
-    assert_eq!(h.request(c, MsgType::TransactionEnd, tx, b"X\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(c, MsgType::TransactionStart, tx, b"\0"),
+        err("EBUSY")
+    );
+    assert_eq!(
+        h.request(c, MsgType::TransactionEnd, tx, b"X\0"),
+        err("EINVAL")
+    );
     assert_eq!(h.end(c, tx, false), ok());
     assert_eq!(h.read(c, 0, "/gone"), err("ENOENT"));
     assert_eq!(h.read(c, 99, "/"), err("ENOENT"), "unknown transaction");
     let other = h.dom0();
     let tx = h.start(c);
-    assert_eq!(h.read(other, tx, "/"), err("ENOENT"), "transactions are per connection");
+    assert_eq!(
+        h.read(other, tx, "/"),
+        err("ENOENT"),
+        "transactions are per connection"
+    );
     assert_eq!(h.rm(c, tx, "/"), err("EINVAL"));
     // rm inside a transaction removes the subtree only on commit.
     h.write(c, 0, "/s/t/u", "1").unwrap();
@@ -317,7 +401,9 @@ fn directory_part_pages_through_large_directories() {
     let mut generation = None;
     loop {
         let payload = format!("/big\0{offset}\0");
-        let part = h.request(c, MsgType::DirectoryPart, 0, payload.as_bytes()).unwrap();
+        let part = h
+            .request(c, MsgType::DirectoryPart, 0, payload.as_bytes())
+            .unwrap();
         let (gen_str, body) = part.split_at(part.iter().position(|&b| b == 0).unwrap());
         let body = &body[1..];
         assert_eq!(*generation.get_or_insert(gen_str.to_vec()), gen_str);
@@ -335,7 +421,10 @@ fn directory_part_pages_through_large_directories() {
         }
     }
     assert_eq!(got, names);
-    assert_eq!(h.request(c, MsgType::DirectoryPart, 0, b"/big\099999\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(c, MsgType::DirectoryPart, 0, b"/big\099999\0"),
+        err("EINVAL")
+    );
 }
 
 #[test]
@@ -345,9 +434,15 @@ fn control_commands() {
     assert_eq!(h.request(d0, MsgType::Control, 0, b"check\0"), ok());
     let quota = h.request(d0, MsgType::Control, 0, b"quota\0").unwrap();
     assert!(String::from_utf8(quota).unwrap().contains("nodes 1000\n"));
-    assert_eq!(h.request(d0, MsgType::Control, 0, b"quota\0nodes\02\0"), ok());
+    assert_eq!(
+        h.request(d0, MsgType::Control, 0, b"quota\0nodes\02\0"),
+        ok()
+    );
     assert_eq!(h.engine.quotas().nodes_per_domain, 2);
-    assert_eq!(h.request(d0, MsgType::Control, 0, b"frobnicate\0"), err("EINVAL"));
+    assert_eq!(
+        h.request(d0, MsgType::Control, 0, b"frobnicate\0"),
+        err("EINVAL")
+    );
     let g = h.domu(1);
     assert_eq!(h.request(g, MsgType::Control, 0, b"check\0"), err("EACCES"));
 }
@@ -371,10 +466,18 @@ fn quota_errors_only_hit_the_offender() {
     assert_eq!(h.write(g, 0, "a", "1"), ok());
     assert_eq!(h.write(g, 0, "b", "1"), ok());
     assert_eq!(h.write(g, 0, "c", "1"), err("ENOSPC"));
-    assert_eq!(h.write(g, 0, "a", "rewrite"), ok(), "rewriting needs no new node");
+    assert_eq!(
+        h.write(g, 0, "a", "rewrite"),
+        ok(),
+        "rewriting needs no new node"
+    );
     // Value size.
     assert_eq!(h.write(g, 0, "a", &"x".repeat(17)), err("ENOSPC"));
-    assert_eq!(h.write(d0, 0, "/big", &"x".repeat(1000)), ok(), "dom0 is exempt");
+    assert_eq!(
+        h.write(d0, 0, "/big", &"x".repeat(1000)),
+        ok(),
+        "dom0 is exempt"
+    );
     // Watches, counted per domain across connections.
     assert_eq!(h.watch(g, "a", "1"), ok());
     assert_eq!(h.watch(g_other_conn, "a", "2"), ok());
@@ -382,7 +485,10 @@ fn quota_errors_only_hit_the_offender() {
     // Transactions per connection.
     h.start(g);
     h.start(g);
-    assert_eq!(h.request(g, MsgType::TransactionStart, 0, b"\0"), err("ENOSPC"));
+    assert_eq!(
+        h.request(g, MsgType::TransactionStart, 0, b"\0"),
+        err("ENOSPC")
+    );
     // The quota-bound domain keeps working otherwise, and dom0 is unaffected.
     assert_eq!(h.read(g, 0, "a"), val("rewrite"));
     assert_eq!(h.write(d0, 0, "/local/domain/1/d0-made", "x"), ok());

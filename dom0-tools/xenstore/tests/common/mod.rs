@@ -57,7 +57,10 @@ impl Harness {
                 let parts = msg.strings().expect("event payload is NUL-terminated");
                 assert_eq!(parts.len(), 2, "event is path and token");
                 let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
-                self.events.entry(id).or_default().push_back((text(parts[0]), text(parts[1])));
+                self.events
+                    .entry(id)
+                    .or_default()
+                    .push_back((text(parts[0]), text(parts[1])));
             } else {
                 self.replies.entry(id).or_default().push_back(msg);
             }
@@ -83,17 +86,26 @@ impl Harness {
         assert_eq!(reply.header.req_id, req, "reply echoes req_id");
         assert_eq!(reply.header.tx_id, tx, "reply echoes tx_id");
         if reply.header.msg_type == MsgType::Error as u32 {
-            let text = reply.payload.strip_suffix(b"\0").expect("error string NUL-terminated");
+            let text = reply
+                .payload
+                .strip_suffix(b"\0")
+                .expect("error string NUL-terminated");
             Err(String::from_utf8(text.to_vec()).unwrap())
         } else {
-            assert_eq!(reply.header.msg_type, ty as u32, "reply type matches request");
+            assert_eq!(
+                reply.header.msg_type, ty as u32,
+                "reply type matches request"
+            );
             Ok(reply.payload)
         }
     }
 
     pub fn events(&mut self, id: ConnId) -> Vec<(String, String)> {
         self.pump(id);
-        self.events.get_mut(&id).map(|q| q.drain(..).collect()).unwrap_or_default()
+        self.events
+            .get_mut(&id)
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
     }
 
     // Convenience wrappers; `tx` 0 means outside a transaction.
@@ -146,12 +158,22 @@ impl Harness {
 
     /// Starts a transaction and returns its id.
     pub fn start(&mut self, id: ConnId) -> u32 {
-        let reply = self.request(id, MsgType::TransactionStart, 0, b"\0").expect("tx start");
-        std::str::from_utf8(reply.strip_suffix(b"\0").unwrap()).unwrap().parse().unwrap()
+        let reply = self
+            .request(id, MsgType::TransactionStart, 0, b"\0")
+            .expect("tx start");
+        std::str::from_utf8(reply.strip_suffix(b"\0").unwrap())
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 
     pub fn end(&mut self, id: ConnId, tx: u32, commit: bool) -> Reply {
-        self.request(id, MsgType::TransactionEnd, tx, if commit { b"T\0" } else { b"F\0" })
+        self.request(
+            id,
+            MsgType::TransactionEnd,
+            tx,
+            if commit { b"T\0" } else { b"F\0" },
+        )
     }
 }
 
