@@ -233,7 +233,7 @@ fn special_watches_and_domain_lifecycle() {
         h.request(d0, MsgType::IsDomainIntroduced, 0, b"0\0"),
         Ok(nul("T"))
     );
-    assert_eq!(h.request(d0, MsgType::Introduce, 0, b"7\01234\05\0"), ok());
+    assert_eq!(h.request(d0, MsgType::Introduce, 0, b"7\x001234\x005\0"), ok());
     assert_eq!(h.events(d0), vec![ev("@introduceDomain", "in")]);
     assert_eq!(
         h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"),
@@ -242,15 +242,15 @@ fn special_watches_and_domain_lifecycle() {
     assert_eq!(h.request(d0, MsgType::Resume, 0, b"7\0"), ok());
     assert_eq!(h.request(d0, MsgType::Resume, 0, b"8\0"), err("ENOENT"));
     assert_eq!(
-        h.request(guest_conn, MsgType::Introduce, 0, b"9\01\01\0"),
+        h.request(guest_conn, MsgType::Introduce, 0, b"9\x001\x001\0"),
         err("EACCES")
     );
     assert_eq!(
-        h.request(d0, MsgType::Introduce, 0, b"32752\01\01\0"),
+        h.request(d0, MsgType::Introduce, 0, b"32752\x001\x001\0"),
         err("EINVAL")
     );
     assert_eq!(
-        h.request(d0, MsgType::Introduce, 0, b"x\01\01\0"),
+        h.request(d0, MsgType::Introduce, 0, b"x\x001\x001\0"),
         err("EINVAL")
     );
     assert_eq!(h.request(d0, MsgType::Release, 0, b"7\0"), ok());
@@ -271,7 +271,7 @@ fn set_target_lets_a_device_model_act_for_its_guest() {
     let mut h = Harness::new();
     let d0 = h.dom0();
     for (d, mfn) in [(4, 1), (5, 2)] {
-        let payload = format!("{d}\0{mfn}\01\0");
+        let payload = format!("{d}\0{mfn}\x001\0");
         h.request(d0, MsgType::Introduce, 0, payload.as_bytes())
             .unwrap();
     }
@@ -279,10 +279,10 @@ fn set_target_lets_a_device_model_act_for_its_guest() {
     h.set_perms(d0, 0, "/local/domain/4", &["n4"]).unwrap();
     let dm = h.domu(5);
     assert_eq!(h.read(dm, 0, "/local/domain/4"), err("EACCES"));
-    assert_eq!(h.request(d0, MsgType::SetTarget, 0, b"5\04\0"), ok());
+    assert_eq!(h.request(d0, MsgType::SetTarget, 0, b"5\x004\0"), ok());
     assert_eq!(h.read(dm, 0, "/local/domain/4"), val(""));
     assert_eq!(
-        h.request(dm, MsgType::SetTarget, 0, b"5\04\0"),
+        h.request(dm, MsgType::SetTarget, 0, b"5\x004\0"),
         err("EACCES")
     );
 }
@@ -422,7 +422,7 @@ fn directory_part_pages_through_large_directories() {
     }
     assert_eq!(got, names);
     assert_eq!(
-        h.request(c, MsgType::DirectoryPart, 0, b"/big\099999\0"),
+        h.request(c, MsgType::DirectoryPart, 0, b"/big\x0099999\0"),
         err("EINVAL")
     );
 }
@@ -435,7 +435,7 @@ fn control_commands() {
     let quota = h.request(d0, MsgType::Control, 0, b"quota\0").unwrap();
     assert!(String::from_utf8(quota).unwrap().contains("nodes 1000\n"));
     assert_eq!(
-        h.request(d0, MsgType::Control, 0, b"quota\0nodes\02\0"),
+        h.request(d0, MsgType::Control, 0, b"quota\0nodes\x002\0"),
         ok()
     );
     assert_eq!(h.engine.quotas().nodes_per_domain, 2);

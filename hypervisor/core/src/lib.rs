@@ -1,0 +1,16 @@
+//! The pure logic of the oxen hypervisor.
+//!
+//! Everything here is `no_std`, free of `unsafe` and free of hardware access, so the
+//! host's `cargo test` exercises it. The hypervisor binary feeds it what the hardware
+//! reports (capability MSRs, the boot memory map, the boot archive) and acts on the
+//! answers.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod archive;
+pub mod config;
+pub mod frames;
+pub mod units;
+pub mod vmx;

@@ -1,0 +1,4 @@
+//! Physical memory: the frame allocator and the hypervisor's heap.
+
+pub mod frames;
+pub mod heap;

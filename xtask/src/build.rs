@@ -1,0 +1,123 @@
+//! Building the hypervisor, the boot archive and the disk images.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bootloader::{BootConfig, DiskImageBuilder};
+use oxen_core::archive;
+
+use crate::{Args, Result, out_dir, root};
+
+/// Which firmware an image boots with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    Uefi,
+    Bios,
+}
+
+impl Firmware {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "uefi" => Ok(Firmware::Uefi),
+            "bios" => Ok(Firmware::Bios),
+            _ => Err(format!("unknown firmware '{s}' (uefi, bios)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Uefi => "uefi",
+            Firmware::Bios => "bios",
+        }
+    }
+}
+
+/// Builds the hypervisor with `features` and returns a copy of the ELF named after them.
+pub fn hypervisor(features: &[&str]) -> Result<PathBuf> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root()).args(["build", "--release", "--package", "oxen"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the hypervisor failed".into());
+    }
+    let built = root().join("target/x86_64-unknown-none/release/oxen");
+    let name = if features.is_empty() { "oxen.elf".to_string() } else { format!("oxen-{}.elf", features.join("-")) };
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let copy = dir.join(name);
+    std::fs::copy(&built, &copy).map_err(|e| format!("copying {}: {e}", built.display()))?;
+    Ok(copy)
+}
+
+/// Writes a boot archive holding `config` (as `boot.cfg`) and `files`.
+pub fn write_archive(path: &Path, config: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+    let mut entries: Vec<(&str, &[u8])> = vec![(archive::CONFIG_NAME, config.as_bytes())];
+    entries.extend(files.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let bytes = archive::build(&entries).map_err(|e| format!("building the boot archive: {e}"))?;
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Builds a disk image for `firmware` from a kernel and a ramdisk.
+pub fn disk_image(kernel: &Path, ramdisk: &Path, firmware: Firmware, out: &Path) -> Result<()> {
+    let mut builder = DiskImageBuilder::new(kernel.to_path_buf());
+    builder.set_ramdisk(ramdisk.to_path_buf());
+    // The bootloader's own log: warnings only, serial only (a framebuffer console is
+    // slow in emulators and nobody looks at it).
+    let mut config = BootConfig::default();
+    config.log_level = bootloader_boot_config::LevelFilter::Warn;
+    config.frame_buffer_logging = false;
+    config.serial_logging = true;
+    builder.set_boot_config(&config);
+    let made = match firmware {
+        Firmware::Uefi => builder.create_uefi_image(out),
+        Firmware::Bios => builder.create_bios_image(out),
+    };
+    made.map_err(|e| format!("creating the {} image {}: {e:#}", firmware.name(), out.display()))
+}
+
+/// The default boot configuration used by `run` and `image`.
+pub fn demo_config() -> PathBuf {
+    root().join("guests/boot/demo.cfg")
+}
+
+/// The files that go into the archive next to `boot.cfg` (the guest images of later
+/// issues; for now the archive carries only its configuration and this note).
+pub fn archive_files() -> Vec<(String, Vec<u8>)> {
+    vec![("README".into(), b"oxen boot archive: boot.cfg plus guest images.\n".to_vec())]
+}
+
+/// Builds everything `run` needs for `firmware` with the configuration at `config`.
+pub fn images(config: &Path, firmware: Firmware) -> Result<PathBuf> {
+    let kernel = hypervisor(&[])?;
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let dir = out_dir();
+    let ramdisk = dir.join("boot.oxar");
+    write_archive(&ramdisk, &text, &archive_files())?;
+    let image = dir.join(format!("oxen-{}.img", firmware.name()));
+    disk_image(&kernel, &ramdisk, firmware, &image)?;
+    Ok(image)
+}
+
+pub fn cmd_build(args: &[String]) -> Result<()> {
+    let mut args = Args::new(args);
+    let features = args.value("--features")?.unwrap_or_default();
+    args.finish()?;
+    let features: Vec<&str> = features.split(',').filter(|f| !f.is_empty()).collect();
+    let elf = hypervisor(&features)?;
+    println!("built {}", elf.display());
+    Ok(())
+}
+
+pub fn cmd_image(args: &[String]) -> Result<()> {
+    let mut args = Args::new(args);
+    let config = args.value("--config")?.map(PathBuf::from).unwrap_or_else(demo_config);
+    args.finish()?;
+    for fw in [Firmware::Uefi, Firmware::Bios] {
+        let image = images(&config, fw)?;
+        println!("built {}", image.display());
+    }
+    Ok(())
+}

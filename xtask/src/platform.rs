@@ -1,0 +1,221 @@
+//! The platforms oxen boots on: QEMU/KVM with nested VMX, Bochs with VT-x, QEMU TCG.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::{self, Firmware};
+use crate::{Args, Result, out_dir, setup};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// QEMU with KVM and nested VMX (Intel hosts that allow it).
+    Kvm,
+    /// Bochs built with VMX: VT-x, EPT and VPID emulated, slow but everywhere.
+    Bochs,
+    /// QEMU's TCG: fast, no VMX.
+    Qemu,
+}
+
+impl Platform {
+    pub fn parse(s: &str) -> Result<Option<Self>> {
+        match s {
+            "auto" => Ok(None),
+            "kvm" => Ok(Some(Platform::Kvm)),
+            "bochs" => Ok(Some(Platform::Bochs)),
+            "qemu" => Ok(Some(Platform::Qemu)),
+            _ => Err(format!("unknown platform '{s}' (auto, kvm, bochs, qemu)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Kvm => "qemu-kvm",
+            Platform::Bochs => "bochs",
+            Platform::Qemu => "qemu-tcg",
+        }
+    }
+}
+
+/// Whether this host can give a QEMU guest VT-x: an Intel CPU, /dev/kvm, nested on.
+pub fn kvm_nested_vmx() -> bool {
+    let nested = std::fs::read_to_string("/sys/module/kvm_intel/parameters/nested").unwrap_or_default();
+    Path::new("/dev/kvm").exists() && matches!(nested.trim(), "Y" | "1")
+}
+
+/// The best platform available: KVM with nested VMX, else Bochs with VT-x, else QEMU.
+pub fn best() -> Platform {
+    if kvm_nested_vmx() {
+        Platform::Kvm
+    } else if setup::bochs_binary().is_some() {
+        Platform::Bochs
+    } else {
+        Platform::Qemu
+    }
+}
+
+/// One boot of one image.
+pub struct Machine {
+    pub platform: Platform,
+    pub firmware: Firmware,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub image: PathBuf,
+    /// Where the serial console goes; `None` = this terminal.
+    pub serial: Option<PathBuf>,
+    /// Directory for the emulator's own files (config, log, firmware variables).
+    pub work: PathBuf,
+    /// QEMU CPU model (TCG only), e.g. `qemu64` (xAPIC) or `max` (x2APIC).
+    pub qemu_cpu: &'static str,
+}
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const OVMF_BOCHS: &str = "/usr/share/ovmf/OVMF.fd";
+const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+const VGA_BIOS: &str = "/usr/share/vgabios/vgabios-stdvga.bin";
+
+impl Machine {
+    /// The command that boots this machine.
+    pub fn command(&self) -> Result<Command> {
+        std::fs::create_dir_all(&self.work).map_err(|e| format!("{}: {e}", self.work.display()))?;
+        match self.platform {
+            Platform::Kvm | Platform::Qemu => self.qemu(),
+            Platform::Bochs => self.bochs(),
+        }
+    }
+
+    fn qemu(&self) -> Result<Command> {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-machine", "q35", "-display", "none", "-no-reboot"]);
+        cmd.args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()]);
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if self.platform == Platform::Kvm {
+            cmd.args(["-enable-kvm", "-cpu", "host,+vmx"]);
+        } else {
+            cmd.args(["-cpu", self.qemu_cpu]);
+        }
+        if self.firmware == Firmware::Uefi {
+            let vars = self.work.join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars).map_err(|e| format!("{OVMF_VARS}: {e} (install the ovmf package)"))?;
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        cmd.arg("-drive").arg(format!("format=raw,file={}", self.image.display()));
+        match &self.serial {
+            Some(path) => cmd.arg("-serial").arg(format!("file:{}", path.display())),
+            None => cmd.args(["-serial", "mon:stdio"]),
+        };
+        Ok(cmd)
+    }
+
+    fn bochs(&self) -> Result<Command> {
+        let bochs = setup::bochs_binary().ok_or("Bochs with VT-x is not built yet: run `cargo xtask setup`")?;
+        // Bochs wants the disk's size to be whole cylinders of 16 heads x 63 sectors.
+        let disk = self.work.join("disk.img");
+        std::fs::copy(&self.image, &disk).map_err(|e| format!("{}: {e}", self.image.display()))?;
+        let cylinder = 16 * 63 * 512;
+        let len = std::fs::metadata(&disk).map_err(|e| e.to_string())?.len();
+        let file = std::fs::OpenOptions::new().write(true).open(&disk).map_err(|e| e.to_string())?;
+        file.set_len(len.div_ceil(cylinder) * cylinder).map_err(|e| e.to_string())?;
+        let cylinders = len.div_ceil(cylinder);
+
+        let serial = match &self.serial {
+            Some(path) => path.clone(),
+            None => self.work.join("serial.txt"),
+        };
+        let rom = match self.firmware {
+            Firmware::Uefi => format!("romimage: file={OVMF_BOCHS}, address=0xffe00000"),
+            Firmware::Bios => format!("romimage: file={BOCHS_BIOS}"),
+        };
+        let rc = format!(
+            "megs: {mem}\n{rom}\nvgaromimage: file={VGA_BIOS}\ndisplay_library: nogui\n\
+             pci: enabled=1, chipset=i440fx\n\
+             ata0-master: type=disk, path=\"{disk}\", mode=flat, cylinders={cylinders}, heads=16, spt=63\n\
+             boot: disk\n\
+             cpu: count={cpus}, ips=200000000, model=corei7_skylake_x, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
+             com1: enabled=1, mode=file, dev=\"{serial}\"\n\
+             log: \"{log}\"\n\
+             panic: action=fatal\nerror: action=report\ninfo: action=ignore\ndebug: action=ignore\n\
+             clock: sync=none, time0=local\n",
+            mem = self.memory_mib,
+            disk = disk.display(),
+            cpus = self.cpus,
+            serial = serial.display(),
+            log = self.work.join("bochs.log").display(),
+        );
+        let rc_path = self.work.join("bochsrc");
+        std::fs::write(&rc_path, rc).map_err(|e| format!("{}: {e}", rc_path.display()))?;
+        let mut cmd = Command::new(bochs);
+        cmd.arg("-q").arg("-unlock").arg("-f").arg(&rc_path);
+        Ok(cmd)
+    }
+}
+
+pub fn cmd_run(args: &[String]) -> Result<()> {
+    let mut args = Args::new(args);
+    let platform = match args.value("--platform")? {
+        Some(p) => Platform::parse(&p)?,
+        None => None,
+    }
+    .unwrap_or_else(best);
+    let firmware = Firmware::parse(&args.value("--firmware")?.unwrap_or_else(|| "uefi".into()))?;
+    let cpus: u32 = args.value("--cpus")?.map_or(Ok(2), |v| v.parse()).map_err(|_| "--cpus takes a number")?;
+    let memory_mib: u32 =
+        args.value("--memory")?.map_or(Ok(512), |v| v.parse()).map_err(|_| "--memory takes a number of MiB")?;
+    let config = args.value("--config")?.map(PathBuf::from).unwrap_or_else(build::demo_config);
+    args.finish()?;
+    if platform == Platform::Kvm && !kvm_nested_vmx() {
+        return Err("this host offers no KVM with nested VMX (needs an Intel CPU and kvm_intel nested=1)".into());
+    }
+
+    let image = build::images(&config, firmware)?;
+    let work = out_dir().join("run");
+    let machine = Machine {
+        platform,
+        firmware,
+        cpus,
+        memory_mib,
+        image,
+        serial: None,
+        work: work.clone(),
+        qemu_cpu: "max",
+    };
+    eprintln!(
+        "xtask: booting oxen on {} ({} firmware, {cpus} CPUs, {memory_mib} MiB); {}",
+        platform.name(),
+        firmware.name(),
+        match platform {
+            Platform::Bochs => "Ctrl-C stops Bochs",
+            _ => "Ctrl-A X stops QEMU",
+        }
+    );
+    let mut cmd = machine.command()?;
+    if platform != Platform::Bochs {
+        let status = cmd.status().map_err(|e| format!("cannot start QEMU: {e} (run `cargo xtask setup`)"))?;
+        eprintln!("xtask: QEMU exited ({status})");
+        return Ok(());
+    }
+    // Bochs writes the serial console to a file: follow it on this terminal.
+    let serial = work.join("serial.txt");
+    let _ = std::fs::remove_file(&serial);
+    cmd.stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start Bochs: {e}"))?;
+    let mut shown = 0;
+    loop {
+        let done = child.try_wait().map_err(|e| e.to_string())?;
+        if let Ok(bytes) = std::fs::read(&serial)
+            && bytes.len() > shown
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&bytes[shown..]);
+            let _ = out.flush();
+            shown = bytes.len();
+        }
+        if let Some(status) = done {
+            eprintln!("xtask: Bochs exited ({status}); its log is {}", work.join("bochs.log").display());
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,330 @@
+//! Boot scenarios: an image booted on a platform, judged by what oxen prints.
+//!
+//! Each scenario lists regular expressions that must all appear on the serial console
+//! and ones that must not. It passes once every expected line has appeared and the
+//! emulator has exited or a short grace period has passed without a forbidden line; it
+//! fails on a forbidden line, on the emulator exiting early, or on its time limit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use crate::build::{self, Firmware};
+use crate::platform::{Machine, Platform};
+use crate::{Args, Result, out_dir, root};
+
+/// What goes into a scenario's boot archive.
+#[derive(Clone, Copy, Debug)]
+pub enum ArchiveKind {
+    /// A valid archive with this `boot.cfg`.
+    Config(&'static str),
+    /// A valid archive whose body is then damaged (one byte flipped).
+    Corrupt,
+}
+
+/// One boot scenario.
+pub struct Scenario {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub platform: Platform,
+    pub firmware: Firmware,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub qemu_cpu: &'static str,
+    pub features: &'static [&'static str],
+    pub archive: ArchiveKind,
+    pub expect: &'static [&'static str],
+    pub forbid: &'static [&'static str],
+    pub timeout: Duration,
+}
+
+/// The configuration scenarios boot with: power off once ready, so they end by themselves.
+pub const POWEROFF: &str = "on_ready = \"poweroff\"\nlog_level = \"info\"\n";
+/// Lines that mean something went wrong in a scenario that expects a clean boot.
+const CLEAN: &[&str] = &["PANIC", "EXCEPTION", "ERROR"];
+
+/// Every boot scenario, in the order `test` runs them.
+pub fn all() -> Vec<Scenario> {
+    let base = |name, what, platform, firmware, cpus| Scenario {
+        name,
+        what,
+        platform,
+        firmware,
+        cpus,
+        memory_mib: 256,
+        qemu_cpu: "qemu64",
+        features: &[],
+        archive: ArchiveKind::Config(POWEROFF),
+        expect: &[],
+        forbid: CLEAN,
+        timeout: Duration::from_secs(120),
+    };
+    vec![
+        Scenario {
+            expect: &[
+                r"apic: local APIC in xAPIC mode",
+                r"acpi: MADT lists 4 CPU\(s\)",
+                r"vmx: VT-x not available \(CPUID\.1:ECX\.VMX = 0\): guests cannot run on this machine; carrying on without VMX",
+                r"smp: 4 of 4 CPUs online",
+                r"timer: periodic tick running on all 4 online CPUs",
+                r"boot: archive of .* holds 2 entries, CRC-32 0x[0-9a-f]{8} ok",
+                r"boot:   boot\.cfg ",
+                r"oxen ready: 4/4 CPUs online, .* VMX off",
+                r"power: powering off",
+            ],
+            ..base("qemu-uefi-smp4", "QEMU TCG, UEFI, 4 CPUs: all online, no VT-x reported", Platform::Qemu, Firmware::Uefi, 4)
+        },
+        Scenario {
+            qemu_cpu: "max",
+            expect: &[
+                r"apic: local APIC in x2APIC mode",
+                r"smp: 2 of 2 CPUs online",
+                r"oxen ready: 2/2 CPUs online, .* VMX off",
+                r"power: powering off",
+            ],
+            ..base("qemu-bios-x2apic", "QEMU TCG, BIOS, 2 CPUs in x2APIC mode", Platform::Qemu, Firmware::Bios, 2)
+        },
+        Scenario {
+            features: &["test-fault"],
+            archive: ArchiveKind::Config("on_ready = \"idle\"\n"),
+            expect: &[
+                r"oxen ready: 2/2 CPUs online",
+                r"test-fault: writing to unmapped address 0xdeadb000",
+                r"EXCEPTION #PF \(vector 14\) on cpu0: error code 0x2, RIP 0x[0-9a-f]+, CR2 0xdeadb000, RSP 0x[0-9a-f]+",
+                r"PANIC: unhandled exception #PF \(vector 14\) at RIP 0x[0-9a-f]+ at hypervisor/src/arch/idt\.rs:\d+",
+                r"oxen halted: every CPU is stopped",
+            ],
+            forbid: &[],
+            ..base("fault-report", "a deliberate page fault is reported and stops every CPU", Platform::Qemu, Firmware::Uefi, 2)
+        },
+        Scenario {
+            archive: ArchiveKind::Corrupt,
+            expect: &[
+                r"ERROR boot: boot archive rejected: checksum mismatch: stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}; continuing without it",
+                r"oxen ready: 1/1 CPUs online",
+            ],
+            forbid: &["PANIC", "EXCEPTION"],
+            ..base("corrupt-archive", "a damaged boot archive gets a clear error, not a crash", Platform::Qemu, Firmware::Uefi, 1)
+        },
+        Scenario {
+            memory_mib: 512,
+            expect: &[
+                r"apic: local APIC in x2APIC mode",
+                r"vmx: rev 0x[0-9a-f]+, EPT yes \(2M yes, 1G yes, A/D yes\), VPID yes, unrestricted guest yes, preemption timer yes",
+                r"vmx: VMXON on cpu0; this CPU can run guests",
+                r"vmx: VMXON on cpu1",
+                r"smp: 2 of 2 CPUs online",
+                r"timer: periodic tick running on all 2 online CPUs",
+                r"oxen ready: 2/2 CPUs online, .* VMX on 2/2",
+                r"power: powering off",
+            ],
+            timeout: Duration::from_secs(300),
+            ..base("bochs-uefi-smp2", "Bochs with VT-x, UEFI, 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Uefi, 2)
+        },
+        Scenario {
+            memory_mib: 512,
+            expect: &[
+                r"vmx: VMXON on cpu0; this CPU can run guests",
+                r"oxen ready: 2/2 CPUs online, .* VMX on 2/2",
+                r"power: powering off",
+            ],
+            timeout: Duration::from_secs(300),
+            ..base("bochs-bios-smp2", "Bochs with VT-x, legacy BIOS, 2 CPUs", Platform::Bochs, Firmware::Bios, 2)
+        },
+    ]
+}
+
+/// The outcome of one scenario.
+pub struct Outcome {
+    pub passed: bool,
+    pub reason: String,
+    pub serial: String,
+    pub elapsed: Duration,
+}
+
+/// Images shared between scenarios: one hypervisor build per feature set.
+#[derive(Default)]
+pub struct Builds {
+    elfs: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl Builds {
+    fn elf(&self, features: &[&str]) -> Result<PathBuf> {
+        let key = features.join(",");
+        let mut elfs = self.elfs.lock().expect("not poisoned");
+        if let Some(p) = elfs.get(&key) {
+            return Ok(p.clone());
+        }
+        let path = build::hypervisor(features)?;
+        elfs.insert(key, path.clone());
+        Ok(path)
+    }
+}
+
+fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
+    let work = out_dir().join("scenarios").join(s.name);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let kernel = builds.elf(s.features)?;
+    let ramdisk = work.join("boot.oxar");
+    match s.archive {
+        ArchiveKind::Config(cfg) => build::write_archive(&ramdisk, cfg, &build::archive_files())?,
+        ArchiveKind::Corrupt => {
+            build::write_archive(&ramdisk, POWEROFF, &build::archive_files())?;
+            let mut bytes = std::fs::read(&ramdisk).map_err(|e| e.to_string())?;
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x40;
+            std::fs::write(&ramdisk, bytes).map_err(|e| e.to_string())?;
+        }
+    }
+    let image = work.join("disk.img.src");
+    build::disk_image(&kernel, &ramdisk, s.firmware, &image)?;
+    Ok(Machine {
+        platform: s.platform,
+        firmware: s.firmware,
+        cpus: s.cpus,
+        memory_mib: s.memory_mib,
+        image,
+        serial: Some(work.join("serial.txt")),
+        work,
+        qemu_cpu: s.qemu_cpu,
+    })
+}
+
+/// Boots `machine` and watches its serial output against the scenario's expectations.
+pub fn run_one(s: &Scenario, builds: &Builds) -> Outcome {
+    let start = Instant::now();
+    let fail = |reason: String, serial: String| Outcome { passed: false, reason, serial, elapsed: start.elapsed() };
+    let machine = match prepare(s, builds) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("could not prepare: {e}"), String::new()),
+    };
+    let serial_path = machine.serial.clone().expect("scenarios log to a file");
+    let mut cmd = match machine.command() {
+        Ok(c) => c,
+        Err(e) => return fail(e, String::new()),
+    };
+    let mut child = match cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start {}: {e}", s.platform.name()), String::new()),
+    };
+    let outcome = watch(s, &mut child, &serial_path, start);
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn watch(s: &Scenario, child: &mut Child, serial_path: &PathBuf, start: Instant) -> Outcome {
+    let expect: Vec<Regex> = s.expect.iter().map(|p| Regex::new(p).expect("valid pattern")).collect();
+    let forbid: Vec<Regex> = s.forbid.iter().map(|p| Regex::new(p).expect("valid pattern")).collect();
+    let grace = Duration::from_millis(1500);
+    let mut all_seen_at: Option<Instant> = None;
+    loop {
+        let exited = child.try_wait().ok().flatten();
+        let serial = String::from_utf8_lossy(&std::fs::read(serial_path).unwrap_or_default()).into_owned();
+        let outcome = |passed, reason: String| Outcome { passed, reason, serial: serial.clone(), elapsed: start.elapsed() };
+        if let Some(line) = serial.lines().find(|l| forbid.iter().any(|r| r.is_match(l))) {
+            return outcome(false, format!("forbidden line: {line}"));
+        }
+        let missing: Vec<&str> = expect.iter().filter(|r| !r.is_match(&serial)).map(|r| r.as_str()).collect();
+        if missing.is_empty() {
+            let seen = *all_seen_at.get_or_insert_with(Instant::now);
+            if exited.is_some() || seen.elapsed() >= grace {
+                return outcome(true, String::new());
+            }
+        } else if let Some(status) = exited {
+            return outcome(false, format!("{} exited ({status}) before printing: {}", s.platform.name(), missing.join(" | ")));
+        } else if start.elapsed() > s.timeout {
+            return outcome(false, format!("timed out after {:?} waiting for: {}", s.timeout, missing.join(" | ")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `cargo test` over the host-testable crates.
+fn host_tests() -> Result<()> {
+    println!("== host tests: cargo test --workspace");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err("host tests failed".into()) }
+}
+
+pub fn cmd_test(args: &[String]) -> Result<()> {
+    let mut args = Args::new(args);
+    let host_only = args.flag("--host-only");
+    let boot_only = args.flag("--boot-only");
+    let list = args.flag("--list");
+    let only = args.values("--scenario")?;
+    args.finish()?;
+    let scenarios: Vec<Scenario> =
+        all().into_iter().filter(|s| only.is_empty() || only.iter().any(|o| o == s.name)).collect();
+    if list {
+        for s in &scenarios {
+            println!("{:<20} {}", s.name, s.what);
+        }
+        return Ok(());
+    }
+    if let Some(unknown) = only.iter().find(|o| !scenarios.iter().any(|s| s.name == o.as_str())) {
+        return Err(format!("no scenario named '{unknown}' (see --list)"));
+    }
+    let mut host_failed = false;
+    if !boot_only && only.is_empty() {
+        if let Err(e) = host_tests() {
+            eprintln!("xtask: {e}");
+            host_failed = true;
+        }
+    }
+    if host_only {
+        return if host_failed { Err("host tests failed".into()) } else { Ok(()) };
+    }
+
+    println!("== boot scenarios ({})", scenarios.len());
+    let builds = Builds::default();
+    // Build every image flavour up front, once, so parallel scenarios don't race cargo.
+    for s in &scenarios {
+        builds.elf(s.features)?;
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 2);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(s) = scenarios.get(i) else { break };
+                    let o = run_one(s, &builds);
+                    report(s, &o);
+                    results.lock().expect("not poisoned").push((i, o));
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("not poisoned");
+    let passed = results.iter().filter(|(_, o)| o.passed).count();
+    let failed = results.len() - passed + usize::from(host_failed);
+    if host_failed {
+        println!("FAIL host-tests: cargo test --workspace failed (see above)");
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 { Err(format!("{failed} test group(s) failed")) } else { Ok(()) }
+}
+
+fn report(s: &Scenario, o: &Outcome) {
+    let mut out = String::new();
+    if o.passed {
+        out.push_str(&format!("PASS {:<20} {:>6.1} s  {}\n", s.name, o.elapsed.as_secs_f64(), s.what));
+    } else {
+        out.push_str(&format!("FAIL {:<20} {:>6.1} s  {}\n     {}\n", s.name, o.elapsed.as_secs_f64(), s.what, o.reason));
+        out.push_str(&format!("----- serial log of {} -----\n{}\n----- end of {} -----\n", s.name, o.serial.trim_end(), s.name));
+    }
+    print!("{out}");
+}
