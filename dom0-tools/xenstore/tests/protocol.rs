@@ -233,7 +233,10 @@ fn special_watches_and_domain_lifecycle() {
         h.request(d0, MsgType::IsDomainIntroduced, 0, b"0\0"),
         Ok(nul("T"))
     );
-    assert_eq!(h.request(d0, MsgType::Introduce, 0, b"7\x001234\x005\0"), ok());
+    assert_eq!(
+        h.request(d0, MsgType::Introduce, 0, b"7\x001234\x005\0"),
+        ok()
+    );
     assert_eq!(h.events(d0), vec![ev("@introduceDomain", "in")]);
     assert_eq!(
         h.request(d0, MsgType::IsDomainIntroduced, 0, b"7\0"),

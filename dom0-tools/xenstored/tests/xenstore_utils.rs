@@ -13,10 +13,16 @@ use common::*;
 #[test]
 fn write_read_list_exists_rm() {
     let d = Daemon::start();
-    d.ok("xenstore-write", &["/vm/1/name", "guest-one", "/vm/1/memory", "512"]);
+    d.ok(
+        "xenstore-write",
+        &["/vm/1/name", "guest-one", "/vm/1/memory", "512"],
+    );
     assert_eq!(d.ok("xenstore-read", &["/vm/1/name"]), "guest-one\n");
     assert_eq!(d.ok("xenstore-list", &["/vm/1"]), "memory\nname\n");
-    assert_eq!(d.ok("xenstore-ls", &["/vm"]), "1 = \"\"\n memory = \"512\"\n name = \"guest-one\"\n");
+    assert_eq!(
+        d.ok("xenstore-ls", &["/vm"]),
+        "1 = \"\"\n memory = \"512\"\n name = \"guest-one\"\n"
+    );
     assert!(d.tool("xenstore-exists", &["/vm/1/name"]).status.success());
     assert!(!d.tool("xenstore-exists", &["/vm/1/nope"]).status.success());
     d.ok("xenstore-rm", &["/vm/1/memory"]);
@@ -31,7 +37,10 @@ fn write_read_list_exists_rm() {
 fn relative_paths_resolve_under_dom0_home() {
     let d = Daemon::start();
     d.ok("xenstore-write", &["name", "Domain-0"]);
-    assert_eq!(d.ok("xenstore-read", &["/local/domain/0/name"]), "Domain-0\n");
+    assert_eq!(
+        d.ok("xenstore-read", &["/local/domain/0/name"]),
+        "Domain-0\n"
+    );
     assert_eq!(d.ok("xenstore-read", &["name"]), "Domain-0\n");
 }
 
@@ -47,7 +56,10 @@ fn chmod_sets_permissions_visible_to_ls() {
     let ls = d.ok("xenstore-ls", &["-p", "/p"]);
     assert!(ls.contains("child = \"v\"") && ls.contains("(r3)"), "{ls}");
     let bad = d.tool("xenstore-chmod", &["/p", "q7"]);
-    assert!(!bad.status.success(), "invalid permission letter is refused");
+    assert!(
+        !bad.status.success(),
+        "invalid permission letter is refused"
+    );
 }
 
 #[test]
@@ -55,10 +67,17 @@ fn read_only_socket_refuses_writes() {
     let d = Daemon::start();
     d.ok("xenstore-write", &["/ro-test", "1"]);
     let out = run_tool(&d.ro_socket(), "xenstore-write", &["/ro-test", "2"]);
-    assert!(!out.status.success(), "write through the ro socket must fail");
+    assert!(
+        !out.status.success(),
+        "write through the ro socket must fail"
+    );
     let out = run_tool(&d.ro_socket(), "xenstore-read", &["/ro-test"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
-    assert!(!run_tool(&d.ro_socket(), "xenstore-rm", &["/ro-test"]).status.success());
+    assert!(
+        !run_tool(&d.ro_socket(), "xenstore-rm", &["/ro-test"])
+            .status
+            .success()
+    );
     assert_eq!(d.ok("xenstore-read", &["/ro-test"]), "1\n");
 }
 
@@ -81,7 +100,10 @@ fn watch_prints_initial_and_change_events() {
             }
         }
     });
-    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("watch event line");
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("watch event line")
+    };
     assert_eq!(next(), "/w", "initial event");
     d.ok("xenstore-write", &["/w/a", "1"]);
     assert_eq!(next(), "/w/a");
@@ -105,7 +127,11 @@ fn many_concurrent_clients() {
                 for j in 0..5 {
                     let path = format!("/load/{i}/{j}");
                     let out = run_tool(&socket, "xenstore-write", &[&path, &format!("{i}-{j}")]);
-                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
             })
         })
@@ -114,8 +140,14 @@ fn many_concurrent_clients() {
         w.join().unwrap();
     }
     for i in 0..6 {
-        assert_eq!(d.ok("xenstore-list", &[&format!("/load/{i}")]), "0\n1\n2\n3\n4\n");
-        assert_eq!(d.ok("xenstore-read", &[&format!("/load/{i}/4")]), format!("{i}-4\n"));
+        assert_eq!(
+            d.ok("xenstore-list", &[&format!("/load/{i}")]),
+            "0\n1\n2\n3\n4\n"
+        );
+        assert_eq!(
+            d.ok("xenstore-read", &[&format!("/load/{i}/4")]),
+            format!("{i}-4\n")
+        );
     }
 }
 

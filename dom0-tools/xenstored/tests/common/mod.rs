@@ -36,10 +36,16 @@ impl Daemon {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn oxen-xenstored");
-        let daemon = Self { child: Some(child), dir };
+        let daemon = Self {
+            child: Some(child),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(sock.exists() && ro.exists()) {
-            assert!(Instant::now() < deadline, "oxen-xenstored did not create its sockets");
+            assert!(
+                Instant::now() < deadline,
+                "oxen-xenstored did not create its sockets"
+            );
             sleep(Duration::from_millis(10));
         }
         daemon
@@ -139,7 +145,10 @@ pub fn run_tool(socket: &Path, name: &str, args: &[&str]) -> Output {
 /// The script gets the socket path as `sys.argv[1]`.
 pub fn python(socket: &Path, script: &str) -> (bool, String, String) {
     let py = peer("python3", "python3");
-    let probe = Command::new(&py).args(["-c", "import pyxs"]).output().expect("run python3");
+    let probe = Command::new(&py)
+        .args(["-c", "import pyxs"])
+        .output()
+        .expect("run python3");
     assert!(
         probe.status.success(),
         "pyxs is not importable by /usr/bin/python3: install the Debian package `python3-pyxs`"
@@ -155,7 +164,17 @@ pub fn python(socket: &Path, script: &str) -> (bool, String, String) {
     let status = wait_timeout(&mut child, Duration::from_secs(30));
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.is_some_and(|s| s.success()), out, err)
 }

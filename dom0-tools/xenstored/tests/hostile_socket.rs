@@ -1,0 +1,124 @@
+//! Hostile clients on the socket get errors; everybody else is unaffected.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::*;
+
+fn header(ty: u32, req: u32, tx: u32, len: u32) -> Vec<u8> {
+    [ty, req, tx, len]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+fn request(ty: u32, req: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = header(ty, req, 0, payload.len() as u32);
+    m.extend_from_slice(payload);
+    m
+}
+
+/// Reads one reply: (type, req_id, payload).
+fn reply(s: &mut UnixStream) -> (u32, u32, Vec<u8>) {
+    let mut h = [0u8; 16];
+    s.read_exact(&mut h).expect("reply header");
+    let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
+    let mut payload = vec![0u8; word(12) as usize];
+    s.read_exact(&mut payload).expect("reply payload");
+    (word(0), word(4), payload)
+}
+
+const READ: u32 = 2;
+const WRITE: u32 = 11;
+const ERROR: u32 = 16;
+
+#[test]
+fn oversize_unknown_and_malformed_requests_get_errors() {
+    let d = Daemon::start();
+    d.ok("xenstore-write", &["/safe", "yes"]);
+    let mut bad = d.connect();
+    // Oversize payload: E2BIG, then the payload is skipped.
+    bad.write_all(&header(READ, 1, 0, 5000)).unwrap();
+    assert_eq!(reply(&mut bad), (ERROR, 1, b"E2BIG\0".to_vec()));
+    assert_eq!(
+        d.ok("xenstore-read", &["/safe"]),
+        "yes\n",
+        "others unaffected"
+    );
+    bad.write_all(&vec![b'x'; 5000]).unwrap();
+    // Unknown type.
+    bad.write_all(&request(999, 2, b"/safe\0")).unwrap();
+    assert_eq!(reply(&mut bad), (ERROR, 2, b"EINVAL\0".to_vec()));
+    // Bad path and missing NUL.
+    bad.write_all(&request(READ, 3, b"/bad path\0")).unwrap();
+    assert_eq!(reply(&mut bad), (ERROR, 3, b"EINVAL\0".to_vec()));
+    bad.write_all(&request(READ, 4, b"/safe")).unwrap();
+    assert_eq!(reply(&mut bad), (ERROR, 4, b"EINVAL\0".to_vec()));
+    // The same connection still works afterwards.
+    bad.write_all(&request(READ, 5, b"/safe\0")).unwrap();
+    assert_eq!(reply(&mut bad), (READ, 5, b"yes".to_vec()));
+}
+
+#[test]
+fn byte_at_a_time_requests_are_reassembled() {
+    let d = Daemon::start();
+    let mut s = d.connect();
+    for b in request(WRITE, 9, b"/slow\0value") {
+        s.write_all(&[b]).unwrap();
+        s.flush().unwrap();
+    }
+    assert_eq!(reply(&mut s), (WRITE, 9, b"OK\0".to_vec()));
+    assert_eq!(d.ok("xenstore-read", &["/slow"]), "value\n");
+}
+
+#[test]
+fn half_sent_request_does_not_block_others() {
+    let d = Daemon::start();
+    let mut stuck = d.connect();
+    stuck.write_all(&header(WRITE, 1, 0, 100)).unwrap();
+    stuck.write_all(b"/partial\0").unwrap();
+    d.ok("xenstore-write", &["/other", "fine"]);
+    assert_eq!(d.ok("xenstore-read", &["/other"]), "fine\n");
+    drop(stuck);
+    assert!(!d.tool("xenstore-exists", &["/partial"]).status.success());
+}
+
+#[test]
+fn client_that_never_reads_only_stalls_itself() {
+    let d = Daemon::start_with(&["--quota", "watch-events=16"]);
+    let mut deaf = d.connect();
+    // Watch a busy node, then flood requests without ever reading replies.
+    deaf.write_all(&request(4, 1, b"/busy\0t\0")).unwrap();
+    deaf.set_nonblocking(true).unwrap();
+    let flood = request(READ, 2, b"/busy\0");
+    let mut sent = 0usize;
+    for _ in 0..20_000 {
+        match deaf.write(&flood) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent > 0);
+    for i in 0..50 {
+        d.ok("xenstore-write", &["/busy", &i.to_string()]);
+    }
+    assert_eq!(d.ok("xenstore-read", &["/busy"]), "49\n");
+}
+
+#[test]
+fn disconnecting_mid_stream_is_harmless() {
+    let d = Daemon::start();
+    for _ in 0..20 {
+        let mut s = d.connect();
+        s.write_all(&header(WRITE, 1, 0, 3000)).unwrap();
+        s.write_all(&[b'/'; 10]).unwrap();
+        drop(s);
+    }
+    let mut s = d.connect();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&request(READ, 1, b"/\0")).unwrap();
+    assert_eq!(reply(&mut s), (READ, 1, Vec::new()));
+}
