@@ -29,10 +29,17 @@ struct Listener {
 
 impl Listener {
     fn bind(path: &Path, kind: ConnKind, mode: u32) -> io::Result<Self> {
-        // Replace a stale socket from an earlier run, but nothing else.
+        // Replace a stale socket from an earlier run, but never a live one
+        // nor anything that is not a socket.
         if let Ok(meta) = fs::symlink_metadata(path)
             && meta.file_type().is_socket()
         {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    ErrorKind::AddrInUse,
+                    format!("{}: another daemon is listening", path.display()),
+                ));
+            }
             fs::remove_file(path)?;
         }
         let socket = UnixListener::bind(path)

@@ -135,3 +135,29 @@ with Client(unix_socket_path=sock) as c, Client(unix_socket_path=sock) as w:
     );
     assert!(out.contains("watch-ok"));
 }
+
+#[test]
+fn special_domain_watches() {
+    let d = Daemon::start();
+    let out = pyxs(
+        &d,
+        r#"
+Client.SU = True
+with Client(unix_socket_path=sock) as c, Client(unix_socket_path=sock) as w:
+    m = w.monitor()
+    m.watch(b"@introduceDomain", b"in")
+    m.watch(b"@releaseDomain", b"out")
+    events = m.wait()
+    initial = {tuple(next(events)), tuple(next(events))}
+    assert initial == {(b"@introduceDomain", b"in"), (b"@releaseDomain", b"out")}, initial
+    c.introduce_domain(3, 77, 9)
+    e = next(events)
+    assert tuple(e) == (b"@introduceDomain", b"in"), e
+    c.release_domain(3)
+    e = next(events)
+    assert tuple(e) == (b"@releaseDomain", b"out"), e
+    print("special-ok")
+"#,
+    );
+    assert!(out.contains("special-ok"));
+}

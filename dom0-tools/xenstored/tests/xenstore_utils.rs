@@ -164,3 +164,28 @@ fn sigterm_removes_sockets_and_exits_zero() {
     let log = std::fs::read_to_string(d.access_log()).unwrap();
     assert!(log.contains("Write") && log.contains("/bye -> OK"), "{log}");
 }
+
+#[test]
+fn refuses_to_steal_a_live_socket() {
+    let d = Daemon::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxen-xenstored"))
+        .arg("--unix-socket")
+        .arg(d.socket())
+        .output()
+        .expect("run second daemon");
+    assert!(!out.status.success(), "second daemon must not start");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another daemon"));
+    assert!(
+        d.tool("xenstore-exists", &["/"]).status.success(),
+        "first daemon still serves"
+    );
+}
+
+#[test]
+fn bad_command_line_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oxen-xenstored"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--unix-socket"));
+}
