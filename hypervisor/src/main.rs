@@ -108,8 +108,14 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     enable_vmx();
     percpu::this().online.store(true, Ordering::Release);
 
-    let report = smp::start_aps(&platform.cpus, tsc_hz, ap_main);
-    log::info!(
+    let targets = if platform.cpus.is_empty() {
+        let n = smp::cpuid_topology_count();
+        log::warn!("smp: no MADT; CPUID topology reports {n} logical CPU(s) in this package: starting APs by broadcast");
+        smp::Targets::Broadcast(n - 1)
+    } else {
+        smp::Targets::Madt(&platform.cpus)
+    };
+    let report = smp::start_aps(targets, tsc_hz, ap_main);    log::info!(
         "smp: {} of {} CPUs online{}",
         percpu::online(),
         percpu::count(),
@@ -176,7 +182,7 @@ fn discover_platform(rsdp: Option<u64>) -> acpi::Platform {
             p
         }
         Err(e) => {
-            log::error!("acpi: no usable MADT ({e}); running on the boot CPU only");
+            log::warn!("acpi: no usable MADT ({e}); CPUs come from CPUID, no I/O APIC is known");
             // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
             let base = unsafe { cpu::rdmsr(0x1b) } & 0xf_ffff_f000;
             acpi::Platform { lapic_phys: base, cpus: alloc::vec::Vec::new(), io_apics: alloc::vec::Vec::new() }
@@ -218,6 +224,7 @@ fn ap_main() -> ! {
     tables::load_for_this_cpu();
     idt::load_for_this_cpu();
     apic::init_this_cpu();
+    percpu::this().apic_id.store(apic::id(), Ordering::Relaxed);
     apic::timer_periodic(TICK_COUNT.load(Ordering::Relaxed));
     match vmx::enable_this_cpu() {
         Ok(_) => log::info!("vmx: VMXON on cpu{}", percpu::index()),

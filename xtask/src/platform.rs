@@ -127,12 +127,14 @@ impl Machine {
             Firmware::Uefi => format!("romimage: file={OVMF_BOCHS}, address=0xffe00000"),
             Firmware::Bios => format!("romimage: file={BOCHS_BIOS}"),
         };
+        // One package of `cpus` cores, so CPUID's topology leaf reports them all (OVMF
+        // under Bochs installs no ACPI tables, and oxen then counts CPUs by CPUID).
         let rc = format!(
             "megs: {mem}\n{rom}\nvgaromimage: file={VGA_BIOS}\ndisplay_library: nogui\n\
              pci: enabled=1, chipset=i440fx\n\
              ata0-master: type=disk, path=\"{disk}\", mode=flat, cylinders={cylinders}, heads=16, spt=63\n\
              boot: disk\n\
-             cpu: count={cpus}, ips=200000000, model=corei7_skylake_x, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
+             cpu: count=1:{cpus}:1, ips=200000000, model=corei7_skylake_x, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
              com1: enabled=1, mode=file, dev=\"{serial}\"\n\
              log: \"{log}\"\n\
              panic: action=fatal\nerror: action=report\ninfo: action=ignore\ndebug: action=ignore\n\

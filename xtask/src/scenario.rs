@@ -80,14 +80,14 @@ pub fn all() -> Vec<Scenario> {
             ..base("qemu-uefi-smp4", "QEMU TCG, UEFI, 4 CPUs: all online, no VT-x reported", Platform::Qemu, Firmware::Uefi, 4)
         },
         Scenario {
-            qemu_cpu: "max",
             expect: &[
-                r"apic: local APIC in x2APIC mode",
+                r"apic: local APIC in xAPIC mode",
+                r"acpi: MADT lists 2 CPU\(s\)",
                 r"smp: 2 of 2 CPUs online",
                 r"oxen ready: 2/2 CPUs online, .* VMX off",
                 r"power: powering off",
             ],
-            ..base("qemu-bios-x2apic", "QEMU TCG, BIOS, 2 CPUs in x2APIC mode", Platform::Qemu, Firmware::Bios, 2)
+            ..base("qemu-bios-smp2", "QEMU TCG, legacy BIOS, 2 CPUs", Platform::Qemu, Firmware::Bios, 2)
         },
         Scenario {
             features: &["test-fault"],
@@ -114,6 +114,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             memory_mib: 512,
             expect: &[
+                r"acpi: no usable MADT \(the bootloader found no RSDP\)",
+                r"smp: no MADT; CPUID topology reports 2 logical CPU\(s\) in this package: starting APs by broadcast",
                 r"apic: local APIC in x2APIC mode",
                 r"vmx: rev 0x[0-9a-f]+, EPT yes \(2M yes, 1G yes, A/D yes\), VPID yes, unrestricted guest yes, preemption timer yes",
                 r"vmx: VMXON on cpu0; this CPU can run guests",
@@ -124,17 +126,21 @@ pub fn all() -> Vec<Scenario> {
                 r"power: powering off",
             ],
             timeout: Duration::from_secs(300),
-            ..base("bochs-uefi-smp2", "Bochs with VT-x, UEFI, 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Uefi, 2)
+            ..base("bochs-uefi-smp2", "Bochs with VT-x, UEFI (no ACPI: CPUs by CPUID), 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Uefi, 2)
         },
         Scenario {
             memory_mib: 512,
             expect: &[
+                r"acpi: MADT lists 2 CPU\(s\) \(APIC ids \[0, 1\]\), 1 I/O APIC\(s\)",
+                r"apic: I/O APIC id \d+ at 0xfec00000, GSIs 0\.\.23, all pins masked",
+                r"apic: local APIC in x2APIC mode",
                 r"vmx: VMXON on cpu0; this CPU can run guests",
+                r"vmx: VMXON on cpu1",
                 r"oxen ready: 2/2 CPUs online, .* VMX on 2/2",
                 r"power: powering off",
             ],
             timeout: Duration::from_secs(300),
-            ..base("bochs-bios-smp2", "Bochs with VT-x, legacy BIOS, 2 CPUs", Platform::Bochs, Firmware::Bios, 2)
+            ..base("bochs-bios-smp2", "Bochs with VT-x, legacy BIOS (MADT), 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Bios, 2)
         },
     ]
 }

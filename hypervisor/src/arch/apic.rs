@@ -137,6 +137,16 @@ pub fn send_startup(dest: u32, page: u8) {
     send_ipi(dest, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
 }
 
+/// Sends INIT to every other CPU.
+pub fn broadcast_init() {
+    send_ipi(0, ICR_INIT | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF);
+}
+
+/// Sends a start-up IPI to every other CPU.
+pub fn broadcast_startup(page: u8) {
+    send_ipi(0, ICR_STARTUP | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF | u32::from(page));
+}
+
 /// Sends an NMI to every other CPU.
 pub fn nmi_all_others() {
     send_ipi(0, ICR_NMI | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF);

@@ -21,8 +21,9 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Sets up COM1 and installs the logger. Called once, first thing on the BSP.
 pub fn init() {
     TSC_BASE.store(cpu::rdtsc(), Ordering::Relaxed);
+    let config = uart_16550::Config { baud_rate: uart_16550::BaudRate::Baud115200, ..Default::default() };
     // SAFETY: 0x3f8..0x3ff is COM1's register block; nothing else in oxen uses it.
-    let port = unsafe { Uart16550Tty::new_port(COM1, uart_16550::Config::default()) };
+    let port = unsafe { Uart16550Tty::new_port(COM1, config) };
     // Without a working COM1 there is nowhere to log to; carry on silently.
     *PORT.lock() = port.ok();
     log::set_logger(&LOGGER).expect("logger installed once");

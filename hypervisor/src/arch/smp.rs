@@ -2,12 +2,16 @@
 //!
 //! The trampoline goes from real mode straight to long mode with a copy of the top-level
 //! page table that lives below 4 GiB (a 32-bit CR3 load), in which the trampoline page is
-//! identity-mapped. It then calls [`ap_entry`] on the stack the BSP prepared, and the AP
-//! switches to the hypervisor's real page tables. APs are started one at a time: each
-//! reads its parameters before the BSP rewrites them for the next.
+//! identity-mapped. Each AP then numbers itself with an atomic increment of a counter in
+//! the trampoline, takes the stack of that number from a block the BSP prepared, calls
+//! [`ap_entry`], and switches to the hypervisor's real page tables.
+//!
+//! With a MADT, APs are started one at a time in MADT order (so their numbers follow it).
+//! Without one (OVMF under Bochs installs no ACPI tables), the BSP broadcasts
+//! INIT-SIPI-SIPI and expects as many CPUs as CPUID's topology leaf reports.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use oxen_core::frames::FRAME_SIZE;
 
@@ -57,11 +61,20 @@ oxen_trampoline_long:
     xor %eax, %eax
     mov %ax, %fs
     mov %ax, %gs
-    mov oxen_trampoline_params+8(%rip), %rsp
-    mov oxen_trampoline_params+16(%rip), %rdi
+    mov $1, %eax
+    lock xadd %eax, oxen_trampoline_params+32(%rip)
+    inc %eax                                # this AP's index: 1, 2, ...
+    mov %rax, %rdi
+    cmp oxen_trampoline_params+40(%rip), %rdi
+    ja 2f                                   # more CPUs than stacks: park
+    imul oxen_trampoline_params+16(%rip), %rax
+    add oxen_trampoline_params+8(%rip), %rax
+    mov %rax, %rsp                          # top of stack number `index`
     mov oxen_trampoline_params+24(%rip), %rax
     call *%rax
-    ud2
+2:  cli
+    hlt
+    jmp 2b
     .balign 16
 oxen_trampoline_gdt:
     .quad 0
@@ -77,9 +90,11 @@ oxen_trampoline_farptr:
     .balign 8
 oxen_trampoline_params:
     .quad 0                                 # +0  CR3 (below 4 GiB)
-    .quad 0                                 # +8  stack top
-    .quad 0                                 # +16 argument: CPU index
+    .quad 0                                 # +8  stack block base (virtual)
+    .quad 0                                 # +16 stack size
     .quad 0                                 # +24 entry point
+    .quad 0                                 # +32 APs arrived so far
+    .quad 0                                 # +40 highest index with a stack
 oxen_trampoline_end:
     .text
 "#,
@@ -103,28 +118,59 @@ fn offset_of(sym: *const u8) -> u64 {
 
 /// The hypervisor's page-table root, for APs to switch to.
 static KERNEL_CR3: AtomicU64 = AtomicU64::new(0);
-/// Set by an AP once it has read the trampoline parameters.
-static STARTED: AtomicBool = AtomicBool::new(false);
+
+const PARAM_CR3: u64 = 0;
+const PARAM_STACK_BASE: u64 = 8;
+const PARAM_STACK_SIZE: u64 = 16;
+const PARAM_ENTRY: u64 = 24;
+const PARAM_ARRIVED: u64 = 32;
+const PARAM_MAX_INDEX: u64 = 40;
 
 /// What [`start_aps`] achieved.
 pub struct Report {
     /// APs that came online.
     pub online: usize,
-    /// APs that did not.
+    /// APs that were expected and did not.
     pub failed: usize,
 }
 
-/// Starts every usable AP in `cpus`, giving them indices 1.. in order, and waits until
-/// each is online or has timed out. `ap_main` is where each AP continues.
-pub fn start_aps(cpus: &[CpuEntry], tsc_hz: u64, ap_main: fn() -> !) -> Report {
-    AP_MAIN.store(ap_main as *const () as u64, Ordering::Relaxed);
-    let aps: alloc::vec::Vec<_> = cpus.iter().filter(|c| !c.is_bsp && c.usable).take(percpu::MAX_CPUS - 1).collect();
-    let skipped = cpus.iter().filter(|c| !c.is_bsp && c.usable).count() - aps.len();
-    if skipped > 0 {
-        log::warn!("smp: {skipped} CPU(s) beyond the limit of {} are left offline", percpu::MAX_CPUS);
+/// How to find the APs.
+pub enum Targets<'a> {
+    /// The MADT's list: start each usable AP in turn.
+    Madt(&'a [CpuEntry]),
+    /// No MADT: broadcast, expecting this many APs.
+    Broadcast(usize),
+}
+
+/// Logical CPUs in this package according to CPUID leaf 0xB (1 if it has no such leaf).
+pub fn cpuid_topology_count() -> usize {
+    if cpu::cpuid(0, 0).eax < 0xb {
+        return 1;
     }
-    percpu::set_count(1 + aps.len());
-    if aps.is_empty() {
+    // The highest level (usually "core") reports the logical processors in the package.
+    (0..8)
+        .map(|sub| cpu::cpuid(0xb, sub))
+        .take_while(|r| (r.ecx >> 8) & 0xff != 0)
+        .map(|r| (r.ebx & 0xffff) as usize)
+        .last()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Starts the APs and waits until each is online or has timed out. `ap_main` is where
+/// each AP continues.
+pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Report {
+    AP_MAIN.store(ap_main as *const () as u64, Ordering::Relaxed);
+    let wanted = match &targets {
+        Targets::Madt(cpus) => cpus.iter().filter(|c| !c.is_bsp && c.usable).count(),
+        Targets::Broadcast(n) => *n,
+    };
+    let count = wanted.min(percpu::MAX_CPUS - 1);
+    if count < wanted {
+        log::warn!("smp: {} CPU(s) beyond the limit of {} are left offline", wanted - count, percpu::MAX_CPUS);
+    }
+    percpu::set_count(1 + count);
+    if count == 0 {
         return Report { online: 0, failed: 0 };
     }
 
@@ -137,67 +183,86 @@ pub fn start_aps(cpus: &[CpuEntry], tsc_hz: u64, ap_main: fn() -> !) -> Report {
     let low_l4 = frames::alloc_run(1, FRAME_SIZE, 1 << 32).expect("a page below 4 GiB for the AP page table");
     let l4 = paging::active_l4_phys();
     KERNEL_CR3.store(l4, Ordering::Relaxed);
+    let stacks = frames::alloc_run(count as u64 * AP_STACK_SIZE / FRAME_SIZE, FRAME_SIZE, u64::MAX)
+        .expect("memory for the AP stacks");
     install_trampoline(page, low_l4, l4);
+    // Stack `i` (1-based) is [base + (i-1)*size, base + i*size): its top is base + i*size.
+    write_param(page, PARAM_STACK_BASE, paging::phys_to_virt(stacks).as_u64());
+    write_param(page, PARAM_STACK_SIZE, AP_STACK_SIZE);
+    write_param(page, PARAM_MAX_INDEX, count as u64);
 
     let ms = |n: u64| tsc_hz / 1000 * n;
-    let mut answered = alloc::vec![false; aps.len()];
-    for (i, ap) in aps.iter().enumerate() {
-        let index = i + 1;
-        let stack = frames::alloc_run(AP_STACK_SIZE / FRAME_SIZE, FRAME_SIZE, u64::MAX).expect("memory for an AP stack");
-        let top = paging::phys_to_virt(stack + AP_STACK_SIZE).as_u64();
-        write_params(page, &[(8, top), (16, index as u64)]);
-        percpu::get(index).apic_id.store(ap.apic_id, Ordering::Relaxed);
-        STARTED.store(false, Ordering::SeqCst);
-
-        apic::send_init(ap.apic_id);
-        cpu::spin_tsc(ms(10));
-        let vector = (page >> 12) as u8;
-        for _ in 0..2 {
-            apic::send_startup(ap.apic_id, vector);
-            cpu::spin_tsc(ms(1));
-            if STARTED.load(Ordering::SeqCst) {
-                break;
-            }
-        }
-        let deadline = cpu::rdtsc() + ms(200);
-        while !STARTED.load(Ordering::SeqCst) && cpu::rdtsc() < deadline {
+    let vector = (page >> 12) as u8;
+    let arrived = || read_param(page, PARAM_ARRIVED) as usize;
+    let wait_until = |n: usize, deadline: u64| {
+        while arrived() < n && cpu::rdtsc() < deadline {
             core::hint::spin_loop();
         }
-        answered[i] = STARTED.load(Ordering::SeqCst);
-        if !answered[i] {
-            log::error!("smp: cpu{index} (APIC id {}) never started: no answer to INIT-SIPI-SIPI within 200 ms", ap.apic_id);
+        arrived() >= n
+    };
+    match targets {
+        Targets::Madt(cpus) => {
+            for (i, ap) in cpus.iter().filter(|c| !c.is_bsp && c.usable).take(count).enumerate() {
+                apic::send_init(ap.apic_id);
+                cpu::spin_tsc(ms(10));
+                for _ in 0..2 {
+                    apic::send_startup(ap.apic_id, vector);
+                    if wait_until(i + 1, cpu::rdtsc() + ms(1)) {
+                        break;
+                    }
+                }
+                if !wait_until(i + 1, cpu::rdtsc() + ms(200)) {
+                    log::error!(
+                        "smp: the CPU with APIC id {} never started: no answer to INIT-SIPI-SIPI within 200 ms",
+                        ap.apic_id
+                    );
+                    // Keep the numbering in step: later APs get later numbers.
+                    write_param(page, PARAM_ARRIVED, (i + 1) as u64);
+                }
+            }
+        }
+        Targets::Broadcast(_) => {
+            apic::broadcast_init();
+            cpu::spin_tsc(ms(10));
+            for _ in 0..2 {
+                apic::broadcast_startup(vector);
+                cpu::spin_tsc(ms(1));
+            }
+            if !wait_until(count, cpu::rdtsc() + ms(200)) {
+                log::error!("smp: CPUID topology promises {count} more CPU(s), {} answered the broadcast within 200 ms", arrived());
+            }
         }
     }
 
     // Wait for the started ones to finish their bring-up.
-    let expected = 1 + answered.iter().filter(|&&a| a).count();
     let deadline = cpu::rdtsc() + ms(1000);
-    while percpu::online() < expected && cpu::rdtsc() < deadline {
+    while percpu::online() < 1 + arrived().min(count) && cpu::rdtsc() < deadline {
         core::hint::spin_loop();
     }
-    for (i, _) in answered.iter().enumerate().filter(|(_, a)| **a) {
-        let index = i + 1;
+    for index in 1..=count {
         let slot = percpu::get(index);
-        if !slot.online.load(Ordering::Acquire) {
-            log::error!(
-                "smp: cpu{index} (APIC id {}) started but did not come online within 1 s",
-                slot.apic_id.load(Ordering::Relaxed)
-            );
+        if index <= arrived() && !slot.online.load(Ordering::Acquire) {
+            log::error!("smp: cpu{index} started but did not come online within 1 s");
         }
     }
     paging::unmap_identity(page);
     let online = percpu::online() - 1;
-    Report { online, failed: aps.len() - online }
+    Report { online, failed: count - online }
 }
 
-fn write_params(page: u64, fields: &[(u64, u64)]) {
-    // SAFETY: `&raw const` of an extern static only takes its address.
+fn param_ptr(page: u64, field: u64) -> *mut u64 {
     let params = page + offset_of(&raw const oxen_trampoline_params);
-    for &(at, value) in fields {
-        let ptr = paging::phys_to_virt(params + at).as_mut_ptr::<u64>();
-        // SAFETY: `page` is the trampoline page we own; the field is inside it.
-        unsafe { core::ptr::write_volatile(ptr, value) };
-    }
+    paging::phys_to_virt(params + field).as_mut_ptr::<u64>()
+}
+
+fn write_param(page: u64, field: u64, value: u64) {
+    // SAFETY: `page` is the trampoline page we own; the field is inside it.
+    unsafe { core::ptr::write_volatile(param_ptr(page, field), value) };
+}
+
+fn read_param(page: u64, field: u64) -> u64 {
+    // SAFETY: as in `write_param`; APs update the counter with locked instructions.
+    unsafe { core::ptr::read_volatile(param_ptr(page, field)) }
 }
 
 /// Copies the trampoline into `page` and fills in its addresses and the low CR3.
@@ -225,7 +290,9 @@ fn install_trampoline(page: u64, low_l4: u64, l4: u64) {
     };
     patch32(&raw const oxen_trampoline_gdtr, 2, page + offset_of(&raw const oxen_trampoline_gdt));
     patch32(&raw const oxen_trampoline_farptr, 0, page + offset_of(&raw const oxen_trampoline_long));
-    write_params(page, &[(0, low_l4), (24, ap_entry as *const () as u64)]);
+    write_param(page, PARAM_CR3, low_l4);
+    write_param(page, PARAM_ENTRY, ap_entry as *const () as u64);
+    write_param(page, PARAM_ARRIVED, 0);
 }
 
 static AP_MAIN: AtomicU64 = AtomicU64::new(0);
@@ -237,7 +304,6 @@ extern "C" fn ap_entry(index: u64) -> ! {
     // taken from them), so execution and the stack carry on unchanged.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack)) };
     percpu::install(index as usize);
-    STARTED.store(true, Ordering::SeqCst);
     let main = AP_MAIN.load(Ordering::Relaxed);
     // SAFETY: AP_MAIN holds the `fn() -> !` given to `start_aps`.
     let main: fn() -> ! = unsafe { core::mem::transmute(main as usize) };
