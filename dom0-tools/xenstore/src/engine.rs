@@ -447,7 +447,11 @@ impl Engine {
     }
 
     fn watch_args(caller: Caller, msg: &Message) -> XsResult<(String, Option<String>, Vec<u8>)> {
-        let a = args(msg, 2)?;
+        // `<wpath>|<token>|?`: anything after the token is reserved.
+        let a = msg.strings().ok_or(XsError::Inval)?;
+        if a.len() < 2 {
+            return Err(XsError::Inval);
+        }
         let (raw, token) = (a[0], a[1].to_vec());
         if is_special(raw) {
             return Ok((check_special(raw)?, None, token));
@@ -569,8 +573,27 @@ impl Engine {
         match a.as_slice() {
             [b"check"] | [b"check", ..] => Ok(Outcome::ok()),
             [b"print", ..] => Ok(Outcome::ok()),
+            [b"log", b"on"] => {
+                self.enable_access_log();
+                Ok(Outcome::ok())
+            }
+            [b"log", b"off"] => {
+                self.access_log = None;
+                Ok(Outcome::ok())
+            }
+            [b"memreport", ..] => {
+                let watches: usize = self.conns.values().map(|c| c.watches.len()).sum();
+                let txs: usize = self.conns.values().map(|c| c.transactions.len()).sum();
+                let report = format!(
+                    "nodes {}\nconnections {}\nwatches {watches}\ntransactions {txs}\ndomains {}\n",
+                    self.tree.len(),
+                    self.conns.len(),
+                    self.domains.len()
+                );
+                Ok(Outcome::reply(with_nul(&report)))
+            }
             [b"help"] => Ok(Outcome::reply(with_nul(
-                "check\nhelp\nprint <text>\nquota [<name> <value>]\n",
+                "check\nhelp\nlog on|off\nmemreport\nprint <text>\nquota [<name> <value>]\n",
             ))),
             [b"quota"] => Ok(Outcome::reply(with_nul(&self.quotas.describe()))),
             [b"quota", name, value] => {

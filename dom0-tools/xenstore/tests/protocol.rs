@@ -496,3 +496,34 @@ fn quota_errors_only_hit_the_offender() {
     assert_eq!(h.read(g, 0, "a"), val("rewrite"));
     assert_eq!(h.write(d0, 0, "/local/domain/1/d0-made", "x"), ok());
 }
+
+#[test]
+fn control_log_and_memreport() {
+    let mut h = Harness::new();
+    let d0 = h.dom0();
+    let report = h.request(d0, MsgType::Control, 0, b"memreport\0").unwrap();
+    assert!(
+        String::from_utf8(report)
+            .unwrap()
+            .starts_with("nodes 1\nconnections 1\n")
+    );
+    assert_eq!(h.request(d0, MsgType::Control, 0, b"log\0on\0"), ok());
+    h.read(d0, 0, "/").unwrap();
+    let log = h.engine.take_access_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].contains("Read") && log[0].ends_with("/ -> OK"),
+        "{log:?}"
+    );
+    assert_eq!(h.request(d0, MsgType::Control, 0, b"log\0off\0"), ok());
+    h.read(d0, 0, "/").unwrap();
+    assert!(h.engine.take_access_log().is_empty());
+}
+
+#[test]
+fn watch_reserved_field_is_ignored() {
+    let mut h = Harness::new();
+    let w = h.dom0();
+    assert_eq!(h.request(w, MsgType::Watch, 0, b"/r\0t\0\0"), ok());
+    assert_eq!(h.events(w), vec![ev("/r", "t")]);
+}
