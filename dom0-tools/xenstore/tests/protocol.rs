@@ -510,9 +510,14 @@ fn control_log_and_memreport() {
     assert_eq!(h.request(d0, MsgType::Control, 0, b"log\0on\0"), ok());
     h.read(d0, 0, "/").unwrap();
     let log = h.engine.take_access_log();
-    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        log.len(),
+        2,
+        "the `log on` request itself and the read: {log:?}"
+    );
+    assert!(log[0].contains("Control"), "{log:?}");
     assert!(
-        log[0].contains("Read") && log[0].ends_with("/ -> OK"),
+        log[1].contains("Read") && log[1].ends_with("/ -> OK"),
         "{log:?}"
     );
     assert_eq!(h.request(d0, MsgType::Control, 0, b"log\0off\0"), ok());
