@@ -115,14 +115,17 @@ fn receive(engine: &mut Engine, id: ConnId, stream: &mut UnixStream) -> bool {
     }
 }
 
+/// Moves the engine's access-log lines to the log file. Lines are always
+/// drained, so `CONTROL log on` without a log file cannot grow memory.
 fn write_log(log: &mut Option<File>, engine: &mut Engine) {
+    let lines = engine.take_access_log();
     let Some(file) = log.as_mut() else {
         return;
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    for line in engine.take_access_log() {
+    for line in lines {
         // The log is best effort: a full disk must not stop the store.
         let _ = writeln!(file, "{}.{:03} {line}", now.as_secs(), now.subsec_millis());
     }
