@@ -44,6 +44,7 @@ pub mod ops;
 pub mod path;
 pub mod perms;
 pub mod quota;
+pub mod ring;
 pub mod transaction;
 pub mod tree;
 pub mod watch;
