@@ -1,8 +1,8 @@
 //! The boot archive: find it, validate it, list it, read the boot configuration.
 
+use alloc::string::ToString;
 use oxen_core::archive::{self, Archive};
 use oxen_core::config::{BootConfig, LogLevel};
-use alloc::string::ToString;
 use oxen_core::units::Bytes;
 
 /// Validates the archive and returns the boot configuration it carries. A missing or
@@ -27,10 +27,17 @@ pub fn load_archive(ramdisk: Option<&[u8]>) -> BootConfig {
         archive.crc()
     );
     for entry in archive.entries() {
-        log::info!("boot:   {:<24} {:>10}", entry.name, Bytes(entry.data.len() as u64).to_string());
+        log::info!(
+            "boot:   {:<24} {:>10}",
+            entry.name,
+            Bytes(entry.data.len() as u64).to_string()
+        );
     }
     let Some(cfg) = archive.get(archive::CONFIG_NAME) else {
-        log::warn!("boot: the archive has no {}; using defaults", archive::CONFIG_NAME);
+        log::warn!(
+            "boot: the archive has no {}; using defaults",
+            archive::CONFIG_NAME
+        );
         return BootConfig::default();
     };
     let parsed = core::str::from_utf8(cfg.data)
@@ -39,7 +46,10 @@ pub fn load_archive(ramdisk: Option<&[u8]>) -> BootConfig {
     match parsed {
         Ok(config) => {
             for key in &config.unknown {
-                log::warn!("boot: {}: unknown setting '{key}' ignored", archive::CONFIG_NAME);
+                log::warn!(
+                    "boot: {}: unknown setting '{key}' ignored",
+                    archive::CONFIG_NAME
+                );
             }
             log::set_max_level(match config.log_level {
                 LogLevel::Error => log::LevelFilter::Error,
@@ -48,11 +58,19 @@ pub fn load_archive(ramdisk: Option<&[u8]>) -> BootConfig {
                 LogLevel::Debug => log::LevelFilter::Debug,
                 LogLevel::Trace => log::LevelFilter::Trace,
             });
-            log::info!("boot: {} read: on_ready {:?}, log level {:?}", archive::CONFIG_NAME, config.on_ready, config.log_level);
+            log::info!(
+                "boot: {} read: on_ready {:?}, log level {:?}",
+                archive::CONFIG_NAME,
+                config.on_ready,
+                config.log_level
+            );
             config
         }
         Err(e) => {
-            log::error!("boot: {} rejected: {e}; using defaults", archive::CONFIG_NAME);
+            log::error!(
+                "boot: {} rejected: {e}; using defaults",
+                archive::CONFIG_NAME
+            );
             BootConfig::default()
         }
     }

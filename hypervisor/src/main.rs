@@ -60,9 +60,16 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     serial::init();
     let tsc_hz = pit::tsc_hz();
     serial::set_tsc_hz(tsc_hz);
-    log::info!("oxen {} booting; TSC {} MHz", env!("CARGO_PKG_VERSION"), tsc_hz / 1_000_000);
+    log::info!(
+        "oxen {} booting; TSC {} MHz",
+        env!("CARGO_PKG_VERSION"),
+        tsc_hz / 1_000_000
+    );
 
-    let phys_offset = boot_info.physical_memory_offset.into_option().expect("the bootloader maps physical memory");
+    let phys_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("the bootloader maps physical memory");
     paging::init(phys_offset);
     frames::init(&boot_info.memory_regions);
     let stats = frames::stats();
@@ -110,16 +117,23 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     let targets = if platform.cpus.is_empty() {
         let n = smp::cpuid_topology_count();
-        log::warn!("smp: no MADT; CPUID topology reports {n} logical CPU(s) in this package: starting APs by broadcast");
+        log::warn!(
+            "smp: no MADT; CPUID topology reports {n} logical CPU(s) in this package: starting APs by broadcast"
+        );
         smp::Targets::Broadcast(n - 1)
     } else {
         smp::Targets::Madt(&platform.cpus)
     };
-    let report = smp::start_aps(targets, tsc_hz, ap_main);    log::info!(
+    let report = smp::start_aps(targets, tsc_hz, ap_main);
+    log::info!(
         "smp: {} of {} CPUs online{}",
         percpu::online(),
         percpu::count(),
-        if report.failed > 0 { " (some failed to start, see above)" } else { "" }
+        if report.failed > 0 {
+            " (some failed to start, see above)"
+        } else {
+            ""
+        }
     );
     check_ticks(tsc_hz);
 
@@ -185,7 +199,11 @@ fn discover_platform(rsdp: Option<u64>) -> acpi::Platform {
             log::warn!("acpi: no usable MADT ({e}); CPUs come from CPUID, no I/O APIC is known");
             // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
             let base = unsafe { cpu::rdmsr(0x1b) } & 0xf_ffff_f000;
-            acpi::Platform { lapic_phys: base, cpus: alloc::vec::Vec::new(), io_apics: alloc::vec::Vec::new() }
+            acpi::Platform {
+                lapic_phys: base,
+                cpus: alloc::vec::Vec::new(),
+                io_apics: alloc::vec::Vec::new(),
+            }
         }
     }
 }
@@ -197,17 +215,25 @@ fn enable_vmx() {
             log::info!("vmx: {caps}");
             match caps.can_run_guests() {
                 Ok(()) => log::info!("vmx: VMXON on cpu0; this CPU can run guests"),
-                Err(what) => log::warn!("vmx: VMXON on cpu0, but guests need {what}, which this CPU lacks"),
+                Err(what) => {
+                    log::warn!("vmx: VMXON on cpu0, but guests need {what}, which this CPU lacks")
+                }
             }
         }
-        Err(e) => log::warn!("vmx: {e}: guests cannot run on this machine; carrying on without VMX"),
+        Err(e) => {
+            log::warn!("vmx: {e}: guests cannot run on this machine; carrying on without VMX")
+        }
     }
 }
 
 /// Waits until every online CPU has taken two ticks, and says so.
 fn check_ticks(tsc_hz: u64) {
     let deadline = cpu::rdtsc() + tsc_hz / 2;
-    let ticking = || (0..percpu::count()).filter(|&i| percpu::get(i).ticks.load(Ordering::Relaxed) >= 2).count();
+    let ticking = || {
+        (0..percpu::count())
+            .filter(|&i| percpu::get(i).ticks.load(Ordering::Relaxed) >= 2)
+            .count()
+    };
     while ticking() < percpu::online() && cpu::rdtsc() < deadline {
         core::hint::spin_loop();
     }
@@ -215,7 +241,10 @@ fn check_ticks(tsc_hz: u64) {
     if n == percpu::online() {
         log::info!("timer: periodic tick running on all {n} online CPUs");
     } else {
-        log::error!("timer: only {n} of {} online CPUs are ticking", percpu::online());
+        log::error!(
+            "timer: only {n} of {} online CPUs are ticking",
+            percpu::online()
+        );
     }
 }
 
@@ -231,7 +260,11 @@ fn ap_main() -> ! {
         Err(vmx::VmxError::NotSupported) => {}
         Err(e) => log::warn!("vmx: cpu{}: {e}", percpu::index()),
     }
-    log::info!("smp: cpu{} online (APIC id {})", percpu::index(), apic::id());
+    log::info!(
+        "smp: cpu{} online (APIC id {})",
+        percpu::index(),
+        apic::id()
+    );
     percpu::this().online.store(true, Ordering::Release);
     idle()
 }

@@ -16,7 +16,11 @@ use crate::{Args, Result, out_dir};
 
 fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
     Scenario {
-        name: if platform == Platform::Bochs { "bench-bochs" } else { "bench-qemu" },
+        name: if platform == Platform::Bochs {
+            "bench-bochs"
+        } else {
+            "bench-qemu"
+        },
         what: "benchmark boot",
         platform,
         firmware: Firmware::Uefi,
@@ -62,7 +66,10 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
 
     let bochs = scenario::run_one(&boot_scenario(Platform::Bochs, 2), &builds);
     if !bochs.passed {
-        return Err(format!("the Bochs boot failed: {}\n{}", bochs.reason, bochs.serial));
+        return Err(format!(
+            "the Bochs boot failed: {}\n{}",
+            bochs.reason, bochs.serial
+        ));
     }
     let bochs_total = capture(&bochs.serial, r"boot tsc (\d+) ")?;
     let bochs_oxen = capture(&bochs.serial, r"boot tsc \d+ \((\d+) in oxen\)")?;
@@ -70,22 +77,57 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
 
     let qemu = scenario::run_one(&boot_scenario(Platform::Qemu, 2), &builds);
     if !qemu.passed {
-        return Err(format!("the QEMU boot failed: {}\n{}", qemu.reason, qemu.serial));
+        return Err(format!(
+            "the QEMU boot failed: {}\n{}",
+            qemu.reason, qemu.serial
+        ));
     }
     let qemu_ready = Regex::new(r"\[\s*(\d+)\.(\d+)\] cpu0 INFO  oxen ready").expect("valid");
-    let caps = qemu_ready.captures(&qemu.serial).ok_or("no ready line in the QEMU log")?;
-    let qemu_oxen_s: f64 = format!("{}.{}", &caps[1], &caps[2]).parse().map_err(|_| "bad timestamp")?;
+    let caps = qemu_ready
+        .captures(&qemu.serial)
+        .ok_or("no ready line in the QEMU log")?;
+    let qemu_oxen_s: f64 = format!("{}.{}", &caps[1], &caps[2])
+        .parse()
+        .map_err(|_| "bad timestamp")?;
 
     let (loaded, file) = image_sizes(&out_dir().join("oxen.elf"))?;
 
     let results = [
-        ("bochs_boot_instructions_total", bochs_total.to_string(), "instructions from reset to the ready line (Bochs, UEFI, 2 CPUs)"),
-        ("bochs_boot_instructions_oxen", bochs_oxen.to_string(), "instructions from oxen's entry to the ready line (Bochs)"),
-        ("qemu_boot_wall_seconds", format!("{:.2}", qemu.elapsed.as_secs_f64()), "wall time from QEMU start to power-off after ready (TCG, UEFI, 2 CPUs)"),
-        ("qemu_oxen_boot_seconds", format!("{qemu_oxen_s:.3}"), "oxen's own boot time in QEMU, by its TSC clock"),
-        ("image_loaded_bytes", loaded.to_string(), "hypervisor ELF loadable segments"),
-        ("image_file_bytes", file.to_string(), "hypervisor ELF file, with debug info"),
-        ("hypervisor_memory_bytes", memory.to_string(), "memory oxen itself uses after boot (image + frames it took)"),
+        (
+            "bochs_boot_instructions_total",
+            bochs_total.to_string(),
+            "instructions from reset to the ready line (Bochs, UEFI, 2 CPUs)",
+        ),
+        (
+            "bochs_boot_instructions_oxen",
+            bochs_oxen.to_string(),
+            "instructions from oxen's entry to the ready line (Bochs)",
+        ),
+        (
+            "qemu_boot_wall_seconds",
+            format!("{:.2}", qemu.elapsed.as_secs_f64()),
+            "wall time from QEMU start to power-off after ready (TCG, UEFI, 2 CPUs)",
+        ),
+        (
+            "qemu_oxen_boot_seconds",
+            format!("{qemu_oxen_s:.3}"),
+            "oxen's own boot time in QEMU, by its TSC clock",
+        ),
+        (
+            "image_loaded_bytes",
+            loaded.to_string(),
+            "hypervisor ELF loadable segments",
+        ),
+        (
+            "image_file_bytes",
+            file.to_string(),
+            "hypervisor ELF file, with debug info",
+        ),
+        (
+            "hypervisor_memory_bytes",
+            memory.to_string(),
+            "memory oxen itself uses after boot (image + frames it took)",
+        ),
     ];
     let dir = out_dir().join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

@@ -35,7 +35,8 @@ impl Firmware {
 /// Builds the hypervisor with `features` and returns a copy of the ELF named after them.
 pub fn hypervisor(features: &[&str]) -> Result<PathBuf> {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root()).args(["build", "--release", "--package", "oxen"]);
+    cmd.current_dir(root())
+        .args(["build", "--release", "--package", "oxen"]);
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
@@ -44,7 +45,11 @@ pub fn hypervisor(features: &[&str]) -> Result<PathBuf> {
         return Err("building the hypervisor failed".into());
     }
     let built = root().join("target/x86_64-unknown-none/release/oxen");
-    let name = if features.is_empty() { "oxen.elf".to_string() } else { format!("oxen-{}.elf", features.join("-")) };
+    let name = if features.is_empty() {
+        "oxen.elf".to_string()
+    } else {
+        format!("oxen-{}.elf", features.join("-"))
+    };
     let dir = out_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let copy = dir.join(name);
@@ -75,7 +80,13 @@ pub fn disk_image(kernel: &Path, ramdisk: &Path, firmware: Firmware, out: &Path)
         Firmware::Uefi => builder.create_uefi_image(out),
         Firmware::Bios => builder.create_bios_image(out),
     };
-    made.map_err(|e| format!("creating the {} image {}: {e:#}", firmware.name(), out.display()))
+    made.map_err(|e| {
+        format!(
+            "creating the {} image {}: {e:#}",
+            firmware.name(),
+            out.display()
+        )
+    })
 }
 
 /// The default boot configuration used by `run` and `image`.
@@ -86,7 +97,10 @@ pub fn demo_config() -> PathBuf {
 /// The files that go into the archive next to `boot.cfg` (the guest images of later
 /// issues; for now the archive carries only its configuration and this note).
 pub fn archive_files() -> Vec<(String, Vec<u8>)> {
-    vec![("README".into(), b"oxen boot archive: boot.cfg plus guest images.\n".to_vec())]
+    vec![(
+        "README".into(),
+        b"oxen boot archive: boot.cfg plus guest images.\n".to_vec(),
+    )]
 }
 
 /// Builds everything `run` needs for `firmware` with the configuration at `config`.
@@ -113,7 +127,10 @@ pub fn cmd_build(args: &[String]) -> Result<()> {
 
 pub fn cmd_image(args: &[String]) -> Result<()> {
     let mut args = Args::new(args);
-    let config = args.value("--config")?.map(PathBuf::from).unwrap_or_else(demo_config);
+    let config = args
+        .value("--config")?
+        .map(PathBuf::from)
+        .unwrap_or_else(demo_config);
     args.finish()?;
     for fw in [Firmware::Uefi, Firmware::Bios] {
         let image = images(&config, fw)?;

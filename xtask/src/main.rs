@@ -66,7 +66,10 @@ fn main() -> ExitCode {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Where xtask puts everything it makes.
@@ -81,7 +84,9 @@ pub struct Args {
 
 impl Args {
     pub fn new(items: &[String]) -> Self {
-        Args { items: items.to_vec() }
+        Args {
+            items: items.to_vec(),
+        }
     }
 
     /// Removes and returns the value of `--name value`, if present.

@@ -38,7 +38,8 @@ impl Platform {
 
 /// Whether this host can give a QEMU guest VT-x: an Intel CPU, /dev/kvm, nested on.
 pub fn kvm_nested_vmx() -> bool {
-    let nested = std::fs::read_to_string("/sys/module/kvm_intel/parameters/nested").unwrap_or_default();
+    let nested =
+        std::fs::read_to_string("/sys/module/kvm_intel/parameters/nested").unwrap_or_default();
     Path::new("/dev/kvm").exists() && matches!(nested.trim(), "Y" | "1")
 }
 
@@ -87,7 +88,12 @@ impl Machine {
     fn qemu(&self) -> Result<Command> {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-machine", "q35", "-display", "none", "-no-reboot"]);
-        cmd.args(["-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()]);
+        cmd.args([
+            "-m",
+            &self.memory_mib.to_string(),
+            "-smp",
+            &self.cpus.to_string(),
+        ]);
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
         if self.platform == Platform::Kvm {
             cmd.args(["-enable-kvm", "-cpu", "host,+vmx"]);
@@ -96,11 +102,15 @@ impl Machine {
         }
         if self.firmware == Firmware::Uefi {
             let vars = self.work.join("OVMF_VARS.fd");
-            std::fs::copy(OVMF_VARS, &vars).map_err(|e| format!("{OVMF_VARS}: {e} (install the ovmf package)"))?;
-            cmd.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
-            cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+            std::fs::copy(OVMF_VARS, &vars)
+                .map_err(|e| format!("{OVMF_VARS}: {e} (install the ovmf package)"))?;
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
         }
-        cmd.arg("-drive").arg(format!("format=raw,file={}", self.image.display()));
+        cmd.arg("-drive")
+            .arg(format!("format=raw,file={}", self.image.display()));
         match &self.serial {
             Some(path) => cmd.arg("-serial").arg(format!("file:{}", path.display())),
             None => cmd.args(["-serial", "mon:stdio"]),
@@ -109,14 +119,19 @@ impl Machine {
     }
 
     fn bochs(&self) -> Result<Command> {
-        let bochs = setup::bochs_binary().ok_or("Bochs with VT-x is not built yet: run `cargo xtask setup`")?;
+        let bochs = setup::bochs_binary()
+            .ok_or("Bochs with VT-x is not built yet: run `cargo xtask setup`")?;
         // Bochs wants the disk's size to be whole cylinders of 16 heads x 63 sectors.
         let disk = self.work.join("disk.img");
         std::fs::copy(&self.image, &disk).map_err(|e| format!("{}: {e}", self.image.display()))?;
         let cylinder = 16 * 63 * 512;
         let len = std::fs::metadata(&disk).map_err(|e| e.to_string())?.len();
-        let file = std::fs::OpenOptions::new().write(true).open(&disk).map_err(|e| e.to_string())?;
-        file.set_len(len.div_ceil(cylinder) * cylinder).map_err(|e| e.to_string())?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .map_err(|e| e.to_string())?;
+        file.set_len(len.div_ceil(cylinder) * cylinder)
+            .map_err(|e| e.to_string())?;
         let cylinders = len.div_ceil(cylinder);
 
         let serial = match &self.serial {
@@ -161,13 +176,24 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
     }
     .unwrap_or_else(best);
     let firmware = Firmware::parse(&args.value("--firmware")?.unwrap_or_else(|| "uefi".into()))?;
-    let cpus: u32 = args.value("--cpus")?.map_or(Ok(2), |v| v.parse()).map_err(|_| "--cpus takes a number")?;
-    let memory_mib: u32 =
-        args.value("--memory")?.map_or(Ok(512), |v| v.parse()).map_err(|_| "--memory takes a number of MiB")?;
-    let config = args.value("--config")?.map(PathBuf::from).unwrap_or_else(build::demo_config);
+    let cpus: u32 = args
+        .value("--cpus")?
+        .map_or(Ok(2), |v| v.parse())
+        .map_err(|_| "--cpus takes a number")?;
+    let memory_mib: u32 = args
+        .value("--memory")?
+        .map_or(Ok(512), |v| v.parse())
+        .map_err(|_| "--memory takes a number of MiB")?;
+    let config = args
+        .value("--config")?
+        .map(PathBuf::from)
+        .unwrap_or_else(build::demo_config);
     args.finish()?;
     if platform == Platform::Kvm && !kvm_nested_vmx() {
-        return Err("this host offers no KVM with nested VMX (needs an Intel CPU and kvm_intel nested=1)".into());
+        return Err(
+            "this host offers no KVM with nested VMX (needs an Intel CPU and kvm_intel nested=1)"
+                .into(),
+        );
     }
 
     let image = build::images(&config, firmware)?;
@@ -193,7 +219,9 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
     );
     let mut cmd = machine.command()?;
     if platform != Platform::Bochs {
-        let status = cmd.status().map_err(|e| format!("cannot start QEMU: {e} (run `cargo xtask setup`)"))?;
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot start QEMU: {e} (run `cargo xtask setup`)"))?;
         eprintln!("xtask: QEMU exited ({status})");
         return Ok(());
     }
@@ -201,7 +229,9 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
     let serial = work.join("serial.txt");
     let _ = std::fs::remove_file(&serial);
     cmd.stdout(std::process::Stdio::null());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start Bochs: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start Bochs: {e}"))?;
     let mut shown = 0;
     loop {
         let done = child.try_wait().map_err(|e| e.to_string())?;
@@ -215,7 +245,10 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
             shown = bytes.len();
         }
         if let Some(status) = done {
-            eprintln!("xtask: Bochs exited ({status}); its log is {}", work.join("bochs.log").display());
+            eprintln!(
+                "xtask: Bochs exited ({status}); its log is {}",
+                work.join("bochs.log").display()
+            );
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -77,7 +77,13 @@ pub fn all() -> Vec<Scenario> {
                 r"oxen ready: 4/4 CPUs online, .* VMX off",
                 r"power: powering off",
             ],
-            ..base("qemu-uefi-smp4", "QEMU TCG, UEFI, 4 CPUs: all online, no VT-x reported", Platform::Qemu, Firmware::Uefi, 4)
+            ..base(
+                "qemu-uefi-smp4",
+                "QEMU TCG, UEFI, 4 CPUs: all online, no VT-x reported",
+                Platform::Qemu,
+                Firmware::Uefi,
+                4,
+            )
         },
         Scenario {
             expect: &[
@@ -87,7 +93,13 @@ pub fn all() -> Vec<Scenario> {
                 r"oxen ready: 2/2 CPUs online, .* VMX off",
                 r"power: powering off",
             ],
-            ..base("qemu-bios-smp2", "QEMU TCG, legacy BIOS, 2 CPUs", Platform::Qemu, Firmware::Bios, 2)
+            ..base(
+                "qemu-bios-smp2",
+                "QEMU TCG, legacy BIOS, 2 CPUs",
+                Platform::Qemu,
+                Firmware::Bios,
+                2,
+            )
         },
         Scenario {
             features: &["test-fault"],
@@ -100,7 +112,13 @@ pub fn all() -> Vec<Scenario> {
                 r"oxen halted: every CPU is stopped",
             ],
             forbid: &[],
-            ..base("fault-report", "a deliberate page fault is reported and stops every CPU", Platform::Qemu, Firmware::Uefi, 2)
+            ..base(
+                "fault-report",
+                "a deliberate page fault is reported and stops every CPU",
+                Platform::Qemu,
+                Firmware::Uefi,
+                2,
+            )
         },
         Scenario {
             archive: ArchiveKind::Corrupt,
@@ -109,7 +127,13 @@ pub fn all() -> Vec<Scenario> {
                 r"oxen ready: 1/1 CPUs online",
             ],
             forbid: &["PANIC", "EXCEPTION"],
-            ..base("corrupt-archive", "a damaged boot archive gets a clear error, not a crash", Platform::Qemu, Firmware::Uefi, 1)
+            ..base(
+                "corrupt-archive",
+                "a damaged boot archive gets a clear error, not a crash",
+                Platform::Qemu,
+                Firmware::Uefi,
+                1,
+            )
         },
         Scenario {
             memory_mib: 512,
@@ -126,7 +150,13 @@ pub fn all() -> Vec<Scenario> {
                 r"power: powering off",
             ],
             timeout: Duration::from_secs(300),
-            ..base("bochs-uefi-smp2", "Bochs with VT-x, UEFI (no ACPI: CPUs by CPUID), 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Uefi, 2)
+            ..base(
+                "bochs-uefi-smp2",
+                "Bochs with VT-x, UEFI (no ACPI: CPUs by CPUID), 2 CPUs: VMXON on both",
+                Platform::Bochs,
+                Firmware::Uefi,
+                2,
+            )
         },
         Scenario {
             memory_mib: 512,
@@ -140,7 +170,13 @@ pub fn all() -> Vec<Scenario> {
                 r"power: powering off",
             ],
             timeout: Duration::from_secs(300),
-            ..base("bochs-bios-smp2", "Bochs with VT-x, legacy BIOS (MADT), 2 CPUs: VMXON on both", Platform::Bochs, Firmware::Bios, 2)
+            ..base(
+                "bochs-bios-smp2",
+                "Bochs with VT-x, legacy BIOS (MADT), 2 CPUs: VMXON on both",
+                Platform::Bochs,
+                Firmware::Bios,
+                2,
+            )
         },
     ]
 }
@@ -202,10 +238,15 @@ fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
     })
 }
 
-/// Boots `machine` and watches its serial output against the scenario's expectations.
+/// Prepares and boots the scenario's machine and watches its serial output; the
+/// elapsed time counts from the emulator's start.
 pub fn run_one(s: &Scenario, builds: &Builds) -> Outcome {
-    let start = Instant::now();
-    let fail = |reason: String, serial: String| Outcome { passed: false, reason, serial, elapsed: start.elapsed() };
+    let fail = |reason: String, serial: String| Outcome {
+        passed: false,
+        reason,
+        serial,
+        elapsed: Duration::ZERO,
+    };
     let machine = match prepare(s, builds) {
         Ok(m) => m,
         Err(e) => return fail(format!("could not prepare: {e}"), String::new()),
@@ -215,9 +256,20 @@ pub fn run_one(s: &Scenario, builds: &Builds) -> Outcome {
         Ok(c) => c,
         Err(e) => return fail(e, String::new()),
     };
-    let mut child = match cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+    let start = Instant::now();
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
         Ok(c) => c,
-        Err(e) => return fail(format!("cannot start {}: {e}", s.platform.name()), String::new()),
+        Err(e) => {
+            return fail(
+                format!("cannot start {}: {e}", s.platform.name()),
+                String::new(),
+            );
+        }
     };
     let outcome = watch(s, &mut child, &serial_path, start);
     let _ = child.kill();
@@ -225,28 +277,85 @@ pub fn run_one(s: &Scenario, builds: &Builds) -> Outcome {
     outcome
 }
 
+/// What the serial log says so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every expected pattern matched and no forbidden one.
+    Complete,
+    /// A forbidden pattern matched this line.
+    Forbidden(String),
+    /// These expected patterns have not matched yet.
+    Waiting(Vec<String>),
+}
+
+/// Judges a serial log against a scenario's patterns.
+pub fn judge(expect: &[Regex], forbid: &[Regex], serial: &str) -> Verdict {
+    if let Some(line) = serial
+        .lines()
+        .find(|l| forbid.iter().any(|r| r.is_match(l)))
+    {
+        return Verdict::Forbidden(line.to_string());
+    }
+    let missing: Vec<String> = expect
+        .iter()
+        .filter(|r| !r.is_match(serial))
+        .map(|r| r.as_str().to_string())
+        .collect();
+    if missing.is_empty() {
+        Verdict::Complete
+    } else {
+        Verdict::Waiting(missing)
+    }
+}
+
+fn compile(patterns: &[&str]) -> Vec<Regex> {
+    patterns
+        .iter()
+        .map(|p| Regex::new(p).expect("valid pattern"))
+        .collect()
+}
+
 fn watch(s: &Scenario, child: &mut Child, serial_path: &PathBuf, start: Instant) -> Outcome {
-    let expect: Vec<Regex> = s.expect.iter().map(|p| Regex::new(p).expect("valid pattern")).collect();
-    let forbid: Vec<Regex> = s.forbid.iter().map(|p| Regex::new(p).expect("valid pattern")).collect();
+    let (expect, forbid) = (compile(s.expect), compile(s.forbid));
+    // Once everything expected has appeared, keep watching a little for late trouble.
     let grace = Duration::from_millis(1500);
-    let mut all_seen_at: Option<Instant> = None;
+    let mut complete_at: Option<Instant> = None;
     loop {
         let exited = child.try_wait().ok().flatten();
-        let serial = String::from_utf8_lossy(&std::fs::read(serial_path).unwrap_or_default()).into_owned();
-        let outcome = |passed, reason: String| Outcome { passed, reason, serial: serial.clone(), elapsed: start.elapsed() };
-        if let Some(line) = serial.lines().find(|l| forbid.iter().any(|r| r.is_match(l))) {
-            return outcome(false, format!("forbidden line: {line}"));
-        }
-        let missing: Vec<&str> = expect.iter().filter(|r| !r.is_match(&serial)).map(|r| r.as_str()).collect();
-        if missing.is_empty() {
-            let seen = *all_seen_at.get_or_insert_with(Instant::now);
-            if exited.is_some() || seen.elapsed() >= grace {
-                return outcome(true, String::new());
+        let serial =
+            String::from_utf8_lossy(&std::fs::read(serial_path).unwrap_or_default()).into_owned();
+        let outcome = |passed, reason: String| Outcome {
+            passed,
+            reason,
+            serial: serial.clone(),
+            elapsed: start.elapsed(),
+        };
+        match judge(&expect, &forbid, &serial) {
+            Verdict::Forbidden(line) => return outcome(false, format!("forbidden line: {line}")),
+            Verdict::Complete => {
+                let at = *complete_at.get_or_insert_with(Instant::now);
+                if exited.is_some() || at.elapsed() >= grace {
+                    return outcome(true, String::new());
+                }
             }
-        } else if let Some(status) = exited {
-            return outcome(false, format!("{} exited ({status}) before printing: {}", s.platform.name(), missing.join(" | ")));
-        } else if start.elapsed() > s.timeout {
-            return outcome(false, format!("timed out after {:?} waiting for: {}", s.timeout, missing.join(" | ")));
+            Verdict::Waiting(missing) => {
+                if let Some(status) = exited {
+                    let why = format!(
+                        "{} exited ({status}) before printing: {}",
+                        s.platform.name(),
+                        missing.join(" | ")
+                    );
+                    return outcome(false, why);
+                }
+                if start.elapsed() > s.timeout {
+                    let why = format!(
+                        "timed out after {:?} waiting for: {}",
+                        s.timeout,
+                        missing.join(" | ")
+                    );
+                    return outcome(false, why);
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -260,7 +369,11 @@ fn host_tests() -> Result<()> {
         .args(["test", "--workspace"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() { Ok(()) } else { Err("host tests failed".into()) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err("host tests failed".into())
+    }
 }
 
 pub fn cmd_test(args: &[String]) -> Result<()> {
@@ -270,26 +383,36 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     let list = args.flag("--list");
     let only = args.values("--scenario")?;
     args.finish()?;
-    let scenarios: Vec<Scenario> =
-        all().into_iter().filter(|s| only.is_empty() || only.iter().any(|o| o == s.name)).collect();
+    let scenarios: Vec<Scenario> = all()
+        .into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s.name))
+        .collect();
     if list {
         for s in &scenarios {
             println!("{:<20} {}", s.name, s.what);
         }
         return Ok(());
     }
-    if let Some(unknown) = only.iter().find(|o| !scenarios.iter().any(|s| s.name == o.as_str())) {
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| !scenarios.iter().any(|s| s.name == o.as_str()))
+    {
         return Err(format!("no scenario named '{unknown}' (see --list)"));
     }
     let mut host_failed = false;
-    if !boot_only && only.is_empty() {
-        if let Err(e) = host_tests() {
-            eprintln!("xtask: {e}");
-            host_failed = true;
-        }
+    if !boot_only
+        && only.is_empty()
+        && let Err(e) = host_tests()
+    {
+        eprintln!("xtask: {e}");
+        host_failed = true;
     }
     if host_only {
-        return if host_failed { Err("host tests failed".into()) } else { Ok(()) };
+        return if host_failed {
+            Err("host tests failed".into())
+        } else {
+            Ok(())
+        };
     }
 
     println!("== boot scenarios ({})", scenarios.len());
@@ -300,7 +423,9 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 2);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 2);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -321,16 +446,82 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
         println!("FAIL host-tests: cargo test --workspace failed (see above)");
     }
     println!("{passed} passed, {failed} failed");
-    if failed > 0 { Err(format!("{failed} test group(s) failed")) } else { Ok(()) }
+    if failed > 0 {
+        Err(format!("{failed} test group(s) failed"))
+    } else {
+        Ok(())
+    }
 }
 
 fn report(s: &Scenario, o: &Outcome) {
     let mut out = String::new();
     if o.passed {
-        out.push_str(&format!("PASS {:<20} {:>6.1} s  {}\n", s.name, o.elapsed.as_secs_f64(), s.what));
+        out.push_str(&format!(
+            "PASS {:<20} {:>6.1} s  {}\n",
+            s.name,
+            o.elapsed.as_secs_f64(),
+            s.what
+        ));
     } else {
-        out.push_str(&format!("FAIL {:<20} {:>6.1} s  {}\n     {}\n", s.name, o.elapsed.as_secs_f64(), s.what, o.reason));
-        out.push_str(&format!("----- serial log of {} -----\n{}\n----- end of {} -----\n", s.name, o.serial.trim_end(), s.name));
+        out.push_str(&format!(
+            "FAIL {:<20} {:>6.1} s  {}\n     {}\n",
+            s.name,
+            o.elapsed.as_secs_f64(),
+            s.what,
+            o.reason
+        ));
+        out.push_str(&format!(
+            "----- serial log of {} -----\n{}\n----- end of {} -----\n",
+            s.name,
+            o.serial.trim_end(),
+            s.name
+        ));
     }
     print!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_pattern_compiles_and_names_are_unique() {
+        let all = all();
+        for s in &all {
+            compile(s.expect);
+            compile(s.forbid);
+            assert!(!s.expect.is_empty(), "{} expects nothing", s.name);
+        }
+        let mut names: Vec<_> = all.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+    }
+
+    #[test]
+    fn judge_waits_completes_and_forbids() {
+        let expect = compile(&[r"ready: \d+/\d+ CPUs", "powering off"]);
+        let forbid = compile(&["PANIC"]);
+        let log = "[ 0.1] cpu0 INFO  oxen ready: 2/2 CPUs online\n";
+        assert_eq!(
+            judge(&expect, &forbid, log),
+            Verdict::Waiting(vec!["powering off".into()])
+        );
+        let log = format!("{log}[ 0.2] cpu0 INFO  power: powering off\n");
+        assert_eq!(judge(&expect, &forbid, &log), Verdict::Complete);
+        let log = format!("{log}[ 0.3] cpu1 ERROR PANIC: boom\n");
+        assert_eq!(
+            judge(&expect, &forbid, &log),
+            Verdict::Forbidden("[ 0.3] cpu1 ERROR PANIC: boom".into())
+        );
+    }
+
+    #[test]
+    fn a_partial_ready_line_does_not_pass() {
+        let expect = compile(&[r"oxen ready: 4/4 CPUs online"]);
+        assert!(matches!(
+            judge(&expect, &[], "oxen ready: 3/4 CPUs online"),
+            Verdict::Waiting(_)
+        ));
+    }
 }

@@ -52,7 +52,9 @@ const BOCHS_CONFIGURE: &[&str] = &[
 pub fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
+        });
     base.join("oxen")
 }
 
@@ -72,7 +74,11 @@ pub fn bochs_binary() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 fn missing_packages() -> Vec<&'static str> {
@@ -87,8 +93,14 @@ fn missing_packages() -> Vec<&'static str> {
 }
 
 fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
 }
 
 fn install_packages() -> Result<()> {
@@ -104,7 +116,10 @@ fn install_packages() -> Result<()> {
             missing.join(" ")
         ));
     }
-    run_checked(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+    run_checked(
+        Command::new("apt-get").args(["update", "-qq"]),
+        "apt-get update",
+    )?;
     run_checked(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
@@ -114,7 +129,10 @@ fn install_packages() -> Result<()> {
     )?;
     let still = missing_packages();
     if !still.is_empty() {
-        return Err(format!("these packages could not be installed: {}", still.join(" ")));
+        return Err(format!(
+            "these packages could not be installed: {}",
+            still.join(" ")
+        ));
     }
     Ok(())
 }
@@ -143,8 +161,18 @@ fn build_bochs() -> Result<()> {
     let build = cache_dir().join("build");
     let _ = std::fs::remove_dir_all(&build);
     std::fs::create_dir_all(&build).map_err(|e| format!("{}: {e}", build.display()))?;
-    println!("setup: building Bochs with VT-x from {} (about 5-10 minutes, once)", tarball.display());
-    run_checked(Command::new("tar").arg("xf").arg(&tarball).arg("-C").arg(&build), "unpacking Bochs")?;
+    println!(
+        "setup: building Bochs with VT-x from {} (about 5-10 minutes, once)",
+        tarball.display()
+    );
+    run_checked(
+        Command::new("tar")
+            .arg("xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&build),
+        "unpacking Bochs",
+    )?;
     let src = std::fs::read_dir(&build)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok())
@@ -155,11 +183,19 @@ fn build_bochs() -> Result<()> {
     let log = build.join("build.log");
     let quiet = |cmd: &mut Command| -> Result<()> {
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        cmd.current_dir(&src).stdout(file.try_clone().map_err(|e| e.to_string())?).stderr(file);
+        cmd.current_dir(&src)
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file);
         run_checked(cmd, "building Bochs").map_err(|e| format!("{e}; see {}", log.display()))
     };
-    quiet(Command::new("./configure").arg(format!("--prefix={}", prefix.display())).args(BOCHS_CONFIGURE))?;
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).to_string();
+    quiet(
+        Command::new("./configure")
+            .arg(format!("--prefix={}", prefix.display()))
+            .args(BOCHS_CONFIGURE),
+    )?;
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .to_string();
     quiet(Command::new("make").arg("-j").arg(&jobs))?;
     quiet(Command::new("make").arg("install"))?;
     std::fs::write(prefix.join("STAMP"), BOCHS_STAMP).map_err(|e| e.to_string())?;
@@ -191,6 +227,8 @@ fn check_file(path: &str, package: &str) -> Result<()> {
     if Path::new(path).exists() {
         Ok(())
     } else {
-        Err(format!("{path} is missing: install the Debian package {package}"))
+        Err(format!(
+            "{path} is missing: install the Debian package {package}"
+        ))
     }
 }

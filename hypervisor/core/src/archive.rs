@@ -60,12 +60,20 @@ impl fmt::Display for ArchiveError {
         match self {
             Self::TooShort { len } => write!(f, "only {len} bytes, shorter than the header"),
             Self::BadMagic => write!(f, "bad magic (not an oxen boot archive)"),
-            Self::UnsupportedVersion(v) => write!(f, "unsupported version {v} (expected {VERSION})"),
+            Self::UnsupportedVersion(v) => {
+                write!(f, "unsupported version {v} (expected {VERSION})")
+            }
             Self::Truncated { expected, actual } => {
-                write!(f, "truncated: header says {expected} bytes, {actual} loaded")
+                write!(
+                    f,
+                    "truncated: header says {expected} bytes, {actual} loaded"
+                )
             }
             Self::ChecksumMismatch { stored, computed } => {
-                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             Self::BadEntryCount(n) => write!(f, "bad entry count {n}"),
             Self::EntryOutOfBounds { index } => write!(f, "entry {index} lies outside the archive"),
@@ -124,7 +132,10 @@ impl<'a> Archive<'a> {
         }
         let total = u64_at(loaded, 16);
         if total > loaded.len() as u64 || total < HEADER_LEN as u64 {
-            return Err(ArchiveError::Truncated { expected: total, actual: loaded.len() });
+            return Err(ArchiveError::Truncated {
+                expected: total,
+                actual: loaded.len(),
+            });
         }
         let bytes = &loaded[..total as usize];
         let stored = u32_at(bytes, 24);
@@ -138,7 +149,11 @@ impl<'a> Archive<'a> {
         if count > MAX_ENTRIES || table_end > bytes.len() {
             return Err(ArchiveError::BadEntryCount(raw_count));
         }
-        let archive = Archive { bytes, count, crc: stored };
+        let archive = Archive {
+            bytes,
+            count,
+            crc: stored,
+        };
         for index in 0..count {
             let entry = archive.raw_entry(index, table_end)?;
             if archive.entries().take(index).any(|e| e.name == entry.name) {
@@ -159,11 +174,16 @@ impl<'a> Archive<'a> {
             .ok_or(ArchiveError::BadName { index })?;
         let offset = u64_at(self.bytes, at + NAME_LEN);
         let size = u64_at(self.bytes, at + NAME_LEN + 8);
-        let end = offset.checked_add(size).ok_or(ArchiveError::EntryOutOfBounds { index })?;
+        let end = offset
+            .checked_add(size)
+            .ok_or(ArchiveError::EntryOutOfBounds { index })?;
         if offset < table_end as u64 || end > self.bytes.len() as u64 {
             return Err(ArchiveError::EntryOutOfBounds { index });
         }
-        Ok(Entry { name, data: &self.bytes[offset as usize..end as usize] })
+        Ok(Entry {
+            name,
+            data: &self.bytes[offset as usize..end as usize],
+        })
     }
 
     /// The entries in archive order.
@@ -196,7 +216,7 @@ impl<'a> Archive<'a> {
 }
 
 /// Writes an archive holding `files` (name, contents) in the given order.
-pub fn build<'n>(files: &[(&'n str, &[u8])]) -> Result<Vec<u8>, ArchiveError> {
+pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>, ArchiveError> {
     let align = |n: usize| n.next_multiple_of(8);
     let table_end = HEADER_LEN + files.len() * ENTRY_LEN;
     let mut out = Vec::with_capacity(table_end);
@@ -247,7 +267,10 @@ mod tests {
         assert_eq!(a.len(), 3);
         let names: Vec<_> = a.entries().map(|e| e.name).collect();
         assert_eq!(names, ["boot.cfg", "hello.elf", "empty"]);
-        assert_eq!(a.get("hello.elf").unwrap().data, &[0x7f, b'E', b'L', b'F', 1, 2, 3]);
+        assert_eq!(
+            a.get("hello.elf").unwrap().data,
+            &[0x7f, b'E', b'L', b'F', 1, 2, 3]
+        );
         assert_eq!(a.get("empty").unwrap().data, &[] as &[u8]);
         assert!(a.get("missing").is_none());
         assert_eq!(a.byte_len(), bytes.len());
@@ -268,7 +291,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = bytes.clone();
                 bad[i] ^= 1 << bit;
-                assert!(Archive::parse(&bad).is_err(), "flip of bit {bit} in byte {i} accepted");
+                assert!(
+                    Archive::parse(&bad).is_err(),
+                    "flip of bit {bit} in byte {i} accepted"
+                );
             }
         }
     }
@@ -277,26 +303,43 @@ mod tests {
     fn every_truncation_is_caught() {
         let bytes = sample();
         for len in 0..bytes.len() {
-            assert!(Archive::parse(&bytes[..len]).is_err(), "truncation to {len} accepted");
+            assert!(
+                Archive::parse(&bytes[..len]).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 
     #[test]
     fn clear_errors() {
-        assert_eq!(Archive::parse(&[1, 2, 3]).unwrap_err(), ArchiveError::TooShort { len: 3 });
+        assert_eq!(
+            Archive::parse(&[1, 2, 3]).unwrap_err(),
+            ArchiveError::TooShort { len: 3 }
+        );
         let mut bad = sample();
         bad[0] = b'X';
         assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::BadMagic);
         let mut bad = sample();
         bad[8] = 9;
-        assert_eq!(Archive::parse(&bad).unwrap_err(), ArchiveError::UnsupportedVersion(9));
+        assert_eq!(
+            Archive::parse(&bad).unwrap_err(),
+            ArchiveError::UnsupportedVersion(9)
+        );
         let mut bad = sample();
         let n = bad.len();
         bad[n - 1] ^= 0xff;
-        assert!(matches!(Archive::parse(&bad), Err(ArchiveError::ChecksumMismatch { .. })));
-        assert!(ArchiveError::ChecksumMismatch { stored: 1, computed: 2 }
+        assert!(matches!(
+            Archive::parse(&bad),
+            Err(ArchiveError::ChecksumMismatch { .. })
+        ));
+        assert!(
+            ArchiveError::ChecksumMismatch {
+                stored: 1,
+                computed: 2
+            }
             .to_string()
-            .contains("checksum mismatch"));
+            .contains("checksum mismatch")
+        );
     }
 
     /// Re-seals a tampered archive so the checksum passes and the structure checks run.
@@ -312,35 +355,59 @@ mod tests {
         let entry1 = HEADER_LEN + ENTRY_LEN;
         let mut bad = good.clone();
         bad[entry1 + NAME_LEN..entry1 + NAME_LEN + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::EntryOutOfBounds { index: 1 });
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::EntryOutOfBounds { index: 1 }
+        );
 
         let mut bad = good.clone();
         bad[entry1 + NAME_LEN + 8..entry1 + NAME_LEN + 16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::EntryOutOfBounds { index: 1 });
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::EntryOutOfBounds { index: 1 }
+        );
 
         let mut bad = good.clone();
         bad[entry1 + NAME_LEN..entry1 + NAME_LEN + 8].copy_from_slice(&0u64.to_le_bytes());
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::EntryOutOfBounds { index: 1 });
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::EntryOutOfBounds { index: 1 }
+        );
 
         let mut bad = good.clone();
         bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::BadEntryCount(u32::MAX));
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::BadEntryCount(u32::MAX)
+        );
 
         let mut bad = good.clone();
         bad[entry1] = 0;
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::BadName { index: 1 });
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::BadName { index: 1 }
+        );
 
         let mut bad = good.clone();
         bad[entry1..entry1 + NAME_LEN].copy_from_slice(&good[HEADER_LEN..HEADER_LEN + NAME_LEN]);
-        assert_eq!(Archive::parse(&reseal(bad)).unwrap_err(), ArchiveError::DuplicateName { index: 1 });
+        assert_eq!(
+            Archive::parse(&reseal(bad)).unwrap_err(),
+            ArchiveError::DuplicateName { index: 1 }
+        );
     }
 
     #[test]
     fn long_names_are_refused() {
         let name = "x".repeat(NAME_LEN + 1);
-        assert_eq!(build(&[(&name, b"")]).unwrap_err(), ArchiveError::NameTooLong);
+        assert_eq!(
+            build(&[(&name, b"")]).unwrap_err(),
+            ArchiveError::NameTooLong
+        );
         let name = "y".repeat(NAME_LEN);
         let bytes = build(&[(&name, b"z")]).unwrap();
-        assert_eq!(Archive::parse(&bytes).unwrap().get(&name).unwrap().data, b"z");
+        assert_eq!(
+            Archive::parse(&bytes).unwrap().get(&name).unwrap().data,
+            b"z"
+        );
     }
 }

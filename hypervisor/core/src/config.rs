@@ -30,7 +30,10 @@ impl fmt::Display for ConfigError {
 }
 
 fn err(line: usize, message: impl Into<String>) -> ConfigError {
-    ConfigError { line, message: message.into() }
+    ConfigError {
+        line,
+        message: message.into(),
+    }
 }
 
 /// One `key = value` setting.
@@ -46,7 +49,11 @@ pub fn parse(text: &str) -> Result<Vec<Setting>, ConfigError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let mut p = Parser { s: raw.as_bytes(), at: 0, line };
+        let mut p = Parser {
+            s: raw.as_bytes(),
+            at: 0,
+            line,
+        };
         p.skip_space();
         if p.done() {
             continue;
@@ -113,7 +120,10 @@ impl Parser<'_> {
             Some(b'"' | b'\'') => self.string(),
             Some(b'[') => self.list(),
             Some(c) if c.is_ascii_digit() || c == b'-' => self.int(),
-            _ => Err(err(self.line, "expected a value: \"string\", integer or [list]")),
+            _ => Err(err(
+                self.line,
+                "expected a value: \"string\", integer or [list]",
+            )),
         }
     }
 
@@ -170,7 +180,11 @@ impl Parser<'_> {
                 if self.eat(b']') {
                     return Ok(Value::List(items));
                 }
-                let what = if self.peek().is_none() { "unterminated list" } else { "expected ',' or ']' in list" };
+                let what = if self.peek().is_none() {
+                    "unterminated list"
+                } else {
+                    "expected ',' or ']' in list"
+                };
                 return Err(err(self.line, what));
             }
         }
@@ -220,7 +234,14 @@ impl BootConfig {
                     cfg.on_ready = match word(&s.value)?.as_str() {
                         "idle" => OnReady::Idle,
                         "poweroff" => OnReady::Poweroff,
-                        other => return Err(err(s.line, alloc::format!("on_ready: unknown action '{other}' (idle, poweroff)"))),
+                        other => {
+                            return Err(err(
+                                s.line,
+                                alloc::format!(
+                                    "on_ready: unknown action '{other}' (idle, poweroff)"
+                                ),
+                            ));
+                        }
                     }
                 }
                 "log_level" => {
@@ -230,7 +251,12 @@ impl BootConfig {
                         "info" => LogLevel::Info,
                         "debug" => LogLevel::Debug,
                         "trace" => LogLevel::Trace,
-                        other => return Err(err(s.line, alloc::format!("log_level: unknown level '{other}'"))),
+                        other => {
+                            return Err(err(
+                                s.line,
+                                alloc::format!("log_level: unknown level '{other}'"),
+                            ));
+                        }
                     }
                 }
                 _ => cfg.unknown.push(s.key),
@@ -255,7 +281,14 @@ mod tests {
         assert_eq!(kv[2], ("vcpus", &Value::Int(2)));
         assert_eq!(
             kv[3],
-            ("disk", &Value::List(vec![Value::Str("a".into()), Value::Str("b".into()), Value::Int(3)]))
+            (
+                "disk",
+                &Value::List(vec![
+                    Value::Str("a".into()),
+                    Value::Str("b".into()),
+                    Value::Int(3)
+                ])
+            )
         );
         assert_eq!(kv[4], ("empty", &Value::List(vec![])));
         assert_eq!(kv[5], ("neg", &Value::Int(-5)));
@@ -282,12 +315,23 @@ mod tests {
 
     #[test]
     fn boot_config_meaning() {
-        let c = BootConfig::parse("on_ready = \"poweroff\"\nlog_level = 'debug'\nfuture = 1\n").unwrap();
+        let c = BootConfig::parse("on_ready = \"poweroff\"\nlog_level = 'debug'\nfuture = 1\n")
+            .unwrap();
         assert_eq!(c.on_ready, OnReady::Poweroff);
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.unknown, vec!["future".to_string()]);
         assert_eq!(BootConfig::parse("").unwrap(), BootConfig::default());
-        assert!(BootConfig::parse("on_ready = \"explode\"").unwrap_err().message.contains("unknown action"));
-        assert!(BootConfig::parse("on_ready = 1").unwrap_err().message.contains("takes a string"));
+        assert!(
+            BootConfig::parse("on_ready = \"explode\"")
+                .unwrap_err()
+                .message
+                .contains("unknown action")
+        );
+        assert!(
+            BootConfig::parse("on_ready = 1")
+                .unwrap_err()
+                .message
+                .contains("takes a string")
+        );
     }
 }

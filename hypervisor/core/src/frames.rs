@@ -31,7 +31,11 @@ impl fmt::Display for FrameError {
                 write!(f, "frame {:#x} freed but not allocated", frame * FRAME_SIZE)
             }
             Self::OutOfRange { frame } => {
-                write!(f, "frame {:#x} is beyond physical memory", frame * FRAME_SIZE)
+                write!(
+                    f,
+                    "frame {:#x} is beyond physical memory",
+                    frame * FRAME_SIZE
+                )
             }
         }
     }
@@ -57,7 +61,13 @@ impl<'a> FrameBitmap<'a> {
     pub fn new(bits: &'a mut [u64]) -> Self {
         bits.fill(0);
         let frames = bits.len() as u64 * 64;
-        FrameBitmap { bits, frames, free: 0, usable: 0, hint: 0 }
+        FrameBitmap {
+            bits,
+            frames,
+            free: 0,
+            usable: 0,
+            hint: 0,
+        }
     }
 
     fn is_free(&self, frame: u64) -> bool {
@@ -114,7 +124,10 @@ impl<'a> FrameBitmap<'a> {
                 return Ok(frame);
             }
         }
-        Err(FrameError::OutOfMemory { frames: 1, free: self.free })
+        Err(FrameError::OutOfMemory {
+            frames: 1,
+            free: self.free,
+        })
     }
 
     /// Allocates `count` contiguous frames starting at a multiple of `align` frames and
@@ -122,7 +135,10 @@ impl<'a> FrameBitmap<'a> {
     pub fn alloc_run(&mut self, count: u64, align: u64, limit: u64) -> Result<u64, FrameError> {
         let align = align.max(1);
         let limit = limit.min(self.frames);
-        let oom = FrameError::OutOfMemory { frames: count, free: self.free };
+        let oom = FrameError::OutOfMemory {
+            frames: count,
+            free: self.free,
+        };
         if count == 0 {
             return Err(oom);
         }
@@ -145,7 +161,9 @@ impl<'a> FrameBitmap<'a> {
 
     /// Returns `count` frames starting at `first` to the pool.
     pub fn free_run(&mut self, first: u64, count: u64) -> Result<(), FrameError> {
-        let end = first.checked_add(count).ok_or(FrameError::OutOfRange { frame: first })?;
+        let end = first
+            .checked_add(count)
+            .ok_or(FrameError::OutOfRange { frame: first })?;
         if end > self.frames {
             return Err(FrameError::OutOfRange { frame: end - 1 });
         }
@@ -204,7 +222,10 @@ mod tests {
             got.dedup();
             assert_eq!(got.len(), 16);
             assert!(got.iter().all(|&f| (0x10..0x20).contains(&f)));
-            assert_eq!(fb.alloc(), Err(FrameError::OutOfMemory { frames: 1, free: 0 }));
+            assert_eq!(
+                fb.alloc(),
+                Err(FrameError::OutOfMemory { frames: 1, free: 0 })
+            );
             fb.free_run(0x12, 1).unwrap();
             assert_eq!(fb.alloc(), Ok(0x12));
         });
@@ -222,7 +243,13 @@ mod tests {
             assert_eq!(aligned, 512);
             let low = fb.alloc_run(1, 1, 0x100).unwrap();
             assert!(low < 0x100);
-            assert_eq!(fb.alloc_run(1, 1, 2), Err(FrameError::OutOfMemory { frames: 1, free: fb.free_frames() }));
+            assert_eq!(
+                fb.alloc_run(1, 1, 2),
+                Err(FrameError::OutOfMemory {
+                    frames: 1,
+                    free: fb.free_frames()
+                })
+            );
             assert!(fb.alloc_run(0, 1, u64::MAX).is_err());
         });
     }
@@ -233,11 +260,24 @@ mod tests {
             fb.add_usable(0, MIB);
             let f = fb.alloc_run(2, 1, u64::MAX).unwrap();
             fb.free_run(f, 2).unwrap();
-            assert_eq!(fb.free_run(f, 1), Err(FrameError::NotAllocated { frame: f }));
-            assert!(matches!(fb.free_run(1 << 40, 1), Err(FrameError::OutOfRange { .. })));
-            assert!(matches!(fb.free_run(u64::MAX, 2), Err(FrameError::OutOfRange { .. })));
+            assert_eq!(
+                fb.free_run(f, 1),
+                Err(FrameError::NotAllocated { frame: f })
+            );
+            assert!(matches!(
+                fb.free_run(1 << 40, 1),
+                Err(FrameError::OutOfRange { .. })
+            ));
+            assert!(matches!(
+                fb.free_run(u64::MAX, 2),
+                Err(FrameError::OutOfRange { .. })
+            ));
         });
-        assert!(FrameError::OutOfMemory { frames: 4, free: 1 }.to_string().contains("out of physical memory"));
+        assert!(
+            FrameError::OutOfMemory { frames: 4, free: 1 }
+                .to_string()
+                .contains("out of physical memory")
+        );
     }
 
     #[test]
@@ -250,7 +290,9 @@ mod tests {
             let mut held: Vec<(u64, u64)> = Vec::new();
             let mut seed = 0x1234_5678_u64;
             let mut next = || {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 seed >> 33
             };
             for _ in 0..5000 {
@@ -261,7 +303,10 @@ mod tests {
                 } else {
                     let n = 1 + next() % 16;
                     if let Ok(f) = fb.alloc_run(n, 1 << (next() % 4), u64::MAX) {
-                        assert!(held.iter().all(|&(g, m)| f + n <= g || g + m <= f), "overlap");
+                        assert!(
+                            held.iter().all(|&(g, m)| f + n <= g || g + m <= f),
+                            "overlap"
+                        );
                         held.push((f, n));
                     }
                 }

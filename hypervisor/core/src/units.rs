@@ -45,7 +45,12 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:5}.{:06}", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{:5}.{:06}",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 
@@ -63,7 +68,10 @@ mod tests {
 
     #[test]
     fn timestamps_from_tsc() {
-        assert_eq!(Timestamp::from_tsc(1_500_000_000, 1_000_000_000).to_string(), "    1.500000");
+        assert_eq!(
+            Timestamp::from_tsc(1_500_000_000, 1_000_000_000).to_string(),
+            "    1.500000"
+        );
         assert_eq!(Timestamp::from_tsc(123, 0).micros, 0);
         // No overflow for a long uptime on a fast TSC.
         let t = Timestamp::from_tsc(u64::MAX, 4_000_000_000);

@@ -160,7 +160,10 @@ pub struct Allowed {
 
 impl Allowed {
     pub fn from_msr(value: u64) -> Self {
-        Allowed { must_be_one: value as u32, may_be_one: (value >> 32) as u32 }
+        Allowed {
+            must_be_one: value as u32,
+            may_be_one: (value >> 32) as u32,
+        }
     }
 
     /// True if every bit of `bits` may be set.
@@ -210,9 +213,16 @@ impl VmxCapabilities {
         let proc2 = if raw.has_secondary_controls() {
             Allowed::from_msr(raw.procbased2)
         } else {
-            Allowed { must_be_one: 0, may_be_one: 0 }
+            Allowed {
+                must_be_one: 0,
+                may_be_one: 0,
+            }
         };
-        let ept_cap = if raw.has_ept_vpid_cap() { raw.ept_vpid_cap } else { 0 };
+        let ept_cap = if raw.has_ept_vpid_cap() {
+            raw.ept_vpid_cap
+        } else {
+            0
+        };
         let bit = |n: u32| ept_cap & (1 << n) != 0;
         let ept = proc2.may_set(ctl::proc2::ENABLE_EPT);
         let vpid = proc2.may_set(ctl::proc2::ENABLE_VPID);
@@ -308,7 +318,11 @@ pub struct MissingControls {
 
 impl fmt::Display for MissingControls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} controls lack required bits {:#010x}", self.field, self.bits)
+        write!(
+            f,
+            "{:?} controls lack required bits {:#010x}",
+            self.field, self.bits
+        )
     }
 }
 
@@ -323,10 +337,16 @@ impl VmcsControls {
     pub fn compute(raw: &RawVmxMsrs) -> Result<Self, MissingControls> {
         use ctl::*;
         let pick = |plain: u64, true_: u64| {
-            Allowed::from_msr(if raw.has_true_controls() { true_ } else { plain })
+            Allowed::from_msr(if raw.has_true_controls() {
+                true_
+            } else {
+                plain
+            })
         };
         let check = |field, allowed: Allowed, required, optional| {
-            allowed.adjust(required, optional).map_err(|bits| MissingControls { field, bits })
+            allowed
+                .adjust(required, optional)
+                .map_err(|bits| MissingControls { field, bits })
         };
         let pin = check(
             ControlField::PinBased,
@@ -337,19 +357,28 @@ impl VmcsControls {
         let proc = check(
             ControlField::ProcBased,
             pick(raw.procbased, raw.true_procbased),
-            proc::HLT_EXITING | proc::USE_IO_BITMAPS | proc::USE_MSR_BITMAPS | proc::ACTIVATE_SECONDARY,
+            proc::HLT_EXITING
+                | proc::USE_IO_BITMAPS
+                | proc::USE_MSR_BITMAPS
+                | proc::ACTIVATE_SECONDARY,
             0,
         )?;
         let secondary = if raw.has_secondary_controls() {
             Allowed::from_msr(raw.procbased2)
         } else {
-            Allowed { must_be_one: 0, may_be_one: 0 }
+            Allowed {
+                must_be_one: 0,
+                may_be_one: 0,
+            }
         };
         let proc2 = check(
             ControlField::ProcBased2,
             secondary,
             proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
-            proc2::ENABLE_VPID | proc2::ENABLE_RDTSCP | proc2::ENABLE_INVPCID | proc2::ENABLE_XSAVES,
+            proc2::ENABLE_VPID
+                | proc2::ENABLE_RDTSCP
+                | proc2::ENABLE_INVPCID
+                | proc2::ENABLE_XSAVES,
         )?;
         let exit = check(
             ControlField::Exit,
@@ -360,7 +389,11 @@ impl VmcsControls {
                 | exit::LOAD_PAT
                 | exit::SAVE_EFER
                 | exit::LOAD_EFER,
-            if pin & pin::PREEMPTION_TIMER != 0 { exit::SAVE_PREEMPTION_TIMER } else { 0 },
+            if pin & pin::PREEMPTION_TIMER != 0 {
+                exit::SAVE_PREEMPTION_TIMER
+            } else {
+                0
+            },
         )?;
         let entry = check(
             ControlField::Entry,
@@ -368,7 +401,13 @@ impl VmcsControls {
             entry::LOAD_PAT | entry::LOAD_EFER,
             0,
         )?;
-        Ok(VmcsControls { pin, proc, proc2, exit, entry })
+        Ok(VmcsControls {
+            pin,
+            proc,
+            proc2,
+            exit,
+            entry,
+        })
     }
 }
 
@@ -401,11 +440,26 @@ mod tests {
 
     #[test]
     fn feature_control_decisions() {
-        assert_eq!(feature_control_action(0), FeatureControlAction::EnableAndLock(0x5));
-        assert_eq!(feature_control_action(0x2), FeatureControlAction::EnableAndLock(0x7));
-        assert_eq!(feature_control_action(0x5), FeatureControlAction::AlreadyEnabled);
-        assert_eq!(feature_control_action(0x1), FeatureControlAction::DisabledByFirmware);
-        assert_eq!(feature_control_action(0x3), FeatureControlAction::DisabledByFirmware);
+        assert_eq!(
+            feature_control_action(0),
+            FeatureControlAction::EnableAndLock(0x5)
+        );
+        assert_eq!(
+            feature_control_action(0x2),
+            FeatureControlAction::EnableAndLock(0x7)
+        );
+        assert_eq!(
+            feature_control_action(0x5),
+            FeatureControlAction::AlreadyEnabled
+        );
+        assert_eq!(
+            feature_control_action(0x1),
+            FeatureControlAction::DisabledByFirmware
+        );
+        assert_eq!(
+            feature_control_action(0x3),
+            FeatureControlAction::DisabledByFirmware
+        );
         // Unrelated bits the firmware set survive.
         assert_eq!(
             feature_control_action(1 << 20),
@@ -424,7 +478,10 @@ mod tests {
 
     #[test]
     fn allowed_adjust_rules() {
-        let a = Allowed { must_be_one: 0b0001, may_be_one: 0b0111 };
+        let a = Allowed {
+            must_be_one: 0b0001,
+            may_be_one: 0b0111,
+        };
         assert_eq!(a.adjust(0b0010, 0b1100), Ok(0b0111));
         assert_eq!(a.adjust(0b1010, 0), Err(0b1000));
         assert_eq!(a.adjust(0, 0), Ok(0b0001));
@@ -463,14 +520,21 @@ mod tests {
         ];
         for (value, msr) in fields {
             let a = Allowed::from_msr(msr);
-            assert_eq!(value & a.must_be_one, a.must_be_one, "a mandatory 1 is missing");
+            assert_eq!(
+                value & a.must_be_one,
+                a.must_be_one,
+                "a mandatory 1 is missing"
+            );
             assert_eq!(value & !a.may_be_one, 0, "a forbidden 1 is set");
         }
         assert_ne!(c.pin & ctl::pin::PREEMPTION_TIMER, 0);
         assert_ne!(c.exit & ctl::exit::SAVE_PREEMPTION_TIMER, 0);
         assert_ne!(c.proc2 & ctl::proc2::ENABLE_VPID, 0);
         // With TRUE controls, CR3 accesses need not exit.
-        assert_eq!(c.proc & (ctl::proc::CR3_LOAD_EXITING | ctl::proc::CR3_STORE_EXITING), 0);
+        assert_eq!(
+            c.proc & (ctl::proc::CR3_LOAD_EXITING | ctl::proc::CR3_STORE_EXITING),
+            0
+        );
     }
 
     #[test]

@@ -41,11 +41,17 @@ pub fn discover(rsdp: u64) -> Result<Platform, acpi::AcpiError> {
     let info = tables.platform_info()?;
     let processors = info.processor_info;
     let InterruptModel::Apic(apic) = info.interrupt_model else {
-        return Err(acpi::AcpiError::InvalidMadt(acpi::MadtError::UnexpectedEntry));
+        return Err(acpi::AcpiError::InvalidMadt(
+            acpi::MadtError::UnexpectedEntry,
+        ));
     };
     let mut cpus = Vec::new();
     if let Some(p) = processors {
-        cpus.push(CpuEntry { apic_id: p.boot_processor.local_apic_id, is_bsp: true, usable: true });
+        cpus.push(CpuEntry {
+            apic_id: p.boot_processor.local_apic_id,
+            is_bsp: true,
+            usable: true,
+        });
         for ap in p.application_processors.iter() {
             cpus.push(CpuEntry {
                 apic_id: ap.local_apic_id,
@@ -57,9 +63,17 @@ pub fn discover(rsdp: u64) -> Result<Platform, acpi::AcpiError> {
     let io_apics = apic
         .io_apics
         .iter()
-        .map(|io| IoApicEntry { id: io.id, phys: u64::from(io.address), gsi_base: io.global_system_interrupt_base })
+        .map(|io| IoApicEntry {
+            id: io.id,
+            phys: u64::from(io.address),
+            gsi_base: io.global_system_interrupt_base,
+        })
         .collect();
-    Ok(Platform { lapic_phys: apic.local_apic_address, cpus, io_apics })
+    Ok(Platform {
+        lapic_phys: apic.local_apic_address,
+        cpus,
+        io_apics,
+    })
 }
 
 /// The `acpi` crate's window onto physical memory.
@@ -78,7 +92,11 @@ fn reach(phys: u64, size: u64) -> u64 {
 }
 
 impl AcpiHandler for Oxen {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = reach(physical_address as u64, size as u64);
         let ptr = NonNull::new(virt as *mut T).expect("mapped address is not null");
         // SAFETY: `ptr` maps `size` bytes at `physical_address` for as long as the

@@ -69,7 +69,10 @@ pub fn init_bsp(lapic_phys: u64) -> &'static str {
     let x2 = cpu::has_leaf1_ecx(21);
     X2APIC.store(x2, Ordering::Relaxed);
     if !x2 {
-        XAPIC_BASE.store(paging::map_mmio(lapic_phys, 4096).as_u64(), Ordering::Relaxed);
+        XAPIC_BASE.store(
+            paging::map_mmio(lapic_phys, 4096).as_u64(),
+            Ordering::Relaxed,
+        );
     }
     disable_legacy_pics();
     if x2 { "x2APIC" } else { "xAPIC" }
@@ -101,7 +104,11 @@ pub fn is_ready() -> bool {
 /// This CPU's APIC id.
 pub fn id() -> u32 {
     let raw = read(ID);
-    if X2APIC.load(Ordering::Relaxed) { raw } else { raw >> 24 }
+    if X2APIC.load(Ordering::Relaxed) {
+        raw
+    } else {
+        raw >> 24
+    }
 }
 
 pub fn eoi() {
@@ -144,7 +151,10 @@ pub fn broadcast_init() {
 
 /// Sends a start-up IPI to every other CPU.
 pub fn broadcast_startup(page: u8) {
-    send_ipi(0, ICR_STARTUP | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF | u32::from(page));
+    send_ipi(
+        0,
+        ICR_STARTUP | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF | u32::from(page),
+    );
 }
 
 /// Sends an NMI to every other CPU.
@@ -195,7 +205,9 @@ pub struct IoApic {
 impl IoApic {
     /// Maps the I/O APIC whose registers are at `phys`.
     pub fn map(phys: u64) -> Self {
-        IoApic { base: paging::map_mmio(phys, 4096).as_u64() }
+        IoApic {
+            base: paging::map_mmio(phys, 4096).as_u64(),
+        }
     }
 
     fn read(&self, reg: u32) -> u32 {

@@ -24,7 +24,9 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: the caller guarantees the MSR exists; RDMSR touches no memory.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -50,7 +52,9 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: the caller vouches for the port.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -61,17 +65,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 #[inline]
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller vouches for the port and value.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
-}
-
-/// Writes a 16-bit word to an I/O port.
-///
-/// # Safety
-/// Writing `value` to `port` must be harmless or intended.
-#[inline]
-pub unsafe fn outw(port: u16, value: u16) {
-    // SAFETY: the caller vouches for the port and value.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Writes a 32-bit word to an I/O port.
@@ -81,19 +77,9 @@ pub unsafe fn outw(port: u16, value: u16) {
 #[inline]
 pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: the caller vouches for the port and value.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
-}
-
-/// Reads a 32-bit word from an I/O port.
-///
-/// # Safety
-/// Reading `port` must have no effect the caller has not accounted for.
-#[inline]
-pub unsafe fn inl(port: u16) -> u32 {
-    let v: u32;
-    // SAFETY: the caller vouches for the port.
-    unsafe { asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags)) };
-    v
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads CR2 (the faulting address of the last page fault).

@@ -31,7 +31,10 @@ fn report(vector: u8, name: &str, code: Option<u64>, frame: &InterruptStackFrame
         frame.cpu_flags.bits(),
         frame.code_segment.0,
     );
-    panic!("unhandled exception {name} (vector {vector}) at RIP {:#x}", frame.instruction_pointer.as_u64());
+    panic!(
+        "unhandled exception {name} (vector {vector}) at RIP {:#x}",
+        frame.instruction_pointer.as_u64()
+    );
 }
 
 macro_rules! exception {
@@ -81,7 +84,11 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
         // Another CPU panicked and asked everyone to stop.
         cpu::halt_forever();
     }
-    crate::emergency!("NMI on cpu{} at RIP {:#x}; continuing", percpu::index(), frame.instruction_pointer.as_u64());
+    crate::emergency!(
+        "NMI on cpu{} at RIP {:#x}; continuing",
+        percpu::index(),
+        frame.instruction_pointer.as_u64()
+    );
 }
 
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
@@ -90,43 +97,59 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
 }
 
 extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
-    crate::emergency!("local APIC error on cpu{}: ESR {:#x}", percpu::index(), apic::read_error());
+    crate::emergency!(
+        "local APIC error on cpu{}: ESR {:#x}",
+        percpu::index(),
+        apic::read_error()
+    );
     apic::eoi();
 }
 
 extern "x86-interrupt" fn ignored(_frame: InterruptStackFrame) {}
 
 extern "x86-interrupt" fn unexpected(frame: InterruptStackFrame) {
-    crate::emergency!("unexpected interrupt on cpu{} at RIP {:#x}", percpu::index(), frame.instruction_pointer.as_u64());
+    crate::emergency!(
+        "unexpected interrupt on cpu{} at RIP {:#x}",
+        percpu::index(),
+        frame.instruction_pointer.as_u64()
+    );
     apic::eoi();
 }
 
 /// Builds and loads this CPU's IDT.
 pub fn load_for_this_cpu() {
-    let idt: &'static mut InterruptDescriptorTable = Box::leak(Box::new(InterruptDescriptorTable::new()));
+    let idt: &'static mut InterruptDescriptorTable =
+        Box::leak(Box::new(InterruptDescriptorTable::new()));
     idt.divide_error.set_handler_fn(divide_error);
     idt.debug.set_handler_fn(debug);
     idt.breakpoint.set_handler_fn(breakpoint);
     idt.overflow.set_handler_fn(overflow);
     idt.bound_range_exceeded.set_handler_fn(bound_range);
     idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available.set_handler_fn(device_not_available);
+    idt.device_not_available
+        .set_handler_fn(device_not_available);
     idt.invalid_tss.set_handler_fn(invalid_tss);
     idt.segment_not_present.set_handler_fn(segment_not_present);
     idt.stack_segment_fault.set_handler_fn(stack_segment);
-    idt.general_protection_fault.set_handler_fn(general_protection);
+    idt.general_protection_fault
+        .set_handler_fn(general_protection);
     idt.page_fault.set_handler_fn(page_fault);
     idt.x87_floating_point.set_handler_fn(x87_floating_point);
     idt.alignment_check.set_handler_fn(alignment_check);
     idt.machine_check.set_handler_fn(machine_check);
     idt.simd_floating_point.set_handler_fn(simd_floating_point);
     idt.virtualization.set_handler_fn(virtualization);
-    idt.cp_protection_exception.set_handler_fn(control_protection);
+    idt.cp_protection_exception
+        .set_handler_fn(control_protection);
     // SAFETY: the IST indices name stacks that `tables::load_for_this_cpu` put in this
     // CPU's TSS before the IDT is loaded.
     unsafe {
-        idt.double_fault.set_handler_fn(double_fault).set_stack_index(tables::DOUBLE_FAULT_IST);
-        idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(tables::NMI_IST);
+        idt.double_fault
+            .set_handler_fn(double_fault)
+            .set_stack_index(tables::DOUBLE_FAULT_IST);
+        idt.non_maskable_interrupt
+            .set_handler_fn(nmi)
+            .set_stack_index(tables::NMI_IST);
     }
     for vector in 32..=255u8 {
         idt[vector].set_handler_fn(unexpected);

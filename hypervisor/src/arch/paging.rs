@@ -27,7 +27,10 @@ pub fn init(phys_offset: u64) {
     PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);
     let _guard = TABLES.lock();
     let l4 = active_l4();
-    let slot = (256..511).rev().find(|&i| l4[i].is_unused()).expect("a free top-level page-table slot");
+    let slot = (256..511)
+        .rev()
+        .find(|&i| l4[i].is_unused())
+        .expect("a free top-level page-table slot");
     // Sign-extended address of the slot: bits 47..39 = slot, upper bits all ones.
     let base = 0xffff_0000_0000_0000 | ((slot as u64) << 39);
     MMIO_NEXT.store(base, Ordering::Relaxed);
@@ -49,7 +52,12 @@ fn active_l4() -> &'static mut PageTable {
 fn mapper() -> OffsetPageTable<'static> {
     // SAFETY: the bootloader maps all physical memory at PHYS_OFFSET, which is what
     // OffsetPageTable requires; callers hold TABLES.
-    unsafe { OffsetPageTable::new(active_l4(), VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed))) }
+    unsafe {
+        OffsetPageTable::new(
+            active_l4(),
+            VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed)),
+        )
+    }
 }
 
 /// Hands page-table frames to the `x86_64` mapper.
@@ -80,7 +88,11 @@ pub fn map_mmio(phys: u64, size: u64) -> VirtAddr {
     let pages = (phys + size - first).div_ceil(4096);
     let base = MMIO_NEXT.fetch_add(pages * 4096, Ordering::Relaxed);
     assert!(base != 0, "paging::init runs before map_mmio");
-    let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH | Flags::NO_EXECUTE;
+    let flags = Flags::PRESENT
+        | Flags::WRITABLE
+        | Flags::NO_CACHE
+        | Flags::WRITE_THROUGH
+        | Flags::NO_EXECUTE;
     for i in 0..pages {
         let page = Page::containing_address(VirtAddr::new(base + i * 4096));
         map_page(page, first + i * 4096, flags);
@@ -96,7 +108,11 @@ pub fn map_identity(phys: u64) -> bool {
     if mapper().translate_addr(virt).is_some() {
         return false;
     }
-    map_page(Page::containing_address(virt), phys, Flags::PRESENT | Flags::WRITABLE);
+    map_page(
+        Page::containing_address(virt),
+        phys,
+        Flags::PRESENT | Flags::WRITABLE,
+    );
     true
 }
 

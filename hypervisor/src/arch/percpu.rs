@@ -58,7 +58,9 @@ pub fn index() -> usize {
     let i: u32;
     // SAFETY: every CPU installed its GS base (see `install`) before running any code
     // that can reach here; `gs:[0]` is the `index` field of its slot.
-    unsafe { core::arch::asm!("mov {:e}, gs:[0]", out(reg) i, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[0]", out(reg) i, options(nostack, readonly, preserves_flags))
+    };
     i as usize
 }
 
@@ -84,5 +86,7 @@ pub fn count() -> usize {
 
 /// CPUs that finished bring-up.
 pub fn online() -> usize {
-    (0..count()).filter(|&i| CPUS[i].online.load(Ordering::Acquire)).count()
+    (0..count())
+        .filter(|&i| CPUS[i].online.load(Ordering::Acquire))
+        .count()
 }

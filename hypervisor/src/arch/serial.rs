@@ -21,7 +21,10 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Sets up COM1 and installs the logger. Called once, first thing on the BSP.
 pub fn init() {
     TSC_BASE.store(cpu::rdtsc(), Ordering::Relaxed);
-    let config = uart_16550::Config { baud_rate: uart_16550::BaudRate::Baud115200, ..Default::default() };
+    let config = uart_16550::Config {
+        baud_rate: uart_16550::BaudRate::Baud115200,
+        ..Default::default()
+    };
     // SAFETY: 0x3f8..0x3ff is COM1's register block; nothing else in oxen uses it.
     let port = unsafe { Uart16550Tty::new_port(COM1, config) };
     // Without a working COM1 there is nowhere to log to; carry on silently.
@@ -75,7 +78,11 @@ pub fn write_forced(args: core::fmt::Arguments<'_>) {
 pub fn flush() {
     if let Some(port) = PORT.lock().as_mut() {
         for _ in 0..100_000 {
-            if port.inner_mut().lsr().contains(uart_16550::spec::registers::LSR::TRANSMITTER_EMPTY) {
+            if port
+                .inner_mut()
+                .lsr()
+                .contains(uart_16550::spec::registers::LSR::TRANSMITTER_EMPTY)
+            {
                 break;
             }
             core::hint::spin_loop();
@@ -104,7 +111,14 @@ impl log::Log for Logger {
         };
         let mut guard = PORT.lock();
         if let Some(port) = guard.as_mut() {
-            let _ = writeln!(port, "[{}] cpu{} {} {}", uptime(), percpu::index(), level, record.args());
+            let _ = writeln!(
+                port,
+                "[{}] cpu{} {} {}",
+                uptime(),
+                percpu::index(),
+                level,
+                record.args()
+            );
         }
     }
 

@@ -128,9 +128,7 @@ const PARAM_MAX_INDEX: u64 = 40;
 
 /// What [`start_aps`] achieved.
 pub struct Report {
-    /// APs that came online.
-    pub online: usize,
-    /// APs that were expected and did not.
+    /// APs that were expected and did not come online.
     pub failed: usize,
 }
 
@@ -167,11 +165,15 @@ pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Repor
     };
     let count = wanted.min(percpu::MAX_CPUS - 1);
     if count < wanted {
-        log::warn!("smp: {} CPU(s) beyond the limit of {} are left offline", wanted - count, percpu::MAX_CPUS);
+        log::warn!(
+            "smp: {} CPU(s) beyond the limit of {} are left offline",
+            wanted - count,
+            percpu::MAX_CPUS
+        );
     }
     percpu::set_count(1 + count);
     if count == 0 {
-        return Report { online: 0, failed: 0 };
+        return Report { failed: 0 };
     }
 
     // The trampoline page: below 1 MiB (a SIPI vector names a page there), identity-mapped.
@@ -180,14 +182,23 @@ pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Repor
         .find(|&p| paging::map_identity(p))
         .expect("a free page below 1 MiB for the AP trampoline");
     // The page-table root the trampoline loads: a copy of ours below 4 GiB.
-    let low_l4 = frames::alloc_run(1, FRAME_SIZE, 1 << 32).expect("a page below 4 GiB for the AP page table");
+    let low_l4 = frames::alloc_run(1, FRAME_SIZE, 1 << 32)
+        .expect("a page below 4 GiB for the AP page table");
     let l4 = paging::active_l4_phys();
     KERNEL_CR3.store(l4, Ordering::Relaxed);
-    let stacks = frames::alloc_run(count as u64 * AP_STACK_SIZE / FRAME_SIZE, FRAME_SIZE, u64::MAX)
-        .expect("memory for the AP stacks");
+    let stacks = frames::alloc_run(
+        count as u64 * AP_STACK_SIZE / FRAME_SIZE,
+        FRAME_SIZE,
+        u64::MAX,
+    )
+    .expect("memory for the AP stacks");
     install_trampoline(page, low_l4, l4);
     // Stack `i` (1-based) is [base + (i-1)*size, base + i*size): its top is base + i*size.
-    write_param(page, PARAM_STACK_BASE, paging::phys_to_virt(stacks).as_u64());
+    write_param(
+        page,
+        PARAM_STACK_BASE,
+        paging::phys_to_virt(stacks).as_u64(),
+    );
     write_param(page, PARAM_STACK_SIZE, AP_STACK_SIZE);
     write_param(page, PARAM_MAX_INDEX, count as u64);
 
@@ -202,7 +213,12 @@ pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Repor
     };
     match targets {
         Targets::Madt(cpus) => {
-            for (i, ap) in cpus.iter().filter(|c| !c.is_bsp && c.usable).take(count).enumerate() {
+            for (i, ap) in cpus
+                .iter()
+                .filter(|c| !c.is_bsp && c.usable)
+                .take(count)
+                .enumerate()
+            {
                 apic::send_init(ap.apic_id);
                 cpu::spin_tsc(ms(10));
                 for _ in 0..2 {
@@ -229,7 +245,10 @@ pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Repor
                 cpu::spin_tsc(ms(1));
             }
             if !wait_until(count, cpu::rdtsc() + ms(200)) {
-                log::error!("smp: CPUID topology promises {count} more CPU(s), {} answered the broadcast within 200 ms", arrived());
+                log::error!(
+                    "smp: CPUID topology promises {count} more CPU(s), {} answered the broadcast within 200 ms",
+                    arrived()
+                );
             }
         }
     }
@@ -247,7 +266,9 @@ pub fn start_aps(targets: Targets<'_>, tsc_hz: u64, ap_main: fn() -> !) -> Repor
     }
     paging::unmap_identity(page);
     let online = percpu::online() - 1;
-    Report { online, failed: count - online }
+    Report {
+        failed: count - online,
+    }
 }
 
 fn param_ptr(page: u64, field: u64) -> *mut u64 {
@@ -269,7 +290,10 @@ fn read_param(page: u64, field: u64) -> u64 {
 fn install_trampoline(page: u64, low_l4: u64, l4: u64) {
     let start = &raw const oxen_trampoline_start;
     let len = offset_of(&raw const oxen_trampoline_end) as usize;
-    assert!(len <= FRAME_SIZE as usize, "the trampoline fits in one page");
+    assert!(
+        len <= FRAME_SIZE as usize,
+        "the trampoline fits in one page"
+    );
     let dst = paging::phys_to_virt(page).as_mut_ptr::<u8>();
     // SAFETY: the trampoline is `len` bytes of our own text; the destination is the
     // page we own; the two do not overlap.
@@ -288,8 +312,16 @@ fn install_trampoline(page: u64, low_l4: u64, l4: u64) {
         // SAFETY: the patched field lies inside the trampoline page.
         unsafe { core::ptr::write_unaligned(at, u32::try_from(value).expect("below 4 GiB")) };
     };
-    patch32(&raw const oxen_trampoline_gdtr, 2, page + offset_of(&raw const oxen_trampoline_gdt));
-    patch32(&raw const oxen_trampoline_farptr, 0, page + offset_of(&raw const oxen_trampoline_long));
+    patch32(
+        &raw const oxen_trampoline_gdtr,
+        2,
+        page + offset_of(&raw const oxen_trampoline_gdt),
+    );
+    patch32(
+        &raw const oxen_trampoline_farptr,
+        0,
+        page + offset_of(&raw const oxen_trampoline_long),
+    );
     write_param(page, PARAM_CR3, low_l4);
     write_param(page, PARAM_ENTRY, ap_entry as *const () as u64);
     write_param(page, PARAM_ARRIVED, 0);

@@ -20,8 +20,15 @@ pub struct Stats {
 /// Builds the allocator: a bitmap placed in the first usable region large enough, every
 /// usable frame free except frame 0 and the bitmap's own frames.
 pub fn init(regions: &MemoryRegions) {
-    let usable = || regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable);
-    let max = usable().map(|r| r.end).max().expect("the memory map has usable memory");
+    let usable = || {
+        regions
+            .iter()
+            .filter(|r| r.kind == MemoryRegionKind::Usable)
+    };
+    let max = usable()
+        .map(|r| r.end)
+        .max()
+        .expect("the memory map has usable memory");
     let words = bitmap_words(max);
     let bytes = (words * 8) as u64;
     let home = usable()
@@ -67,5 +74,8 @@ pub fn alloc_zeroed(count: u64) -> Result<u64, FrameError> {
 
 /// Current totals.
 pub fn stats() -> Stats {
-    with(|b| Stats { usable: b.usable_frames() * FRAME_SIZE, free: b.free_frames() * FRAME_SIZE })
+    with(|b| Stats {
+        usable: b.usable_frames() * FRAME_SIZE,
+        free: b.free_frames() * FRAME_SIZE,
+    })
 }

@@ -3,7 +3,8 @@
 use core::sync::atomic::Ordering;
 
 use oxen_core::vmx::{
-    FeatureControlAction, RawVmxMsrs, VmxCapabilities, apply_fixed_bits, feature_control_action, msr,
+    FeatureControlAction, RawVmxMsrs, VmxCapabilities, apply_fixed_bits, feature_control_action,
+    msr,
 };
 use spin::Once;
 
@@ -27,7 +28,9 @@ impl core::fmt::Display for VmxError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::NotSupported => write!(f, "VT-x not available (CPUID.1:ECX.VMX = 0)"),
-            Self::DisabledByFirmware => write!(f, "VT-x disabled by firmware (IA32_FEATURE_CONTROL locked)"),
+            Self::DisabledByFirmware => {
+                write!(f, "VT-x disabled by firmware (IA32_FEATURE_CONTROL locked)")
+            }
             Self::VmxonFailed { rflags } => write!(f, "VMXON failed (RFLAGS {rflags:#x})"),
             Self::NoMemory => write!(f, "no memory for the VMXON region"),
         }
@@ -36,11 +39,6 @@ impl core::fmt::Display for VmxError {
 
 /// The BSP's capabilities, shared by every CPU (checked equal as each comes up).
 static CAPS: Once<VmxCapabilities> = Once::new();
-
-/// The capabilities of the boot CPU, if VMX is on there.
-pub fn capabilities() -> Option<&'static VmxCapabilities> {
-    CAPS.get()
-}
 
 fn read_msrs() -> RawVmxMsrs {
     // SAFETY: CPUID reported VMX, so the basic capability MSRs exist; the optional ones
@@ -86,7 +84,9 @@ pub fn enable_this_cpu() -> Result<VmxCapabilities, VmxError> {
         FeatureControlAction::AlreadyEnabled => {}
         // SAFETY: the register is unlocked; the value keeps the firmware's bits and adds
         // VMX-outside-SMX and the lock, as the SDM prescribes before VMXON.
-        FeatureControlAction::EnableAndLock(v) => unsafe { cpu::wrmsr(msr::IA32_FEATURE_CONTROL, v) },
+        FeatureControlAction::EnableAndLock(v) => unsafe {
+            cpu::wrmsr(msr::IA32_FEATURE_CONTROL, v)
+        },
         FeatureControlAction::DisabledByFirmware => return Err(VmxError::DisabledByFirmware),
     }
     let raw = read_msrs();
@@ -123,12 +123,17 @@ pub fn enable_this_cpu() -> Result<VmxCapabilities, VmxError> {
     percpu::this().vmx_on.store(true, Ordering::Release);
     let first = *CAPS.call_once(|| caps);
     if first != caps {
-        log::warn!("vmx: cpu{} differs from the boot CPU: {caps}", percpu::index());
+        log::warn!(
+            "vmx: cpu{} differs from the boot CPU: {caps}",
+            percpu::index()
+        );
     }
     Ok(caps)
 }
 
 /// CPUs in VMX root operation.
 pub fn cpus_on() -> usize {
-    (0..percpu::count()).filter(|&i| percpu::get(i).vmx_on.load(Ordering::Acquire)).count()
+    (0..percpu::count())
+        .filter(|&i| percpu::get(i).vmx_on.load(Ordering::Acquire))
+        .count()
 }
