@@ -278,7 +278,8 @@ impl Engine {
             return;
         };
         let h = msg.header;
-        let result = if conn.queued_replies() >= self.quotas.outstanding_requests {
+        let limited = !conn.kind.privileged;
+        let result = if limited && conn.queued_replies() >= self.quotas.outstanding_requests {
             Err(XsError::Quota)
         } else {
             self.dispatch(id, msg)

@@ -2,9 +2,9 @@
 //!
 //! Quotas bound what one caller can make the store hold or do. Exceeding one
 //! only ever fails that caller's request. Node, value-size, watch and
-//! permission-count quotas apply to unprivileged domains only (dom0's
-//! toolstack is trusted, as in Xen); the transaction and outstanding-request
-//! quotas apply to every connection.
+//! permission-count and outstanding-request quotas apply to unprivileged
+//! domains only (dom0's toolstack is trusted, as in Xen); the transaction
+//! and watch-event quotas apply to every connection.
 
 use alloc::format;
 use alloc::string::String;
@@ -22,8 +22,10 @@ pub struct Quotas {
     pub watches_per_domain: usize,
     /// Open transactions per connection (`ENOSPC` beyond).
     pub transactions_per_connection: usize,
-    /// Replies a connection may have queued and not yet collected by its
-    /// transport before further requests fail with `EQUOTA`.
+    /// Replies an unprivileged connection may have queued and not yet
+    /// collected by its transport before further requests fail with
+    /// `EQUOTA`. (Transports should also stop reading from any connection,
+    /// privileged or not, that has this many replies queued.)
     pub outstanding_requests: usize,
     /// Watch events queued for a connection; further events are dropped.
     pub queued_watch_events: usize,
