@@ -126,13 +126,29 @@ impl Model {
         ok()
     }
 
-    /// Runs one operation; the bool says whether it touched the tree.
-    fn apply(&mut self, who: Who, op: &NodeOp) -> (Reply, bool) {
+    /// Runs one operation; also returns the watch event it causes, if any.
+    fn apply(&mut self, who: Who, op: &NodeOp) -> (Reply, Option<MFired>) {
         let before = self.nodes.clone();
         let reply = self.apply_inner(who, op);
-        let touched = reply.is_ok()
-            && (matches!(op, NodeOp::Write(..) | NodeOp::SetPerms(..)) || before != self.nodes);
-        (reply, touched)
+        if reply.is_err() {
+            return (reply, None);
+        }
+        let fired = match op {
+            NodeOp::Write(p, _) => Some(MFired::new(p, false, vec![self.nodes[p].1.clone()])),
+            NodeOp::Mkdir(p) if !before.contains_key(p) => {
+                Some(MFired::new(p, false, vec![self.nodes[p].1.clone()]))
+            }
+            NodeOp::SetPerms(p, new) => Some(MFired::new(
+                p,
+                false,
+                vec![new.clone(), before[p].1.clone()],
+            )),
+            NodeOp::Rm(p) if before.contains_key(p) => {
+                Some(MFired::new(p, true, vec![before[p].1.clone()]))
+            }
+            _ => None,
+        };
+        (reply, fired)
     }
 
     fn apply_inner(&mut self, who: Who, op: &NodeOp) -> Reply {
@@ -207,6 +223,68 @@ impl Model {
             }
         }
     }
+}
+
+/// A change that may fire watches: path, recursive (removal), and the
+/// permission lists under one of which a watcher must be able to read.
+#[derive(Clone, Debug)]
+struct MFired {
+    path: String,
+    recursive: bool,
+    perms: Vec<Vec<String>>,
+}
+
+impl MFired {
+    fn new(path: &str, recursive: bool, perms: Vec<Vec<String>>) -> Self {
+        Self {
+            path: path.to_string(),
+            recursive,
+            perms,
+        }
+    }
+}
+
+fn is_under(ancestor: &str, path: &str) -> bool {
+    ancestor == "/" || path == ancestor || path.starts_with(&format!("{ancestor}/"))
+}
+
+/// A watch: owning connection, absolute path, token, home if relative.
+struct MWatch {
+    conn: usize,
+    path: String,
+    token: String,
+    home: Option<String>,
+}
+
+/// The events `fired` delivers, per connection, in delivery order.
+fn deliver(model: &Model, watches: &[MWatch], fired: &[MFired]) -> Vec<Vec<(String, String)>> {
+    let mut out = vec![Vec::new(); WHO.len()];
+    for f in fired {
+        for w in watches {
+            let readable = f
+                .perms
+                .iter()
+                .any(|p| model.rights(WHO[w.conn], p) & READ != 0);
+            let event_path = if is_under(&w.path, &f.path) {
+                &f.path
+            } else if f.recursive && is_under(&f.path, &w.path) {
+                &w.path
+            } else {
+                continue;
+            };
+            if !readable {
+                continue;
+            }
+            let shown = match &w.home {
+                Some(home) => event_path
+                    .strip_prefix(&format!("{home}/"))
+                    .unwrap_or(event_path),
+                None => event_path,
+            };
+            out[w.conn].push((shown.to_string(), w.token.clone()));
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -376,10 +454,50 @@ fn run(steps: &[Step]) -> Result<(usize, usize), TestCaseError> {
             ok()
         );
     }
+    // Watches: dom0 on everything, dom1 on everything and (relative) on
+    // its `x`, dom2 on `/a`. Their initial events are checked, then dropped.
+    let watches = vec![
+        MWatch {
+            conn: 0,
+            path: "/".into(),
+            token: "all".into(),
+            home: None,
+        },
+        MWatch {
+            conn: 1,
+            path: "/".into(),
+            token: "root".into(),
+            home: None,
+        },
+        MWatch {
+            conn: 1,
+            path: "/local/domain/1/x".into(),
+            token: "rel".into(),
+            home: Some("/local/domain/1".into()),
+        },
+        MWatch {
+            conn: 2,
+            path: "/a".into(),
+            token: "a".into(),
+            home: None,
+        },
+    ];
+    for w in &watches {
+        let raw = match &w.home {
+            Some(home) => w.path.strip_prefix(&format!("{home}/")).unwrap(),
+            None => &w.path,
+        };
+        prop_assert_eq!(h.watch(conns[w.conn], raw, &w.token), ok());
+        prop_assert_eq!(
+            h.events(conns[w.conn]),
+            vec![(raw.to_string(), w.token.clone())]
+        );
+    }
     let mut version = 0u64;
     let mut txs: Vec<Option<OpenTx>> = vec![None, None, None];
     let (mut commits, mut conflicts) = (0, 0);
     for step in steps {
+        let mut fired = Vec::new();
         match step {
             Step::Node {
                 conn,
@@ -395,9 +513,10 @@ fn run(steps: &[Step]) -> Result<(usize, usize), TestCaseError> {
                     }
                     _ => {
                         let reply = send(&mut h, conns[*conn], 0, raw_path, op);
-                        let (expected, touched) = model.apply(who, op);
+                        let (expected, event) = model.apply(who, op);
                         prop_assert_eq!(&reply, &expected, "{:?} by dom{}", op, who.domid);
-                        version += u64::from(touched);
+                        version += u64::from(event.is_some());
+                        fired.extend(event);
                     }
                 }
             }
@@ -421,14 +540,13 @@ fn run(steps: &[Step]) -> Result<(usize, usize), TestCaseError> {
                 } else if reply == ok() {
                     commits += 1;
                     let mut replay = model.clone();
-                    let mut touched_any = false;
                     for (op, got) in &tx.log {
-                        let (expected, touched) = replay.apply(WHO[*conn], op);
+                        let (expected, event) = replay.apply(WHO[*conn], op);
                         prop_assert_eq!(got, &expected, "replay of {:?} at commit point", op);
-                        touched_any |= touched;
+                        fired.extend(event);
                     }
                     model = replay;
-                    version += u64::from(touched_any);
+                    version += u64::from(!fired.is_empty());
                 } else {
                     conflicts += 1;
                     prop_assert_eq!(&reply, &err("EAGAIN"));
@@ -445,6 +563,17 @@ fn run(steps: &[Step]) -> Result<(usize, usize), TestCaseError> {
             "trees diverge after {:?}",
             step
         );
+        // Exactly the expected watch events, to exactly the right connections.
+        let expected_events = deliver(&model, &watches, &fired);
+        for (i, expected) in expected_events.into_iter().enumerate() {
+            prop_assert_eq!(
+                h.events(conns[i]),
+                expected,
+                "events of conn {} after {:?}",
+                i,
+                step
+            );
+        }
         // Children lists match too.
         for path in model.nodes.keys() {
             let expected: Vec<u8> = model.children(path).iter().flat_map(|c| nul(c)).collect();
