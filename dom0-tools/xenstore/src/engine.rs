@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use crate::DomId;
 use crate::connection::{ConnId, ConnKind, Connection};
+use crate::domain::{Domain, Domains};
 use crate::error::{XsError, XsResult};
 use crate::ops::{self, OpCtx};
 use crate::path::{
@@ -20,18 +21,6 @@ use crate::transaction::Transaction;
 use crate::tree::{Store, Tree};
 use crate::watch::{Fired, Watch};
 use crate::wire::{Message, MsgType, Oversized, PAYLOAD_MAX};
-
-/// First domain id reserved by Xen (`DOMID_FIRST_RESERVED`).
-pub const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
-
-/// A domain introduced by the toolstack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Domain {
-    /// Frame of its store ring page.
-    pub mfn: u64,
-    /// Event channel port of its store ring.
-    pub port: u32,
-}
 
 /// The outcome of one request, before it is queued.
 struct Outcome {
@@ -123,8 +112,7 @@ pub struct Engine {
     tree: Tree,
     conns: BTreeMap<ConnId, Connection>,
     next_conn: u32,
-    domains: BTreeMap<DomId, Domain>,
-    targets: BTreeMap<DomId, DomId>,
+    domains: Domains,
     quotas: Quotas,
     access_log: Option<Vec<String>>,
 }
@@ -149,7 +137,7 @@ impl Engine {
     }
 
     /// Introduced domains.
-    pub fn domains(&self) -> &BTreeMap<DomId, Domain> {
+    pub fn domains(&self) -> &Domains {
         &self.domains
     }
 
@@ -320,7 +308,7 @@ impl Engine {
         Caller {
             domid: kind.domid,
             privileged: kind.privileged,
-            target: self.targets.get(&kind.domid).copied(),
+            target: self.domains.target_of(kind.domid),
         }
     }
 
@@ -331,7 +319,7 @@ impl Engine {
                 let caller = Caller {
                     domid: conn.kind.domid,
                     privileged: conn.kind.privileged,
-                    target: self.targets.get(&conn.kind.domid).copied(),
+                    target: self.domains.target_of(conn.kind.domid),
                 };
                 let allowed = if f.is_special() {
                     caller.privileged
@@ -398,25 +386,20 @@ impl Engine {
             }
             MsgType::IsDomainIntroduced => {
                 let domid = domid_arg(args(msg, 1)?[0])?;
-                let known = domid == 0 || self.domains.contains_key(&domid);
+                let known = self.domains.is_introduced(domid);
                 Ok(Outcome::reply(with_nul(if known { "T" } else { "F" })))
             }
             MsgType::Introduce => self.introduce(msg),
             MsgType::Release => self.release(id, msg),
             MsgType::Resume => {
                 let domid = domid_arg(args(msg, 1)?[0])?;
-                if !self.domains.contains_key(&domid) {
-                    return Err(XsError::NoEnt);
-                }
+                self.domains.resume(domid)?;
                 Ok(Outcome::ok())
             }
             MsgType::SetTarget => {
                 let a = args(msg, 2)?;
                 let (domid, target) = (domid_arg(a[0])?, domid_arg(a[1])?);
-                if !self.domains.contains_key(&domid) || !self.domains.contains_key(&target) {
-                    return Err(XsError::NoEnt);
-                }
-                self.targets.insert(domid, target);
+                self.domains.set_target(domid, target)?;
                 Ok(Outcome::ok())
             }
             MsgType::Control => self.control(msg),
@@ -541,23 +524,14 @@ impl Engine {
         let domid = domid_arg(a[0])?;
         let mfn = parse_number(a[1])?;
         let port = u32::try_from(parse_number(a[2])?).map_err(|_| XsError::Inval)?;
-        if domid >= DOMID_FIRST_RESERVED {
-            return Err(XsError::Inval);
-        }
-        let fresh = self.domains.insert(domid, Domain { mfn, port }).is_none();
+        let fresh = self.domains.introduce(domid, Domain { mfn, port })?;
         let fired = fresh.then(|| Fired::special(INTRODUCE_DOMAIN));
         Ok(Outcome::ok_firing(fired))
     }
 
     fn release(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
         let domid = domid_arg(args(msg, 1)?[0])?;
-        if domid == 0 {
-            return Err(XsError::Inval);
-        }
-        if self.domains.remove(&domid).is_none() {
-            return Err(XsError::NoEnt);
-        }
-        self.targets.remove(&domid);
+        self.domains.release(domid)?;
         // The domain's own connections go away with it.
         self.conns
             .retain(|cid, c| *cid == id || c.kind.domid != domid || c.kind.privileged);

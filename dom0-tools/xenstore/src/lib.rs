@@ -1,14 +1,15 @@
 //! The oxen XenStore engine.
 //!
 //! XenStore is the small hierarchical database Xen domains use to find
-//! their devices and talk to the toolstack. This crate holds everything
-//! except transports: the node tree with Xen's path and permission rules
-//! ([`path`], [`perms`], [`tree`], [`ops`]), watches ([`watch`]),
-//! transactions ([`transaction`]), quotas ([`quota`]), the `xs_wire` codec
-//! ([`wire`]) and per-connection state ([`connection`]), tied together by
-//! the [`Engine`]. It needs only `alloc`, so the same engine can run in the
-//! host daemon (`oxen-xenstored`) and, later, in dom0 behind a shared-memory
-//! ring.
+//! their devices and talk to the toolstack. This crate holds everything but
+//! the operating-system glue: the node tree with Xen's path and permission
+//! rules ([`path`], [`perms`], [`tree`], [`ops`]), watches ([`watch`]),
+//! transactions ([`transaction`]), domains ([`domain`]), quotas ([`quota`]),
+//! the `xs_wire` codec ([`wire`]), per-connection state ([`connection`]) and
+//! the shared-memory ring protocol ([`ring`]), tied together by the
+//! [`Engine`]. It needs only `alloc`, so the same engine serves the host
+//! daemon (`oxen-xenstored`, over Unix sockets) and, later, dom0's guest
+//! rings.
 //!
 //! A transport adapter does three things:
 //!
@@ -38,6 +39,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod connection;
+pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod ops;
@@ -51,7 +53,8 @@ pub mod watch;
 pub mod wire;
 
 pub use connection::{ConnId, ConnKind, Connection};
-pub use engine::{Domain, Engine};
+pub use domain::Domain;
+pub use engine::Engine;
 pub use error::{XsError, XsResult};
 pub use quota::Quotas;
 
