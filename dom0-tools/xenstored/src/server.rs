@@ -14,11 +14,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oxen_xenstore::{ConnId, ConnKind, Engine};
 
 use crate::args::Args;
+
+/// How long to stop accepting after `accept` failed for lack of resources.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A bound socket that is removed again when dropped.
 struct Listener {
@@ -60,13 +63,13 @@ impl Drop for Listener {
     }
 }
 
-/// Polls `fds`, retrying on EINTR.
-fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+/// Polls `fds` for at most `timeout_ms` (-1: no limit), retrying on EINTR.
+fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<()> {
     let count = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::other("too many fds"))?;
     loop {
         // SAFETY: `fds` is a valid, exclusively borrowed slice of `count`
         // initialised pollfd structs that outlives the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), count, -1) };
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), count, timeout_ms) };
         if rc >= 0 {
             return Ok(());
         }
@@ -157,14 +160,26 @@ pub fn run(args: &Args) -> io::Result<()> {
         engine.enable_access_log();
     }
     let mut clients: BTreeMap<ConnId, UnixStream> = BTreeMap::new();
+    let mut accept_paused_until: Option<Instant> = None;
 
     loop {
         let outstanding = engine.quotas().outstanding_requests;
         let mut fds = vec![pollfd(signal_rx.as_raw_fd(), libc::POLLIN)];
+        // While accepting fails (e.g. out of file descriptors), stop polling
+        // the listeners for a moment instead of spinning on them.
+        let now = Instant::now();
+        let accepting = accept_paused_until.is_none_or(|until| now >= until);
+        let listen_events = if accepting { libc::POLLIN } else { 0 };
+        let timeout_ms = match accept_paused_until {
+            Some(until) if !accepting => i32::try_from((until - now).as_millis())
+                .unwrap_or(i32::MAX)
+                .max(1),
+            _ => -1,
+        };
         fds.extend(
             listeners
                 .iter()
-                .map(|l| pollfd(l.socket.as_raw_fd(), libc::POLLIN)),
+                .map(|l| pollfd(l.socket.as_raw_fd(), listen_events)),
         );
         let order: Vec<ConnId> = clients.keys().copied().collect();
         for id in &order {
@@ -178,7 +193,7 @@ pub fn run(args: &Args) -> io::Result<()> {
             }
             fds.push(pollfd(clients[id].as_raw_fd(), events));
         }
-        poll(&mut fds)?;
+        poll(&mut fds, timeout_ms)?;
 
         if fds[0].revents != 0 {
             let mut drain = [0u8; 64];
@@ -197,7 +212,12 @@ pub fn run(args: &Args) -> io::Result<()> {
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => break,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        eprintln!("oxen-xenstored: accept: {e}; pausing new connections");
+                        accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        break;
+                    }
                 }
             }
         }

@@ -122,3 +122,76 @@ fn disconnecting_mid_stream_is_harmless() {
     s.write_all(&request(READ, 1, b"/\0")).unwrap();
     assert_eq!(reply(&mut s), (READ, 1, Vec::new()));
 }
+
+/// CPU time (user + system clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of stat(5): utime and stime; index 11 and 12 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn running_out_of_file_descriptors_neither_spins_nor_wedges() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("socket");
+    let script = format!(
+        "ulimit -n 16 && exec '{}' --unix-socket '{}'",
+        env!("CARGO_BIN_EXE_oxen-xenstored"),
+        sock.display()
+    );
+    let child = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `sh` execs the daemon, so this is the daemon; killed even if we panic.
+    let child = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Far more clients than the daemon has descriptors for.
+    let crowd: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(&sock).ok())
+        .collect();
+    assert!(crowd.len() > 16);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(child.0.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(child.0.id()) - before;
+    assert!(
+        used < 50,
+        "daemon spins while out of descriptors: {used} ticks in 1s"
+    );
+    drop(crowd);
+    // Once clients leave, new ones are served again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run_tool(&sock, "xenstore-write", &["/after", "ok"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&run_tool(&sock, "xenstore-read", &["/after"]).stdout),
+        "ok\n"
+    );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
