@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
-use oxen_xenstore::Quotas;
+use oxen_xenstore::{DomId, Quotas};
 
 /// Usage text.
 pub const USAGE: &str = "usage: oxen-xenstored --unix-socket PATH [--ro-socket PATH] \
-[--access-log FILE] [--quota NAME=VALUE]...
-quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms";
+[--access-log FILE] [--quota NAME=VALUE]... [--guest-socket DOMID:PATH]...
+quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms
+--guest-socket serves unprivileged connections acting as domain DOMID (a stand-in
+for that guest's ring, for testing)";
 
 /// Daemon settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub struct Args {
     pub access_log: Option<PathBuf>,
     /// Quotas, defaults overridden by `--quota`.
     pub quotas: Quotas,
+    /// Sockets whose connections act as an unprivileged guest domain.
+    pub guest_sockets: Vec<(DomId, PathBuf)>,
 }
 
 /// What the command line asks for.
@@ -38,6 +42,7 @@ impl Args {
         let mut ro_socket = None;
         let mut access_log = None;
         let mut quotas = Quotas::default();
+        let mut guest_sockets = Vec::new();
         while let Some(flag) = argv.next() {
             let mut value = |name: &str| argv.next().ok_or_else(|| format!("{name} needs a value"));
             match flag.as_str() {
@@ -56,6 +61,18 @@ impl Args {
                         .set(name, number)
                         .map_err(|_| format!("unknown quota {name}"))?;
                 }
+                "--guest-socket" => {
+                    let setting = value(&flag)?;
+                    let (domid, path) = setting
+                        .split_once(':')
+                        .ok_or_else(|| format!("--guest-socket wants DOMID:PATH, got {setting}"))?;
+                    let domid: DomId = domid
+                        .parse()
+                        .ok()
+                        .filter(|d| (1..0x7ff0).contains(d))
+                        .ok_or_else(|| format!("bad guest domain id {domid}"))?;
+                    guest_sockets.push((domid, PathBuf::from(path)));
+                }
                 "-h" | "--help" => return Ok(Parsed::Help),
                 other => return Err(format!("unknown argument {other}")),
             }
@@ -66,6 +83,7 @@ impl Args {
             ro_socket,
             access_log,
             quotas,
+            guest_sockets,
         }))
     }
 }
@@ -98,5 +116,12 @@ mod tests {
         assert!(parse(&["--unix-socket"]).is_err());
         assert!(parse(&["--unix-socket", "/s", "--quota", "bogus=1"]).is_err());
         assert_eq!(parse(&["--help"]), Ok(Parsed::Help));
+        let Parsed::Run(a) = parse(&["--unix-socket", "/s", "--guest-socket", "5:/g"]).unwrap()
+        else {
+            panic!("expected Run");
+        };
+        assert_eq!(a.guest_sockets, vec![(5, PathBuf::from("/g"))]);
+        assert!(parse(&["--unix-socket", "/s", "--guest-socket", "0:/g"]).is_err());
+        assert!(parse(&["--unix-socket", "/s", "--guest-socket", "/g"]).is_err());
     }
 }

@@ -150,6 +150,9 @@ pub fn run(args: &Args) -> io::Result<()> {
     if let Some(path) = &args.ro_socket {
         listeners.push(Listener::bind(path, ConnKind::read_only_socket(), 0o660)?);
     }
+    for (domid, path) in &args.guest_sockets {
+        listeners.push(Listener::bind(path, ConnKind::domain(*domid), 0o600)?);
+    }
     let mut log = match &args.access_log {
         Some(path) => Some(OpenOptions::new().create(true).append(true).open(path)?),
         None => None,

@@ -21,7 +21,31 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_full(extra, &[])
+    }
+
+    /// Guest 5 with a node quota of 4.
+    pub fn start_full_for_quota() -> Self {
+        Self::start_full(&["--quota", "nodes=4"], &[5])
+    }
+
+    /// Also serves `--guest-socket` for each domain in `guests`.
+    pub fn start_with_guests(guests: &[u32]) -> Self {
+        Self::start_full(&[], guests)
+    }
+
+    fn start_full(extra: &[&str], guests: &[u32]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let guest_args: Vec<String> = guests
+            .iter()
+            .flat_map(|d| {
+                let path = dir.path().join(format!("guest{d}"));
+                [
+                    "--guest-socket".to_string(),
+                    format!("{d}:{}", path.display()),
+                ]
+            })
+            .collect();
         let sock = dir.path().join("socket");
         let ro = dir.path().join("socket_ro");
         let log = dir.path().join("access.log");
@@ -33,6 +57,7 @@ impl Daemon {
             .arg("--access-log")
             .arg(&log)
             .args(extra)
+            .args(&guest_args)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn oxen-xenstored");
@@ -41,7 +66,11 @@ impl Daemon {
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(sock.exists() && ro.exists()) {
+        let guest_paths: Vec<PathBuf> = guests
+            .iter()
+            .map(|d| daemon.dir.path().join(format!("guest{d}")))
+            .collect();
+        while !(sock.exists() && ro.exists() && guest_paths.iter().all(|p| p.exists())) {
             assert!(
                 Instant::now() < deadline,
                 "oxen-xenstored did not create its sockets"
@@ -53,6 +82,15 @@ impl Daemon {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("socket")
+    }
+
+    pub fn guest_socket(&self, domid: u32) -> PathBuf {
+        self.dir.path().join(format!("guest{domid}"))
+    }
+
+    /// Runs a xenstore-utils tool as guest `domid`.
+    pub fn guest_tool(&self, domid: u32, name: &str, args: &[&str]) -> Output {
+        run_tool(&self.guest_socket(domid), name, args)
     }
 
     pub fn ro_socket(&self) -> PathBuf {
