@@ -425,6 +425,9 @@ impl Engine {
         }
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
         let tx = conn.transactions.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
+        if !caller.privileged && tx.footprint() >= self.quotas.transaction_nodes {
+            return Err(XsError::NoSpc);
+        }
         let mut outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg)?;
         tx.defer(core::mem::take(&mut outcome.fired));
         Ok(outcome)

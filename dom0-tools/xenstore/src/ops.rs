@@ -256,6 +256,7 @@ mod tests {
         outstanding_requests: 4,
         queued_watch_events: 4,
         perms_per_node: 2,
+        transaction_nodes: 8,
     };
 
     fn dom(d: u32) -> OpCtx<'static> {

@@ -2,7 +2,7 @@
 //!
 //! Quotas bound what one caller can make the store hold or do. Exceeding one
 //! only ever fails that caller's request. Node, value-size, watch and
-//! permission-count and outstanding-request quotas apply to unprivileged
+//! permission-count, outstanding-request and transaction-size quotas apply to unprivileged
 //! domains only (dom0's toolstack is trusted, as in Xen); the transaction
 //! and watch-event quotas apply to every connection.
 
@@ -31,6 +31,9 @@ pub struct Quotas {
     pub queued_watch_events: usize,
     /// Entries in one permission list (`ENOSPC` beyond).
     pub perms_per_node: usize,
+    /// Nodes one transaction may access; once reached, further requests in
+    /// that transaction fail with `ENOSPC`.
+    pub transaction_nodes: usize,
 }
 
 impl Default for Quotas {
@@ -43,12 +46,13 @@ impl Default for Quotas {
             outstanding_requests: 20,
             queued_watch_events: 1024,
             perms_per_node: 5,
+            transaction_nodes: 1024,
         }
     }
 }
 
 /// Names accepted by [`Quotas::set`], in display order.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "nodes",
     "value-size",
     "watches",
@@ -56,6 +60,7 @@ pub const NAMES: [&str; 7] = [
     "outstanding",
     "watch-events",
     "perms",
+    "transaction-nodes",
 ];
 
 impl Quotas {
@@ -68,6 +73,7 @@ impl Quotas {
             "outstanding" => &mut self.outstanding_requests,
             "watch-events" => &mut self.queued_watch_events,
             "perms" => &mut self.perms_per_node,
+            "transaction-nodes" => &mut self.transaction_nodes,
             _ => return Err(XsError::Inval),
         })
     }

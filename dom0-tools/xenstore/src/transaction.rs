@@ -44,6 +44,12 @@ impl Transaction {
         TxView { tree, tx: self }
     }
 
+    /// How many nodes the transaction has accessed or changed: what its
+    /// memory use grows with.
+    pub fn footprint(&self) -> usize {
+        self.accessed.len() + self.overlay.len()
+    }
+
     /// Records events to fire if the transaction commits.
     pub fn defer(&mut self, events: impl IntoIterator<Item = Fired>) {
         self.events.extend(events);

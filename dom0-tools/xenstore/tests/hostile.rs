@@ -241,3 +241,39 @@ proptest! {
         prop_assert!(HEADER_LEN == 16);
     }
 }
+
+#[test]
+fn transaction_footprint_is_bounded() {
+    let quotas = Quotas {
+        transaction_nodes: 16,
+        ..Quotas::default()
+    };
+    let mut h = Harness::with_quotas(quotas);
+    let d0 = h.dom0();
+    h.write(d0, 0, "/local/domain/3", "").unwrap();
+    h.set_perms(d0, 0, "/local/domain/3", &["n3"]).unwrap();
+    let g = h.domu(3);
+    let tx = h.start(g);
+    // Reading ever more distinct missing nodes would grow the read set forever.
+    let mut refused_at = None;
+    for i in 0..100 {
+        match h.read(g, tx, &format!("missing-{i}")) {
+            Err(e) if e == "ENOENT" => {}
+            Err(e) if e == "ENOSPC" => {
+                refused_at = Some(i);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let refused_at = refused_at.expect("the transaction quota bites");
+    assert!((8..=16).contains(&refused_at), "refused at {refused_at}");
+    // Outside the transaction, and for others, everything still works.
+    assert_eq!(h.write(g, 0, "ok", "1"), ok());
+    assert_eq!(h.end(g, tx, false), ok());
+    // dom0 is exempt.
+    let tx = h.start(d0);
+    for i in 0..100 {
+        assert_eq!(h.read(d0, tx, &format!("/missing-{i}")), err("ENOENT"));
+    }
+}

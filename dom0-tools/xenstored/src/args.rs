@@ -7,7 +7,8 @@ use oxen_xenstore::{DomId, Quotas};
 /// Usage text.
 pub const USAGE: &str = "usage: oxen-xenstored --unix-socket PATH [--ro-socket PATH] \
 [--access-log FILE] [--quota NAME=VALUE]... [--guest-socket DOMID:PATH]...
-quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms
+quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms,
+transaction-nodes
 --guest-socket serves unprivileged connections acting as domain DOMID (a stand-in
 for that guest's ring, for testing)";
 
