@@ -1,9 +1,13 @@
-//! Domains the toolstack introduced, and device-model targets.
+//! Domains the toolstack introduced, device-model targets, and the
+//! permissions of the special watch names.
 
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 
 use crate::DomId;
 use crate::error::{XsError, XsResult};
+use crate::path::{INTRODUCE_DOMAIN, RELEASE_DOMAIN};
+use crate::perms::Perms;
 
 /// First domain id reserved by Xen (`DOMID_FIRST_RESERVED`).
 pub const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
@@ -17,14 +21,43 @@ pub struct Domain {
     pub port: u32,
 }
 
-/// The introduced domains and the `SET_TARGET` relation.
-#[derive(Debug, Default)]
+/// The introduced domains, the `SET_TARGET` relation, and who may receive
+/// the special `@introduceDomain`/`@releaseDomain` events.
+#[derive(Debug)]
 pub struct Domains {
     known: BTreeMap<DomId, Domain>,
     targets: BTreeMap<DomId, DomId>,
+    special: BTreeMap<String, Perms>,
+}
+
+impl Default for Domains {
+    fn default() -> Self {
+        let special = [INTRODUCE_DOMAIN, RELEASE_DOMAIN]
+            .into_iter()
+            .map(|name| (String::from(name), Perms::owned_by(0)))
+            .collect();
+        Self {
+            known: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            special,
+        }
+    }
 }
 
 impl Domains {
+    /// Permissions of a special name (initially `n0`: dom0 only); `None`
+    /// for names that are not special events.
+    pub fn special_perms(&self, name: &str) -> Option<&Perms> {
+        self.special.get(name)
+    }
+
+    /// Replaces the permissions of a known special name.
+    pub fn set_special_perms(&mut self, name: &str, perms: Perms) -> XsResult<()> {
+        let slot = self.special.get_mut(name).ok_or(XsError::NoEnt)?;
+        *slot = perms;
+        Ok(())
+    }
+
     /// Whether `domid` is introduced; dom0 always is.
     pub fn is_introduced(&self, domid: DomId) -> bool {
         domid == 0 || self.known.contains_key(&domid)

@@ -15,7 +15,7 @@ use crate::path::{
     INTRODUCE_DOMAIN, RELEASE_DOMAIN, canonicalize, check_special, domain_path, is_special,
     parse_number,
 };
-use crate::perms::{Caller, Perms};
+use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
 use crate::transaction::Transaction;
 use crate::tree::{Store, Tree};
@@ -321,11 +321,7 @@ impl Engine {
                     privileged: conn.kind.privileged,
                     target: self.domains.target_of(conn.kind.domid),
                 };
-                let allowed = if f.is_special() {
-                    caller.privileged
-                } else {
-                    f.perms.iter().any(|p| caller.can_read(p))
-                };
+                let allowed = f.perms.iter().any(|p| caller.can_read(p));
                 if !allowed {
                     continue;
                 }
@@ -362,6 +358,9 @@ impl Engine {
             return Err(XsError::Acces);
         }
         match ty {
+            MsgType::GetPerms | MsgType::SetPerms if msg.payload.first() == Some(&b'@') => {
+                self.special_perms_request(caller, ty, msg)
+            }
             MsgType::Read
             | MsgType::Write
             | MsgType::Mkdir
@@ -528,7 +527,7 @@ impl Engine {
         let mfn = parse_number(a[1])?;
         let port = u32::try_from(parse_number(a[2])?).map_err(|_| XsError::Inval)?;
         let fresh = self.domains.introduce(domid, Domain { mfn, port })?;
-        let fired = fresh.then(|| Fired::special(INTRODUCE_DOMAIN));
+        let fired = fresh.then(|| self.special_event(INTRODUCE_DOMAIN));
         Ok(Outcome::ok_firing(fired))
     }
 
@@ -538,7 +537,44 @@ impl Engine {
         // The domain's own connections go away with it.
         self.conns
             .retain(|cid, c| *cid == id || c.kind.domid != domid || c.kind.privileged);
-        Ok(Outcome::ok_firing([Fired::special(RELEASE_DOMAIN)]))
+        Ok(Outcome::ok_firing([self.special_event(RELEASE_DOMAIN)]))
+    }
+
+    fn special_event(&self, name: &str) -> Fired {
+        let perms = self.domains.special_perms(name).cloned();
+        Fired::special(name, perms.unwrap_or_else(|| Perms::owned_by(0)))
+    }
+
+    /// `GET_PERMS`/`SET_PERMS` on a special name: who may receive its events.
+    fn special_perms_request(
+        &mut self,
+        caller: Caller,
+        ty: MsgType,
+        msg: &Message,
+    ) -> XsResult<Outcome> {
+        let a = msg.strings().ok_or(XsError::Inval)?;
+        let (raw, entries) = a.split_first().ok_or(XsError::Inval)?;
+        let name = check_special(raw)?;
+        let current = self.domains.special_perms(&name).ok_or(XsError::NoEnt)?;
+        let rights = caller.rights(current);
+        if ty == MsgType::GetPerms {
+            if !entries.is_empty() {
+                return Err(XsError::Inval);
+            }
+            if !rights.contains(Rights::READ) {
+                return Err(XsError::Acces);
+            }
+            return Ok(Outcome::reply(current.encode()));
+        }
+        if !rights.contains(Rights::WRITE.union(Rights::OWNER)) {
+            return Err(XsError::Acces);
+        }
+        let perms = Perms::parse(entries.iter().copied())?;
+        if !caller.privileged && perms.owner() != current.owner() {
+            return Err(XsError::Perm);
+        }
+        self.domains.set_special_perms(&name, perms)?;
+        Ok(Outcome::ok())
     }
 
     fn control(&mut self, msg: &Message) -> XsResult<Outcome> {

@@ -51,6 +51,11 @@ pub fn canonicalize(domid: DomId, raw: &[u8]) -> XsResult<String> {
     if raw == b"/" {
         return Ok(String::from("/"));
     }
+    // Names starting with `@` are special (watches, their permissions),
+    // never nodes.
+    if is_special(raw) {
+        return Err(XsError::Inval);
+    }
     check_components(raw)?;
     // All bytes are ASCII at this point, so this cannot fail.
     let text = core::str::from_utf8(raw).map_err(|_| XsError::Inval)?;
@@ -175,6 +180,7 @@ mod tests {
             b"a/",
             b"/\xff",
             b"/a.b",
+            b"@x",
         ] {
             assert_eq!(canonicalize(0, bad), Err(XsError::Inval), "{bad:?}");
         }

@@ -21,8 +21,7 @@ pub struct Fired {
     /// Whether watches below `path` fire too (node removal).
     pub recursive: bool,
     /// The receiver must be able to read under one of these permission
-    /// lists. Empty for special events, which only privileged
-    /// connections receive.
+    /// lists (privileged receivers always can).
     pub perms: Vec<Perms>,
 }
 
@@ -45,12 +44,12 @@ impl Fired {
         }
     }
 
-    /// A special event such as `@releaseDomain`.
-    pub fn special(name: &str) -> Self {
+    /// A special event such as `@releaseDomain`, readable under `perms`.
+    pub fn special(name: &str, perms: Perms) -> Self {
         Self {
             path: String::from(name),
             recursive: false,
-            perms: Vec::new(),
+            perms: alloc::vec![perms],
         }
     }
 
@@ -138,10 +137,11 @@ mod tests {
         assert_eq!(w.event_path(&Fired::removed("/a", p)), Some("/a/b"));
         let s = watch("@releaseDomain", None);
         assert_eq!(
-            s.event_path(&Fired::special("@releaseDomain")),
+            s.event_path(&Fired::special("@releaseDomain", Perms::owned_by(0))),
             Some("@releaseDomain")
         );
-        assert_eq!(s.event_path(&Fired::special("@introduceDomain")), None);
+        let other = Fired::special("@introduceDomain", Perms::owned_by(0));
+        assert_eq!(s.event_path(&other), None);
     }
 
     #[test]

@@ -532,3 +532,41 @@ fn watch_reserved_field_is_ignored() {
     assert_eq!(h.request(w, MsgType::Watch, 0, b"/r\0t\0\0"), ok());
     assert_eq!(h.events(w), vec![ev("/r", "t")]);
 }
+
+#[test]
+fn special_watch_events_follow_the_special_names_permissions() {
+    let mut h = Harness::new();
+    let d0 = h.dom0();
+    let g7 = h.domu(7);
+    let g8 = h.domu(8);
+    for g in [g7, g8] {
+        assert_eq!(h.watch(g, "@introduceDomain", "in"), ok());
+        assert_eq!(
+            h.events(g),
+            vec![ev("@introduceDomain", "in")],
+            "initial event"
+        );
+    }
+    h.request(d0, MsgType::Introduce, 0, b"20\x001\x001\0")
+        .unwrap();
+    assert_eq!(h.events(g7), vec![], "n0 by default: guests get nothing");
+    assert_eq!(h.get_perms(d0, 0, "@introduceDomain"), list(&["n0"]));
+    assert_eq!(h.get_perms(g7, 0, "@introduceDomain"), err("EACCES"));
+    assert_eq!(
+        h.set_perms(g7, 0, "@introduceDomain", &["r7"]),
+        err("EACCES")
+    );
+    assert_eq!(h.set_perms(d0, 0, "@introduceDomain", &["n0", "r7"]), ok());
+    assert_eq!(h.get_perms(g7, 0, "@introduceDomain"), list(&["n0", "r7"]));
+    h.request(d0, MsgType::Introduce, 0, b"21\x001\x001\0")
+        .unwrap();
+    assert_eq!(h.events(g7), vec![ev("@introduceDomain", "in")]);
+    assert_eq!(h.events(g8), vec![], "only the granted guest");
+    assert_eq!(h.get_perms(d0, 0, "@bogus"), err("ENOENT"));
+    assert_eq!(
+        h.write(d0, 0, "@introduceDomain", "x"),
+        err("EINVAL"),
+        "not a node"
+    );
+    assert_eq!(h.read(d0, 0, "@introduceDomain"), err("EINVAL"));
+}
