@@ -161,3 +161,73 @@ with Client(unix_socket_path=sock) as c, Client(unix_socket_path=sock) as w:
     );
     assert!(out.contains("special-ok"));
 }
+
+#[test]
+fn concurrent_transfers_stay_consistent() {
+    let d = Daemon::start();
+    pyxs(
+        &d,
+        r#"
+with Client(unix_socket_path=sock) as c:
+    for acct in (b"a", b"b", b"c"):
+        c.write(b"/bank/" + acct, b"100")
+    c.write(b"/bank/count", b"0")
+"#,
+    );
+    // Four processes race 25 transfers each; every transfer moves one unit
+    // and bumps the counter in the same transaction, retrying on EAGAIN.
+    let worker = r#"
+import random
+accts = [b"a", b"b", b"c"]
+conflicts = 0
+with Client(unix_socket_path=sock) as c:
+    for _ in range(25):
+        while True:
+            c.transaction()
+            src, dst = random.sample(accts, 2)
+            s = int(c.read(b"/bank/" + src)); t = int(c.read(b"/bank/" + dst))
+            n = int(c.read(b"/bank/count"))
+            c.write(b"/bank/" + src, str(s - 1).encode())
+            c.write(b"/bank/" + dst, str(t + 1).encode())
+            c.write(b"/bank/count", str(n + 1).encode())
+            if c.commit():
+                break
+            conflicts += 1
+print("conflicts", conflicts)
+"#;
+    let socket = d.socket();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let script =
+                    format!("import sys\nfrom pyxs import Client\nsock = sys.argv[1]\n{worker}");
+                python(&socket, &script)
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for h in handles {
+        let (ok, out, err) = h.join().unwrap();
+        assert!(ok, "worker failed:\n{out}\n{err}");
+        conflicts += out
+            .trim()
+            .strip_prefix("conflicts ")
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
+    }
+    eprintln!("{conflicts} conflicting commits were retried");
+    let out = pyxs(
+        &d,
+        r#"
+with Client(unix_socket_path=sock) as c:
+    total = sum(int(c.read(b"/bank/" + a)) for a in (b"a", b"b", b"c"))
+    print("total", total, "count", int(c.read(b"/bank/count")))
+"#,
+    );
+    assert!(
+        out.contains("total 300 count 100"),
+        "{out} (conflicts retried: {conflicts})"
+    );
+}
