@@ -399,14 +399,14 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     {
         return Err(format!("no scenario named '{unknown}' (see --list)"));
     }
-    let mut host_failed = false;
-    if !boot_only
-        && only.is_empty()
-        && let Err(e) = host_tests()
-    {
-        eprintln!("xtask: {e}");
-        host_failed = true;
+    // The host tests count as one group in the final tally.
+    let host = (!boot_only && only.is_empty()).then(host_tests);
+    match &host {
+        Some(Ok(())) => println!("PASS host-tests            cargo test --workspace"),
+        Some(Err(e)) => println!("FAIL host-tests            {e} (see above)"),
+        None => {}
     }
+    let host_failed = matches!(host, Some(Err(_)));
     if host_only {
         return if host_failed {
             Err("host tests failed".into())
@@ -440,11 +440,9 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
         }
     });
     let results = results.into_inner().expect("not poisoned");
-    let passed = results.iter().filter(|(_, o)| o.passed).count();
-    let failed = results.len() - passed + usize::from(host_failed);
-    if host_failed {
-        println!("FAIL host-tests: cargo test --workspace failed (see above)");
-    }
+    let host_passed = matches!(host, Some(Ok(())));
+    let passed = results.iter().filter(|(_, o)| o.passed).count() + usize::from(host_passed);
+    let failed = results.len() + usize::from(host.is_some()) - passed;
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
         Err(format!("{failed} test group(s) failed"))

@@ -570,6 +570,15 @@ mod tests {
     }
 
     #[test]
+    fn preemption_timer_rate_comes_from_misc() {
+        let mut raw = bochs_skylake();
+        raw.misc = (raw.misc & !0x1f) | 5;
+        let caps = VmxCapabilities::decode(&raw);
+        assert_eq!(caps.preemption_timer_rate, 5);
+        assert!(caps.to_string().ends_with("preemption timer yes (TSC/32)"));
+    }
+
+    #[test]
     fn missing_preemption_timer_is_optional() {
         let mut raw = bochs_skylake();
         raw.pinbased &= !(u64::from(ctl::pin::PREEMPTION_TIMER) << 32);
