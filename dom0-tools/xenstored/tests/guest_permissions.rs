@@ -3,10 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use common::*;
@@ -103,25 +99,8 @@ fn guests_cannot_read_or_write_what_they_are_not_granted() {
 #[test]
 fn guests_only_see_watch_events_for_nodes_they_can_read() {
     let d = with_homes();
-    let mut watcher = Command::new(peer("xenstore-watch", "xenstore-utils"))
-        .args(["-n", "3", "/"])
-        .env("XENSTORED_PATH", d.guest_socket(5))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn xenstore-watch");
-    let (tx, rx) = mpsc::channel();
-    let stdout = watcher.stdout.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("watch event line")
-    };
+    let mut watcher = Watcher::start(&d.guest_socket(5), "/", 3);
+    let next = || watcher.next();
     assert_eq!(next(), "/", "initial event");
     d.ok("xenstore-write", &["/local/domain/6/hidden", "x"]);
     d.ok("xenstore-write", &["/dom0-only", "x"]);
@@ -134,7 +113,7 @@ fn guests_only_see_watch_events_for_nodes_they_can_read() {
     d.ok("xenstore-rm", &["/local/domain/5/visible"]);
     assert_eq!(next(), "/local/domain/5/visible");
     assert!(
-        wait_timeout(&mut watcher, Duration::from_secs(10))
+        wait_timeout(&mut watcher.child, Duration::from_secs(10))
             .expect("exits")
             .success()
     );

@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -85,25 +83,8 @@ fn read_only_socket_refuses_writes() {
 fn watch_prints_initial_and_change_events() {
     let d = Daemon::start();
     d.ok("xenstore-write", &["/w/a", "0"]);
-    let mut watcher = Command::new(peer("xenstore-watch", "xenstore-utils"))
-        .args(["-n", "4", "/w"])
-        .env("XENSTORED_PATH", d.socket())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn xenstore-watch");
-    let (tx, rx) = mpsc::channel();
-    let stdout = watcher.stdout.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("watch event line")
-    };
+    let mut watcher = Watcher::start(&d.socket(), "/w", 4);
+    let next = || watcher.next();
     assert_eq!(next(), "/w", "initial event");
     d.ok("xenstore-write", &["/w/a", "1"]);
     assert_eq!(next(), "/w/a");
@@ -112,7 +93,7 @@ fn watch_prints_initial_and_change_events() {
     assert_eq!(next(), "/w/a", "set-perms fires; unrelated writes do not");
     d.ok("xenstore-rm", &["/w"]);
     assert_eq!(next(), "/w");
-    let status = wait_timeout(&mut watcher, Duration::from_secs(10)).expect("-n 4 exits");
+    let status = wait_timeout(&mut watcher.child, Duration::from_secs(10)).expect("-n 4 exits");
     assert!(status.success());
 }
 

@@ -216,3 +216,39 @@ pub fn python(socket: &Path, script: &str) -> (bool, String, String) {
         .unwrap();
     (status.is_some_and(|s| s.success()), out, err)
 }
+
+/// A running `xenstore-watch` whose output lines arrive on a channel.
+pub struct Watcher {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    /// Starts `xenstore-watch -n COUNT PATH` against `socket`.
+    pub fn start(socket: &Path, path: &str, count: u32) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(peer("xenstore-watch", "xenstore-utils"))
+            .args(["-n", &count.to_string(), path])
+            .env("XENSTORED_PATH", socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn xenstore-watch");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next event line (waits up to 10 s).
+    pub fn next(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("watch event line")
+    }
+}
