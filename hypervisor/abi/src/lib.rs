@@ -121,3 +121,308 @@ pub mod cpuid {
     /// The MSR a guest writes to have the hypercall page filled.
     pub const HYPERCALL_MSR: u32 = 0x4000_0000;
 }
+
+/// Bit numbers of the `XENVER_get_features` submap 0 (`features.h`).
+pub mod xenfeat {
+    pub const WRITABLE_PAGE_TABLES: u32 = 0;
+    pub const WRITABLE_DESCRIPTOR_TABLES: u32 = 1;
+    pub const AUTO_TRANSLATED_PHYSMAP: u32 = 2;
+    pub const SUPERVISOR_MODE_KERNEL: u32 = 3;
+    pub const PAE_PGDIR_ABOVE_4GB: u32 = 4;
+    pub const MMU_PT_UPDATE_PRESERVE_AD: u32 = 5;
+    pub const HIGHMEM_ASSIST: u32 = 6;
+    pub const GNTTAB_MAP_AVAIL_BITS: u32 = 7;
+    pub const HVM_CALLBACK_VECTOR: u32 = 8;
+    pub const HVM_SAFE_PVCLOCK: u32 = 9;
+    pub const HVM_PIRQS: u32 = 10;
+    pub const DOM0: u32 = 11;
+    /// Deprecated; commented out in current headers.
+    pub const GRANT_MAP_IDENTITY: u32 = 12;
+    pub const MEMORY_OP_VNODE_SUPPORTED: u32 = 13;
+    pub const ARM_SMCCC_SUPPORTED: u32 = 14;
+    pub const LINUX_RSDP_UNRESTRICTED: u32 = 15;
+    pub const NOT_DIRECT_MAPPED: u32 = 16;
+    pub const DIRECT_MAPPED: u32 = 17;
+    /// Number of 32-bit submaps (`XENFEAT_NR_SUBMAPS`).
+    pub const NR_SUBMAPS: u32 = 1;
+}
+
+/// Xen ELF notes (`elfnote.h`).
+pub mod elfnote {
+    /// The owner name of Xen's notes, without its terminating NUL.
+    pub const OWNER: &[u8] = b"Xen";
+    /// The 32-bit physical entry point of a PVH kernel.
+    pub const PHYS32_ENTRY: u32 = 18;
+}
+
+/// `start_info.flags` bits (`xen.h`), shared by `hvm_start_info.flags`.
+pub mod sif {
+    pub const PRIVILEGED: u32 = 1 << 0;
+    pub const INITDOMAIN: u32 = 1 << 1;
+    pub const MULTIBOOT_MOD: u32 = 1 << 2;
+    pub const MOD_START_PFN: u32 = 1 << 3;
+    pub const VIRT_P2M_4TOOLS: u32 = 1 << 4;
+    pub const PM_MASK: u32 = 0xff << 8;
+}
+
+/// `hvm_memmap_table_entry.type` values (`arch-x86/hvm/start_info.h`).
+pub mod memmap_type {
+    pub const RAM: u32 = 1;
+    pub const RESERVED: u32 = 2;
+    pub const ACPI: u32 = 3;
+    pub const NVS: u32 = 4;
+    pub const UNUSABLE: u32 = 5;
+    pub const DISABLED: u32 = 6;
+    pub const PMEM: u32 = 7;
+}
+
+/// `hvm_start_info.magic`: "xEn3" with the 0x80 bit of the "E" set.
+pub const HVM_START_MAGIC: u32 = 0x336e_c578;
+
+/// Little-endian field codec used by the `to_bytes`/`from_bytes` helpers.
+mod le {
+    pub fn put32(b: &mut [u8], off: usize, v: u32) {
+        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    pub fn put64(b: &mut [u8], off: usize, v: u64) {
+        b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    pub fn get32(b: &[u8], off: usize) -> u32 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&b[off..off + 4]);
+        u32::from_le_bytes(a)
+    }
+    pub fn get64(b: &[u8], off: usize) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[off..off + 8]);
+        u64::from_le_bytes(a)
+    }
+}
+
+/// Declares a `#[repr(C)]` struct of `u32`/`u64` fields with little-endian
+/// `to_bytes`/`from_bytes`. Field offsets come from `offset_of!`, so the byte form is
+/// exactly the C layout (padding bytes are zero).
+macro_rules! le_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $ty:ident ),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
+
+        impl $name {
+            /// Size in bytes of the C structure.
+            pub const SIZE: usize = core::mem::size_of::<$name>();
+
+            /// The structure's bytes, little-endian, as the guest sees them.
+            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+                let mut b = [0u8; Self::SIZE];
+                $( le_struct!(@put $ty, b, core::mem::offset_of!($name, $field), self.$field); )*
+                b
+            }
+
+            /// Reads the structure from the start of `bytes`; `None` if it is too short.
+            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+                let b = bytes.get(..Self::SIZE)?;
+                Some(Self { $( $field: le_struct!(@get $ty, b, core::mem::offset_of!($name, $field)) ),* })
+            }
+        }
+    };
+    (@put u32, $b:ident, $off:expr, $v:expr) => { le::put32(&mut $b, $off, $v) };
+    (@put u64, $b:ident, $off:expr, $v:expr) => { le::put64(&mut $b, $off, $v) };
+    (@get u32, $b:ident, $off:expr) => { le::get32($b, $off) };
+    (@get u64, $b:ident, $off:expr) => { le::get64($b, $off) };
+}
+
+le_struct! {
+    /// `struct hvm_start_info` (`arch-x86/hvm/start_info.h`): what a PVH guest finds at
+    /// the physical address in `%ebx` on entry.
+    pub struct HvmStartInfo {
+        /// [`HVM_START_MAGIC`].
+        pub magic: u32,
+        /// Version of the structure (1 has the memory map fields).
+        pub version: u32,
+        /// `SIF_*` flags ([`sif`]).
+        pub flags: u32,
+        /// Number of [`HvmModlistEntry`] at `modlist_paddr`.
+        pub nr_modules: u32,
+        pub modlist_paddr: u64,
+        pub cmdline_paddr: u64,
+        pub rsdp_paddr: u64,
+        pub memmap_paddr: u64,
+        pub memmap_entries: u32,
+        /// Must be zero.
+        pub reserved: u32,
+    }
+}
+
+le_struct! {
+    /// `struct hvm_memmap_table_entry`.
+    pub struct HvmMemmapEntry {
+        pub addr: u64,
+        pub size: u64,
+        /// One of [`memmap_type`].
+        pub type_: u32,
+        /// Must be zero.
+        pub reserved: u32,
+    }
+}
+
+le_struct! {
+    /// `struct hvm_modlist_entry`.
+    pub struct HvmModlistEntry {
+        pub paddr: u64,
+        pub size: u64,
+        pub cmdline_paddr: u64,
+        pub reserved: u64,
+    }
+}
+
+le_struct! {
+    /// `struct sched_shutdown` (`sched.h`), the argument of `SCHEDOP_shutdown`.
+    pub struct SchedShutdown {
+        /// One of the `SHUTDOWN_*` reasons in [`sched_op`].
+        pub reason: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xen_feature_info` (`version.h`), the argument of `XENVER_get_features`.
+    pub struct XenFeatureInfo {
+        /// IN: which 32-bit submap to return.
+        pub submap_idx: u32,
+        /// OUT: the submap ([`xenfeat`] bit numbers).
+        pub submap: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xen_platform_parameters` (`version.h`); `xen_ulong_t` is 64-bit on x86_64.
+    pub struct XenPlatformParameters {
+        pub virt_start: u64,
+    }
+}
+
+/// `struct xen_compile_info` (`version.h`): NUL-padded strings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenCompileInfo {
+    pub compiler: [u8; 64],
+    pub compile_by: [u8; 16],
+    pub compile_domain: [u8; 32],
+    pub compile_date: [u8; 32],
+}
+
+impl Default for XenCompileInfo {
+    fn default() -> Self {
+        Self {
+            compiler: [0; 64],
+            compile_by: [0; 16],
+            compile_domain: [0; 32],
+            compile_date: [0; 32],
+        }
+    }
+}
+
+impl XenCompileInfo {
+    /// Size in bytes of the C structure.
+    pub const SIZE: usize = core::mem::size_of::<XenCompileInfo>();
+
+    /// Builds the structure from strings, truncating each so it stays NUL-terminated.
+    pub fn new(compiler: &str, compile_by: &str, compile_domain: &str, compile_date: &str) -> Self {
+        fn fill<const N: usize>(s: &str) -> [u8; N] {
+            let mut a = [0u8; N];
+            let n = s.len().min(N - 1);
+            a[..n].copy_from_slice(&s.as_bytes()[..n]);
+            a
+        }
+        Self {
+            compiler: fill(compiler),
+            compile_by: fill(compile_by),
+            compile_domain: fill(compile_domain),
+            compile_date: fill(compile_date),
+        }
+    }
+
+    /// The structure's bytes as the guest sees them.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        let mut off = 0;
+        for part in [
+            &self.compiler[..],
+            &self.compile_by[..],
+            &self.compile_domain[..],
+            &self.compile_date[..],
+        ] {
+            b[off..off + part.len()].copy_from_slice(part);
+            off += part.len();
+        }
+        b
+    }
+
+    /// Reads the structure from the start of `bytes`; `None` if it is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let b = bytes.get(..Self::SIZE)?;
+        let mut s = Self::default();
+        s.compiler.copy_from_slice(&b[0..64]);
+        s.compile_by.copy_from_slice(&b[64..80]);
+        s.compile_domain.copy_from_slice(&b[80..112]);
+        s.compile_date.copy_from_slice(&b[112..144]);
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_info_round_trip_is_little_endian() {
+        let s = HvmStartInfo {
+            magic: HVM_START_MAGIC,
+            version: 1,
+            flags: sif::PRIVILEGED,
+            nr_modules: 2,
+            modlist_paddr: 0x1122_3344_5566_7788,
+            cmdline_paddr: 0x2000,
+            rsdp_paddr: 0,
+            memmap_paddr: 0x3000,
+            memmap_entries: 3,
+            reserved: 0,
+        };
+        let b = s.to_bytes();
+        assert_eq!(b.len(), 56);
+        assert_eq!(&b[0..4], &[0x78, 0xc5, 0x6e, 0x33]);
+        assert_eq!(&b[16..24], &0x1122_3344_5566_7788u64.to_le_bytes());
+        assert_eq!(b[48], 3);
+        assert_eq!(HvmStartInfo::from_bytes(&b), Some(s));
+        assert_eq!(HvmStartInfo::from_bytes(&b[..55]), None);
+    }
+
+    #[test]
+    fn memmap_entry_round_trip() {
+        let e = HvmMemmapEntry {
+            addr: 0x10_0000,
+            size: 0x20_0000,
+            type_: memmap_type::ACPI,
+            reserved: 0,
+        };
+        let b = e.to_bytes();
+        assert_eq!(b[16], 3);
+        assert_eq!(HvmMemmapEntry::from_bytes(&b), Some(e));
+    }
+
+    #[test]
+    fn compile_info_strings_stay_terminated() {
+        let long = [b'x'; 100];
+        let long = core::str::from_utf8(&long).unwrap();
+        let c = XenCompileInfo::new(long, "oxen", "example.org", "today");
+        assert_eq!(c.compiler[63], 0);
+        assert_eq!(c.compiler[62], b'x');
+        let b = c.to_bytes();
+        assert_eq!(&b[64..68], b"oxen");
+        assert_eq!(XenCompileInfo::from_bytes(&b), Some(c));
+    }
+}

@@ -1,0 +1,340 @@
+//! Checks our Rust definitions against the real Xen public headers: a C program that
+//! includes them prints every `sizeof`/`offsetof` and constant, and we compare.
+//!
+//! Needs a C compiler (`cc`) and the Xen headers from the Debian package `libxen-dev`.
+
+use std::collections::HashMap;
+use std::mem::{offset_of, size_of};
+use std::path::PathBuf;
+use std::process::Command;
+
+use oxen_abi::*;
+
+const HEADERS: &str = r#"
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <xen/xen.h>
+#include <xen/arch-x86/hvm/start_info.h>
+#include <xen/sched.h>
+#include <xen/version.h>
+#include <xen/elfnote.h>
+"#;
+
+/// (name printed by the C program, C expression, Rust value)
+fn expectations() -> Vec<(&'static str, &'static str, u64)> {
+    macro_rules! sz {
+        ($c:literal, $r:ty) => {
+            (
+                concat!("sizeof ", $c),
+                concat!("sizeof(", $c, ")"),
+                size_of::<$r>() as u64,
+            )
+        };
+    }
+    macro_rules! off {
+        ($c:literal, $cf:literal, $r:ty, $rf:ident) => {
+            (
+                concat!("offsetof ", $c, ".", $cf),
+                concat!("offsetof(", $c, ", ", $cf, ")"),
+                offset_of!($r, $rf) as u64,
+            )
+        };
+    }
+    macro_rules! konst {
+        ($c:literal, $v:expr) => {
+            ($c, $c, $v as u64)
+        };
+    }
+    vec![
+        sz!("struct hvm_start_info", HvmStartInfo),
+        off!("struct hvm_start_info", "magic", HvmStartInfo, magic),
+        off!("struct hvm_start_info", "version", HvmStartInfo, version),
+        off!("struct hvm_start_info", "flags", HvmStartInfo, flags),
+        off!(
+            "struct hvm_start_info",
+            "nr_modules",
+            HvmStartInfo,
+            nr_modules
+        ),
+        off!(
+            "struct hvm_start_info",
+            "modlist_paddr",
+            HvmStartInfo,
+            modlist_paddr
+        ),
+        off!(
+            "struct hvm_start_info",
+            "cmdline_paddr",
+            HvmStartInfo,
+            cmdline_paddr
+        ),
+        off!(
+            "struct hvm_start_info",
+            "rsdp_paddr",
+            HvmStartInfo,
+            rsdp_paddr
+        ),
+        off!(
+            "struct hvm_start_info",
+            "memmap_paddr",
+            HvmStartInfo,
+            memmap_paddr
+        ),
+        off!(
+            "struct hvm_start_info",
+            "memmap_entries",
+            HvmStartInfo,
+            memmap_entries
+        ),
+        off!("struct hvm_start_info", "reserved", HvmStartInfo, reserved),
+        sz!("struct hvm_memmap_table_entry", HvmMemmapEntry),
+        off!(
+            "struct hvm_memmap_table_entry",
+            "addr",
+            HvmMemmapEntry,
+            addr
+        ),
+        off!(
+            "struct hvm_memmap_table_entry",
+            "size",
+            HvmMemmapEntry,
+            size
+        ),
+        off!(
+            "struct hvm_memmap_table_entry",
+            "type",
+            HvmMemmapEntry,
+            type_
+        ),
+        off!(
+            "struct hvm_memmap_table_entry",
+            "reserved",
+            HvmMemmapEntry,
+            reserved
+        ),
+        sz!("struct hvm_modlist_entry", HvmModlistEntry),
+        off!("struct hvm_modlist_entry", "paddr", HvmModlistEntry, paddr),
+        off!("struct hvm_modlist_entry", "size", HvmModlistEntry, size),
+        off!(
+            "struct hvm_modlist_entry",
+            "cmdline_paddr",
+            HvmModlistEntry,
+            cmdline_paddr
+        ),
+        off!(
+            "struct hvm_modlist_entry",
+            "reserved",
+            HvmModlistEntry,
+            reserved
+        ),
+        sz!("struct sched_shutdown", SchedShutdown),
+        off!("struct sched_shutdown", "reason", SchedShutdown, reason),
+        sz!("struct xen_feature_info", XenFeatureInfo),
+        off!(
+            "struct xen_feature_info",
+            "submap_idx",
+            XenFeatureInfo,
+            submap_idx
+        ),
+        off!("struct xen_feature_info", "submap", XenFeatureInfo, submap),
+        sz!("struct xen_platform_parameters", XenPlatformParameters),
+        off!(
+            "struct xen_platform_parameters",
+            "virt_start",
+            XenPlatformParameters,
+            virt_start
+        ),
+        sz!("struct xen_compile_info", XenCompileInfo),
+        off!(
+            "struct xen_compile_info",
+            "compiler",
+            XenCompileInfo,
+            compiler
+        ),
+        off!(
+            "struct xen_compile_info",
+            "compile_by",
+            XenCompileInfo,
+            compile_by
+        ),
+        off!(
+            "struct xen_compile_info",
+            "compile_domain",
+            XenCompileInfo,
+            compile_domain
+        ),
+        off!(
+            "struct xen_compile_info",
+            "compile_date",
+            XenCompileInfo,
+            compile_date
+        ),
+        konst!("XEN_HVM_START_MAGIC_VALUE", HVM_START_MAGIC),
+        konst!("XEN_HVM_MEMMAP_TYPE_RAM", memmap_type::RAM),
+        konst!("XEN_HVM_MEMMAP_TYPE_RESERVED", memmap_type::RESERVED),
+        konst!("XEN_HVM_MEMMAP_TYPE_ACPI", memmap_type::ACPI),
+        konst!("XEN_HVM_MEMMAP_TYPE_NVS", memmap_type::NVS),
+        konst!("XEN_HVM_MEMMAP_TYPE_UNUSABLE", memmap_type::UNUSABLE),
+        konst!("XEN_HVM_MEMMAP_TYPE_DISABLED", memmap_type::DISABLED),
+        konst!("XEN_HVM_MEMMAP_TYPE_PMEM", memmap_type::PMEM),
+        konst!("SIF_PRIVILEGED", sif::PRIVILEGED),
+        konst!("SIF_INITDOMAIN", sif::INITDOMAIN),
+        konst!("SIF_MULTIBOOT_MOD", sif::MULTIBOOT_MOD),
+        konst!("SIF_MOD_START_PFN", sif::MOD_START_PFN),
+        konst!("SIF_VIRT_P2M_4TOOLS", sif::VIRT_P2M_4TOOLS),
+        konst!("SIF_PM_MASK", sif::PM_MASK),
+        konst!("XEN_ELFNOTE_PHYS32_ENTRY", elfnote::PHYS32_ENTRY),
+        konst!("SCHEDOP_shutdown", sched_op::SHUTDOWN),
+        konst!("SHUTDOWN_poweroff", sched_op::SHUTDOWN_POWEROFF),
+        konst!("SHUTDOWN_reboot", sched_op::SHUTDOWN_REBOOT),
+        konst!("SHUTDOWN_suspend", sched_op::SHUTDOWN_SUSPEND),
+        konst!("SHUTDOWN_crash", sched_op::SHUTDOWN_CRASH),
+        konst!("SHUTDOWN_watchdog", sched_op::SHUTDOWN_WATCHDOG),
+        konst!("XENVER_compile_info", xen_version::COMPILE_INFO),
+        konst!(
+            "XENVER_platform_parameters",
+            xen_version::PLATFORM_PARAMETERS
+        ),
+        konst!("XENVER_get_features", xen_version::GET_FEATURES),
+        konst!(
+            "XENFEAT_writable_page_tables",
+            xenfeat::WRITABLE_PAGE_TABLES
+        ),
+        konst!(
+            "XENFEAT_writable_descriptor_tables",
+            xenfeat::WRITABLE_DESCRIPTOR_TABLES
+        ),
+        konst!(
+            "XENFEAT_auto_translated_physmap",
+            xenfeat::AUTO_TRANSLATED_PHYSMAP
+        ),
+        konst!(
+            "XENFEAT_supervisor_mode_kernel",
+            xenfeat::SUPERVISOR_MODE_KERNEL
+        ),
+        konst!("XENFEAT_pae_pgdir_above_4gb", xenfeat::PAE_PGDIR_ABOVE_4GB),
+        konst!(
+            "XENFEAT_mmu_pt_update_preserve_ad",
+            xenfeat::MMU_PT_UPDATE_PRESERVE_AD
+        ),
+        konst!("XENFEAT_highmem_assist", xenfeat::HIGHMEM_ASSIST),
+        konst!(
+            "XENFEAT_gnttab_map_avail_bits",
+            xenfeat::GNTTAB_MAP_AVAIL_BITS
+        ),
+        konst!("XENFEAT_hvm_callback_vector", xenfeat::HVM_CALLBACK_VECTOR),
+        konst!("XENFEAT_hvm_safe_pvclock", xenfeat::HVM_SAFE_PVCLOCK),
+        konst!("XENFEAT_hvm_pirqs", xenfeat::HVM_PIRQS),
+        konst!("XENFEAT_dom0", xenfeat::DOM0),
+        konst!(
+            "XENFEAT_memory_op_vnode_supported",
+            xenfeat::MEMORY_OP_VNODE_SUPPORTED
+        ),
+        konst!("XENFEAT_ARM_SMCCC_supported", xenfeat::ARM_SMCCC_SUPPORTED),
+        konst!(
+            "XENFEAT_linux_rsdp_unrestricted",
+            xenfeat::LINUX_RSDP_UNRESTRICTED
+        ),
+        konst!("XENFEAT_not_direct_mapped", xenfeat::NOT_DIRECT_MAPPED),
+        konst!("XENFEAT_direct_mapped", xenfeat::DIRECT_MAPPED),
+        konst!("XENFEAT_NR_SUBMAPS", xenfeat::NR_SUBMAPS),
+    ]
+}
+
+const MISSING: &str = "the Xen layout test needs a C compiler (`cc`) and the Xen public headers \
+     (/usr/include/xen): install the Debian package `libxen-dev` (and `gcc`)";
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "oxen-abi-layout-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Compiles and runs the C side; returns its `name = value` lines.
+fn c_values(exps: &[(&str, &str, u64)]) -> HashMap<String, u64> {
+    let mut src = String::from(HEADERS);
+    src.push_str("int main(void) {\n");
+    for (name, expr, _) in exps {
+        src.push_str(&format!(
+            "    printf(\"%s = %llu\\n\", \"{name}\", (unsigned long long)({expr}));\n"
+        ));
+    }
+    src.push_str("    return 0;\n}\n");
+
+    let dir = temp_dir();
+    let c = dir.join("layout.c");
+    let exe = dir.join("layout");
+    std::fs::write(&c, &src).expect("write C source");
+    let out = Command::new("cc")
+        .arg("-Wall")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `cc` ({e}): {MISSING}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No such file"),
+        "Xen headers not found: {MISSING}\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "compiling the header probe failed (if headers are missing: {MISSING})\n{stderr}"
+    );
+    let run = Command::new(&exe).output().expect("run header probe");
+    assert!(run.status.success(), "header probe failed");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let text = String::from_utf8(run.stdout).expect("probe output is UTF-8");
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once(" = ").expect("probe line");
+            (k.to_string(), v.parse().expect("probe value"))
+        })
+        .collect()
+}
+
+#[test]
+fn layouts_and_constants_match_the_xen_headers() {
+    let exps = expectations();
+    let c = c_values(&exps);
+    assert_eq!(c.len(), exps.len(), "every probe printed a value");
+    let mut bad = Vec::new();
+    for (name, _, rust) in &exps {
+        let cv = c[*name];
+        if cv != *rust {
+            bad.push(format!("{name}: C {cv}, Rust {rust}"));
+        }
+    }
+    assert!(bad.is_empty(), "mismatches:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn byte_helpers_follow_the_c_offsets() {
+    // A field written through `to_bytes` lands at the C offset the probe reports.
+    let exps = expectations();
+    let c = c_values(&exps);
+    let s = HvmStartInfo {
+        memmap_entries: 0xa1b2_c3d4,
+        rsdp_paddr: 0x0102_0304_0506_0708,
+        ..Default::default()
+    };
+    let b = s.to_bytes();
+    assert_eq!(b.len() as u64, c["sizeof struct hvm_start_info"]);
+    let off = c["offsetof struct hvm_start_info.memmap_entries"] as usize;
+    assert_eq!(&b[off..off + 4], &0xa1b2_c3d4u32.to_le_bytes());
+    let off = c["offsetof struct hvm_start_info.rsdp_paddr"] as usize;
+    assert_eq!(&b[off..off + 8], &0x0102_0304_0506_0708u64.to_le_bytes());
+
+    let e = HvmMemmapEntry {
+        type_: 7,
+        ..Default::default()
+    };
+    let off = c["offsetof struct hvm_memmap_table_entry.type"] as usize;
+    assert_eq!(e.to_bytes()[off], 7);
+}
