@@ -217,6 +217,8 @@ pub enum LogLevel {
 pub struct BootConfig {
     pub on_ready: OnReady,
     pub log_level: LogLevel,
+    /// Domain configuration files (names of archive entries) to start at boot.
+    pub domains: Vec<String>,
     /// Settings this hypervisor does not know, kept so they can be reported.
     pub unknown: Vec<String>,
 }
@@ -259,10 +261,112 @@ impl BootConfig {
                         }
                     }
                 }
+                "domains" => cfg.domains = strings(&s)?,
                 _ => cfg.unknown.push(s.key),
             }
         }
         Ok(cfg)
+    }
+}
+
+/// A list of strings, or a meaning error naming the key.
+fn strings(s: &Setting) -> Result<Vec<String>, ConfigError> {
+    let not_strings = || {
+        err(
+            s.line,
+            alloc::format!("'{}' takes a list of strings", s.key),
+        )
+    };
+    match &s.value {
+        Value::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Str(w) => Ok(w.clone()),
+                _ => Err(not_strings()),
+            })
+            .collect(),
+        _ => Err(not_strings()),
+    }
+}
+
+/// One domain, as an `xl.cfg`-style file describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// 1 to 64 characters of `[A-Za-z0-9_.-]`.
+    pub name: String,
+    /// The kernel image: an entry of the boot archive.
+    pub kernel: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub cmdline: String,
+}
+
+impl DomainConfig {
+    pub const MIN_MEMORY_MIB: u64 = 2;
+    pub const MAX_MEMORY_MIB: u64 = 4096;
+    pub const MAX_VCPUS: u32 = 64;
+
+    /// Parses a domain configuration: `name` and `kernel` are required; `memory` (MiB,
+    /// default 32), `vcpus` (default 1) and `cmdline` (or `extra`) are optional.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let (mut name, mut kernel, mut memory_mib, mut vcpus, mut cmdline) =
+            (None, None, 32, 1, String::new());
+        for s in parse(text)? {
+            let line = s.line;
+            match (s.key.as_str(), &s.value) {
+                ("name", Value::Str(v)) => {
+                    let ok = !v.is_empty()
+                        && v.len() <= 64
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                    if !ok {
+                        return Err(err(
+                            line,
+                            alloc::format!("name '{v}': use 1-64 of A-Z a-z 0-9 _ . -"),
+                        ));
+                    }
+                    name = Some(v.clone());
+                }
+                ("kernel", Value::Str(v)) => kernel = Some(v.clone()),
+                ("memory", Value::Int(v)) => {
+                    if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
+                        return Err(err(
+                            line,
+                            alloc::format!(
+                                "memory {v} MiB is outside {}..{}",
+                                Self::MIN_MEMORY_MIB,
+                                Self::MAX_MEMORY_MIB
+                            ),
+                        ));
+                    }
+                    memory_mib = *v as u64;
+                }
+                ("vcpus", Value::Int(v)) => {
+                    if !(1..=i64::from(Self::MAX_VCPUS)).contains(v) {
+                        return Err(err(
+                            line,
+                            alloc::format!("vcpus {v} is outside 1..{}", Self::MAX_VCPUS),
+                        ));
+                    }
+                    vcpus = *v as u32;
+                }
+                ("cmdline" | "extra", Value::Str(v)) => cmdline = v.clone(),
+                ("name" | "kernel" | "cmdline" | "extra", _) => {
+                    return Err(err(line, alloc::format!("'{}' takes a string", s.key)));
+                }
+                ("memory" | "vcpus", _) => {
+                    return Err(err(line, alloc::format!("'{}' takes an integer", s.key)));
+                }
+                (other, _) => return Err(err(line, alloc::format!("unknown setting '{other}'"))),
+            }
+        }
+        Ok(DomainConfig {
+            name: name.ok_or_else(|| err(0, "'name' is required"))?,
+            kernel: kernel.ok_or_else(|| err(0, "'kernel' is required"))?,
+            memory_mib,
+            vcpus,
+            cmdline,
+        })
     }
 }
 
@@ -311,6 +415,61 @@ mod tests {
             assert_eq!(e.line, line, "{text:?}");
             assert!(e.message.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn domain_configs() {
+        let d = DomainConfig::parse(
+            "name = \"hello\"\nkernel = \"hello.elf\"\nmemory = 16\nvcpus = 2\ncmdline = \"a=b\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            DomainConfig {
+                name: "hello".into(),
+                kernel: "hello.elf".into(),
+                memory_mib: 16,
+                vcpus: 2,
+                cmdline: "a=b".into()
+            }
+        );
+        let d = DomainConfig::parse("name='x'\nkernel='k'\nextra='quiet'").unwrap();
+        assert_eq!(
+            (d.memory_mib, d.vcpus, d.cmdline.as_str()),
+            (32, 1, "quiet")
+        );
+        for (text, needle) in [
+            ("kernel = 'k'", "'name' is required"),
+            ("name = 'n'", "'kernel' is required"),
+            ("name = 'bad name'\nkernel='k'", "use 1-64"),
+            ("name = 'n'\nkernel='k'\nmemory = 1", "outside"),
+            ("name = 'n'\nkernel='k'\nmemory = 99999", "outside"),
+            ("name = 'n'\nkernel='k'\nvcpus = 0", "outside"),
+            ("name = 'n'\nkernel='k'\nmemory = '16'", "takes an integer"),
+            ("name = 1\nkernel='k'", "takes a string"),
+            ("name = 'n'\nkernel='k'\ncolour = 'red'", "unknown setting"),
+        ] {
+            let e = DomainConfig::parse(text).unwrap_err();
+            assert!(e.message.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn boot_config_lists_domains() {
+        let c = BootConfig::parse("domains = [\"a.cfg\", 'b.cfg']").unwrap();
+        assert_eq!(c.domains, vec!["a.cfg".to_string(), "b.cfg".to_string()]);
+        assert!(
+            BootConfig::parse("domains = [1]")
+                .unwrap_err()
+                .message
+                .contains("list of strings")
+        );
+        assert!(
+            BootConfig::parse("domains = 'a'")
+                .unwrap_err()
+                .message
+                .contains("list of strings")
+        );
     }
 
     #[test]

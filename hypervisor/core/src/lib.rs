@@ -11,6 +11,8 @@ extern crate alloc;
 
 pub mod archive;
 pub mod config;
+pub mod cpuid;
 pub mod frames;
 pub mod units;
+pub mod vmcs;
 pub mod vmx;

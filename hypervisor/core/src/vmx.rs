@@ -330,9 +330,10 @@ impl VmcsControls {
     /// Computes oxen's control values from the capability MSRs.
     ///
     /// Required: exits on external interrupts, NMIs, HLT and all I/O (through bitmaps),
-    /// MSR bitmaps, EPT, unrestricted guest, a 64-bit host, interrupts acknowledged on
-    /// exit, EFER and PAT switched on entry and exit. Optional: virtual NMIs, the
-    /// preemption timer, VPID, RDTSCP/INVPCID/XSAVES passthrough. CR3 accesses do not
+    /// MSR bitmaps, EPT, unrestricted guest, a 64-bit host, EFER and PAT switched on
+    /// entry and exit. Optional: virtual NMIs, the preemption timer, VPID, RDTSCP and
+    /// INVPCID passthrough. Interrupts are not acknowledged on exit: the host takes them
+    /// through its IDT when it enables interrupts after the exit. CR3 accesses do not
     /// exit (EPT makes them harmless) wherever the TRUE MSRs allow clearing them.
     pub fn compute(raw: &RawVmxMsrs) -> Result<Self, MissingControls> {
         use ctl::*;
@@ -375,16 +376,12 @@ impl VmcsControls {
             ControlField::ProcBased2,
             secondary,
             proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
-            proc2::ENABLE_VPID
-                | proc2::ENABLE_RDTSCP
-                | proc2::ENABLE_INVPCID
-                | proc2::ENABLE_XSAVES,
+            proc2::ENABLE_VPID | proc2::ENABLE_RDTSCP | proc2::ENABLE_INVPCID,
         )?;
         let exit = check(
             ControlField::Exit,
             pick(raw.exit, raw.true_exit),
             exit::HOST_ADDRESS_SPACE_SIZE
-                | exit::ACK_INTERRUPT_ON_EXIT
                 | exit::SAVE_PAT
                 | exit::LOAD_PAT
                 | exit::SAVE_EFER

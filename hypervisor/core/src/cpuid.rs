@@ -1,0 +1,145 @@
+//! What a guest sees when it executes CPUID: the host's answer, filtered, plus Xen's
+//! hypervisor leaves.
+
+use oxen_abi::cpuid::{BASE, HYPERCALL_MSR, SIGNATURE};
+
+/// The four registers of one CPUID answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// The Xen version oxen reports (4.17: guests treat anything below 4 as ancient).
+pub const XEN_MAJOR: u32 = 4;
+pub const XEN_MINOR: u32 = 17;
+
+/// Leaf 1 ECX bits hidden from guests: VMX, SMX, MONITOR, DTES64, DS-CPL, EST, TM2,
+/// PDCM, x2APIC (not emulated yet), TSC-deadline.
+const LEAF1_ECX_HIDDEN: u32 = (1 << 5)
+    | (1 << 6)
+    | (1 << 3)
+    | (1 << 2)
+    | (1 << 4)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 15)
+    | (1 << 21)
+    | (1 << 24);
+/// Leaf 1 ECX bit 31: "running under a hypervisor".
+const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 EDX bits hidden: MCE, MTRR, MCA, ACPI thermal, TM, PBE, DS.
+const LEAF1_EDX_HIDDEN: u32 =
+    (1 << 7) | (1 << 12) | (1 << 14) | (1 << 22) | (1 << 29) | (1 << 31) | (1 << 21);
+
+/// The guest's answer for `leaf`/`subleaf`, given the host's answer for the same leaf.
+/// `vcpu` and `domid` fill the Xen leaf that names them.
+pub fn guest_view(leaf: u32, _subleaf: u32, host: Regs, vcpu: u32, domid: u32) -> Regs {
+    match leaf {
+        1 => Regs {
+            eax: host.eax,
+            // APIC id = vCPU id, one logical processor per package, keep CLFLUSH size.
+            ebx: (vcpu << 24) | (1 << 16) | (host.ebx & 0xffff),
+            ecx: (host.ecx & !LEAF1_ECX_HIDDEN) | LEAF1_ECX_HYPERVISOR,
+            edx: host.edx & !LEAF1_EDX_HIDDEN,
+        },
+        // Monitor/MWAIT, thermal and power, performance monitoring: not offered.
+        5 | 6 | 0xa => Regs::default(),
+        BASE => Regs {
+            eax: BASE + 4,
+            ebx: SIGNATURE[0],
+            ecx: SIGNATURE[1],
+            edx: SIGNATURE[2],
+        },
+        l if l == BASE + 1 => Regs {
+            eax: (XEN_MAJOR << 16) | XEN_MINOR,
+            ..Regs::default()
+        },
+        l if l == BASE + 2 => Regs {
+            eax: 1,
+            ebx: HYPERCALL_MSR,
+            ecx: 0,
+            edx: 0,
+        },
+        // Time leaf: nothing to say yet.
+        l if l == BASE + 3 => Regs::default(),
+        // HVM leaf: vCPU id (bit 3) and domain id (bit 4) present.
+        l if l == BASE + 4 => Regs {
+            eax: (1 << 3) | (1 << 4),
+            ebx: vcpu,
+            ecx: domid,
+            edx: 0,
+        },
+        // Every other hypervisor leaf (including Viridian's 0x40000100 range) is empty.
+        l if (BASE..BASE + 0x1_0000).contains(&l) => Regs::default(),
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_ones() -> Regs {
+        Regs {
+            eax: !0,
+            ebx: !0,
+            ecx: !0,
+            edx: !0,
+        }
+    }
+
+    #[test]
+    fn leaf1_hides_vmx_and_shows_the_hypervisor() {
+        let r = guest_view(1, 0, all_ones(), 3, 7);
+        assert_eq!(r.ecx & (1 << 5), 0, "VMX hidden");
+        assert_ne!(r.ecx & (1 << 31), 0, "hypervisor bit");
+        assert_eq!(r.ecx & (1 << 21), 0, "x2APIC hidden");
+        assert_eq!(r.edx & (1 << 12), 0, "MTRR hidden");
+        assert_ne!(r.edx & 1, 0, "FPU kept");
+        assert_eq!(r.ebx >> 24, 3, "APIC id is the vCPU id");
+    }
+
+    #[test]
+    fn xen_leaves() {
+        let r = guest_view(BASE, 0, all_ones(), 0, 1);
+        assert_eq!([r.ebx, r.ecx, r.edx], SIGNATURE);
+        let bytes: Vec<u8> = [r.ebx, r.ecx, r.edx]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        assert_eq!(&bytes, b"XenVMMXenVMM");
+        assert!(r.eax >= BASE + 2);
+        assert_eq!(guest_view(BASE + 1, 0, all_ones(), 0, 1).eax >> 16, 4);
+        assert_eq!(
+            guest_view(BASE + 2, 0, all_ones(), 0, 1),
+            Regs {
+                eax: 1,
+                ebx: 0x4000_0000,
+                ecx: 0,
+                edx: 0
+            }
+        );
+        let hvm = guest_view(BASE + 4, 0, all_ones(), 2, 9);
+        assert_eq!((hvm.ebx, hvm.ecx), (2, 9));
+        assert_eq!(
+            guest_view(BASE + 0x100, 0, all_ones(), 0, 1),
+            Regs::default()
+        );
+    }
+
+    #[test]
+    fn other_leaves_pass_through_or_vanish() {
+        let host = Regs {
+            eax: 1,
+            ebx: 2,
+            ecx: 3,
+            edx: 4,
+        };
+        assert_eq!(guest_view(0, 0, host, 0, 1), host);
+        assert_eq!(guest_view(7, 0, host, 0, 1), host);
+        assert_eq!(guest_view(6, 0, host, 0, 1), Regs::default());
+    }
+}

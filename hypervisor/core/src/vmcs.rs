@@ -1,0 +1,447 @@
+//! VMCS field encodings, exit reasons and the decoding of exit information
+//! (Intel SDM Vol. 3, Appendix B and C, §28.2).
+
+/// VMCS field encodings oxen uses.
+pub mod field {
+    // 16-bit control, guest and host fields.
+    pub const VPID: u32 = 0x0000;
+    pub const GUEST_ES_SELECTOR: u32 = 0x0800;
+    pub const GUEST_CS_SELECTOR: u32 = 0x0802;
+    pub const GUEST_SS_SELECTOR: u32 = 0x0804;
+    pub const GUEST_DS_SELECTOR: u32 = 0x0806;
+    pub const GUEST_FS_SELECTOR: u32 = 0x0808;
+    pub const GUEST_GS_SELECTOR: u32 = 0x080a;
+    pub const GUEST_LDTR_SELECTOR: u32 = 0x080c;
+    pub const GUEST_TR_SELECTOR: u32 = 0x080e;
+    pub const HOST_ES_SELECTOR: u32 = 0x0c00;
+    pub const HOST_CS_SELECTOR: u32 = 0x0c02;
+    pub const HOST_SS_SELECTOR: u32 = 0x0c04;
+    pub const HOST_DS_SELECTOR: u32 = 0x0c06;
+    pub const HOST_FS_SELECTOR: u32 = 0x0c08;
+    pub const HOST_GS_SELECTOR: u32 = 0x0c0a;
+    pub const HOST_TR_SELECTOR: u32 = 0x0c0c;
+    // 64-bit control fields.
+    pub const IO_BITMAP_A: u32 = 0x2000;
+    pub const IO_BITMAP_B: u32 = 0x2002;
+    pub const MSR_BITMAP: u32 = 0x2004;
+    pub const EPT_POINTER: u32 = 0x201a;
+    // 64-bit read-only data.
+    pub const GUEST_PHYSICAL_ADDRESS: u32 = 0x2400;
+    // 64-bit guest and host state.
+    pub const VMCS_LINK_POINTER: u32 = 0x2800;
+    pub const GUEST_IA32_DEBUGCTL: u32 = 0x2802;
+    pub const GUEST_IA32_PAT: u32 = 0x2804;
+    pub const GUEST_IA32_EFER: u32 = 0x2806;
+    pub const HOST_IA32_PAT: u32 = 0x2c00;
+    pub const HOST_IA32_EFER: u32 = 0x2c02;
+    // 32-bit control fields.
+    pub const PIN_BASED_CONTROLS: u32 = 0x4000;
+    pub const PROC_BASED_CONTROLS: u32 = 0x4002;
+    pub const EXCEPTION_BITMAP: u32 = 0x4004;
+    pub const CR3_TARGET_COUNT: u32 = 0x400a;
+    pub const EXIT_CONTROLS: u32 = 0x400c;
+    pub const EXIT_MSR_STORE_COUNT: u32 = 0x400e;
+    pub const EXIT_MSR_LOAD_COUNT: u32 = 0x4010;
+    pub const ENTRY_CONTROLS: u32 = 0x4012;
+    pub const ENTRY_MSR_LOAD_COUNT: u32 = 0x4014;
+    pub const ENTRY_INTERRUPTION_INFO: u32 = 0x4016;
+    pub const ENTRY_EXCEPTION_ERROR_CODE: u32 = 0x4018;
+    pub const ENTRY_INSTRUCTION_LENGTH: u32 = 0x401a;
+    pub const PROC_BASED_CONTROLS2: u32 = 0x401e;
+    // 32-bit read-only data.
+    pub const VM_INSTRUCTION_ERROR: u32 = 0x4400;
+    pub const EXIT_REASON: u32 = 0x4402;
+    pub const EXIT_INTERRUPTION_INFO: u32 = 0x4404;
+    pub const EXIT_INTERRUPTION_ERROR_CODE: u32 = 0x4406;
+    pub const EXIT_INSTRUCTION_LENGTH: u32 = 0x440c;
+    pub const EXIT_INSTRUCTION_INFO: u32 = 0x440e;
+    // 32-bit guest state.
+    pub const GUEST_ES_LIMIT: u32 = 0x4800;
+    pub const GUEST_CS_LIMIT: u32 = 0x4802;
+    pub const GUEST_SS_LIMIT: u32 = 0x4804;
+    pub const GUEST_DS_LIMIT: u32 = 0x4806;
+    pub const GUEST_FS_LIMIT: u32 = 0x4808;
+    pub const GUEST_GS_LIMIT: u32 = 0x480a;
+    pub const GUEST_LDTR_LIMIT: u32 = 0x480c;
+    pub const GUEST_TR_LIMIT: u32 = 0x480e;
+    pub const GUEST_GDTR_LIMIT: u32 = 0x4810;
+    pub const GUEST_IDTR_LIMIT: u32 = 0x4812;
+    pub const GUEST_ES_ACCESS_RIGHTS: u32 = 0x4814;
+    pub const GUEST_CS_ACCESS_RIGHTS: u32 = 0x4816;
+    pub const GUEST_SS_ACCESS_RIGHTS: u32 = 0x4818;
+    pub const GUEST_DS_ACCESS_RIGHTS: u32 = 0x481a;
+    pub const GUEST_FS_ACCESS_RIGHTS: u32 = 0x481c;
+    pub const GUEST_GS_ACCESS_RIGHTS: u32 = 0x481e;
+    pub const GUEST_LDTR_ACCESS_RIGHTS: u32 = 0x4820;
+    pub const GUEST_TR_ACCESS_RIGHTS: u32 = 0x4822;
+    pub const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
+    pub const GUEST_ACTIVITY_STATE: u32 = 0x4826;
+    pub const GUEST_SYSENTER_CS: u32 = 0x482a;
+    pub const PREEMPTION_TIMER_VALUE: u32 = 0x482e;
+    pub const HOST_SYSENTER_CS: u32 = 0x4c00;
+    // Natural-width control fields.
+    pub const CR0_GUEST_HOST_MASK: u32 = 0x6000;
+    pub const CR4_GUEST_HOST_MASK: u32 = 0x6002;
+    pub const CR0_READ_SHADOW: u32 = 0x6004;
+    pub const CR4_READ_SHADOW: u32 = 0x6006;
+    // Natural-width read-only data.
+    pub const EXIT_QUALIFICATION: u32 = 0x6400;
+    pub const GUEST_LINEAR_ADDRESS: u32 = 0x640a;
+    // Natural-width guest state.
+    pub const GUEST_CR0: u32 = 0x6800;
+    pub const GUEST_CR3: u32 = 0x6802;
+    pub const GUEST_CR4: u32 = 0x6804;
+    pub const GUEST_ES_BASE: u32 = 0x6806;
+    pub const GUEST_CS_BASE: u32 = 0x6808;
+    pub const GUEST_SS_BASE: u32 = 0x680a;
+    pub const GUEST_DS_BASE: u32 = 0x680c;
+    pub const GUEST_FS_BASE: u32 = 0x680e;
+    pub const GUEST_GS_BASE: u32 = 0x6810;
+    pub const GUEST_LDTR_BASE: u32 = 0x6812;
+    pub const GUEST_TR_BASE: u32 = 0x6814;
+    pub const GUEST_GDTR_BASE: u32 = 0x6816;
+    pub const GUEST_IDTR_BASE: u32 = 0x6818;
+    pub const GUEST_DR7: u32 = 0x681a;
+    pub const GUEST_RSP: u32 = 0x681c;
+    pub const GUEST_RIP: u32 = 0x681e;
+    pub const GUEST_RFLAGS: u32 = 0x6820;
+    pub const GUEST_PENDING_DEBUG: u32 = 0x6822;
+    pub const GUEST_SYSENTER_ESP: u32 = 0x6824;
+    pub const GUEST_SYSENTER_EIP: u32 = 0x6826;
+    // Natural-width host state.
+    pub const HOST_CR0: u32 = 0x6c00;
+    pub const HOST_CR3: u32 = 0x6c02;
+    pub const HOST_CR4: u32 = 0x6c04;
+    pub const HOST_FS_BASE: u32 = 0x6c06;
+    pub const HOST_GS_BASE: u32 = 0x6c08;
+    pub const HOST_TR_BASE: u32 = 0x6c0a;
+    pub const HOST_GDTR_BASE: u32 = 0x6c0c;
+    pub const HOST_IDTR_BASE: u32 = 0x6c0e;
+    pub const HOST_SYSENTER_ESP: u32 = 0x6c10;
+    pub const HOST_SYSENTER_EIP: u32 = 0x6c12;
+    pub const HOST_RSP: u32 = 0x6c14;
+    pub const HOST_RIP: u32 = 0x6c16;
+}
+
+/// Basic exit reasons (bits 15:0 of the exit reason).
+pub mod reason {
+    pub const EXCEPTION_OR_NMI: u16 = 0;
+    pub const EXTERNAL_INTERRUPT: u16 = 1;
+    pub const TRIPLE_FAULT: u16 = 2;
+    pub const INIT: u16 = 3;
+    pub const SIPI: u16 = 4;
+    pub const INTERRUPT_WINDOW: u16 = 7;
+    pub const CPUID: u16 = 10;
+    pub const GETSEC: u16 = 11;
+    pub const HLT: u16 = 12;
+    pub const INVD: u16 = 13;
+    pub const INVLPG: u16 = 14;
+    pub const RDPMC: u16 = 15;
+    pub const RDTSC: u16 = 16;
+    pub const VMCALL: u16 = 18;
+    pub const VMCLEAR: u16 = 19;
+    pub const VMLAUNCH: u16 = 20;
+    pub const VMPTRLD: u16 = 21;
+    pub const VMPTRST: u16 = 22;
+    pub const VMREAD: u16 = 23;
+    pub const VMRESUME: u16 = 24;
+    pub const VMWRITE: u16 = 25;
+    pub const VMXOFF: u16 = 26;
+    pub const VMXON: u16 = 27;
+    pub const CR_ACCESS: u16 = 28;
+    pub const DR_ACCESS: u16 = 29;
+    pub const IO_INSTRUCTION: u16 = 30;
+    pub const RDMSR: u16 = 31;
+    pub const WRMSR: u16 = 32;
+    pub const INVALID_GUEST_STATE: u16 = 33;
+    pub const MSR_LOADING: u16 = 34;
+    pub const MWAIT: u16 = 36;
+    pub const MONITOR_TRAP_FLAG: u16 = 37;
+    pub const MONITOR: u16 = 39;
+    pub const PAUSE: u16 = 40;
+    pub const MACHINE_CHECK: u16 = 41;
+    pub const EPT_VIOLATION: u16 = 48;
+    pub const EPT_MISCONFIG: u16 = 49;
+    pub const INVEPT: u16 = 50;
+    pub const RDTSCP: u16 = 51;
+    pub const PREEMPTION_TIMER: u16 = 52;
+    pub const INVVPID: u16 = 53;
+    pub const WBINVD: u16 = 54;
+    pub const XSETBV: u16 = 55;
+    pub const INVPCID: u16 = 58;
+    pub const VMFUNC: u16 = 59;
+    pub const XSAVES: u16 = 63;
+    pub const XRSTORS: u16 = 64;
+}
+
+/// A name for a basic exit reason, for logs.
+pub fn reason_name(basic: u16) -> &'static str {
+    use reason::*;
+    match basic {
+        EXCEPTION_OR_NMI => "exception or NMI",
+        EXTERNAL_INTERRUPT => "external interrupt",
+        TRIPLE_FAULT => "triple fault",
+        INIT => "INIT signal",
+        SIPI => "SIPI",
+        INTERRUPT_WINDOW => "interrupt window",
+        CPUID => "CPUID",
+        GETSEC => "GETSEC",
+        HLT => "HLT",
+        INVD => "INVD",
+        INVLPG => "INVLPG",
+        RDPMC => "RDPMC",
+        RDTSC => "RDTSC",
+        VMCALL => "VMCALL",
+        VMCLEAR..=VMXON => "VMX instruction",
+        CR_ACCESS => "control-register access",
+        DR_ACCESS => "debug-register access",
+        IO_INSTRUCTION => "I/O instruction",
+        RDMSR => "RDMSR",
+        WRMSR => "WRMSR",
+        INVALID_GUEST_STATE => "VM entry with invalid guest state",
+        MSR_LOADING => "VM entry failure loading MSRs",
+        MWAIT => "MWAIT",
+        MONITOR_TRAP_FLAG => "monitor trap flag",
+        MONITOR => "MONITOR",
+        PAUSE => "PAUSE",
+        MACHINE_CHECK => "machine check during VM entry",
+        EPT_VIOLATION => "EPT violation",
+        EPT_MISCONFIG => "EPT misconfiguration",
+        INVEPT => "INVEPT",
+        RDTSCP => "RDTSCP",
+        PREEMPTION_TIMER => "preemption timer",
+        INVVPID => "INVVPID",
+        WBINVD => "WBINVD",
+        XSETBV => "XSETBV",
+        INVPCID => "INVPCID",
+        VMFUNC => "VMFUNC",
+        XSAVES => "XSAVES",
+        XRSTORS => "XRSTORS",
+        _ => "unknown",
+    }
+}
+
+/// A control-register access (exit qualification of reason 28).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrAccess {
+    /// MOV to CRn from general register `gpr` (0 = RAX … 15 = R15).
+    MovTo {
+        cr: u8,
+        gpr: u8,
+    },
+    /// MOV from CRn to general register `gpr`.
+    MovFrom {
+        cr: u8,
+        gpr: u8,
+    },
+    Clts,
+    /// LMSW with the given source value (low 16 bits).
+    Lmsw {
+        value: u16,
+    },
+}
+
+impl CrAccess {
+    pub fn decode(qualification: u64) -> Self {
+        let cr = (qualification & 0xf) as u8;
+        let gpr = ((qualification >> 8) & 0xf) as u8;
+        match (qualification >> 4) & 3 {
+            0 => CrAccess::MovTo { cr, gpr },
+            1 => CrAccess::MovFrom { cr, gpr },
+            2 => CrAccess::Clts,
+            _ => CrAccess::Lmsw {
+                value: (qualification >> 16) as u16,
+            },
+        }
+    }
+}
+
+/// An I/O instruction (exit qualification of reason 30).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoAccess {
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub size: u8,
+    pub is_in: bool,
+    /// INS/OUTS.
+    pub string: bool,
+    pub rep: bool,
+}
+
+impl IoAccess {
+    pub fn decode(qualification: u64) -> Self {
+        IoAccess {
+            size: (qualification & 7) as u8 + 1,
+            is_in: qualification & (1 << 3) != 0,
+            string: qualification & (1 << 4) != 0,
+            rep: qualification & (1 << 5) != 0,
+            port: (qualification >> 16) as u16,
+        }
+    }
+}
+
+/// An EPT violation (exit qualification of reason 48).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EptViolation {
+    pub read: bool,
+    pub write: bool,
+    pub execute: bool,
+    /// Whether the guest-physical address was mapped at all (any of R/W/X allowed).
+    pub mapped: bool,
+    /// Whether the guest linear address field is valid.
+    pub linear_valid: bool,
+}
+
+impl EptViolation {
+    pub fn decode(qualification: u64) -> Self {
+        let bit = |n: u32| qualification & (1 << n) != 0;
+        EptViolation {
+            read: bit(0),
+            write: bit(1),
+            execute: bit(2),
+            mapped: qualification & 0b111_000 != 0,
+            linear_valid: bit(7),
+        }
+    }
+
+    /// "read", "write" or "instruction fetch".
+    pub fn kind(&self) -> &'static str {
+        if self.write {
+            "write"
+        } else if self.execute {
+            "instruction fetch"
+        } else {
+            "read"
+        }
+    }
+}
+
+/// Interruption information for event injection on VM entry (§26.2.1.3).
+pub mod inject {
+    const VALID: u32 = 1 << 31;
+    const DELIVER_ERROR_CODE: u32 = 1 << 11;
+    const HARDWARE_EXCEPTION: u32 = 3 << 8;
+
+    /// #GP(0).
+    pub const GP: u32 = VALID | HARDWARE_EXCEPTION | DELIVER_ERROR_CODE | 13;
+    /// #UD.
+    pub const UD: u32 = VALID | HARDWARE_EXCEPTION | 6;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_encodings_follow_the_sdm_scheme() {
+        // Bits 14:13 width (0 = 16-bit, 1 = 64-bit, 2 = 32-bit, 3 = natural),
+        // bits 11:10 type (0 control, 1 read-only, 2 guest, 3 host).
+        let width = |f: u32| (f >> 13) & 3;
+        let kind = |f: u32| (f >> 10) & 3;
+        assert_eq!(
+            (
+                width(field::GUEST_CS_SELECTOR),
+                kind(field::GUEST_CS_SELECTOR)
+            ),
+            (0, 2)
+        );
+        assert_eq!(
+            (
+                width(field::HOST_TR_SELECTOR),
+                kind(field::HOST_TR_SELECTOR)
+            ),
+            (0, 3)
+        );
+        assert_eq!(
+            (width(field::EPT_POINTER), kind(field::EPT_POINTER)),
+            (1, 0)
+        );
+        assert_eq!(
+            (width(field::GUEST_IA32_EFER), kind(field::GUEST_IA32_EFER)),
+            (1, 2)
+        );
+        assert_eq!(
+            (width(field::EXIT_REASON), kind(field::EXIT_REASON)),
+            (2, 1)
+        );
+        assert_eq!(
+            (
+                width(field::GUEST_TR_ACCESS_RIGHTS),
+                kind(field::GUEST_TR_ACCESS_RIGHTS)
+            ),
+            (2, 2)
+        );
+        assert_eq!(
+            (
+                width(field::EXIT_QUALIFICATION),
+                kind(field::EXIT_QUALIFICATION)
+            ),
+            (3, 1)
+        );
+        assert_eq!((width(field::GUEST_RIP), kind(field::GUEST_RIP)), (3, 2));
+        assert_eq!((width(field::HOST_RIP), kind(field::HOST_RIP)), (3, 3));
+        // Full 64-bit fields are even (the odd encoding is the high half).
+        assert_eq!(field::VMCS_LINK_POINTER & 1, 0);
+    }
+
+    #[test]
+    fn cr_access_decoding() {
+        // MOV CR0, RBX: cr 0, type 0, gpr 3.
+        assert_eq!(CrAccess::decode(0x300), CrAccess::MovTo { cr: 0, gpr: 3 });
+        // MOV R12, CR4.
+        assert_eq!(
+            CrAccess::decode(0xc14),
+            CrAccess::MovFrom { cr: 4, gpr: 12 }
+        );
+        assert_eq!(CrAccess::decode(0x20), CrAccess::Clts);
+        assert_eq!(CrAccess::decode(0x0001_0030), CrAccess::Lmsw { value: 1 });
+    }
+
+    #[test]
+    fn io_decoding() {
+        // OUT 0xE9, AL.
+        let io = IoAccess::decode(0x00e9_0000);
+        assert_eq!(
+            io,
+            IoAccess {
+                port: 0xe9,
+                size: 1,
+                is_in: false,
+                string: false,
+                rep: false
+            }
+        );
+        // REP INSD from port 0x1f0.
+        let io = IoAccess::decode(0x01f0_0000 | 0b11_1011);
+        assert_eq!(
+            io,
+            IoAccess {
+                port: 0x1f0,
+                size: 4,
+                is_in: true,
+                string: true,
+                rep: true
+            }
+        );
+    }
+
+    #[test]
+    fn ept_violation_decoding() {
+        let v = EptViolation::decode(0b1000_0010);
+        assert!(v.write && !v.read && !v.execute && !v.mapped && v.linear_valid);
+        assert_eq!(v.kind(), "write");
+        let v = EptViolation::decode(0b0000_1100);
+        assert!(v.execute && v.mapped);
+        assert_eq!(v.kind(), "instruction fetch");
+        assert_eq!(EptViolation::decode(1).kind(), "read");
+    }
+
+    #[test]
+    fn names_and_injection_values() {
+        assert_eq!(reason_name(reason::VMCALL), "VMCALL");
+        assert_eq!(reason_name(reason::VMPTRLD), "VMX instruction");
+        assert_eq!(reason_name(999), "unknown");
+        assert_eq!(inject::GP, 0x8000_0b0d);
+        assert_eq!(inject::UD, 0x8000_0306);
+    }
+}
