@@ -1,0 +1,79 @@
+//! `hello`: checks that oxen looks like Xen from the inside (CPUID hypervisor leaves,
+//! `xen_version`), prints the command line and powers off.
+#![no_std]
+#![no_main]
+
+use oxen_guest_rt::abi::{cpuid, xen_version as xv};
+use oxen_guest_rt::hypercall::xen_version;
+use oxen_guest_rt::{StartInfo, arch, println};
+
+oxen_guest_rt::entry!(main);
+
+fn main(info: &StartInfo) {
+    println!("hello: started, start_info at {:#x}", info.paddr());
+
+    let base = arch::cpuid(cpuid::BASE, 0);
+    let sig = [base.ebx, base.ecx, base.edx];
+    assert_eq!(
+        sig,
+        cpuid::SIGNATURE,
+        "hello: CPUID {:#x} signature",
+        cpuid::BASE
+    );
+    assert!(
+        base.eax >= cpuid::BASE + 2,
+        "hello: max hypervisor leaf {:#x}",
+        base.eax
+    );
+    println!(
+        "hello: CPUID {:#x}: \"XenVMMXenVMM\", max leaf {:#x}",
+        cpuid::BASE,
+        base.eax
+    );
+
+    let leaf2 = arch::cpuid(cpuid::BASE + 2, 0);
+    assert_eq!(leaf2.ebx, cpuid::HYPERCALL_MSR, "hello: hypercall MSR");
+    println!(
+        "hello: CPUID {:#x}: {} hypercall page(s), MSR {:#x}",
+        cpuid::BASE + 2,
+        leaf2.eax,
+        leaf2.ebx
+    );
+    assert!(
+        oxen_guest_rt::hypercall::page_ready(),
+        "hello: hypercall page not filled"
+    );
+
+    // SAFETY: XENVER_version takes no argument.
+    let v = unsafe { xen_version(xv::VERSION, 0) };
+    assert!(v >= 0, "hello: XENVER_version returned {v}");
+    let (major, minor) = (v >> 16, v & 0xffff);
+    assert!(major >= 4, "hello: Xen version {major}.{minor} < 4");
+
+    let mut extra = [0u8; xv::EXTRAVERSION_LEN];
+    // SAFETY: XENVER_extraversion writes a 16-byte xen_extraversion_t.
+    let rc = unsafe { xen_version(xv::EXTRAVERSION, extra.as_mut_ptr() as u64) };
+    assert!(rc >= 0, "hello: XENVER_extraversion returned {rc}");
+    let len = extra.iter().position(|&b| b == 0).unwrap_or(extra.len());
+    let extra = core::str::from_utf8(&extra[..len]).unwrap_or("<not utf-8>");
+    println!("hello: Xen version {major}.{minor}{extra}");
+
+    // struct xen_feature_info { unsigned int submap_idx; uint32_t submap; }
+    let mut fi = [0u32, 0xdead_beef];
+    // SAFETY: XENVER_get_features reads submap_idx and writes submap in `fi`.
+    let rc = unsafe { xen_version(xv::GET_FEATURES, fi.as_mut_ptr() as u64) };
+    assert!(rc >= 0, "hello: XENVER_get_features returned {rc}");
+    assert_ne!(
+        fi[1], 0xdead_beef,
+        "hello: XENVER_get_features did not write submap"
+    );
+    println!("hello: features submap 0 = {:#010x}", fi[1]);
+
+    println!("hello: command line: \"{}\"", info.cmdline());
+    println!(
+        "hello: {} MiB RAM, {} memmap entries",
+        info.ram_bytes() >> 20,
+        info.memmap().count()
+    );
+    println!("hello: PASS Xen {major}.{minor}{extra}");
+}

@@ -1,0 +1,126 @@
+//! Exceptions: the IDT, the crash report, and the expected-fault escape hatch.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::boot::CODE_SELECTOR;
+
+/// Where the exception handler resumes when an expected fault happens (0: none expected).
+pub(crate) static RECOVER_RIP: AtomicU64 = AtomicU64::new(0);
+/// The stack pointer to resume with.
+pub(crate) static RECOVER_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// What the stubs push, lowest address first.
+#[repr(C)]
+pub struct ExceptionFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+const NAMES: [&str; 32] = [
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+    "#GP", "#PF", "RSV", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSV", "RSV", "RSV", "RSV",
+    "RSV", "RSV", "#HV", "#VC", "#SX", "RSV",
+];
+
+/// Called by the common exception stub with the saved frame.
+pub(crate) extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
+    let recover = RECOVER_RIP.swap(0, Ordering::SeqCst);
+    if recover != 0 {
+        frame.rip = recover;
+        frame.rsp = RECOVER_RSP.load(Ordering::SeqCst);
+        frame.rax = 0x100 | frame.vector;
+        return;
+    }
+    let cr2 = crate::arch::read_cr2();
+    let vector = frame.vector as usize;
+    crate::println!(
+        "guest: exception {} ({}) at rip={:#x} err={:#x} cr2={:#x} rsp={:#x}",
+        vector,
+        NAMES.get(vector).copied().unwrap_or("?"),
+        frame.rip,
+        frame.error_code,
+        cr2,
+        frame.rsp
+    );
+    crate::shutdown(oxen_abi::sched_op::SHUTDOWN_CRASH);
+}
+
+#[repr(C, align(16))]
+struct Idt([u64; 64]);
+
+static mut IDT: Idt = Idt([0; 64]);
+
+unsafe extern "C" {
+    static rt_isr_stubs: u8;
+    fn rt_try_call(f: extern "C" fn(*mut u8), ctx: *mut u8) -> u64;
+}
+
+/// Fills and loads the IDT (vectors 0..32).
+pub(crate) fn init_idt() {
+    let base = &raw const rt_isr_stubs as u64;
+    let idt = &raw mut IDT;
+    for v in 0..32u64 {
+        let handler = base + 16 * v;
+        let low = (handler & 0xffff)
+            | (u64::from(CODE_SELECTOR) << 16)
+            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+            | ((handler >> 16) & 0xffff) << 48;
+        let high = handler >> 32;
+        // SAFETY: single vCPU, called once before interrupts or exceptions can use it.
+        unsafe {
+            (*idt).0[2 * v as usize] = low;
+            (*idt).0[2 * v as usize + 1] = high;
+        }
+    }
+    let mut ptr = [0u16; 5];
+    ptr[0] = (32 * 16 - 1) as u16;
+    let addr = idt as u64;
+    ptr[1] = addr as u16;
+    ptr[2] = (addr >> 16) as u16;
+    ptr[3] = (addr >> 32) as u16;
+    ptr[4] = (addr >> 48) as u16;
+    // SAFETY: the pointer describes the static IDT just filled with valid gates.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) ptr.as_ptr(), options(readonly, nostack)) };
+}
+
+extern "C" fn trampoline<F: FnOnce()>(ctx: *mut u8) {
+    // SAFETY: `ctx` is the `Option<F>` owned by `expect_fault`'s frame, still live.
+    let f = unsafe { &mut *ctx.cast::<Option<F>>() };
+    if let Some(f) = f.take() {
+        f();
+    }
+}
+
+/// Runs `f`; if it raises a CPU exception, abandons it and returns `Some(vector)`
+/// instead of crashing the guest. Returns `None` if `f` completed.
+///
+/// An abandoned closure does not run its remaining code or destructors; keep such
+/// closures to a single access (e.g. one RDMSR). Not reentrant.
+pub fn expect_fault<F: FnOnce()>(f: F) -> Option<u8> {
+    let mut slot = Some(f);
+    // SAFETY: `rt_try_call` saves the callee-saved registers and the stack pointer, calls
+    // the trampoline, and on an exception the handler resumes at its landing pad with
+    // that stack, so control returns here either way. `slot` outlives the call.
+    let r = unsafe { rt_try_call(trampoline::<F>, (&raw mut slot).cast()) };
+    if r == 0 { None } else { Some((r & 0xff) as u8) }
+}
