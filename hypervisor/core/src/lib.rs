@@ -14,6 +14,7 @@ pub mod config;
 pub mod cpuid;
 pub mod ept;
 pub mod frames;
+pub mod guest_walk;
 pub mod units;
 pub mod vmcs;
 pub mod vmx;
