@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod archive;
 pub mod config;
 pub mod cpuid;
+pub mod elf;
 pub mod ept;
 pub mod frames;
 pub mod guest_walk;
