@@ -1,0 +1,349 @@
+//! `exits`: drives every VM exit oxen handles (CPUID, RDMSR/WRMSR, I/O, HLT, XSETBV,
+//! WBINVD/INVD, MOV CR, VMCALL) and checks the results, including the error values of
+//! bad hypercalls.
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use oxen_guest_rt::abi::{console_io, errno, hypercall as nr, sched_op, xen_version as xv};
+use oxen_guest_rt::{StartInfo, arch, expect_fault, hypercall, println, vmcall};
+
+oxen_guest_rt::entry!(main);
+
+static CHECKS: AtomicU32 = AtomicU32::new(0);
+
+/// Asserts a condition (panicking crashes the domain) and counts it.
+macro_rules! check {
+    ($cond:expr, $($msg:tt)+) => {{
+        assert!($cond, "exits: FAIL {}", format_args!($($msg)+));
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }};
+}
+
+const GP: u8 = 13;
+const UD: u8 = 6;
+
+const IA32_PAT: u32 = 0x277;
+const IA32_TSC_AUX: u32 = 0xc000_0103;
+const UNKNOWN_MSR: u32 = 0x1234_5678;
+const UNHANDLED_PORT: u16 = 0x1234;
+
+fn main(_info: &StartInfo) {
+    println!("exits: started");
+    self_test();
+    cpuid();
+    msrs();
+    io();
+    hlt();
+    xcr0();
+    caches();
+    control_registers();
+    hypercalls();
+    println!("exits: PASS ({} checks)", CHECKS.load(Ordering::Relaxed));
+}
+
+/// The expected-fault mechanism itself (no exit involved).
+fn self_test() {
+    // SAFETY: UD2 raises #UD, which `expect_fault` catches.
+    let v = expect_fault(|| unsafe { asm!("ud2", options(nomem, nostack)) });
+    check!(v == Some(UD), "ud2 under expect_fault gave {v:?}");
+    let v = expect_fault(|| {});
+    check!(v.is_none(), "empty closure under expect_fault gave {v:?}");
+    println!("exits: expected-fault mechanism ok");
+}
+
+fn cpuid() {
+    let l1 = arch::cpuid(1, 0);
+    check!(
+        l1.ecx & (1 << 31) != 0,
+        "CPUID.1:ECX.hypervisor clear (ecx={:#x})",
+        l1.ecx
+    );
+    check!(
+        l1.ecx & (1 << 5) == 0,
+        "CPUID.1:ECX.VMX set (ecx={:#x})",
+        l1.ecx
+    );
+    let base = arch::cpuid(0x4000_0000, 0);
+    check!(
+        base.eax >= 0x4000_0002,
+        "CPUID 0x40000000 max leaf {:#x}",
+        base.eax
+    );
+    println!(
+        "exits: CPUID ok (leaf 1 ecx={:#x} edx={:#x})",
+        l1.ecx, l1.edx
+    );
+}
+
+fn msrs() {
+    // IA32_PAT: write a different (valid) value to entry 7, read it back, restore.
+    let pat = arch::try_rdmsr(IA32_PAT);
+    check!(pat.is_ok(), "RDMSR IA32_PAT faulted: {pat:?}");
+    let pat = pat.unwrap_or(0);
+    let new = if pat >> 56 == 0 {
+        pat | (6 << 56)
+    } else {
+        pat & !(0xff << 56)
+    };
+    // SAFETY: PAT entry 7 (PAT=PCD=PWT=1) is used by none of our mappings.
+    let w = unsafe { arch::try_wrmsr(IA32_PAT, new) };
+    check!(w.is_ok(), "WRMSR IA32_PAT={new:#x} faulted: {w:?}");
+    let back = arch::try_rdmsr(IA32_PAT);
+    check!(
+        back == Ok(new),
+        "IA32_PAT read back {back:x?}, wrote {new:#x}"
+    );
+    // SAFETY: restores the original value.
+    let w = unsafe { arch::try_wrmsr(IA32_PAT, pat) };
+    check!(
+        w.is_ok() && arch::try_rdmsr(IA32_PAT) == Ok(pat),
+        "IA32_PAT restore"
+    );
+    println!("exits: IA32_PAT {pat:#x} -> {new:#x} -> {pat:#x} ok");
+
+    // IA32_TSC_AUX, if RDTSCP is offered.
+    if arch::cpuid(0x8000_0001, 0).edx & (1 << 27) != 0 {
+        let v = 0x0000_0000_1234_5678;
+        // SAFETY: TSC_AUX is only read by RDTSCP/RDPID, which we do not rely on.
+        let w = unsafe { arch::try_wrmsr(IA32_TSC_AUX, v) };
+        check!(w.is_ok(), "WRMSR IA32_TSC_AUX faulted: {w:?}");
+        let r = arch::try_rdmsr(IA32_TSC_AUX);
+        check!(r == Ok(v), "IA32_TSC_AUX read back {r:x?}");
+        println!("exits: IA32_TSC_AUX ok");
+    } else {
+        println!("exits: IA32_TSC_AUX skipped (no RDTSCP in CPUID)");
+    }
+
+    let r = arch::try_rdmsr(UNKNOWN_MSR);
+    check!(r == Err(GP), "RDMSR {UNKNOWN_MSR:#x} gave {r:x?}, want #GP");
+    // SAFETY: the MSR does not exist; the write must fault and is caught.
+    let w = unsafe { arch::try_wrmsr(UNKNOWN_MSR, 1) };
+    check!(w == Err(GP), "WRMSR {UNKNOWN_MSR:#x} gave {w:?}, want #GP");
+    println!("exits: unknown MSR {UNKNOWN_MSR:#x} raises #GP ok");
+}
+
+fn io() {
+    for &b in b"exits: hello through port 0xe9\n" {
+        // SAFETY: port 0xE9 is the hypervisor's debug console.
+        unsafe { arch::outb(0xe9, b) };
+    }
+    // SAFETY: nothing is behind this port; the hypervisor must ignore the write.
+    unsafe { arch::outb(UNHANDLED_PORT, 0x5a) };
+    // SAFETY: nothing is behind this port; reads must float high.
+    let b = unsafe { arch::inb(UNHANDLED_PORT) };
+    check!(b == 0xff, "IN byte from {UNHANDLED_PORT:#x} gave {b:#x}");
+    // SAFETY: as above.
+    let l = unsafe { arch::inl(UNHANDLED_PORT) };
+    check!(
+        l == 0xffff_ffff,
+        "IN dword from {UNHANDLED_PORT:#x} gave {l:#x}"
+    );
+    println!("exits: port I/O ok (0xe9 out, {UNHANDLED_PORT:#x} reads all-ones)");
+}
+
+fn hlt() {
+    for _ in 0..3 {
+        let t0 = arch::rdtsc();
+        // SAFETY: HLT with IF clear; the hypervisor resumes us after a timer tick.
+        unsafe { asm!("hlt", options(nomem, nostack)) };
+        let t1 = arch::rdtsc();
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+        println!(
+            "exits: HLT returned after {} TSC ticks",
+            t1.wrapping_sub(t0)
+        );
+    }
+    let rc = hypercall::sched_yield();
+    check!(rc == 0, "sched_op(yield) returned {rc}");
+    println!("exits: sched_op(yield) ok");
+}
+
+fn xgetbv(xcr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called with CR4.OSXSAVE set.
+    unsafe { asm!("xgetbv", in("ecx") xcr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// # Safety
+/// The value must be a valid XCR0 for the code that runs afterwards.
+unsafe fn xsetbv(xcr: u32, v: u64) {
+    // SAFETY: as for this function.
+    unsafe {
+        asm!("xsetbv", in("ecx") xcr, in("eax") v as u32, in("edx") (v >> 32) as u32,
+             options(nomem, nostack))
+    };
+}
+
+fn xcr0() {
+    if arch::cpuid(1, 0).ecx & (1 << 26) == 0 {
+        println!("exits: XSETBV skipped (no XSAVE in CPUID)");
+        return;
+    }
+    let cr4 = arch::read_cr4();
+    // SAFETY: CR4.OSXSAVE only enables XGETBV/XSETBV/XSAVE; we are soft-float.
+    unsafe { arch::write_cr4(cr4 | (1 << 18)) };
+    check!(
+        arch::read_cr4() & (1 << 18) != 0,
+        "CR4.OSXSAVE did not stick"
+    );
+    check!(
+        arch::cpuid(1, 0).ecx & (1 << 27) != 0,
+        "CPUID.1:ECX.OSXSAVE not reflected"
+    );
+    // SAFETY: XCR0 = x87 only is always valid.
+    unsafe { xsetbv(0, 1) };
+    let x = xgetbv(0);
+    check!(x == 1, "XCR0 read back {x:#x}, wrote 1");
+    // SAFETY: XCR0 bit 0 must be set: this write must #GP, which is caught.
+    let v = expect_fault(|| unsafe { xsetbv(0, 0) });
+    check!(v == Some(GP), "XSETBV XCR0=0 gave {v:?}, want #GP");
+    println!("exits: XSETBV/XGETBV ok (XCR0=1, XCR0=0 raises #GP)");
+}
+
+fn caches() {
+    // SAFETY: WBINVD only writes back and invalidates caches.
+    unsafe { asm!("wbinvd", options(nostack)) };
+    CHECKS.fetch_add(1, Ordering::Relaxed);
+    // INVD right after WBINVD: nothing dirty to lose even if it were executed natively;
+    // a hypervisor emulates it as WBINVD.
+    // SAFETY: see above.
+    unsafe { asm!("wbinvd", "invd", options(nostack)) };
+    CHECKS.fetch_add(1, Ordering::Relaxed);
+    println!("exits: WBINVD and INVD ok");
+}
+
+fn control_registers() {
+    let cr0 = arch::read_cr0();
+    // SAFETY: writes back the current value.
+    unsafe { arch::write_cr0(cr0) };
+    check!(arch::read_cr0() == cr0, "CR0 changed on rewrite");
+    // CR0.TS: we never use the FPU (soft-float), so toggling it is harmless.
+    // SAFETY: see above.
+    unsafe { arch::write_cr0(cr0 | (1 << 3)) };
+    check!(arch::read_cr0() & (1 << 3) != 0, "CR0.TS did not stick");
+    // SAFETY: restores the original value.
+    unsafe { arch::write_cr0(cr0) };
+    check!(arch::read_cr0() == cr0, "CR0 restore");
+
+    let cr3 = arch::read_cr3();
+    // SAFETY: reloads the same page tables (flushes the TLB).
+    unsafe { arch::write_cr3(cr3) };
+    check!(arch::read_cr3() == cr3, "CR3 changed on rewrite");
+
+    let cr4 = arch::read_cr4();
+    // SAFETY: writes back the current value.
+    unsafe { arch::write_cr4(cr4) };
+    check!(arch::read_cr4() == cr4, "CR4 changed on rewrite");
+    // CR4.VMXE must not be settable by a guest that has no VMX.
+    // SAFETY: the write must #GP, which is caught; if it sticks we undo it.
+    let v = expect_fault(|| unsafe { arch::write_cr4(cr4 | (1 << 13)) });
+    if v.is_none() {
+        // SAFETY: restores the original value.
+        unsafe { arch::write_cr4(cr4) };
+    }
+    check!(v == Some(GP), "setting CR4.VMXE gave {v:?}, want #GP");
+    println!("exits: MOV CR0/CR3/CR4 ok (cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x})");
+}
+
+fn hypercalls() {
+    const ENOSYS: i64 = -errno::ENOSYS;
+    const EINVAL: i64 = -errno::EINVAL;
+    const EFAULT: i64 = -errno::EFAULT;
+
+    // Page and raw VMCALL agree.
+    // SAFETY: XENVER_version takes no argument.
+    let (a, b) = unsafe {
+        (
+            hypercall::xen_version(xv::VERSION, 0),
+            vmcall(
+                u64::from(nr::XEN_VERSION),
+                u64::from(xv::VERSION),
+                0,
+                0,
+                0,
+                0,
+            ),
+        )
+    };
+    check!(
+        a > 0 && a == b,
+        "xen_version via page {a:#x} vs VMCALL {b:#x}"
+    );
+
+    // Unknown hypercall number.
+    // SAFETY: no pointers involved.
+    let rc = unsafe { vmcall(99, 0, 0, 0, 0, 0) };
+    check!(rc == ENOSYS, "VMCALL 99 returned {rc}, want -ENOSYS");
+    // SAFETY: as above, through the page (stub 99 exists: the page has 128 stubs).
+    let rc = unsafe { oxen_guest_rt::hypercall(99, 0, 0, 0, 0, 0) };
+    check!(
+        rc == ENOSYS,
+        "hypercall page stub 99 returned {rc}, want -ENOSYS"
+    );
+
+    // console_io: bad sub-op. Xen returns -ENOSYS; -EINVAL is tolerated.
+    let msg = b"exits: should not print\n";
+    // SAFETY: the buffer is valid either way.
+    let rc = unsafe {
+        oxen_guest_rt::hypercall(
+            nr::CONSOLE_IO,
+            7,
+            msg.len() as u64,
+            msg.as_ptr() as u64,
+            0,
+            0,
+        )
+    };
+    check!(
+        rc == ENOSYS || rc == EINVAL,
+        "console_io(7) returned {rc}, want -ENOSYS/-EINVAL"
+    );
+    println!("exits: console_io bad sub-op -> {rc}");
+
+    // console_io: bad pointer.
+    // SAFETY: the hypervisor must refuse the unmapped address without writing.
+    let rc = unsafe {
+        oxen_guest_rt::hypercall(
+            nr::CONSOLE_IO,
+            u64::from(console_io::WRITE),
+            16,
+            0xdead_0000_0000,
+            0,
+            0,
+        )
+    };
+    check!(
+        rc == EFAULT,
+        "console_io(write, 0xdead00000000) returned {rc}, want -EFAULT"
+    );
+    // console_io: empty write.
+    let rc = hypercall::console_write(b"");
+    check!(rc == 0, "console_io(write, len 0) returned {rc}");
+
+    // xen_version: unknown sub-op (Xen: -ENOSYS).
+    // SAFETY: no buffer is written for an unknown command.
+    let rc = unsafe { hypercall::xen_version(999, 0) };
+    check!(rc == ENOSYS, "xen_version(999) returned {rc}, want -ENOSYS");
+
+    // sched_op: unknown sub-op. Xen returns -ENOSYS; -EINVAL is tolerated.
+    // SAFETY: no argument is used for an unknown command.
+    let rc = unsafe { hypercall::sched_op(99, 0) };
+    check!(
+        rc == ENOSYS || rc == EINVAL,
+        "sched_op(99) returned {rc}, want -ENOSYS/-EINVAL"
+    );
+    println!("exits: sched_op bad sub-op -> {rc}");
+
+    // sched_op(shutdown) with a bad pointer must fail, not shut us down.
+    // SAFETY: the hypervisor must refuse the unmapped address.
+    let rc = unsafe { hypercall::sched_op(sched_op::SHUTDOWN, 0xdead_0000_0000) };
+    check!(
+        rc == EFAULT,
+        "sched_op(shutdown, 0xdead00000000) returned {rc}, want -EFAULT"
+    );
+    println!("exits: hypercall error values ok");
+}

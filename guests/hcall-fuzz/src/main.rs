@@ -1,0 +1,259 @@
+//! `hcall-fuzz`: calls every hypercall number 0..64 many times through raw VMCALL with
+//! random, hostile and plausible arguments, and survives.
+//!
+//! Calls that would legitimately stop or corrupt the guest are steered away (see
+//! [`sanitize`]): `sched_op`/`sched_op_compat` block, shutdown, poll, remote_shutdown and
+//! watchdog; `vcpu_op` on ourselves that takes the vCPU down, re-initialises it, sends it
+//! an NMI or registers areas the hypervisor writes later; `memory_op` sub-ops that change
+//! our physmap; `multicall` only ever gets a prepared list. Any argument (or any word in
+//! the scratch buffers) that points into our own image is redirected to scratch memory,
+//! which lives in free RAM above the image.
+//!
+//! Command line: `rounds=N` (default 30).
+#![no_std]
+#![no_main]
+
+use oxen_guest_rt::abi::{errno, hypercall as nr};
+use oxen_guest_rt::{StartInfo, arch, println, vmcall};
+
+oxen_guest_rt::entry!(main);
+
+const CALLS_PER_ROUND: u32 = 4;
+const HIST_LEN: usize = 24;
+const SCRATCH_LEN: u64 = 16 * 4096;
+const PAGE_2M: u64 = 2 << 20;
+
+unsafe extern "C" {
+    static __guest_start: u8;
+    static __guest_end: u8;
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Fuzz {
+    rng: Rng,
+    image: (u64, u64),
+    scratch: u64,
+}
+
+const HOSTILE: [u64; 16] = [
+    0,
+    u64::MAX,
+    1,
+    0x7fff_ffff,
+    0xffff_ffff,
+    0x8000_0000,
+    0x1_0000_0000,
+    0x8000_0000_0000_0000,
+    0x0000_8000_0000_0000, // first non-canonical
+    0x7fff_ffff_ffff_f000, // non-canonical
+    0xffff_8000_0000_0000, // kernel-looking
+    0xffff_8300_0000_0000, // Xen's directmap
+    0xffff_ffff_8000_0000, // kernel text
+    0xdead_beef_dead_beef,
+    i32::MIN as u64,
+    0x0000_7fff_ffff_ffff,
+];
+
+impl Fuzz {
+    fn value(&mut self) -> u64 {
+        match self.rng.below(3) {
+            0 => self.rng.next(),
+            1 => {
+                let v = HOSTILE[self.rng.below(HOSTILE.len() as u64) as usize];
+                // Sometimes unaligned.
+                if self.rng.below(4) == 0 {
+                    v.wrapping_add(1 + self.rng.below(7))
+                } else {
+                    v
+                }
+            }
+            _ => match self.rng.below(5) {
+                0 => self.rng.below(16),
+                1 => 0x7ff0 + self.rng.below(8), // DOMID_SELF and friends
+                2 => 1 << self.rng.below(16),
+                3 => self.scratch + self.rng.below(4096),
+                _ => self.scratch + 4096 - 1 - self.rng.below(8), // crossing a page end
+            },
+        }
+    }
+
+    /// Redirects anything pointing into our image (as a 64- or 32-bit value) to scratch.
+    fn safe(&self, v: u64) -> u64 {
+        let (lo, hi) = self.image;
+        let low32 = u64::from(v as u32);
+        if (lo..hi).contains(&v) || (lo..hi).contains(&low32) {
+            self.scratch + (v & 0xff8)
+        } else {
+            v
+        }
+    }
+
+    /// Refills the scratch area with fuzz words (each half kept off our image).
+    fn fill_scratch(&mut self, words: u64) {
+        for i in 0..words {
+            let v = self.value();
+            let v = self.safe(v);
+            let v = self.safe(v.rotate_left(32)).rotate_right(32);
+            // SAFETY: the scratch area is free RAM reserved for this (see `main`).
+            unsafe { ((self.scratch + 8 * i) as *mut u64).write_volatile(v) };
+        }
+    }
+}
+
+/// Steers away from calls that would legitimately stop or corrupt us.
+fn sanitize(f: &mut Fuzz, call: u32, a: &mut [u64; 5]) {
+    let cmd = a[0] as u32;
+    match call {
+        nr::SCHED_OP | nr::SCHED_OP_COMPAT => {
+            // block, shutdown, poll, remote_shutdown, watchdog
+            if matches!(cmd, 1 | 2 | 3 | 4 | 6) {
+                a[0] = 0; // yield
+            }
+        }
+        nr::VCPU_OP => {
+            // initialise, down, runstate area, vcpu_info, NMI, time area
+            if matches!(cmd, 0 | 2 | 5 | 10 | 11 | 13) {
+                a[0] = 3; // is_up
+            }
+        }
+        nr::MEMORY_OP => {
+            // Only sub-ops that do not change our physmap (cmd is the low 6 bits).
+            if !matches!(
+                a[0] & 0x3f,
+                2 | 3 | 4 | 5 | 9 | 10 | 12 | 14 | 17 | 18 | 19 | 25
+            ) {
+                a[0] = (a[0] & !0x3f) | 3; // current_reservation
+            }
+        }
+        nr::MULTICALL => {
+            // A list of harmless xen_version calls with hostile arguments.
+            f.fill_scratch(512);
+            let count = f.rng.below(8);
+            for i in 0..count {
+                // struct multicall_entry { op, result, args[6] }
+                // SAFETY: scratch memory reserved for this.
+                unsafe {
+                    ((f.scratch + 64 * i) as *mut u64).write_volatile(u64::from(nr::XEN_VERSION))
+                };
+            }
+            a[0] = f.scratch;
+            a[1] = count;
+        }
+        _ => {}
+    }
+}
+
+fn main(info: &StartInfo) {
+    let rounds: u32 = info
+        .cmdline_arg("rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30);
+    let image = (
+        &raw const __guest_start as u64,
+        &raw const __guest_end as u64,
+    );
+    // Scratch memory: free RAM starting 2 MiB above the image, identity-mapped.
+    let scratch = (image.1 + 2 * PAGE_2M) & !(PAGE_2M - 1);
+    let ram_end = info.ram_end().min(1 << 30);
+    assert!(
+        scratch + SCRATCH_LEN + 2 * PAGE_2M <= ram_end,
+        "hcall-fuzz: need RAM up to {:#x} for scratch, have {ram_end:#x}",
+        scratch + SCRATCH_LEN + 2 * PAGE_2M
+    );
+    let seed = arch::rdtsc() | 1;
+    println!(
+        "hcall-fuzz: {rounds} rounds x 64 hypercalls x {CALLS_PER_ROUND}, seed {seed:#x}, image {:#x}..{:#x}, scratch {scratch:#x}",
+        image.0, image.1
+    );
+    let mut f = Fuzz {
+        rng: Rng(seed),
+        image,
+        scratch,
+    };
+
+    // Histogram of return values: (value, count); the last slot collects the rest.
+    let mut hist = [(0i64, 0u64); HIST_LEN];
+    let mut used = 0;
+    let mut other = 0u64;
+    let mut calls = 0u64;
+
+    for round in 0..rounds {
+        for call in 0..64u32 {
+            for _ in 0..CALLS_PER_ROUND {
+                f.fill_scratch(64);
+                let mut a = [0u64; 5];
+                for x in a.iter_mut() {
+                    let v = f.value();
+                    *x = f.safe(v);
+                }
+                // Half the time, a small sub-op number first.
+                if f.rng.below(2) == 0 {
+                    a[0] = f.rng.below(32);
+                }
+                sanitize(&mut f, call, &mut a);
+                // SAFETY: no argument points into our image (code, data, stack, page
+                // tables); everything the hypervisor may write is scratch or not ours.
+                let rc = unsafe { vmcall(u64::from(call), a[0], a[1], a[2], a[3], a[4]) };
+                calls += 1;
+                match hist[..used].iter_mut().find(|(v, _)| *v == rc) {
+                    Some((_, n)) => *n += 1,
+                    None if used < HIST_LEN => {
+                        hist[used] = (rc, 1);
+                        used += 1;
+                    }
+                    None => other += 1,
+                }
+            }
+        }
+        if (round + 1) % 10 == 0 {
+            println!("hcall-fuzz: round {} done, {calls} calls", round + 1);
+        }
+    }
+
+    hist[..used].sort_unstable_by_key(|&(v, _)| v);
+    for &(v, n) in &hist[..used] {
+        println!("hcall-fuzz: rc {v:>6} {:<8} x {n}", name(v));
+    }
+    if other > 0 {
+        println!("hcall-fuzz: rc (other values) x {other}");
+    }
+    println!("hcall-fuzz: PASS survived {calls} calls");
+}
+
+fn name(rc: i64) -> &'static str {
+    match rc.wrapping_neg() {
+        0 => "ok",
+        errno::EPERM => "EPERM",
+        errno::ENOENT => "ENOENT",
+        errno::ESRCH => "ESRCH",
+        errno::EAGAIN => "EAGAIN",
+        errno::ENOMEM => "ENOMEM",
+        errno::EACCES => "EACCES",
+        errno::EFAULT => "EFAULT",
+        errno::EBUSY => "EBUSY",
+        errno::EEXIST => "EEXIST",
+        errno::ENODEV => "ENODEV",
+        errno::EINVAL => "EINVAL",
+        errno::ENOSPC => "ENOSPC",
+        errno::ENOSYS => "ENOSYS",
+        errno::ETIME => "ETIME",
+        _ if rc > 0 => "positive",
+        _ => "",
+    }
+}
