@@ -16,6 +16,7 @@ pub mod elf;
 pub mod ept;
 pub mod frames;
 pub mod guest_walk;
+pub mod pvh;
 pub mod units;
 pub mod vmcs;
 pub mod vmx;
