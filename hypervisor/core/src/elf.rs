@@ -629,3 +629,93 @@ mod tests {
         assert_eq!(accepted_truncations, 0);
     }
 }
+
+/// `parse` on executables made by the real toolchain: a tiny PVH-style kernel with a Xen
+/// `PHYS32_ENTRY` note, linked as ELF64 and ELF32 by `cc`/`ld`. Needs `gcc` with
+/// binutils (Debian packages `gcc` and `binutils`; nothing links against a C library, so
+/// `gcc-multilib` is not needed).
+#[cfg(test)]
+mod toolchain_tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    const KERNEL: &str = r#"
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4, 4, 18
+    .asciz "Xen"
+    .long start32
+
+    .text
+    .code32
+    .globl start32
+start32:
+    hlt
+    .globl _start
+_start:
+    hlt
+
+    .data
+    .quad 0x1122334455667788
+
+    .bss
+    .space 8192
+"#;
+
+    fn build(arch: &str) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!("oxen-core-elf-{}-{arch}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("k.S");
+        let out: PathBuf = dir.join("k.elf");
+        std::fs::write(&src, KERNEL).unwrap();
+        let r = Command::new("cc")
+            .args([arch, "-nostdlib", "-static", "-no-pie"])
+            .args(["-Wl,-Ttext=0x100000", "-Wl,--build-id=none", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `cc` ({e}): install the Debian packages `gcc` and `binutils`")
+            });
+        assert!(
+            r.status.success(),
+            "cc {arch} failed (install `gcc` and `binutils`):\n{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        bytes
+    }
+
+    fn check(bytes: &[u8], is_64: bool) {
+        let img = parse(bytes).unwrap();
+        assert_eq!(img.is_64, is_64);
+        assert_eq!(img.entry, 0x10_0001, "_start");
+        assert_eq!(img.phys32_entry, Some(0x10_0000), "start32 from the note");
+        let text = img
+            .segments
+            .iter()
+            .find(|s| s.paddr == 0x10_0000)
+            .expect("text segment");
+        assert_eq!(text.data, &[0xf4, 0xf4], "two hlt");
+        assert_eq!(text.flags, PF_R | PF_X);
+        let data = img
+            .segments
+            .iter()
+            .find(|s| s.flags == PF_R | PF_W)
+            .expect("data segment");
+        assert_eq!(data.data, &0x1122_3344_5566_7788u64.to_le_bytes());
+        assert!(data.mem_size >= 8 + 8192, "bss is in mem_size only");
+    }
+
+    #[test]
+    fn gcc_elf64_pvh_kernel() {
+        check(&build("-m64"), true);
+    }
+
+    #[test]
+    fn gcc_elf32_pvh_kernel() {
+        check(&build("-m32"), false);
+    }
+}
