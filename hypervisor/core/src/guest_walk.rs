@@ -854,4 +854,107 @@ mod tests {
             Some(6)
         );
     }
+
+    /// Builds long-mode tables for random 4 KiB / 2 MiB / 1 GiB mappings anywhere in the
+    /// canonical space and checks every mapping, and addresses around it, against a model.
+    #[test]
+    fn randomized_long_mode_against_a_model() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 11) % n
+        };
+        for la57 in [false, true] {
+            let levels: u32 = if la57 { 5 } else { 4 };
+            let va_bits = 12 + 9 * levels;
+            let mut m = Mem::default();
+            let mut next_table = 0x100_0000u64;
+            let root = next_table;
+            m.add(root);
+            next_table += 0x1000;
+            // (gva base, size, gpa base, flags)
+            let mut maps: Vec<(u64, u64, u64, u64)> = Vec::new();
+            'place: for _ in 0..300 {
+                let size_level = [1u32, 1, 1, 2, 3][rnd(5) as usize];
+                let size = 1u64 << (12 + 9 * (size_level - 1));
+                // A random canonical address, aligned to the page size.
+                let raw = rnd(1 << (va_bits - 1)) & !(size - 1);
+                let gva = if rnd(2) == 0 {
+                    raw
+                } else {
+                    raw | (u64::MAX << (va_bits - 1))
+                };
+                if maps.iter().any(|&(b, z, _, _)| {
+                    gva.wrapping_sub(b) < z || b.wrapping_sub(gva) < size || {
+                        // Would share a table slot with a larger leaf, or vice versa.
+                        let big = z.max(size);
+                        b & !(big - 1) == gva & !(big - 1)
+                    }
+                }) {
+                    continue 'place;
+                }
+                let gpa = rnd(1 << 40) & !(size - 1);
+                let flags = P
+                    | if rnd(2) == 0 { RW } else { 0 }
+                    | if rnd(2) == 0 { US } else { 0 }
+                    | if rnd(4) == 0 { XD } else { 0 };
+                // Walk/create the tables down to the leaf level.
+                let mut table = root;
+                for level in (size_level + 1..=levels).rev() {
+                    let slot = table + ((gva >> (12 + 9 * (level - 1))) & 0x1ff) * 8;
+                    let e = m.read_u64(slot).unwrap();
+                    table = if e & P != 0 {
+                        e & ADDR
+                    } else {
+                        let t = next_table;
+                        next_table += 0x1000;
+                        m.add(t);
+                        m.put64(slot, t | P | RW | US);
+                        t
+                    };
+                }
+                let slot = table + ((gva >> (12 + 9 * (size_level - 1))) & 0x1ff) * 8;
+                let ps = if size_level > 1 { PS } else { 0 };
+                m.put64(slot, gpa | flags | ps);
+                maps.push((gva, size, gpa, flags));
+            }
+            assert!(maps.len() > 100);
+            let p = Paging {
+                cr3: root,
+                cr4: CR4_PAE | if la57 { CR4_LA57 } else { 0 },
+                ..LONG
+            };
+            for &(gva, size, gpa, flags) in &maps {
+                for off in [0, 8, size / 2 + 5, size - 1] {
+                    let va = gva + off;
+                    assert_eq!(
+                        translate(&m, &p, va, Access::Read, false),
+                        Ok(gpa + off),
+                        "{va:#x}"
+                    );
+                    let user = translate(&m, &p, va, Access::Read, true);
+                    assert_eq!(user.is_ok(), flags & US != 0, "{va:#x}");
+                    let write = translate(&m, &p, va, Access::Write, false);
+                    assert_eq!(write.is_ok(), flags & RW != 0, "{va:#x}");
+                    let exec = translate(&m, &p, va, Access::Execute, false);
+                    assert_eq!(exec.is_ok(), flags & XD == 0, "{va:#x}");
+                }
+                // Just past the mapping: mapped only if another mapping is there.
+                let after = gva.wrapping_add(size);
+                let covered = maps.iter().any(|&(b, z, _, _)| after >= b && after - b < z);
+                let r = translate(&m, &p, after, Access::Read, false);
+                if !covered {
+                    assert!(
+                        matches!(
+                            r,
+                            Err(WalkError::NotPresent { .. }) | Err(WalkError::NonCanonical)
+                        ),
+                        "{after:#x}: {r:?}"
+                    );
+                }
+            }
+        }
+    }
 }
