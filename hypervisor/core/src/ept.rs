@@ -693,13 +693,15 @@ mod tests {
             let mut model: HashMap<u64, (u64, Perm)> = HashMap::new();
             // A 64 MiB window (32 large pages) keeps collisions likely.
             let pages = 64 * M2 / K4 / 2;
+            // Anywhere in the 48-bit space, so every table level sees varied indices.
+            let base = rnd((GPA_LIMIT >> 21) - 64) << 21;
             for _op in 0..60 {
                 let start = rnd(pages);
                 // Prefer 2M-friendly starts half the time.
                 let start = if rnd(2) == 0 { start & !511 } else { start };
                 let n = 1 + rnd(1200);
                 let n = n.min(pages - start);
-                let gpa = start * K4;
+                let gpa = base + start * K4;
                 let len = n * K4;
                 if rnd(3) == 0 {
                     ept.unmap(&mut f, gpa, len).unwrap();
@@ -716,7 +718,7 @@ mod tests {
                     let clash = (start..start + n).find(|p| model.contains_key(p));
                     let r = ept.map(&mut f, gpa, hpa, len, perm);
                     match clash {
-                        Some(p) => assert_eq!(r, Err(EptError::Overlap(p * K4))),
+                        Some(p) => assert_eq!(r, Err(EptError::Overlap(base + p * K4))),
                         None => {
                             r.unwrap();
                             for p in start..start + n {
@@ -727,7 +729,7 @@ mod tests {
                 }
             }
             for p in 0..pages {
-                let got = ept.translate(&mut f, p * K4 + 0x10);
+                let got = ept.translate(&mut f, base + p * K4 + 0x10);
                 match model.get(&p) {
                     None => assert_eq!(got, None, "page {p:#x}"),
                     Some(&(h, perm)) => {
