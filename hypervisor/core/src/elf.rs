@@ -38,6 +38,19 @@ pub struct ElfImage<'a> {
     pub segments: Vec<Segment<'a>>,
 }
 
+impl ElfImage<'_> {
+    /// The physical range `[lowest paddr, highest paddr + mem_size)` the PT_LOAD
+    /// segments occupy (segments with no memory size ignored); `None` if all are empty.
+    pub fn phys_extent(&self) -> Option<(u64, u64)> {
+        self.segments
+            .iter()
+            .filter(|s| s.mem_size != 0)
+            // `parse` checked that these additions do not overflow.
+            .map(|s| (s.paddr, s.paddr + s.mem_size))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+    }
+}
+
 pub const PF_X: u32 = 1;
 pub const PF_W: u32 = 2;
 pub const PF_R: u32 = 4;
@@ -454,6 +467,7 @@ mod tests {
         assert_eq!(s.data, &[0x90; 100][..]);
         assert_eq!(img.segments[1].data, &[1, 2, 3]);
         assert_eq!(img.segments[1].flags, PF_R | PF_W);
+        assert_eq!(img.phys_extent(), Some((0x10_0000, 0x20_1000)));
     }
 
     #[test]
@@ -493,7 +507,10 @@ mod tests {
             assert_eq!(img.phys32_entry, None);
             assert_eq!(img.entry, 0x10_0000);
             assert_eq!(img.segments.len(), 1);
+            assert_eq!(img.phys_extent(), Some((0x10_0000, 0x10_0010)));
         }
+        let b = write_elf(true, 0, &[load(0x5000, &[], 0, PF_R)]);
+        assert_eq!(parse(&b).unwrap().phys_extent(), None);
     }
 
     #[test]
