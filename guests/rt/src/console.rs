@@ -1,4 +1,8 @@
 //! Console output through `console_io(CONSOLEIO_write)`, line-buffered per call.
+//!
+//! If the hypercall page could not be set up (the guest is not running on oxen or Xen,
+//! e.g. under plain QEMU/KVM while debugging the runtime), output goes to the debug port
+//! 0xE9 instead (QEMU `-debugcon stdio`).
 
 use core::fmt::{self, Write};
 
@@ -20,7 +24,7 @@ impl LineWriter {
 
     pub fn flush(&mut self) {
         if self.len > 0 {
-            crate::hypercall::console_write(&self.buf[..self.len]);
+            write_bytes(&self.buf[..self.len]);
             self.len = 0;
         }
     }
@@ -51,6 +55,18 @@ impl Write for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+/// Writes raw bytes to the console.
+pub fn write_bytes(bytes: &[u8]) {
+    if crate::hypercall::page_ready() {
+        crate::hypercall::console_write(bytes);
+    } else {
+        for &b in bytes {
+            // SAFETY: port 0xE9 is the debug console; writing it has no other effect.
+            unsafe { crate::arch::outb(0xe9, b) };
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Exceptions: the IDT, the crash report, and the expected-fault escape hatch.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::boot::CODE_SELECTOR;
 
@@ -8,6 +8,9 @@ use crate::boot::CODE_SELECTOR;
 pub(crate) static RECOVER_RIP: AtomicU64 = AtomicU64::new(0);
 /// The stack pointer to resume with.
 pub(crate) static RECOVER_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// Unexpected exceptions being reported (a fault while reporting one halts silently).
+static DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// What the stubs push, lowest address first.
 #[repr(C)]
@@ -50,6 +53,11 @@ pub(crate) extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
         frame.rsp = RECOVER_RSP.load(Ordering::SeqCst);
         frame.rax = 0x100 | frame.vector;
         return;
+    }
+    if DEPTH.fetch_add(1, Ordering::SeqCst) > 0 {
+        // Faulted while reporting a fault (e.g. the console or the shutdown hypercall
+        // itself faults): nothing more can be said safely.
+        crate::hypercall::halt_forever();
     }
     let cr2 = crate::arch::read_cr2();
     let vector = frame.vector as usize;

@@ -150,6 +150,11 @@ pub fn shutdown(reason: u32) -> ! {
     // SAFETY: `arg` is a valid sched_shutdown for the duration of the call.
     let rc = unsafe { sched_op(oxen_abi::sched_op::SHUTDOWN, &raw const arg as u64) };
     crate::println!("guest: SCHEDOP_shutdown({reason}) returned {rc}; halting");
+    halt_forever()
+}
+
+/// Halts the vCPU with interrupts off, forever.
+pub fn halt_forever() -> ! {
     loop {
         // SAFETY: halting with interrupts off stops the vCPU; nothing else to do.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };

@@ -42,7 +42,7 @@ macro_rules! entry {
 pub(crate) extern "C" fn rt_entry(start_info_paddr: u64) -> ! {
     fault::init_idt();
     if !hypercall::init_page() {
-        println!("guest: hypercall page not filled; using raw VMCALL");
+        println!("guest: hypercall page not filled (not on oxen/Xen?); console on port 0xe9");
     }
     // SAFETY: this is the address the hypervisor passed at entry.
     let info = unsafe { StartInfo::from_paddr(start_info_paddr) };
