@@ -1,25 +1,61 @@
 //! The boot archive: find it, validate it, list it, read the boot configuration.
 
 use alloc::string::ToString;
+use alloc::vec::Vec;
 use oxen_core::archive::{self, Archive};
-use oxen_core::config::{BootConfig, LogLevel};
+use oxen_core::config::{BootConfig, DomainConfig, LogLevel};
 use oxen_core::units::Bytes;
 
 /// Validates the archive and returns the boot configuration it carries. A missing or
 /// damaged archive (or configuration) is reported and the defaults are used: the
 /// hypervisor comes up without boot-time domains rather than crashing.
-pub fn load_archive(ramdisk: Option<&[u8]>) -> BootConfig {
+pub fn load_archive(ramdisk: Option<&'static [u8]>) -> (BootConfig, Option<Archive<'static>>) {
     let Some(bytes) = ramdisk else {
         log::warn!("boot: no boot archive (the bootloader loaded no ramdisk); using defaults");
-        return BootConfig::default();
+        return (BootConfig::default(), None);
     };
     let archive = match Archive::parse(bytes) {
         Ok(a) => a,
         Err(e) => {
             log::error!("boot: boot archive rejected: {e}; continuing without it");
-            return BootConfig::default();
+            return (BootConfig::default(), None);
         }
     };
+    let config = read_config(&archive);
+    (config, Some(archive))
+}
+
+/// The domain configurations the boot configuration names, with their kernel images.
+/// A domain whose configuration or kernel is missing or invalid is reported and skipped.
+pub fn domain_configs(
+    config: &BootConfig,
+    archive: &Archive<'static>,
+) -> Vec<(DomainConfig, &'static [u8])> {
+    let mut out = Vec::new();
+    for name in &config.domains {
+        let Some(entry) = archive.get(name) else {
+            log::error!("boot: domain configuration {name} is not in the archive");
+            continue;
+        };
+        let parsed = core::str::from_utf8(entry.data)
+            .map_err(|_| alloc::string::String::from("not UTF-8"))
+            .and_then(|t| DomainConfig::parse(t).map_err(|e| alloc::format!("{e}")));
+        let cfg = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("boot: {name} rejected: {e}");
+                continue;
+            }
+        };
+        match archive.get(&cfg.kernel) {
+            Some(kernel) => out.push((cfg, kernel.data)),
+            None => log::error!("boot: {name}: kernel {} is not in the archive", cfg.kernel),
+        }
+    }
+    out
+}
+
+fn read_config(archive: &Archive<'static>) -> BootConfig {
     log::info!(
         "boot: archive of {} holds {} entries, CRC-32 {:#010x} ok",
         Bytes(archive.byte_len() as u64),

@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod arch;
 mod boot;
+mod domain;
 mod mm;
 mod vmx;
 
@@ -85,6 +86,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     tables::load_for_this_cpu();
     idt::load_for_this_cpu();
+    cpu::enable_xsave();
     log::info!("cpu: GDT, TSS (IST stacks for #DF and NMI) and IDT loaded");
 
     let platform = discover_platform(boot_info.rsdp_addr.into_option());
@@ -142,7 +144,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         // length and never touches it again; we only read it.
         unsafe { core::slice::from_raw_parts(addr as *const u8, boot_info.ramdisk_len as usize) }
     });
-    let config = boot::load_archive(ramdisk);
+    let (config, archive) = boot::load_archive(ramdisk);
 
     let stats = frames::stats();
     let taken = stats.usable - stats.free;
@@ -172,6 +174,26 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     #[cfg(feature = "test-fault")]
     boot::deliberate_fault();
 
+    let domains = archive
+        .as_ref()
+        .map(|a| boot::domain_configs(&config, a))
+        .unwrap_or_default();
+    if !domains.is_empty() {
+        match guest_controls() {
+            Ok((controls, revision)) => {
+                let started = domain::run::start_domains(&domains, controls, revision);
+                log::info!("domains: {started} of {} started", domains.len());
+                if started > 0 {
+                    GUESTS.store(true, Ordering::Release);
+                    domain::run::cpu_loop();
+                }
+            }
+            Err(why) => log::error!(
+                "domains: guests cannot run on this machine ({why}); {} configured domain(s) not started",
+                domains.len()
+            ),
+        }
+    }
     match config.on_ready {
         OnReady::Poweroff => power::poweroff(),
         OnReady::Idle => idle(),
@@ -206,6 +228,26 @@ fn discover_platform(rsdp: Option<u64>) -> acpi::Platform {
             }
         }
     }
+}
+
+/// Set once guests run: every CPU then enters the scheduling loop.
+static GUESTS: AtomicBool = AtomicBool::new(false);
+
+/// The VMCS controls and revision for guests, or why guests cannot run here.
+fn guest_controls() -> Result<(oxen_core::vmx::VmcsControls, u32), alloc::string::String> {
+    let caps = vmx::capabilities().ok_or("VT-x is not available")?;
+    caps.can_run_guests()
+        .map_err(|what| alloc::format!("the CPU lacks {what}"))?;
+    let raw = vmx::raw_msrs().ok_or("VT-x is not available")?;
+    let controls = oxen_core::vmx::VmcsControls::compute(raw).map_err(|e| alloc::format!("{e}"))?;
+    if vmx::cpus_on() < percpu::online() {
+        log::warn!(
+            "domains: VMX is on {} of {} CPUs; guests run only there",
+            vmx::cpus_on(),
+            percpu::online()
+        );
+    }
+    Ok((controls, caps.revision_id))
 }
 
 /// VMX on the boot CPU, with the one summary line.
@@ -252,6 +294,7 @@ fn check_ticks(tsc_hz: u64) {
 fn ap_main() -> ! {
     tables::load_for_this_cpu();
     idt::load_for_this_cpu();
+    cpu::enable_xsave();
     apic::init_this_cpu();
     percpu::this().apic_id.store(apic::id(), Ordering::Relaxed);
     apic::timer_periodic(TICK_COUNT.load(Ordering::Relaxed));

@@ -29,6 +29,7 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
         qemu_cpu: "qemu64",
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
+        guests: false,
         expect: &[r"oxen ready: ", r"power: powering off"],
         forbid: &["PANIC", "EXCEPTION"],
         timeout: Duration::from_secs(300),

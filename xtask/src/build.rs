@@ -57,6 +57,38 @@ pub fn hypervisor(features: &[&str]) -> Result<PathBuf> {
     Ok(copy)
 }
 
+/// The test guests (crate, binary), built for bare metal and packed as `<binary>.elf`.
+pub const GUESTS: &[(&str, &str)] = &[
+    ("oxen-guest-hello", "hello"),
+    ("oxen-guest-exits", "exits"),
+    ("oxen-guest-isolation", "isolation"),
+    ("oxen-guest-triple", "triple"),
+    ("oxen-guest-hcall-fuzz", "hcall-fuzz"),
+    ("oxen-guest-spin", "spin"),
+];
+
+/// Builds every guest (one cargo run, apart from the hypervisor and the host crates so
+/// their dependency features stay apart) and returns `(archive name, ELF bytes)`.
+pub fn guests() -> Result<Vec<(String, Vec<u8>)>> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root()).args(["build", "--release"]);
+    for (krate, _) in GUESTS {
+        cmd.args(["--package", krate]);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the guests failed".into());
+    }
+    GUESTS
+        .iter()
+        .map(|(_, bin)| {
+            let path = root().join("target/x86_64-unknown-none/release").join(bin);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((format!("{bin}.elf"), bytes))
+        })
+        .collect()
+}
+
 /// Writes a boot archive holding `config` (as `boot.cfg`) and `files`.
 pub fn write_archive(path: &Path, config: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
     let mut entries: Vec<(&str, &[u8])> = vec![(archive::CONFIG_NAME, config.as_bytes())];
@@ -94,13 +126,27 @@ pub fn demo_config() -> PathBuf {
     root().join("guests/boot/demo.cfg")
 }
 
-/// The files that go into the archive next to `boot.cfg` (the guest images of later
-/// issues; for now the archive carries only its configuration and this note).
+/// The files that go into every archive next to `boot.cfg`: a note, and the domain
+/// configurations of `guests/boot/domains/`.
 pub fn archive_files() -> Vec<(String, Vec<u8>)> {
-    vec![(
-        "README".into(),
+    let mut files = vec![(
+        "README".to_string(),
         b"oxen boot archive: boot.cfg plus guest images.\n".to_vec(),
-    )]
+    )];
+    let dir = root().join("guests/boot/domains");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut cfgs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        cfgs.sort();
+        for path in cfgs
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "cfg"))
+        {
+            if let (Some(name), Ok(bytes)) = (path.file_name(), std::fs::read(&path)) {
+                files.push((name.to_string_lossy().into_owned(), bytes));
+            }
+        }
+    }
+    files
 }
 
 /// Builds everything `run` needs for `firmware` with the configuration at `config`.
@@ -109,7 +155,9 @@ pub fn images(config: &Path, firmware: Firmware) -> Result<PathBuf> {
     let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
     let dir = out_dir();
     let ramdisk = dir.join("boot.oxar");
-    write_archive(&ramdisk, &text, &archive_files())?;
+    let mut files = archive_files();
+    files.extend(guests()?);
+    write_archive(&ramdisk, &text, &files)?;
     let image = dir.join(format!("oxen-{}.img", firmware.name()));
     disk_image(&kernel, &ramdisk, firmware, &image)?;
     Ok(image)

@@ -38,6 +38,8 @@ pub struct Scenario {
     pub qemu_cpu: &'static str,
     pub features: &'static [&'static str],
     pub archive: ArchiveKind,
+    /// Whether the archive carries the guest images (for boot configurations with domains).
+    pub guests: bool,
     pub expect: &'static [&'static str],
     pub forbid: &'static [&'static str],
     pub timeout: Duration,
@@ -60,9 +62,18 @@ pub fn all() -> Vec<Scenario> {
         qemu_cpu: "qemu64",
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
+        guests: false,
         expect: &[],
         forbid: CLEAN,
         timeout: Duration::from_secs(120),
+    };
+    let bochs_guests = |name, what, cpus, config| Scenario {
+        memory_mib: 512,
+        archive: ArchiveKind::Config(config),
+        guests: true,
+        forbid: &["PANIC", "EXCEPTION"],
+        timeout: Duration::from_secs(300),
+        ..base(name, what, Platform::Bochs, Firmware::Uefi, cpus)
     };
     vec![
         Scenario {
@@ -178,6 +189,101 @@ pub fn all() -> Vec<Scenario> {
                 2,
             )
         },
+        Scenario {
+            expect: &[
+                r"domain 1 \(hello\): 16 MiB, kernel hello\.elf, entry 0x[0-9a-f]+, on cpu0",
+                r"\[d1 hello\] hello: PASS",
+                r"domain 1 \(hello\) shut down \(poweroff\)",
+                r"domain 1 \(hello\): memory returned \(16 MiB\)",
+                r"all domains have finished:",
+                r"  domain 1 \(hello\): shutdown: poweroff; \d+ exits, \d+ hypercalls",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            ..bochs_guests(
+                "guest-hello",
+                "one PVH guest runs, checks the Xen ABI and powers off",
+                1,
+                "domains = [\"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            expect: &[
+                r"on cpu0",
+                r"on cpu1",
+                r"\[d\d exits\] exits: PASS",
+                r"\[d\d hello\] hello: PASS",
+                r"domain \d \(exits\): shutdown: poweroff",
+                r"domain \d \(hello\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            ..bochs_guests(
+                "guest-hello-exits-smp2",
+                "hello and exits side by side on 2 pCPUs",
+                2,
+                "domains = [\"hello.cfg\", \"exits.cfg\"]\n",
+            )
+        },
+        Scenario {
+            expect: &[
+                r"domain \d \(isolation-outside\) crashed: EPT violation: (read|write) at guest-physical 0x1000000 \(outside its memory",
+                r"domain \d \(isolation-hv\) crashed: EPT violation: (read|write) at guest-physical 0x[0-9a-f]+ \(outside its memory",
+                r"domain \d \(triple\) crashed: triple fault",
+                r"domain \d \(hello\): shutdown: poweroff",
+                r"domain \d \(triple\): crashed: triple fault",
+                r"power: powering off",
+            ],
+            ..bochs_guests(
+                "guest-crashes",
+                "isolation and triple-fault guests are crashed with their reasons; hello completes",
+                2,
+                "domains = [\"isolation-outside.cfg\", \"isolation-hv.cfg\", \"triple.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            expect: &[
+                r"\[d1 hcall-fuzz\] hcall-fuzz: PASS",
+                r"domain 1 \(hcall-fuzz\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            ..bochs_guests(
+                "guest-hcall-fuzz",
+                "every hypercall number with hostile arguments; the hypervisor stays up",
+                1,
+                "domains = [\"hcall-fuzz.cfg\"]\n",
+            )
+        },
+        Scenario {
+            expect: &[
+                r"\[d1 spin\] spin: spinning forever",
+                r"\[d2 hello\] hello: PASS",
+                r"domain 2 \(hello\) shut down \(poweroff\)",
+            ],
+            forbid: CLEAN,
+            ..bochs_guests(
+                "guest-spin",
+                "a guest spinning forever is preempted; hello on the same pCPU finishes",
+                1,
+                "domains = [\"spin.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            guests: true,
+            archive: ArchiveKind::Config("on_ready = \"poweroff\"\ndomains = [\"hello.cfg\"]\n"),
+            expect: &[
+                r"domains: guests cannot run on this machine \(VT-x is not available\); 1 configured domain\(s\) not started",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION"],
+            ..base(
+                "qemu-no-vtx-guests",
+                "without VT-x the same image reports that guests cannot run",
+                Platform::Qemu,
+                Firmware::Uefi,
+                2,
+            )
+        },
     ]
 }
 
@@ -193,6 +299,7 @@ pub struct Outcome {
 #[derive(Default)]
 pub struct Builds {
     elfs: Mutex<HashMap<String, PathBuf>>,
+    guests: Mutex<Option<Vec<(String, Vec<u8>)>>>,
 }
 
 impl Builds {
@@ -206,6 +313,14 @@ impl Builds {
         elfs.insert(key, path.clone());
         Ok(path)
     }
+
+    fn guests(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut guests = self.guests.lock().expect("not poisoned");
+        if guests.is_none() {
+            *guests = Some(build::guests()?);
+        }
+        Ok(guests.clone().expect("just built"))
+    }
 }
 
 fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
@@ -214,8 +329,12 @@ fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let kernel = builds.elf(s.features)?;
     let ramdisk = work.join("boot.oxar");
+    let mut files = build::archive_files();
+    if s.guests {
+        files.extend(builds.guests()?);
+    }
     match s.archive {
-        ArchiveKind::Config(cfg) => build::write_archive(&ramdisk, cfg, &build::archive_files())?,
+        ArchiveKind::Config(cfg) => build::write_archive(&ramdisk, cfg, &files)?,
         ArchiveKind::Corrupt => {
             build::write_archive(&ramdisk, POWEROFF, &build::archive_files())?;
             let mut bytes = std::fs::read(&ramdisk).map_err(|e| e.to_string())?;
@@ -420,6 +539,9 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     // Build every image flavour up front, once, so parallel scenarios don't race cargo.
     for s in &scenarios {
         builds.elf(s.features)?;
+        if s.guests {
+            builds.guests()?;
+        }
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());

@@ -110,3 +110,17 @@ pub fn spin_tsc(ticks: u64) {
 pub fn has_leaf1_ecx(bit: u32) -> bool {
     cpuid(1, 0).ecx & (1 << bit) != 0
 }
+
+/// Sets CR4.OSXSAVE when the CPU has XSAVE, so guests' XCR0 can be loaded with XSETBV.
+pub fn enable_xsave() {
+    if !has_leaf1_ecx(26) {
+        return;
+    }
+    // SAFETY: CPUID reports XSAVE, so CR4.OSXSAVE may be set; the hypervisor itself
+    // uses no extended state (soft-float target), so nothing else changes.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        asm!("mov cr4, {}", in(reg) cr4 | (1 << 18), options(nostack));
+    }
+}

@@ -63,6 +63,11 @@ pub fn alloc_run(count: u64, align: u64, limit: u64) -> Result<u64, FrameError> 
     with(|b| b.alloc_run(count, align, limit / FRAME_SIZE)).map(|f| f * FRAME_SIZE)
 }
 
+/// Returns `count` frames starting at physical address `phys`.
+pub fn free_run(phys: u64, count: u64) -> Result<(), FrameError> {
+    with(|b| b.free_run(phys / FRAME_SIZE, count))
+}
+
 /// Allocates `count` contiguous zeroed frames; returns the physical address.
 pub fn alloc_zeroed(count: u64) -> Result<u64, FrameError> {
     let phys = alloc_run(count, FRAME_SIZE, u64::MAX)?;

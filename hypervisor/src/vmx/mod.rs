@@ -37,8 +37,23 @@ impl core::fmt::Display for VmxError {
     }
 }
 
+pub mod entry;
+pub mod vmcs;
+
 /// The BSP's capabilities, shared by every CPU (checked equal as each comes up).
 static CAPS: Once<VmxCapabilities> = Once::new();
+/// The BSP's raw capability MSRs (the VMCS controls are computed from them).
+static RAW: Once<RawVmxMsrs> = Once::new();
+
+/// The capabilities of the boot CPU, if VMX is on there.
+pub fn capabilities() -> Option<&'static VmxCapabilities> {
+    CAPS.get()
+}
+
+/// The boot CPU's raw capability MSRs, if VMX is on there.
+pub fn raw_msrs() -> Option<&'static RawVmxMsrs> {
+    RAW.get()
+}
 
 fn read_msrs() -> RawVmxMsrs {
     // SAFETY: CPUID reported VMX, so the basic capability MSRs exist; the optional ones
@@ -121,6 +136,7 @@ pub fn enable_this_cpu() -> Result<VmxCapabilities, VmxError> {
         return Err(VmxError::VmxonFailed { rflags });
     }
     percpu::this().vmx_on.store(true, Ordering::Release);
+    RAW.call_once(|| raw);
     let first = *CAPS.call_once(|| caps);
     if first != caps {
         log::warn!(

@@ -1,0 +1,445 @@
+//! VM-exit dispatch: one handler per basic exit reason. A handler returns what the vCPU
+//! does next; anything unexpected crashes the domain with a full dump, never the
+//! hypervisor.
+
+use alloc::format;
+use alloc::string::String;
+
+use oxen_core::cpuid::{self, Regs};
+use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, reason};
+use oxen_core::vmx::ctl;
+
+use super::vcpu::{CR0_HOST_OWNED, CR4_HOST_OWNED, RunState, Vcpu};
+use super::{DomainState, hypercall};
+use crate::arch::{cpu, percpu};
+use crate::vmx::vmcs;
+
+/// What happens after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Re-enter the guest.
+    Resume,
+    /// Let the scheduler pick (time slice over, yield, block).
+    Reschedule,
+    /// The domain is finished (shut down or crashed).
+    Finished,
+}
+
+/// Handles the exit the current VMCS records.
+pub fn handle(vcpu: &mut Vcpu) -> Next {
+    vcpu.exits += 1;
+    let full = vmcs::read(field::EXIT_REASON) as u32;
+    let basic = (full & 0xffff) as u16;
+    if full & (1 << 31) != 0 {
+        return crash(
+            vcpu,
+            format!(
+                "VM entry failed: {} (exit reason {full:#x})",
+                oxen_core::vmcs::reason_name(basic)
+            ),
+        );
+    }
+    match basic {
+        reason::EXTERNAL_INTERRUPT => {
+            // The interrupt is still pending at the local APIC: take it through the IDT.
+            x86_64::instructions::interrupts::enable();
+            core::hint::spin_loop();
+            x86_64::instructions::interrupts::disable();
+            Next::Reschedule
+        }
+        reason::EXCEPTION_OR_NMI => exception_or_nmi(vcpu),
+        reason::PREEMPTION_TIMER => Next::Reschedule,
+        reason::TRIPLE_FAULT => crash(vcpu, "triple fault".into()),
+        reason::CPUID => cpuid(vcpu),
+        reason::HLT => {
+            vcpu.skip_instruction();
+            vcpu.state = RunState::BlockedUntil(
+                percpu::this()
+                    .ticks
+                    .load(core::sync::atomic::Ordering::Relaxed)
+                    + 1,
+            );
+            Next::Reschedule
+        }
+        reason::INVD | reason::WBINVD => {
+            // Caches are coherent for guests; nothing to write back on their behalf.
+            vcpu.skip_instruction();
+            Next::Resume
+        }
+        reason::VMCALL => hypercall::dispatch(vcpu),
+        reason::VMCLEAR..=reason::VMXON
+        | reason::INVEPT
+        | reason::INVVPID
+        | reason::VMFUNC
+        | reason::GETSEC => {
+            // VMX is hidden from guests.
+            vcpu.inject_ud();
+            Next::Resume
+        }
+        reason::CR_ACCESS => cr_access(vcpu),
+        reason::IO_INSTRUCTION => io(vcpu),
+        reason::RDMSR => rdmsr(vcpu),
+        reason::WRMSR => wrmsr(vcpu),
+        reason::XSETBV => xsetbv(vcpu),
+        reason::EPT_VIOLATION => {
+            let q = EptViolation::decode(vmcs::read(field::EXIT_QUALIFICATION));
+            let gpa = vmcs::read(field::GUEST_PHYSICAL_ADDRESS);
+            let linear = if q.linear_valid {
+                format!(", linear {:#x}", vmcs::read(field::GUEST_LINEAR_ADDRESS))
+            } else {
+                String::new()
+            };
+            let what = if gpa < vcpu.domain.ram_size {
+                "not permitted"
+            } else {
+                "outside its memory"
+            };
+            crash(
+                vcpu,
+                format!(
+                    "EPT violation: {} at guest-physical {gpa:#x} ({what}{linear})",
+                    q.kind()
+                ),
+            )
+        }
+        reason::EPT_MISCONFIG => {
+            let gpa = vmcs::read(field::GUEST_PHYSICAL_ADDRESS);
+            crash(
+                vcpu,
+                format!("EPT misconfiguration at guest-physical {gpa:#x}"),
+            )
+        }
+        other => crash(
+            vcpu,
+            format!(
+                "unhandled exit {other} ({}), qualification {:#x}",
+                oxen_core::vmcs::reason_name(other),
+                vmcs::read(field::EXIT_QUALIFICATION)
+            ),
+        ),
+    }
+}
+
+/// Crashes the domain, logging the reason and the vCPU state.
+pub fn crash(vcpu: &Vcpu, why: String) -> Next {
+    let dump = vcpu.dump();
+    vcpu.domain.finish(DomainState::Crashed(why));
+    log::error!(
+        "domain {} ({}) vcpu{}: {dump}",
+        vcpu.domain.id,
+        vcpu.domain.name,
+        vcpu.id
+    );
+    Next::Finished
+}
+
+fn exception_or_nmi(vcpu: &mut Vcpu) -> Next {
+    let info = vmcs::read(field::EXIT_INTERRUPTION_INFO);
+    let vector = info & 0xff;
+    let kind = (info >> 8) & 7;
+    if kind == 2 && vector == 2 {
+        // An NMI for the host: the only sender is a panicking CPU.
+        if crate::panicking() {
+            cpu::halt_forever();
+        }
+        return Next::Resume;
+    }
+    crash(vcpu, format!("unexpected exception exit, vector {vector}"))
+}
+
+fn cpuid(vcpu: &mut Vcpu) -> Next {
+    let leaf = vcpu.regs.rax as u32;
+    let subleaf = vcpu.regs.rcx as u32;
+    let h = cpu::cpuid(leaf, subleaf);
+    let host = Regs {
+        eax: h.eax,
+        ebx: h.ebx,
+        ecx: h.ecx,
+        edx: h.edx,
+    };
+    let r = cpuid::guest_view(leaf, subleaf, host, vcpu.id, vcpu.domain.id);
+    vcpu.regs.rax = u64::from(r.eax);
+    vcpu.regs.rbx = u64::from(r.ebx);
+    vcpu.regs.rcx = u64::from(r.ecx);
+    vcpu.regs.rdx = u64::from(r.edx);
+    vcpu.skip_instruction();
+    Next::Resume
+}
+
+fn gpr(vcpu: &Vcpu, n: u8) -> u64 {
+    if n == 4 {
+        vmcs::read(field::GUEST_RSP)
+    } else {
+        vcpu.regs.get(n)
+    }
+}
+
+fn set_gpr(vcpu: &mut Vcpu, n: u8, value: u64) {
+    if n == 4 {
+        vmcs::write(field::GUEST_RSP, value);
+    } else {
+        vcpu.regs.set(n, value);
+    }
+}
+
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Keeps EFER.LMA and the "IA-32e mode guest" entry control in step with LME and PG.
+fn update_long_mode(cr0: u64) {
+    let efer = vmcs::read(field::GUEST_IA32_EFER);
+    let long = efer & EFER_LME != 0 && cr0 & (1 << 31) != 0;
+    let efer = if long {
+        efer | EFER_LMA
+    } else {
+        efer & !EFER_LMA
+    };
+    vmcs::write(field::GUEST_IA32_EFER, efer);
+    let entry = vmcs::read(field::ENTRY_CONTROLS);
+    let mode = u64::from(ctl::entry::IA32E_MODE_GUEST);
+    vmcs::write(
+        field::ENTRY_CONTROLS,
+        if long { entry | mode } else { entry & !mode },
+    );
+}
+
+fn cr_access(vcpu: &mut Vcpu) -> Next {
+    match CrAccess::decode(vmcs::read(field::EXIT_QUALIFICATION)) {
+        CrAccess::MovTo { cr: 0, gpr: g } => {
+            let value = gpr(vcpu, g);
+            // PG without PE, or NW without CD, raise #GP as on hardware.
+            if (value & (1 << 31) != 0 && value & 1 == 0)
+                || (value & (1 << 29) != 0 && value & (1 << 30) == 0)
+            {
+                vcpu.inject_gp();
+                return Next::Resume;
+            }
+            vmcs::write(field::CR0_READ_SHADOW, value);
+            vmcs::write(field::GUEST_CR0, value | (1 << 5));
+            update_long_mode(value);
+            let _ = CR0_HOST_OWNED;
+        }
+        CrAccess::MovTo { cr: 4, gpr: g } => {
+            let value = gpr(vcpu, g);
+            if value & CR4_HOST_OWNED != 0 {
+                // CR4.VMXE: VMX is not offered.
+                vcpu.inject_gp();
+                return Next::Resume;
+            }
+            vmcs::write(field::CR4_READ_SHADOW, value);
+            vmcs::write(field::GUEST_CR4, value | CR4_HOST_OWNED);
+        }
+        CrAccess::MovFrom { cr: 3, gpr: g } => {
+            let v = vmcs::read(field::GUEST_CR3);
+            set_gpr(vcpu, g, v);
+        }
+        CrAccess::MovTo { cr: 3, gpr: g } => {
+            let v = gpr(vcpu, g);
+            vmcs::write(field::GUEST_CR3, v);
+        }
+        CrAccess::Clts => {
+            let shadow = vmcs::read(field::CR0_READ_SHADOW) & !(1 << 3);
+            vmcs::write(field::CR0_READ_SHADOW, shadow);
+            vmcs::write(field::GUEST_CR0, vmcs::read(field::GUEST_CR0) & !(1 << 3));
+        }
+        other => {
+            return crash(
+                vcpu,
+                format!("unsupported control-register access {other:?}"),
+            );
+        }
+    }
+    vcpu.skip_instruction();
+    Next::Resume
+}
+
+/// Port policy: 0xE9 writes go to the domain's log; every other write is dropped and
+/// every other read returns all ones (no device there). String I/O is not emulated.
+fn io(vcpu: &mut Vcpu) -> Next {
+    let io = IoAccess::decode(vmcs::read(field::EXIT_QUALIFICATION));
+    if io.string {
+        return crash(
+            vcpu,
+            format!(
+                "string I/O (INS/OUTS) on port {:#x} is not emulated",
+                io.port
+            ),
+        );
+    }
+    if io.is_in {
+        let mask = match io.size {
+            1 => 0xff,
+            2 => 0xffff,
+            _ => 0xffff_ffff,
+        };
+        let rax = vcpu.regs.rax;
+        vcpu.regs.rax = if io.size == 4 {
+            mask
+        } else {
+            (rax & !mask) | mask
+        };
+    } else if io.port == 0xe9 {
+        let byte = vcpu.regs.rax as u8;
+        let d = vcpu.domain.clone();
+        d.emit(&d.e9_line, " e9", &[byte]);
+    }
+    vcpu.skip_instruction();
+    Next::Resume
+}
+
+const MSR_APIC_BASE: u32 = 0x1b;
+const MSR_MISC_ENABLE: u32 = 0x1a0;
+const MSR_SYSENTER_CS: u32 = 0x174;
+const MSR_SYSENTER_ESP: u32 = 0x175;
+const MSR_SYSENTER_EIP: u32 = 0x176;
+const MSR_PAT: u32 = 0x277;
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_SFMASK: u32 = 0xc000_0084;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+const MSR_HYPERCALL: u32 = oxen_abi::cpuid::HYPERCALL_MSR;
+
+/// MSR policy: a small set is virtualised (EFER, PAT, segment bases, SYSENTER and
+/// SYSCALL MSRs, TSC_AUX, the hypercall page, read-only APIC base and MISC_ENABLE);
+/// every other MSR raises #GP.
+fn rdmsr(vcpu: &mut Vcpu) -> Next {
+    let msr = vcpu.regs.rcx as u32;
+    let value = match msr {
+        MSR_EFER => Some(vmcs::read(field::GUEST_IA32_EFER)),
+        MSR_PAT => Some(vmcs::read(field::GUEST_IA32_PAT)),
+        MSR_FS_BASE => Some(vmcs::read(field::GUEST_FS_BASE)),
+        MSR_GS_BASE => Some(vmcs::read(field::GUEST_GS_BASE)),
+        MSR_KERNEL_GS_BASE => Some(vcpu.kernel_gs_base),
+        MSR_SYSENTER_CS => Some(vmcs::read(field::GUEST_SYSENTER_CS)),
+        MSR_SYSENTER_ESP => Some(vmcs::read(field::GUEST_SYSENTER_ESP)),
+        MSR_SYSENTER_EIP => Some(vmcs::read(field::GUEST_SYSENTER_EIP)),
+        MSR_STAR..=MSR_SFMASK => Some(vcpu.syscall_msrs[(msr - MSR_STAR) as usize]),
+        MSR_TSC_AUX => Some(vcpu.tsc_aux),
+        // xAPIC at the usual address, enabled; bit 8 (BSP) for vCPU 0.
+        MSR_APIC_BASE => Some(0xfee0_0000 | (1 << 11) | if vcpu.id == 0 { 1 << 8 } else { 0 }),
+        MSR_MISC_ENABLE => Some(1),
+        _ => None,
+    };
+    match value {
+        Some(v) => {
+            vcpu.regs.rax = v & 0xffff_ffff;
+            vcpu.regs.rdx = v >> 32;
+            vcpu.skip_instruction();
+        }
+        None => vcpu.inject_gp(),
+    }
+    Next::Resume
+}
+
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
+fn wrmsr(vcpu: &mut Vcpu) -> Next {
+    let msr = vcpu.regs.rcx as u32;
+    let value = (vcpu.regs.rdx << 32) | (vcpu.regs.rax & 0xffff_ffff);
+    let ok = match msr {
+        MSR_EFER => {
+            // SCE, LME, NXE may be set; LMA is the hardware's to decide.
+            if value & !(1 | EFER_LME | EFER_LMA | (1 << 11)) != 0 {
+                false
+            } else {
+                let lma = vmcs::read(field::GUEST_IA32_EFER) & EFER_LMA;
+                vmcs::write(field::GUEST_IA32_EFER, (value & !EFER_LMA) | lma);
+                update_long_mode(vmcs::read(field::CR0_READ_SHADOW));
+                true
+            }
+        }
+        MSR_PAT => {
+            let valid = (0..8).all(|i| matches!((value >> (i * 8)) & 0xff, 0 | 1 | 4 | 5 | 6 | 7));
+            if valid {
+                vmcs::write(field::GUEST_IA32_PAT, value);
+            }
+            valid
+        }
+        MSR_FS_BASE | MSR_GS_BASE | MSR_KERNEL_GS_BASE | MSR_SYSENTER_ESP | MSR_SYSENTER_EIP
+            if !canonical(value) =>
+        {
+            false
+        }
+        MSR_FS_BASE => {
+            vmcs::write(field::GUEST_FS_BASE, value);
+            true
+        }
+        MSR_GS_BASE => {
+            vmcs::write(field::GUEST_GS_BASE, value);
+            true
+        }
+        MSR_KERNEL_GS_BASE => {
+            vcpu.kernel_gs_base = value;
+            true
+        }
+        MSR_SYSENTER_CS => {
+            vmcs::write(field::GUEST_SYSENTER_CS, value & 0xffff_ffff);
+            true
+        }
+        MSR_SYSENTER_ESP => {
+            vmcs::write(field::GUEST_SYSENTER_ESP, value);
+            true
+        }
+        MSR_SYSENTER_EIP => {
+            vmcs::write(field::GUEST_SYSENTER_EIP, value);
+            true
+        }
+        MSR_STAR..=MSR_SFMASK => {
+            vcpu.syscall_msrs[(msr - MSR_STAR) as usize] = value;
+            true
+        }
+        MSR_TSC_AUX => {
+            vcpu.tsc_aux = value & 0xffff_ffff;
+            true
+        }
+        MSR_HYPERCALL => hypercall::install_page(vcpu, value),
+        // Writes to the APIC base and MISC_ENABLE are ignored.
+        MSR_APIC_BASE | MSR_MISC_ENABLE => true,
+        _ => false,
+    };
+    if ok {
+        vcpu.skip_instruction();
+    } else {
+        vcpu.inject_gp();
+    }
+    Next::Resume
+}
+
+/// XSETBV: validated against what the host supports, then loaded for the guest (the
+/// hypervisor itself uses no extended state).
+fn xsetbv(vcpu: &mut Vcpu) -> Next {
+    let index = vcpu.regs.rcx as u32;
+    let value = (vcpu.regs.rdx << 32) | (vcpu.regs.rax & 0xffff_ffff);
+    let leaf = cpu::cpuid(0xd, 0);
+    let supported = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
+    let ok = index == 0
+        && value & 1 != 0
+        && value & !supported == 0
+        && (value & 4 == 0 || value & 2 != 0)
+        && vmcs::read(field::CR4_READ_SHADOW) & (1 << 18) != 0;
+    if !ok {
+        vcpu.inject_gp();
+        return Next::Resume;
+    }
+    vcpu.xcr0 = value;
+    set_xcr0(value);
+    vcpu.skip_instruction();
+    Next::Resume
+}
+
+/// Loads XCR0 on this CPU (no-op without XSAVE support).
+pub fn set_xcr0(value: u64) {
+    if !cpu::has_leaf1_ecx(26) {
+        return;
+    }
+    // SAFETY: the host enabled CR4.OSXSAVE at boot (see `enable_xsave`) and `value` was
+    // validated against CPUID leaf 0xD; the hypervisor keeps no extended state of its own.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    };
+}

@@ -1,0 +1,228 @@
+//! Hypercalls, with Xen's numbering and register ABI: RAX = number; arguments in RDI,
+//! RSI, RDX, R10, R8 (64-bit guests) or EBX, ECX, EDX, ESI, EDI (32-bit); result in RAX,
+//! a negative errno on failure. Pointers are guest-virtual and are translated through
+//! the guest's page tables; every one is an allegation checked before use.
+
+use alloc::vec;
+
+use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
+use oxen_abi::{console_io, hypercall as nr, sched_op, xen_version};
+use oxen_core::guest_walk::{self, GuestMemory};
+use oxen_core::vmcs::field;
+
+use super::exits::Next;
+use super::vcpu::{RunState, Vcpu};
+use super::{Domain, DomainState};
+use crate::arch::percpu;
+use crate::vmx::vmcs;
+
+/// Most bytes one `console_io` write takes (the rest is left to the caller's loop, as
+/// Xen does with its preemption).
+const CONSOLE_CHUNK: u64 = 4096;
+
+/// Guest memory as the page-table walker sees it.
+struct Ram<'a>(&'a Domain);
+
+impl GuestMemory for Ram<'_> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        match self.0.ram_mut(gpa, buf.len() as u64) {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
+        match self.0.ram_mut(gpa, data.len() as u64) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn copy_from_guest(vcpu: &Vcpu, gva: u64, buf: &mut [u8]) -> Result<(), i64> {
+    guest_walk::copy_from_guest(&Ram(&vcpu.domain), &vcpu.paging(), gva, buf).map_err(|_| -EFAULT)
+}
+
+fn copy_to_guest(vcpu: &Vcpu, gva: u64, data: &[u8]) -> Result<(), i64> {
+    guest_walk::copy_to_guest(&mut Ram(&vcpu.domain), &vcpu.paging(), gva, data)
+        .map_err(|_| -EFAULT)
+}
+
+/// Handles a VMCALL.
+pub fn dispatch(vcpu: &mut Vcpu) -> Next {
+    vcpu.hypercalls += 1;
+    vcpu.skip_instruction();
+    let r = &vcpu.regs;
+    let args = if vcpu.long_mode() {
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
+    } else {
+        [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi].map(|v| v & 0xffff_ffff)
+    };
+    let number = r.rax;
+    if vcpu.cpl() != 0 {
+        vcpu.regs.rax = (-EPERM) as u64;
+        return Next::Resume;
+    }
+    let (result, next) = match u32::try_from(number) {
+        Ok(nr::CONSOLE_IO) => (console(vcpu, args), Next::Resume),
+        Ok(nr::XEN_VERSION) => (version(vcpu, args), Next::Resume),
+        Ok(nr::SCHED_OP) => sched(vcpu, args),
+        _ => (-ENOSYS, Next::Resume),
+    };
+    vcpu.regs.rax = result as u64;
+    next
+}
+
+fn console(vcpu: &mut Vcpu, [op, len, ptr, ..]: [u64; 5]) -> i64 {
+    match u32::try_from(op) {
+        Ok(console_io::WRITE) => {
+            let len = len.min(CONSOLE_CHUNK);
+            let mut buf = vec![0u8; len as usize];
+            if let Err(e) = copy_from_guest(vcpu, ptr, &mut buf) {
+                return e;
+            }
+            let d = vcpu.domain.clone();
+            d.emit(&d.console_line, "", &buf);
+            len as i64
+        }
+        // No console input yet: nothing to read.
+        Ok(console_io::READ) => 0,
+        _ => -EINVAL,
+    }
+}
+
+fn write_string(vcpu: &Vcpu, gva: u64, text: &[u8], size: usize) -> i64 {
+    let mut buf = vec![0u8; size];
+    let n = text.len().min(size - 1);
+    buf[..n].copy_from_slice(&text[..n]);
+    match copy_to_guest(vcpu, gva, &buf) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+fn version(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> i64 {
+    use oxen_core::cpuid::{XEN_MAJOR, XEN_MINOR};
+    match u32::try_from(cmd) {
+        Ok(xen_version::VERSION) => i64::from((XEN_MAJOR << 16) | XEN_MINOR),
+        Ok(xen_version::EXTRAVERSION) => {
+            write_string(vcpu, arg, b"-oxen", xen_version::EXTRAVERSION_LEN)
+        }
+        Ok(xen_version::CAPABILITIES) => write_string(
+            vcpu,
+            arg,
+            b"hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p",
+            xen_version::CAPABILITIES_LEN,
+        ),
+        Ok(xen_version::CHANGESET) => {
+            write_string(vcpu, arg, env!("CARGO_PKG_VERSION").as_bytes(), 64)
+        }
+        Ok(xen_version::COMPILE_INFO) => {
+            // compiler[64], compile_by[16], compile_domain[32], compile_date[32].
+            let mut info = [0u8; 144];
+            let put = |buf: &mut [u8], at: usize, size: usize, s: &[u8]| {
+                let n = s.len().min(size - 1);
+                buf[at..at + n].copy_from_slice(&s[..n]);
+            };
+            put(&mut info, 0, 64, b"rustc (nightly)");
+            put(&mut info, 64, 16, b"oxen");
+            put(&mut info, 80, 32, b"oxen.invalid");
+            put(&mut info, 112, 32, b"unknown");
+            match copy_to_guest(vcpu, arg, &info) {
+                Ok(()) => 0,
+                Err(e) => e,
+            }
+        }
+        Ok(xen_version::PLATFORM_PARAMETERS) => match copy_to_guest(vcpu, arg, &0u64.to_le_bytes())
+        {
+            Ok(()) => 0,
+            Err(e) => e,
+        },
+        Ok(xen_version::GET_FEATURES) => {
+            let mut info = [0u8; 8];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut info[..4]) {
+                return e;
+            }
+            let index = u32::from_le_bytes(info[..4].try_into().expect("4 bytes"));
+            // Submap 0: XENFEAT_auto_translated_physmap (2).
+            let map: u32 = if index == 0 { 1 << 2 } else { 0 };
+            info[4..].copy_from_slice(&map.to_le_bytes());
+            match copy_to_guest(vcpu, arg, &info) {
+                Ok(()) => 0,
+                Err(e) => e,
+            }
+        }
+        Ok(xen_version::PAGESIZE) => 4096,
+        _ => -EINVAL,
+    }
+}
+
+fn sched(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> (i64, Next) {
+    match u32::try_from(cmd) {
+        Ok(sched_op::YIELD) => (0, Next::Reschedule),
+        Ok(sched_op::BLOCK) => {
+            // No event channels yet: block until the next tick.
+            vcpu.state = RunState::BlockedUntil(
+                percpu::this()
+                    .ticks
+                    .load(core::sync::atomic::Ordering::Relaxed)
+                    + 1,
+            );
+            (0, Next::Reschedule)
+        }
+        Ok(sched_op::SHUTDOWN) => {
+            let mut raw = [0u8; 4];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let reason = match u32::from_le_bytes(raw) {
+                sched_op::SHUTDOWN_POWEROFF => "poweroff",
+                sched_op::SHUTDOWN_REBOOT => "reboot",
+                sched_op::SHUTDOWN_SUSPEND => "suspend",
+                sched_op::SHUTDOWN_CRASH => {
+                    vcpu.domain.finish(DomainState::Crashed(
+                        "the guest reported a crash (SHUTDOWN_crash)".into(),
+                    ));
+                    return (0, Next::Finished);
+                }
+                sched_op::SHUTDOWN_WATCHDOG => "watchdog",
+                _ => return (-EINVAL, Next::Resume),
+            };
+            vcpu.domain.finish(DomainState::Shutdown(reason));
+            (0, Next::Finished)
+        }
+        _ => (-EINVAL, Next::Resume),
+    }
+}
+
+/// The guest wrote the hypercall-page MSR: fill that page with 32-byte stubs
+/// (`mov eax, N; vmcall; ret`), the IRET slot with `ud2`. False means #GP.
+pub fn install_page(vcpu: &mut Vcpu, value: u64) -> bool {
+    // The low 12 bits select a page of the hypercall area; there is one page.
+    if value & 0xfff != 0 {
+        return false;
+    }
+    let Some(page) = vcpu.domain.ram_mut(value, 4096) else {
+        return false;
+    };
+    page.fill(0xcc);
+    for (i, stub) in page.chunks_exact_mut(32).enumerate() {
+        if i == nr::IRET as usize {
+            stub[..2].copy_from_slice(&[0x0f, 0x0b]);
+            continue;
+        }
+        stub[0] = 0xb8;
+        stub[1..5].copy_from_slice(&(i as u32).to_le_bytes());
+        stub[5..8].copy_from_slice(&[0x0f, 0x01, 0xc1]);
+        stub[8] = 0xc3;
+    }
+    log::debug!("domain {}: hypercall page at {value:#x}", vcpu.domain.id);
+    let _ = vmcs::read(field::GUEST_RIP);
+    true
+}

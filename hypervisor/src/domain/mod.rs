@@ -1,0 +1,268 @@
+//! Domains and their vCPUs: memory, EPT, the PVH boot, lifecycle.
+//!
+//! A domain owns one contiguous run of host frames as its RAM (guest-physical 0 up),
+//! mapped by its own EPT, and its vCPUs. Everything a guest hands the hypervisor is
+//! checked against that RAM before use.
+
+pub mod exits;
+pub mod hypercall;
+pub mod run;
+pub mod vcpu;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use oxen_core::config::DomainConfig;
+use oxen_core::ept::{self, Ept, FrameSource};
+use oxen_core::frames::FRAME_SIZE;
+use spin::Mutex;
+
+use crate::arch::paging;
+use crate::mm::frames;
+
+/// Where the hypervisor puts `hvm_start_info` and what follows it in guest memory.
+const START_INFO_GPA: u64 = 0x6000;
+/// The guest's RAM starts 2 MiB-aligned in host memory so the EPT can use 2 MiB pages.
+const RAM_ALIGN: u64 = 2 << 20;
+
+/// How a domain ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainState {
+    Running,
+    /// `sched_op(shutdown)` with this reason.
+    Shutdown(&'static str),
+    /// Crashed by the hypervisor (or at its own request) for this reason.
+    Crashed(String),
+}
+
+impl DomainState {
+    pub fn is_done(&self) -> bool {
+        !matches!(self, DomainState::Running)
+    }
+}
+
+impl fmt::Display for DomainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainState::Running => write!(f, "running"),
+            DomainState::Shutdown(reason) => write!(f, "shut down ({reason})"),
+            DomainState::Crashed(why) => write!(f, "crashed: {why}"),
+        }
+    }
+}
+
+/// One domain.
+pub struct Domain {
+    pub id: u32,
+    pub name: String,
+    /// Host-physical base of the domain's RAM.
+    ram_hpa: u64,
+    /// Bytes of RAM, guest-physical 0..ram_size.
+    pub ram_size: u64,
+    pub ept: Ept,
+    pub state: Mutex<DomainState>,
+    /// Partial output lines: `console_io` and port 0xE9.
+    pub console_line: Mutex<String>,
+    pub e9_line: Mutex<String>,
+}
+
+/// Frames for EPT tables, from the global allocator (zeroed).
+pub struct HostFrames;
+
+impl FrameSource for HostFrames {
+    fn alloc_table(&mut self) -> Option<u64> {
+        frames::alloc_zeroed(1).ok()
+    }
+
+    fn table(&mut self, hpa: u64) -> &mut [u64; 512] {
+        let ptr = paging::phys_to_virt(hpa).as_mut_ptr::<[u64; 512]>();
+        // SAFETY: `hpa` is an EPT table frame handed out by `alloc_table` and owned by
+        // exactly one EPT; the physical-memory window maps it; the EPT builder is the
+        // only code that touches it and holds the unique reference while it does.
+        unsafe { &mut *ptr }
+    }
+}
+
+/// Why a domain could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    Memory(oxen_core::frames::FrameError),
+    Ept(ept::EptError),
+    Elf(oxen_core::elf::ElfError),
+    NoPvhEntry,
+    SegmentOutsideRam { paddr: u64, size: u64 },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(e) => write!(f, "{e}"),
+            Self::Ept(e) => write!(f, "EPT: {e:?}"),
+            Self::Elf(e) => write!(f, "kernel image: {e:?}"),
+            Self::NoPvhEntry => write!(
+                f,
+                "kernel image has no XEN_ELFNOTE_PHYS32_ENTRY note (not a PVH kernel)"
+            ),
+            Self::SegmentOutsideRam { paddr, size } => {
+                write!(
+                    f,
+                    "kernel segment at {paddr:#x} (+{size:#x}) lies outside the domain's RAM"
+                )
+            }
+        }
+    }
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+impl Domain {
+    /// Builds a domain from its configuration and kernel image: RAM, EPT, the PVH
+    /// image and `hvm_start_info`. Returns the domain and the vCPU's entry state.
+    pub fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<(Arc<Domain>, u32, u64), BuildError> {
+        let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
+        let entry = image.phys32_entry.ok_or(BuildError::NoPvhEntry)?;
+        let ram_size = cfg.memory_mib << 20;
+        let ram_hpa = frames::alloc_run(ram_size / FRAME_SIZE, RAM_ALIGN, u64::MAX)
+            .map_err(BuildError::Memory)?;
+        // SAFETY: the run was just allocated to this domain and is mapped by the window.
+        unsafe {
+            core::ptr::write_bytes(
+                paging::phys_to_virt(ram_hpa).as_mut_ptr::<u8>(),
+                0,
+                ram_size as usize,
+            )
+        };
+        let mut src = HostFrames;
+        let mut ept = match Ept::new(&mut src) {
+            Ok(e) => e,
+            Err(e) => {
+                free_ram(ram_hpa, ram_size);
+                return Err(BuildError::Ept(e));
+            }
+        };
+        if let Err(e) = ept.map(&mut src, 0, ram_hpa, ram_size, ept::Perm::RWX) {
+            free_ram(ram_hpa, ram_size);
+            return Err(BuildError::Ept(e));
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let domain = Domain {
+            id,
+            name: cfg.name.clone(),
+            ram_hpa,
+            ram_size,
+            ept,
+            state: Mutex::new(DomainState::Running),
+            console_line: Mutex::new(String::new()),
+            e9_line: Mutex::new(String::new()),
+        };
+        for seg in &image.segments {
+            let fits = seg
+                .paddr
+                .checked_add(seg.mem_size)
+                .is_some_and(|end| end <= ram_size);
+            if !fits {
+                domain.release();
+                return Err(BuildError::SegmentOutsideRam {
+                    paddr: seg.paddr,
+                    size: seg.mem_size,
+                });
+            }
+            domain
+                .ram_mut(seg.paddr, seg.data.len() as u64)
+                .expect("checked above")
+                .copy_from_slice(seg.data);
+        }
+        let memmap = oxen_core::pvh::memmap_for(ram_size, &[]);
+        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[]);
+        match domain.ram_mut(START_INFO_GPA, info.len() as u64) {
+            Some(dst) => dst.copy_from_slice(&info),
+            None => {
+                domain.release();
+                return Err(BuildError::SegmentOutsideRam {
+                    paddr: START_INFO_GPA,
+                    size: info.len() as u64,
+                });
+            }
+        }
+        Ok((Arc::new(domain), entry, START_INFO_GPA))
+    }
+
+    /// The domain's RAM at `gpa..gpa+len`, if it lies wholly inside.
+    pub fn ram_mut(&self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+        let end = gpa.checked_add(len)?;
+        if end > self.ram_size {
+            return None;
+        }
+        let ptr = paging::phys_to_virt(self.ram_hpa + gpa).as_mut_ptr::<u8>();
+        // SAFETY: the range lies inside the domain's RAM (checked), which the window maps
+        // and which only this domain's vCPU (now exiting to us) and we touch. Guest
+        // memory is plain bytes: any value is valid.
+        Some(unsafe { core::slice::from_raw_parts_mut(ptr, len as usize) })
+    }
+
+    /// Whether the domain is still running.
+    pub fn running(&self) -> bool {
+        !self.state.lock().is_done()
+    }
+
+    /// Ends the domain (first reason wins) and logs it.
+    pub fn finish(&self, state: DomainState) {
+        let mut s = self.state.lock();
+        if s.is_done() {
+            return;
+        }
+        match &state {
+            DomainState::Crashed(why) => {
+                log::error!("domain {} ({}) crashed: {why}", self.id, self.name)
+            }
+            other => log::info!("domain {} ({}) {other}", self.id, self.name),
+        }
+        *s = state;
+    }
+
+    /// Returns the domain's RAM and EPT tables to the frame allocator.
+    pub fn release(&self) {
+        let mut src = HostFrames;
+        for table in self.ept.tables(&mut src) {
+            let _ = frames::free_run(table, 1);
+        }
+        free_ram(self.ram_hpa, self.ram_size);
+    }
+
+    /// Appends guest output to a line buffer and logs every complete line.
+    pub fn emit(&self, buffer: &Mutex<String>, source: &str, bytes: &[u8]) {
+        let mut line = buffer.lock();
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    log::info!("[d{} {}{source}] {}", self.id, self.name, line.as_str());
+                    line.clear();
+                }
+                b'\r' => {}
+                b if b.is_ascii_graphic() || b == b' ' || b == b'\t' => line.push(b as char),
+                _ => line.push('?'),
+            }
+            if line.len() >= 256 {
+                log::info!("[d{} {}{source}] {}", self.id, self.name, line.as_str());
+                line.clear();
+            }
+        }
+    }
+}
+
+fn free_ram(hpa: u64, size: u64) {
+    if let Err(e) = frames::free_run(hpa, size / FRAME_SIZE) {
+        log::error!("domain memory: {e}");
+    }
+}
+
+/// Every domain ever built (the finished ones stay, for the final report).
+pub static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
+
+/// Whether every domain has finished.
+pub fn all_done() -> bool {
+    DOMAINS.lock().iter().all(|d| !d.running())
+}

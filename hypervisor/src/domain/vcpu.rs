@@ -1,0 +1,371 @@
+//! A virtual CPU: its VMCS, registers and the state oxen keeps beside them.
+
+use alloc::sync::Arc;
+use core::arch::asm;
+
+use oxen_core::vmcs::field;
+use oxen_core::vmx::{VmcsControls, ctl};
+use spin::Once;
+
+use super::Domain;
+use crate::arch::{cpu, paging, percpu};
+use crate::mm::frames;
+use crate::vmx::entry::GuestRegs;
+use crate::vmx::vmcs;
+
+/// CR0 bits the host owns: PG (to track long mode) and NE (forced on by VMX).
+pub const CR0_HOST_OWNED: u64 = (1 << 31) | (1 << 5);
+/// CR4 bits the host owns: VMXE (forced on by VMX, hidden from the guest).
+pub const CR4_HOST_OWNED: u64 = 1 << 13;
+
+/// MSR and I/O bitmaps shared by every vCPU: all ones, so every MSR access and every
+/// port access exits and meets oxen's policy.
+struct Bitmaps {
+    msr: u64,
+    io_a: u64,
+    io_b: u64,
+}
+
+static BITMAPS: Once<Bitmaps> = Once::new();
+
+fn bitmaps() -> &'static Bitmaps {
+    BITMAPS.call_once(|| {
+        let page = || {
+            let phys = frames::alloc_zeroed(1).expect("memory for VMX bitmaps");
+            // SAFETY: the frame was just allocated to us and the window maps it.
+            unsafe {
+                core::ptr::write_bytes(paging::phys_to_virt(phys).as_mut_ptr::<u8>(), 0xff, 4096)
+            };
+            phys
+        };
+        Bitmaps {
+            msr: page(),
+            io_a: page(),
+            io_b: page(),
+        }
+    })
+}
+
+/// What a vCPU is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Runnable,
+    /// Halted or blocked until this CPU's tick count reaches the value.
+    BlockedUntil(u64),
+}
+
+/// One virtual CPU.
+pub struct Vcpu {
+    pub domain: Arc<Domain>,
+    pub id: u32,
+    /// Physical address of the VMCS.
+    pub vmcs: u64,
+    pub launched: bool,
+    pub regs: GuestRegs,
+    pub state: RunState,
+    /// Guest XCR0 (loaded into the CPU while the guest runs).
+    pub xcr0: u64,
+    /// MSRs oxen keeps for the guest without giving them to the hardware.
+    pub tsc_aux: u64,
+    pub kernel_gs_base: u64,
+    pub syscall_msrs: [u64; 4],
+    /// Exits and hypercalls handled, for the final report.
+    pub exits: u64,
+    pub hypercalls: u64,
+}
+
+impl Vcpu {
+    /// Creates vCPU `id` of `domain` on this CPU, ready to enter 32-bit protected mode at
+    /// `entry` with EBX = `ebx` (the PVH boot state).
+    pub fn new(
+        domain: Arc<Domain>,
+        id: u32,
+        entry: u32,
+        ebx: u64,
+        controls: &VmcsControls,
+        revision: u32,
+    ) -> Self {
+        let vmcs_phys = frames::alloc_zeroed(1).expect("memory for a VMCS");
+        // SAFETY: the frame is ours; the first word of a VMCS is its revision id.
+        unsafe {
+            paging::phys_to_virt(vmcs_phys)
+                .as_mut_ptr::<u32>()
+                .write_volatile(revision)
+        };
+        vmcs::clear(vmcs_phys);
+        vmcs::load(vmcs_phys);
+        let vcpu = Vcpu {
+            domain,
+            id,
+            vmcs: vmcs_phys,
+            launched: false,
+            regs: GuestRegs {
+                rbx: ebx,
+                ..GuestRegs::default()
+            },
+            state: RunState::Runnable,
+            xcr0: 1,
+            tsc_aux: 0,
+            kernel_gs_base: 0,
+            syscall_msrs: [0; 4],
+            exits: 0,
+            hypercalls: 0,
+        };
+        vcpu.write_controls(controls);
+        write_host_state();
+        vcpu.write_pvh_guest_state(entry);
+        vcpu
+    }
+
+    fn write_controls(&self, c: &VmcsControls) {
+        let b = bitmaps();
+        vmcs::write(field::PIN_BASED_CONTROLS, u64::from(c.pin));
+        vmcs::write(field::PROC_BASED_CONTROLS, u64::from(c.proc));
+        vmcs::write(field::PROC_BASED_CONTROLS2, u64::from(c.proc2));
+        vmcs::write(field::EXIT_CONTROLS, u64::from(c.exit));
+        vmcs::write(
+            field::ENTRY_CONTROLS,
+            u64::from(c.entry & !ctl::entry::IA32E_MODE_GUEST),
+        );
+        vmcs::write(field::EXCEPTION_BITMAP, 0);
+        vmcs::write(field::CR3_TARGET_COUNT, 0);
+        vmcs::write(field::EXIT_MSR_STORE_COUNT, 0);
+        vmcs::write(field::EXIT_MSR_LOAD_COUNT, 0);
+        vmcs::write(field::ENTRY_MSR_LOAD_COUNT, 0);
+        vmcs::write(field::ENTRY_INTERRUPTION_INFO, 0);
+        vmcs::write(field::MSR_BITMAP, b.msr);
+        vmcs::write(field::IO_BITMAP_A, b.io_a);
+        vmcs::write(field::IO_BITMAP_B, b.io_b);
+        vmcs::write(field::EPT_POINTER, self.domain.ept.eptp());
+        if c.proc2 & ctl::proc2::ENABLE_VPID != 0 {
+            // VPID 0 is the host's; give each vCPU of each domain its own tag.
+            vmcs::write(
+                field::VPID,
+                u64::from((self.domain.id * 64 + self.id + 1) & 0xffff),
+            );
+        }
+        vmcs::write(field::CR0_GUEST_HOST_MASK, CR0_HOST_OWNED);
+        vmcs::write(field::CR4_GUEST_HOST_MASK, CR4_HOST_OWNED);
+    }
+
+    /// 32-bit flat protected mode, paging off, as Xen starts a PVH guest.
+    fn write_pvh_guest_state(&self, entry: u32) {
+        use field::*;
+        let cr0 = 0x11; // PE | ET
+        vmcs::write(CR0_READ_SHADOW, cr0);
+        vmcs::write(GUEST_CR0, cr0 | (1 << 5));
+        vmcs::write(CR4_READ_SHADOW, 0);
+        vmcs::write(GUEST_CR4, CR4_HOST_OWNED);
+        vmcs::write(GUEST_CR3, 0);
+        let segments = [
+            (
+                GUEST_CS_SELECTOR,
+                GUEST_CS_BASE,
+                GUEST_CS_LIMIT,
+                GUEST_CS_ACCESS_RIGHTS,
+                0x08,
+                0xc09b,
+            ),
+            (
+                GUEST_SS_SELECTOR,
+                GUEST_SS_BASE,
+                GUEST_SS_LIMIT,
+                GUEST_SS_ACCESS_RIGHTS,
+                0x10,
+                0xc093,
+            ),
+            (
+                GUEST_DS_SELECTOR,
+                GUEST_DS_BASE,
+                GUEST_DS_LIMIT,
+                GUEST_DS_ACCESS_RIGHTS,
+                0x10,
+                0xc093,
+            ),
+            (
+                GUEST_ES_SELECTOR,
+                GUEST_ES_BASE,
+                GUEST_ES_LIMIT,
+                GUEST_ES_ACCESS_RIGHTS,
+                0x10,
+                0xc093,
+            ),
+            (
+                GUEST_FS_SELECTOR,
+                GUEST_FS_BASE,
+                GUEST_FS_LIMIT,
+                GUEST_FS_ACCESS_RIGHTS,
+                0x10,
+                0xc093,
+            ),
+            (
+                GUEST_GS_SELECTOR,
+                GUEST_GS_BASE,
+                GUEST_GS_LIMIT,
+                GUEST_GS_ACCESS_RIGHTS,
+                0x10,
+                0xc093,
+            ),
+        ];
+        for (sel, base, limit, ar, s, a) in segments {
+            vmcs::write(sel, s);
+            vmcs::write(base, 0);
+            vmcs::write(limit, 0xffff_ffff);
+            vmcs::write(ar, a);
+        }
+        vmcs::write(GUEST_TR_SELECTOR, 0x18);
+        vmcs::write(GUEST_TR_BASE, 0);
+        vmcs::write(GUEST_TR_LIMIT, 0x67);
+        vmcs::write(GUEST_TR_ACCESS_RIGHTS, 0x8b);
+        vmcs::write(GUEST_LDTR_SELECTOR, 0);
+        vmcs::write(GUEST_LDTR_BASE, 0);
+        vmcs::write(GUEST_LDTR_LIMIT, 0);
+        vmcs::write(GUEST_LDTR_ACCESS_RIGHTS, 1 << 16); // unusable
+        vmcs::write(GUEST_GDTR_BASE, 0);
+        vmcs::write(GUEST_GDTR_LIMIT, 0);
+        vmcs::write(GUEST_IDTR_BASE, 0);
+        vmcs::write(GUEST_IDTR_LIMIT, 0);
+        vmcs::write(GUEST_DR7, 0x400);
+        vmcs::write(GUEST_RSP, 0);
+        vmcs::write(GUEST_RIP, u64::from(entry));
+        vmcs::write(GUEST_RFLAGS, 0x2);
+        vmcs::write(GUEST_PENDING_DEBUG, 0);
+        vmcs::write(GUEST_SYSENTER_CS, 0);
+        vmcs::write(GUEST_SYSENTER_ESP, 0);
+        vmcs::write(GUEST_SYSENTER_EIP, 0);
+        vmcs::write(GUEST_IA32_DEBUGCTL, 0);
+        vmcs::write(GUEST_IA32_PAT, 0x0007_0406_0007_0406);
+        vmcs::write(GUEST_IA32_EFER, 0);
+        vmcs::write(GUEST_INTERRUPTIBILITY, 0);
+        vmcs::write(GUEST_ACTIVITY_STATE, 0);
+        vmcs::write(VMCS_LINK_POINTER, u64::MAX);
+    }
+
+    /// Advances the guest RIP past the instruction that exited.
+    pub fn skip_instruction(&self) {
+        let len = vmcs::read(field::EXIT_INSTRUCTION_LENGTH);
+        vmcs::write(
+            field::GUEST_RIP,
+            vmcs::read(field::GUEST_RIP).wrapping_add(len),
+        );
+    }
+
+    /// Raises #GP(0) in the guest on the next entry (the instruction is not skipped).
+    pub fn inject_gp(&self) {
+        vmcs::write(
+            field::ENTRY_INTERRUPTION_INFO,
+            u64::from(oxen_core::vmcs::inject::GP),
+        );
+        vmcs::write(field::ENTRY_EXCEPTION_ERROR_CODE, 0);
+    }
+
+    /// Raises #UD in the guest on the next entry.
+    pub fn inject_ud(&self) {
+        vmcs::write(
+            field::ENTRY_INTERRUPTION_INFO,
+            u64::from(oxen_core::vmcs::inject::UD),
+        );
+    }
+
+    /// The guest's paging registers, for walking its page tables.
+    pub fn paging(&self) -> oxen_core::guest_walk::Paging {
+        oxen_core::guest_walk::Paging {
+            cr0: vmcs::read(field::GUEST_CR0),
+            cr3: vmcs::read(field::GUEST_CR3),
+            cr4: vmcs::read(field::GUEST_CR4),
+            efer: vmcs::read(field::GUEST_IA32_EFER),
+        }
+    }
+
+    /// The guest's current privilege level (the DPL of SS).
+    pub fn cpl(&self) -> u8 {
+        ((vmcs::read(field::GUEST_SS_ACCESS_RIGHTS) >> 5) & 3) as u8
+    }
+
+    /// Whether the guest runs in 64-bit mode (EFER.LMA and CS.L).
+    pub fn long_mode(&self) -> bool {
+        vmcs::read(field::GUEST_IA32_EFER) & (1 << 10) != 0
+            && vmcs::read(field::GUEST_CS_ACCESS_RIGHTS) & (1 << 13) != 0
+    }
+
+    /// Frees the VMCS (the domain's memory is released separately).
+    pub fn release(&self) {
+        vmcs::clear(self.vmcs);
+        let _ = frames::free_run(self.vmcs, 1);
+    }
+
+    /// One line with the state of the guest, for crash reports.
+    pub fn dump(&self) -> alloc::string::String {
+        use field::*;
+        alloc::format!(
+            "RIP {:#x} RSP {:#x} RFLAGS {:#x} CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x} CS.ar {:#x} RAX {:#x} RBX {:#x} RCX {:#x} RDX {:#x}",
+            vmcs::read(GUEST_RIP),
+            vmcs::read(GUEST_RSP),
+            vmcs::read(GUEST_RFLAGS),
+            vmcs::read(GUEST_CR0),
+            vmcs::read(GUEST_CR3),
+            vmcs::read(GUEST_CR4),
+            vmcs::read(GUEST_IA32_EFER),
+            vmcs::read(GUEST_CS_ACCESS_RIGHTS),
+            self.regs.rax,
+            self.regs.rbx,
+            self.regs.rcx,
+            self.regs.rdx,
+        )
+    }
+}
+
+/// Host state for the current VMCS, from this CPU's live registers and tables.
+pub fn write_host_state() {
+    use field::*;
+    let (cr0, cr3, cr4): (u64, u64, u64);
+    // SAFETY: reading control registers has no side effects.
+    unsafe {
+        asm!("mov {}, cr0", "mov {}, cr3", "mov {}, cr4", out(reg) cr0, out(reg) cr3, out(reg) cr4, options(nomem, nostack))
+    };
+    vmcs::write(HOST_CR0, cr0);
+    vmcs::write(HOST_CR3, cr3);
+    vmcs::write(HOST_CR4, cr4);
+    let gdt = x86_64::instructions::tables::sgdt();
+    let idt = x86_64::instructions::tables::sidt();
+    vmcs::write(HOST_GDTR_BASE, gdt.base.as_u64());
+    vmcs::write(HOST_IDTR_BASE, idt.base.as_u64());
+    let sel = |s: x86_64::structures::gdt::SegmentSelector| u64::from(s.0 & !7);
+    use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+    vmcs::write(HOST_CS_SELECTOR, sel(CS::get_reg()));
+    vmcs::write(HOST_SS_SELECTOR, sel(SS::get_reg()));
+    vmcs::write(HOST_DS_SELECTOR, sel(DS::get_reg()));
+    vmcs::write(HOST_ES_SELECTOR, sel(ES::get_reg()));
+    vmcs::write(HOST_FS_SELECTOR, 0);
+    vmcs::write(HOST_GS_SELECTOR, 0);
+    let tr: u16;
+    // SAFETY: STR only reads the task register.
+    unsafe { asm!("str {:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+    vmcs::write(HOST_TR_SELECTOR, u64::from(tr & !7));
+    vmcs::write(HOST_TR_BASE, tss_base(gdt.base.as_u64(), tr));
+    vmcs::write(HOST_FS_BASE, 0);
+    // SAFETY: IA32_GS_BASE exists; it holds this CPU's per-CPU pointer.
+    vmcs::write(HOST_GS_BASE, unsafe { cpu::rdmsr(0xc000_0101) });
+    vmcs::write(HOST_SYSENTER_CS, 0);
+    vmcs::write(HOST_SYSENTER_ESP, 0);
+    vmcs::write(HOST_SYSENTER_EIP, 0);
+    // SAFETY: IA32_PAT and IA32_EFER exist on every x86_64 CPU.
+    unsafe {
+        vmcs::write(HOST_IA32_PAT, cpu::rdmsr(0x277));
+        vmcs::write(HOST_IA32_EFER, cpu::rdmsr(0xc000_0080));
+    }
+    let _ = percpu::index();
+}
+
+/// The base address in the 16-byte TSS descriptor at `selector` of the GDT at `gdt`.
+fn tss_base(gdt: u64, selector: u16) -> u64 {
+    let at = gdt + u64::from(selector & !7);
+    // SAFETY: the GDT is this CPU's live GDT and TR names a TSS descriptor in it.
+    let (lo, hi) = unsafe {
+        (
+            core::ptr::read_volatile(at as *const u64),
+            core::ptr::read_volatile((at + 8) as *const u64),
+        )
+    };
+    ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | ((hi & 0xffff_ffff) << 32)
+}
