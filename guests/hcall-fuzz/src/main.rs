@@ -2,12 +2,15 @@
 //! random, hostile and plausible arguments, and survives.
 //!
 //! Calls that would legitimately stop or corrupt the guest are steered away (see
-//! [`sanitize`]): `sched_op`/`sched_op_compat` block, shutdown, poll, remote_shutdown and
-//! watchdog; `vcpu_op` on ourselves that takes the vCPU down, re-initialises it, sends it
-//! an NMI or registers areas the hypervisor writes later; `memory_op` sub-ops that change
-//! our physmap; `multicall` only ever gets a prepared list. Any argument (or any word in
-//! the scratch buffers) that points into our own image is redirected to scratch memory,
-//! which lives in free RAM above the image.
+//! [`sanitize`]): `sched_op`/`sched_op_compat` block, shutdown, poll, remote_shutdown,
+//! shutdown_code (it would change the reason of our final poweroff) and watchdog;
+//! `vcpu_op` on ourselves that takes the vCPU down, re-initialises it, sends it an NMI or
+//! registers areas the hypervisor writes later; `memory_op` sub-ops that change our
+//! physmap; `hvm_op` set_mem_type and altp2m; `multicall` only ever gets a prepared list;
+//! `console_io` writes from our own RAM are capped at 127 bytes (no megabytes of junk on
+//! the console). Any argument (or any word in the scratch buffers) that points into our
+//! own image, as an address or as a frame number, is redirected to scratch memory, which
+//! lives in free RAM above the image. Needs about 8.5 MiB of RAM.
 //!
 //! Command line: `rounds=N` (default 30).
 #![no_std]
@@ -49,6 +52,7 @@ struct Fuzz {
     rng: Rng,
     image: (u64, u64),
     scratch: u64,
+    ram_end: u64,
 }
 
 const HOSTILE: [u64; 16] = [
@@ -93,12 +97,16 @@ impl Fuzz {
         }
     }
 
-    /// Redirects anything pointing into our image (as a 64- or 32-bit value) to scratch.
+    /// Redirects anything pointing into our image (as a 64- or 32-bit address, or as a
+    /// frame number) to scratch.
     fn safe(&self, v: u64) -> u64 {
         let (lo, hi) = self.image;
         let low32 = u64::from(v as u32);
+        let frames = (lo >> 12)..(hi >> 12);
         if (lo..hi).contains(&v) || (lo..hi).contains(&low32) {
             self.scratch + (v & 0xff8)
+        } else if frames.contains(&v) || frames.contains(&low32) {
+            self.scratch >> 12
         } else {
             v
         }
@@ -121,8 +129,8 @@ fn sanitize(f: &mut Fuzz, call: u32, a: &mut [u64; 5]) {
     let cmd = a[0] as u32;
     match call {
         nr::SCHED_OP | nr::SCHED_OP_COMPAT => {
-            // block, shutdown, poll, remote_shutdown, watchdog
-            if matches!(cmd, 1 | 2 | 3 | 4 | 6) {
+            // block, shutdown, poll, remote_shutdown, shutdown_code, watchdog
+            if matches!(cmd, 1..=6) {
                 a[0] = 0; // yield
             }
         }
@@ -139,6 +147,17 @@ fn sanitize(f: &mut Fuzz, call: u32, a: &mut [u64; 5]) {
                 2 | 3 | 4 | 5 | 9 | 10 | 12 | 14 | 17 | 18 | 19 | 25
             ) {
                 a[0] = (a[0] & !0x3f) | 3; // current_reservation
+            }
+        }
+        nr::HVM_OP => {
+            // set_mem_type, altp2m
+            if matches!(cmd, 8 | 25) {
+                a[0] = 0x7fff; // unknown
+            }
+        }
+        nr::CONSOLE_IO => {
+            if cmd == 0 && a[2] < f.ram_end {
+                a[1] &= 0x7f;
             }
         }
         nr::MULTICALL => {
@@ -185,6 +204,7 @@ fn main(info: &StartInfo) {
         rng: Rng(seed),
         image,
         scratch,
+        ram_end,
     };
 
     // Histogram of return values: (value, count); the last slot collects the rest.
