@@ -231,6 +231,10 @@ fn main(info: &StartInfo) {
                 // tables); everything the hypervisor may write is scratch or not ours.
                 let rc = unsafe { vmcall(u64::from(call), a[0], a[1], a[2], a[3], a[4]) };
                 calls += 1;
+                if call == nr::CONSOLE_IO && a[0] as u32 == 0 && rc > 0 {
+                    // End the junk line so it cannot prefix our own next line.
+                    oxen_guest_rt::hypercall::console_write(b"\n");
+                }
                 match hist[..used].iter_mut().find(|(v, _)| *v == rc) {
                     Some((_, n)) => *n += 1,
                     None if used < HIST_LEN => {
