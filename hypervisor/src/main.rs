@@ -309,7 +309,13 @@ fn ap_main() -> ! {
         apic::id()
     );
     percpu::this().online.store(true, Ordering::Release);
-    idle()
+    // Wait for the boot CPU to decide whether guests run; then join the scheduler.
+    loop {
+        if GUESTS.load(Ordering::Acquire) && percpu::this().vmx_on.load(Ordering::Acquire) {
+            domain::run::cpu_loop();
+        }
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
 }
 
 /// Halts with interrupts on, forever.

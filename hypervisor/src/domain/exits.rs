@@ -157,7 +157,12 @@ fn cpuid(vcpu: &mut Vcpu) -> Next {
         ecx: h.ecx,
         edx: h.edx,
     };
-    let r = cpuid::guest_view(leaf, subleaf, host, vcpu.id, vcpu.domain.id);
+    let mut r = cpuid::guest_view(leaf, subleaf, host, vcpu.id, vcpu.domain.id);
+    if leaf == 1 {
+        // OSXSAVE mirrors the guest's own CR4.OSXSAVE, not the host's.
+        let osxsave = vmcs::read(field::GUEST_CR4) & (1 << 18) != 0;
+        r.ecx = (r.ecx & !(1 << 27)) | if osxsave { 1 << 27 } else { 0 };
+    }
     vcpu.regs.rax = u64::from(r.eax);
     vcpu.regs.rbx = u64::from(r.ebx);
     vcpu.regs.rcx = u64::from(r.ecx);
@@ -421,7 +426,7 @@ fn xsetbv(vcpu: &mut Vcpu) -> Next {
         && value & 1 != 0
         && value & !supported == 0
         && (value & 4 == 0 || value & 2 != 0)
-        && vmcs::read(field::CR4_READ_SHADOW) & (1 << 18) != 0;
+        && vmcs::read(field::GUEST_CR4) & (1 << 18) != 0;
     if !ok {
         vcpu.inject_gp();
         return Next::Resume;

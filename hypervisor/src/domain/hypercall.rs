@@ -8,13 +8,11 @@ use alloc::vec;
 use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
 use oxen_abi::{console_io, hypercall as nr, sched_op, xen_version};
 use oxen_core::guest_walk::{self, GuestMemory};
-use oxen_core::vmcs::field;
 
 use super::exits::Next;
 use super::vcpu::{RunState, Vcpu};
 use super::{Domain, DomainState};
 use crate::arch::percpu;
-use crate::vmx::vmcs;
 
 /// Most bytes one `console_io` write takes (the rest is left to the caller's loop, as
 /// Xen does with its preemption).
@@ -25,23 +23,11 @@ struct Ram<'a>(&'a Domain);
 
 impl GuestMemory for Ram<'_> {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        match self.0.ram_mut(gpa, buf.len() as u64) {
-            Some(src) => {
-                buf.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
+        self.0.read_ram(gpa, buf)
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> bool {
-        match self.0.ram_mut(gpa, data.len() as u64) {
-            Some(dst) => {
-                dst.copy_from_slice(data);
-                true
-            }
-            None => false,
-        }
+        self.0.write_ram(gpa, data)
     }
 }
 
@@ -208,11 +194,8 @@ pub fn install_page(vcpu: &mut Vcpu, value: u64) -> bool {
     if value & 0xfff != 0 {
         return false;
     }
-    let Some(page) = vcpu.domain.ram_mut(value, 4096) else {
-        return false;
-    };
-    page.fill(0xcc);
-    for (i, stub) in page.chunks_exact_mut(32).enumerate() {
+    let mut page = [0xccu8; 4096];
+    for (i, stub) in page.as_chunks_mut::<32>().0.iter_mut().enumerate() {
         if i == nr::IRET as usize {
             stub[..2].copy_from_slice(&[0x0f, 0x0b]);
             continue;
@@ -222,7 +205,9 @@ pub fn install_page(vcpu: &mut Vcpu, value: u64) -> bool {
         stub[5..8].copy_from_slice(&[0x0f, 0x01, 0xc1]);
         stub[8] = 0xc3;
     }
+    if !vcpu.domain.write_ram(value, &page) {
+        return false;
+    }
     log::debug!("domain {}: hypercall page at {value:#x}", vcpu.domain.id);
-    let _ = vmcs::read(field::GUEST_RIP);
     true
 }

@@ -170,37 +170,48 @@ impl Domain {
                     size: seg.mem_size,
                 });
             }
-            domain
-                .ram_mut(seg.paddr, seg.data.len() as u64)
-                .expect("checked above")
-                .copy_from_slice(seg.data);
+            let copied = domain.write_ram(seg.paddr, seg.data);
+            debug_assert!(copied, "checked above");
         }
         let memmap = oxen_core::pvh::memmap_for(ram_size, &[]);
         let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[]);
-        match domain.ram_mut(START_INFO_GPA, info.len() as u64) {
-            Some(dst) => dst.copy_from_slice(&info),
-            None => {
-                domain.release();
-                return Err(BuildError::SegmentOutsideRam {
-                    paddr: START_INFO_GPA,
-                    size: info.len() as u64,
-                });
-            }
+        if !domain.write_ram(START_INFO_GPA, &info) {
+            domain.release();
+            let size = info.len() as u64;
+            return Err(BuildError::SegmentOutsideRam {
+                paddr: START_INFO_GPA,
+                size,
+            });
         }
         Ok((Arc::new(domain), entry, START_INFO_GPA))
     }
 
-    /// The domain's RAM at `gpa..gpa+len`, if it lies wholly inside.
-    pub fn ram_mut(&self, gpa: u64, len: u64) -> Option<&mut [u8]> {
+    /// The host address of guest-physical `gpa..gpa+len`, if it lies wholly in RAM.
+    fn ram_ptr(&self, gpa: u64, len: u64) -> Option<*mut u8> {
         let end = gpa.checked_add(len)?;
-        if end > self.ram_size {
-            return None;
-        }
-        let ptr = paging::phys_to_virt(self.ram_hpa + gpa).as_mut_ptr::<u8>();
-        // SAFETY: the range lies inside the domain's RAM (checked), which the window maps
-        // and which only this domain's vCPU (now exiting to us) and we touch. Guest
-        // memory is plain bytes: any value is valid.
-        Some(unsafe { core::slice::from_raw_parts_mut(ptr, len as usize) })
+        (end <= self.ram_size).then(|| paging::phys_to_virt(self.ram_hpa + gpa).as_mut_ptr::<u8>())
+    }
+
+    /// Copies guest RAM at `gpa` into `buf`; false if the range is not all RAM.
+    pub fn read_ram(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Some(src) = self.ram_ptr(gpa, buf.len() as u64) else {
+            return false;
+        };
+        // SAFETY: the range lies inside the domain's RAM (checked), which the window maps;
+        // guest memory is plain bytes and `buf` is ours, so the two do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Copies `data` into guest RAM at `gpa`; false if the range is not all RAM.
+    pub fn write_ram(&self, gpa: u64, data: &[u8]) -> bool {
+        let Some(dst) = self.ram_ptr(gpa, data.len() as u64) else {
+            return false;
+        };
+        // SAFETY: as in `read_ram`; the guest may race with the copy, which can only
+        // change what it reads back, never the hypervisor's memory.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        true
     }
 
     /// Whether the domain is still running.

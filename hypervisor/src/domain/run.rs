@@ -96,6 +96,7 @@ pub fn cpu_loop() -> ! {
     let mut vcpus: Vec<Vcpu> = Vec::new();
     let mut cursor = 0;
     x86_64::instructions::interrupts::disable();
+    log::info!("sched: cpu{me} runs guests");
     loop {
         for p in INBOX[me].lock().drain(..) {
             let (controls, revision) = *SETUP.get().expect("set before placement");
