@@ -93,6 +93,29 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
 
     let (loaded, file) = image_sizes(&out_dir().join("oxen.elf"))?;
 
+    let exit_path = scenario::run_one(
+        &Scenario {
+            name: "bench-exit-path",
+            cpus: 1,
+            guests: true,
+            archive: ArchiveKind::Config("domains = [\"bench.cfg\"]\n"),
+            expect: &[r"\[d1 bench\] bench: PASS", r"power: powering off"],
+            ..boot_scenario(Platform::Bochs, 1)
+        },
+        &builds,
+    );
+    if !exit_path.passed {
+        return Err(format!(
+            "the exit-path benchmark failed: {}\n{}",
+            exit_path.reason, exit_path.serial
+        ));
+    }
+    let hypercall = capture(
+        &exit_path.serial,
+        r"null hypercall \(xen_version\) (\d+) ticks per round trip",
+    )?;
+    let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
+
     let results = [
         (
             "bochs_boot_instructions_total",
@@ -113,6 +136,16 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "qemu_oxen_boot_seconds",
             format!("{qemu_oxen_s:.3}"),
             "oxen's own boot time in QEMU, by its TSC clock",
+        ),
+        (
+            "null_hypercall_instructions",
+            hypercall.to_string(),
+            "xen_version(XENVER_version) round trip from a guest, average of 10,000 (Bochs)",
+        ),
+        (
+            "cpuid_exit_instructions",
+            cpuid.to_string(),
+            "CPUID exit round trip from a guest, average of 10,000 (Bochs)",
         ),
         (
             "image_loaded_bytes",

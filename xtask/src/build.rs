@@ -57,6 +57,9 @@ pub fn hypervisor(features: &[&str]) -> Result<PathBuf> {
     Ok(copy)
 }
 
+/// Archive entries: (name, contents).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// The test guests (crate, binary), built for bare metal and packed as `<binary>.elf`.
 pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-hello", "hello"),
@@ -65,11 +68,12 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-triple", "triple"),
     ("oxen-guest-hcall-fuzz", "hcall-fuzz"),
     ("oxen-guest-spin", "spin"),
+    ("oxen-guest-bench", "bench"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so
 /// their dependency features stay apart) and returns `(archive name, ELF bytes)`.
-pub fn guests() -> Result<Vec<(String, Vec<u8>)>> {
+pub fn guests() -> Result<Files> {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root()).args(["build", "--release"]);
     for (krate, _) in GUESTS {
@@ -128,7 +132,7 @@ pub fn demo_config() -> PathBuf {
 
 /// The files that go into every archive next to `boot.cfg`: a note, and the domain
 /// configurations of `guests/boot/domains/`.
-pub fn archive_files() -> Vec<(String, Vec<u8>)> {
+pub fn archive_files() -> Files {
     let mut files = vec![(
         "README".to_string(),
         b"oxen boot archive: boot.cfg plus guest images.\n".to_vec(),

@@ -299,7 +299,7 @@ pub struct Outcome {
 #[derive(Default)]
 pub struct Builds {
     elfs: Mutex<HashMap<String, PathBuf>>,
-    guests: Mutex<Option<Vec<(String, Vec<u8>)>>>,
+    guests: Mutex<Option<build::Files>>,
 }
 
 impl Builds {
@@ -314,7 +314,7 @@ impl Builds {
         Ok(path)
     }
 
-    fn guests(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    fn guests(&self) -> Result<build::Files> {
         let mut guests = self.guests.lock().expect("not poisoned");
         if guests.is_none() {
             *guests = Some(build::guests()?);
