@@ -83,7 +83,8 @@ pub fn all() -> Vec<Scenario> {
                 r"vmx: VT-x not available \(CPUID\.1:ECX\.VMX = 0\): guests cannot run on this machine; carrying on without VMX",
                 r"smp: 4 of 4 CPUs online",
                 r"timer: periodic tick running on all 4 online CPUs",
-                r"boot: archive of .* holds 2 entries, CRC-32 0x[0-9a-f]{8} ok",
+                r"boot: archive of .* holds \d+ entries, CRC-32 0x[0-9a-f]{8} ok",
+                r"boot:   hello\.cfg ",
                 r"boot:   boot\.cfg ",
                 r"oxen ready: 4/4 CPUs online, .* VMX off",
                 r"power: powering off",
@@ -508,7 +509,7 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
         .collect();
     if list {
         for s in &scenarios {
-            println!("{:<20} {}", s.name, s.what);
+            println!("{:<24} {}", s.name, s.what);
         }
         return Ok(());
     }
@@ -577,14 +578,14 @@ fn report(s: &Scenario, o: &Outcome) {
     let mut out = String::new();
     if o.passed {
         out.push_str(&format!(
-            "PASS {:<20} {:>6.1} s  {}\n",
+            "PASS {:<24} {:>6.1} s  {}\n",
             s.name,
             o.elapsed.as_secs_f64(),
             s.what
         ));
     } else {
         out.push_str(&format!(
-            "FAIL {:<20} {:>6.1} s  {}\n     {}\n",
+            "FAIL {:<24} {:>6.1} s  {}\n     {}\n",
             s.name,
             o.elapsed.as_secs_f64(),
             s.what,

@@ -36,7 +36,9 @@ fn main(_info: &StartInfo) {
         core::hint::black_box(arch::cpuid(0, 0));
     });
     println!("bench: loop overhead {baseline} ticks per iteration");
-    println!("bench: null hypercall (xen_version) {hypercall} ticks per round trip over {ROUNDS} calls");
+    println!(
+        "bench: null hypercall (xen_version) {hypercall} ticks per round trip over {ROUNDS} calls"
+    );
     println!("bench: CPUID exit {cpuid} ticks per round trip over {ROUNDS} calls");
     println!("bench: PASS");
 }

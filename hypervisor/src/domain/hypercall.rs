@@ -14,8 +14,8 @@ use super::vcpu::{RunState, Vcpu};
 use super::{Domain, DomainState};
 use crate::arch::percpu;
 
-/// Most bytes one `console_io` write takes (the rest is left to the caller's loop, as
-/// Xen does with its preemption).
+/// Most bytes one `console_io` write prints; the rest of a longer write is dropped (Xen
+/// prints it all through hypercall continuations).
 const CONSOLE_CHUNK: u64 = 4096;
 
 /// Guest memory as the page-table walker sees it.
@@ -75,7 +75,7 @@ fn console(vcpu: &mut Vcpu, [op, len, ptr, ..]: [u64; 5]) -> i64 {
             }
             let d = vcpu.domain.clone();
             d.emit(&d.console_line, "", &buf);
-            len as i64
+            0
         }
         // No console input yet: nothing to read.
         Ok(console_io::READ) => 0,
