@@ -157,70 +157,74 @@ impl Vcpu {
         vmcs::write(CR4_READ_SHADOW, 0);
         vmcs::write(GUEST_CR4, CR4_HOST_OWNED);
         vmcs::write(GUEST_CR3, 0);
+        // (selector, base, limit, access-rights fields; selector, limit, access rights).
+        // Flat 4 GiB code and data, a 32-bit busy TSS, an unusable LDTR.
+        let code = (0x08, 0xffff_ffff, 0xc09b);
+        let data = (0x10, 0xffff_ffff, 0xc093);
         let segments = [
             (
                 GUEST_CS_SELECTOR,
                 GUEST_CS_BASE,
                 GUEST_CS_LIMIT,
                 GUEST_CS_ACCESS_RIGHTS,
-                0x08,
-                0xc09b,
+                code,
             ),
             (
                 GUEST_SS_SELECTOR,
                 GUEST_SS_BASE,
                 GUEST_SS_LIMIT,
                 GUEST_SS_ACCESS_RIGHTS,
-                0x10,
-                0xc093,
+                data,
             ),
             (
                 GUEST_DS_SELECTOR,
                 GUEST_DS_BASE,
                 GUEST_DS_LIMIT,
                 GUEST_DS_ACCESS_RIGHTS,
-                0x10,
-                0xc093,
+                data,
             ),
             (
                 GUEST_ES_SELECTOR,
                 GUEST_ES_BASE,
                 GUEST_ES_LIMIT,
                 GUEST_ES_ACCESS_RIGHTS,
-                0x10,
-                0xc093,
+                data,
             ),
             (
                 GUEST_FS_SELECTOR,
                 GUEST_FS_BASE,
                 GUEST_FS_LIMIT,
                 GUEST_FS_ACCESS_RIGHTS,
-                0x10,
-                0xc093,
+                data,
             ),
             (
                 GUEST_GS_SELECTOR,
                 GUEST_GS_BASE,
                 GUEST_GS_LIMIT,
                 GUEST_GS_ACCESS_RIGHTS,
-                0x10,
-                0xc093,
+                data,
+            ),
+            (
+                GUEST_TR_SELECTOR,
+                GUEST_TR_BASE,
+                GUEST_TR_LIMIT,
+                GUEST_TR_ACCESS_RIGHTS,
+                (0x18, 0x67, 0x8b),
+            ),
+            (
+                GUEST_LDTR_SELECTOR,
+                GUEST_LDTR_BASE,
+                GUEST_LDTR_LIMIT,
+                GUEST_LDTR_ACCESS_RIGHTS,
+                (0, 0, 1 << 16),
             ),
         ];
-        for (sel, base, limit, ar, s, a) in segments {
-            vmcs::write(sel, s);
-            vmcs::write(base, 0);
-            vmcs::write(limit, 0xffff_ffff);
-            vmcs::write(ar, a);
+        for (sel_field, base_field, limit_field, ar_field, (selector, limit, rights)) in segments {
+            vmcs::write(sel_field, selector);
+            vmcs::write(base_field, 0);
+            vmcs::write(limit_field, limit);
+            vmcs::write(ar_field, rights);
         }
-        vmcs::write(GUEST_TR_SELECTOR, 0x18);
-        vmcs::write(GUEST_TR_BASE, 0);
-        vmcs::write(GUEST_TR_LIMIT, 0x67);
-        vmcs::write(GUEST_TR_ACCESS_RIGHTS, 0x8b);
-        vmcs::write(GUEST_LDTR_SELECTOR, 0);
-        vmcs::write(GUEST_LDTR_BASE, 0);
-        vmcs::write(GUEST_LDTR_LIMIT, 0);
-        vmcs::write(GUEST_LDTR_ACCESS_RIGHTS, 1 << 16); // unusable
         vmcs::write(GUEST_GDTR_BASE, 0);
         vmcs::write(GUEST_GDTR_LIMIT, 0);
         vmcs::write(GUEST_IDTR_BASE, 0);

@@ -116,14 +116,7 @@ oxen_vmx_run:
 2:  vmresume
 3:  pushfq
     pop rax
-    pop rdi
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
-    ret
+    jmp 4f
 
 oxen_vmx_exit:
     push rdi
@@ -144,14 +137,14 @@ oxen_vmx_exit:
     mov [rdi + 0x70], r15
     pop rax
     mov [rdi + 0x30], rax
-    pop rdi
+    xor eax, eax
+4:  pop rdi
     pop r15
     pop r14
     pop r13
     pop r12
     pop rbx
     pop rbp
-    xor eax, eax
     ret
 "#
 );
