@@ -228,7 +228,10 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
     // Bochs writes the serial console to a file: follow it on this terminal.
     let serial = work.join("serial.txt");
     let _ = std::fs::remove_file(&serial);
-    cmd.stdout(std::process::Stdio::null());
+    // Bochs talks on stdout and stderr too; keep that off the console.
+    let chatter = std::fs::File::create(work.join("bochs.out")).map_err(|e| e.to_string())?;
+    cmd.stdout(chatter.try_clone().map_err(|e| e.to_string())?)
+        .stderr(chatter);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start Bochs: {e}"))?;

@@ -13,7 +13,7 @@ use spin::Mutex;
 use super::exits::{self, Next};
 use super::vcpu::{RunState, Vcpu};
 use super::{DOMAINS, Domain, DomainState};
-use crate::arch::{cpu, percpu, power, serial};
+use crate::arch::{percpu, power, serial};
 use crate::vmx::{entry, vmcs};
 
 /// A vCPU waiting to be created on the pCPU that will run it (its VMCS must be loaded
@@ -207,6 +207,9 @@ fn report_and_power_off() -> ! {
             d.name
         );
     }
-    let _ = cpu::rdtsc();
+    let ticks: Vec<_> = (0..percpu::count())
+        .map(|i| percpu::get(i).ticks.load(Ordering::Relaxed))
+        .collect();
+    log::info!("  timer ticks per pCPU: {ticks:?}");
     power::poweroff()
 }
