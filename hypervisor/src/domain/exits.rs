@@ -9,7 +9,7 @@ use oxen_core::cpuid::{self, Regs};
 use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, reason};
 use oxen_core::vmx::ctl;
 
-use super::vcpu::{CR0_HOST_OWNED, CR4_HOST_OWNED, RunState, Vcpu};
+use super::vcpu::{CR4_HOST_OWNED, RunState, Vcpu};
 use super::{DomainState, hypercall};
 use crate::arch::{cpu, percpu};
 use crate::vmx::vmcs;
@@ -222,7 +222,6 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
             vmcs::write(field::CR0_READ_SHADOW, value);
             vmcs::write(field::GUEST_CR0, value | (1 << 5));
             update_long_mode(value);
-            let _ = CR0_HOST_OWNED;
         }
         CrAccess::MovTo { cr: 4, gpr: g } => {
             let value = gpr(vcpu, g);

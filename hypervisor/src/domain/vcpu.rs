@@ -8,7 +8,7 @@ use oxen_core::vmx::{VmcsControls, ctl};
 use spin::Once;
 
 use super::Domain;
-use crate::arch::{cpu, paging, percpu};
+use crate::arch::{cpu, paging};
 use crate::mm::frames;
 use crate::vmx::entry::GuestRegs;
 use crate::vmx::vmcs;
@@ -358,7 +358,6 @@ pub fn write_host_state() {
         vmcs::write(HOST_IA32_PAT, cpu::rdmsr(0x277));
         vmcs::write(HOST_IA32_EFER, cpu::rdmsr(0xc000_0080));
     }
-    let _ = percpu::index();
 }
 
 /// The base address in the 16-byte TSS descriptor at `selector` of the GDT at `gdt`.
