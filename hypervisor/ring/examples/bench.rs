@@ -1,0 +1,121 @@
+//! Host benchmark: N request/response round trips through `oxen-ring` and
+//! through Xen's C macros (built at run time, like the interop test), both
+//! ends on one thread, side by side.
+//!
+//! `cargo run -p oxen-ring --example bench --release [-- N]`
+//!
+//! Each iteration the front produces up to `batch` requests and pushes with
+//! a notify check, the back serves all of them, pushes responses with a
+//! notify check and does a final check, the front collects the responses
+//! and does its final check — the same sequence in C and Rust.
+
+#[path = "../tests/support/cshim.rs"]
+mod cshim;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use cshim::{req_a, req_b, shim};
+use oxen_ring::{BackRing, FrontRing, PageBuf, Pod, Sring};
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Req {
+    id: u64,
+    a: u32,
+    b: u32,
+}
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Rsp {
+    id: u64,
+    sum: u32,
+    pad: u32,
+}
+// SAFETY: integer fields only, no padding.
+unsafe impl Pod for Req {}
+// SAFETY: integer fields only, no padding.
+unsafe impl Pod for Rsp {}
+
+/// `n` round trips through our rings; returns (sum of sums, notifications).
+pub fn rust_round_trips(page: &mut PageBuf, n: u64, batch: u32) -> (u64, u64) {
+    let s = Sring::<Req, Rsp>::from_page(page).expect("fits");
+    let mut f = FrontRing::new(s);
+    let mut b = BackRing::new(s);
+    let (mut sent, mut done, mut total, mut notifies) = (0u64, 0u64, 0u64, 0u64);
+    while done < n {
+        let mut k = 0;
+        while k < batch && sent < n {
+            let req = Req {
+                id: sent,
+                a: req_a(sent),
+                b: req_b(sent),
+            };
+            if f.produce_request(req).is_err() {
+                break;
+            }
+            sent += 1;
+            k += 1;
+        }
+        notifies += f.push_requests_and_check_notify() as u64;
+        while let Some(q) = b.consume_request().expect("well-behaved") {
+            let rsp = Rsp {
+                id: q.id,
+                sum: q.a.wrapping_add(q.b),
+                pad: 0,
+            };
+            b.produce_response(rsp).expect("outstanding");
+        }
+        notifies += b.push_responses_and_check_notify() as u64;
+        black_box(b.final_check_for_requests().expect("well-behaved"));
+        while let Some(r) = f.consume_response().expect("well-behaved") {
+            total += r.sum as u64;
+            done += 1;
+        }
+        black_box(f.final_check_for_responses().expect("well-behaved"));
+    }
+    (total, notifies)
+}
+
+fn c_round_trips(page: &mut PageBuf, n: u64, batch: u32) -> (u64, u64) {
+    let mut notifies = 0;
+    // SAFETY: a live, exclusively borrowed page; c_bench initialises it.
+    let total = unsafe { (shim().bench)(page.0.as_mut_ptr(), n, batch, &mut notifies) };
+    (total, notifies)
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("N must be a number"))
+        .unwrap_or(20_000_000);
+    shim(); // build the C side before timing
+    let mut page = Box::new(PageBuf::new());
+    println!("{n} round trips per run, 128-entry ring of 16-byte entries, one thread");
+    println!(
+        "{:>6}  {:>14}  {:>14}  {:>7}",
+        "batch", "Rust ops/s", "C ops/s", "Rust/C"
+    );
+    for batch in [1u32, 8, 32, 128] {
+        let mut best = [0f64; 2];
+        let mut results = [(0, 0); 2];
+        for _ in 0..3 {
+            for (i, run) in [rust_round_trips, c_round_trips].iter().enumerate() {
+                let t = Instant::now();
+                results[i] = black_box(run(&mut page, n, batch));
+                let ops = n as f64 / t.elapsed().as_secs_f64();
+                best[i] = best[i].max(ops);
+            }
+        }
+        assert_eq!(
+            results[0], results[1],
+            "Rust and C disagree (sum, notifications)"
+        );
+        println!(
+            "{batch:>6}  {:>14.0}  {:>14.0}  {:>7.2}",
+            best[0],
+            best[1],
+            best[0] / best[1]
+        );
+    }
+}
