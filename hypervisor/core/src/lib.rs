@@ -17,6 +17,7 @@ pub mod ept;
 pub mod frames;
 pub mod guest_walk;
 pub mod pvh;
+pub mod sched;
 pub mod units;
 pub mod vmcs;
 pub mod vmx;

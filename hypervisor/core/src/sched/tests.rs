@@ -1,0 +1,492 @@
+//! Deterministic simulations of the credit scheduler (see `sim.rs`).
+
+use alloc::vec::Vec;
+
+use super::sim::{Lcg, Sim, SimReport, Workload};
+use super::*;
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000 * MS;
+
+fn sched(ncpus: usize) -> Scheduler {
+    Scheduler::new(SchedParams::with_cpus(ncpus)).unwrap()
+}
+
+/// Share of total machine time (percent of one pCPU) per vCPU group.
+fn pct(ran: u64, total: u64) -> f64 {
+    ran as f64 * 100.0 / total as f64
+}
+
+/// Domains with `weights`, `per_dom` hog vCPUs each, on `ncpus` pCPUs for `secs`.
+/// Returns each domain's share of the machine in percent, and the report.
+fn weighted_hogs(
+    ncpus: usize,
+    weights: &[u16],
+    per_dom: usize,
+    secs: u64,
+) -> (Vec<f64>, SimReport) {
+    let mut sim = Sim::new(sched(ncpus), 1);
+    let mut doms = Vec::new();
+    for &w in weights {
+        let d = sim.sched.add_domain(w, 0).unwrap();
+        let mut vs = Vec::new();
+        for _ in 0..per_dom {
+            let v = sim.sched.add_vcpu(d, u64::MAX).unwrap();
+            sim.add(v, Workload::Hog);
+            vs.push(v);
+        }
+        doms.push(vs);
+    }
+    sim.run_until(secs * SEC);
+    let total = secs * SEC * ncpus as u64;
+    let shares = doms
+        .iter()
+        .map(|vs| pct(vs.iter().map(|&v| sim.ran_ns(v)).sum(), total))
+        .collect();
+    // The scheduler's own accounting agrees with what the simulator saw.
+    for vs in &doms {
+        for &v in vs {
+            assert_eq!(sim.sched.vcpu_stats(v).unwrap().run_ns, sim.ran_ns(v));
+        }
+    }
+    (shares, sim.report)
+}
+
+fn expect_weights(shares: &[f64], weights: &[u16]) -> f64 {
+    let sum: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    let mut worst = 0.0f64;
+    for (s, &w) in shares.iter().zip(weights) {
+        let want = f64::from(w) * 100.0 / sum;
+        worst = worst.max((s - want).abs());
+    }
+    worst
+}
+
+#[test]
+fn weights_one_cpu() {
+    let w = [256, 512, 1024];
+    let (shares, r) = weighted_hogs(1, &w, 1, 30);
+    let err = expect_weights(&shares, &w);
+    println!("1 pCPU 256/512/1024: shares {shares:.2?} worst error {err:.3} points, {r:?}");
+    assert!(err < 2.0, "{shares:?}");
+}
+
+#[test]
+fn weights_two_cpus_two_vcpus_each() {
+    let w = [256, 512, 1024];
+    let (shares, r) = weighted_hogs(2, &w, 2, 30);
+    let err = expect_weights(&shares, &w);
+    println!(
+        "2 pCPUs x 2 vCPUs 256/512/1024: shares {shares:.2?} worst error {err:.3} points, {r:?}"
+    );
+    assert!(err < 2.0, "{shares:?}");
+}
+
+#[test]
+fn weights_four_cpus_several_vcpus() {
+    let w = [256, 512, 1024];
+    let (shares, r) = weighted_hogs(4, &w, 4, 30);
+    let err = expect_weights(&shares, &w);
+    println!(
+        "4 pCPUs x 4 vCPUs 256/512/1024: shares {shares:.2?} worst error {err:.3} points, {r:?}"
+    );
+    assert!(err < 2.0, "{shares:?}");
+    let w = [100, 300, 600, 1000];
+    let (shares, r) = weighted_hogs(4, &w, 3, 30);
+    let err = expect_weights(&shares, &w);
+    println!(
+        "4 pCPUs x 3 vCPUs 100/300/600/1000: shares {shares:.2?} worst error {err:.3} points, {r:?}"
+    );
+    assert!(err < 2.0, "{shares:?}");
+}
+
+#[test]
+fn equal_weights_more_vcpus_than_cpus() {
+    // 7 single-vCPU domains on 3 pCPUs: 3/7 of a pCPU each.
+    let w = [256; 7];
+    let (shares, r) = weighted_hogs(3, &w, 1, 30);
+    let err = expect_weights(&shares, &w);
+    println!("3 pCPUs, 7 equal vCPUs: shares {shares:.2?} worst error {err:.3} points, {r:?}");
+    assert!(err < 2.0, "{shares:?}");
+    assert!(r.worst_idle_with_work_ns <= MS * 10);
+}
+
+#[test]
+fn single_vcpu_domain_cannot_exceed_one_cpu() {
+    // Weight 4096 with one vCPU on 2 pCPUs: one full pCPU; the rest goes to the others.
+    let mut sim = Sim::new(sched(2), 3);
+    let big = sim.sched.add_domain(4096, 0).unwrap();
+    let small = sim.sched.add_domain(256, 0).unwrap();
+    let b = sim.sched.add_vcpu(big, u64::MAX).unwrap();
+    sim.add(b, Workload::Hog);
+    let mut s = Vec::new();
+    for _ in 0..2 {
+        let v = sim.sched.add_vcpu(small, u64::MAX).unwrap();
+        sim.add(v, Workload::Hog);
+        s.push(v);
+    }
+    sim.run_until(20 * SEC);
+    let tb = pct(sim.ran_ns(b), 20 * SEC);
+    let ts = pct(s.iter().map(|&v| sim.ran_ns(v)).sum(), 20 * SEC);
+    println!("big 1 vCPU {tb:.2}% of a pCPU, small 2 vCPUs {ts:.2}%");
+    assert!(tb > 97.0 && ts > 97.0);
+}
+
+#[test]
+fn cap_is_enforced() {
+    for (ncpus, cap, vcpus) in [(1, 25, 1), (2, 25, 1), (2, 50, 2), (4, 150, 4), (1, 10, 2)] {
+        let mut sim = Sim::new(sched(ncpus), 7);
+        let capped = sim.sched.add_domain(1024, cap).unwrap();
+        let mut cv = Vec::new();
+        for _ in 0..vcpus {
+            let v = sim.sched.add_vcpu(capped, u64::MAX).unwrap();
+            sim.add(v, Workload::Hog);
+            cv.push(v);
+        }
+        let other = sim.sched.add_domain(256, 0).unwrap();
+        for _ in 0..ncpus {
+            let v = sim.sched.add_vcpu(other, u64::MAX).unwrap();
+            sim.add(v, Workload::Hog);
+        }
+        sim.run_until(30 * SEC);
+        let got = pct(cv.iter().map(|&v| sim.ran_ns(v)).sum(), 30 * SEC);
+        println!("{ncpus} pCPUs, cap {cap} over {vcpus} vCPUs: {got:.2}% of a pCPU");
+        assert!(got <= f64::from(cap) + 2.0, "{got}");
+        assert!(got >= f64::from(cap) - 2.0, "{got}");
+    }
+}
+
+#[test]
+fn capped_domain_alone_idles_the_rest() {
+    let mut sim = Sim::new(sched(1), 9);
+    let d = sim.sched.add_domain(256, 30).unwrap();
+    let v = sim.sched.add_vcpu(d, 1).unwrap();
+    sim.add(v, Workload::Hog);
+    sim.run_until(10 * SEC);
+    let got = pct(sim.ran_ns(v), 10 * SEC);
+    let idle = pct(sim.sched.cpu_stats(0).unwrap().idle_ns, 10 * SEC);
+    println!("cap 30 alone: {got:.2}% run, {idle:.2}% idle");
+    assert!((got - 30.0).abs() < 2.0);
+    assert!((got + idle - 100.0).abs() < 0.01);
+}
+
+#[test]
+fn boosted_wake_latency_with_hogs_everywhere() {
+    let mut worst = 0;
+    for ncpus in [1, 2, 4] {
+        let mut sim = Sim::new(sched(ncpus), 11);
+        let hogs = sim.sched.add_domain(256, 0).unwrap();
+        for _ in 0..2 * ncpus {
+            let v = sim.sched.add_vcpu(hogs, u64::MAX).unwrap();
+            sim.add(v, Workload::Hog);
+        }
+        let io = sim.sched.add_domain(256, 0).unwrap();
+        for i in 0..ncpus {
+            let v = sim.sched.add_vcpu(io, u64::MAX).unwrap();
+            sim.add(
+                v,
+                Workload::Sleeper {
+                    run_ns: 200_000,
+                    sleep_ns: 3 * MS + i as u64 * 700_000,
+                },
+            );
+        }
+        sim.run_until(20 * SEC);
+        let r = sim.report;
+        println!(
+            "{ncpus} pCPUs: {} wakes, worst wake latency {} us, worst wait {} ms",
+            r.wakes,
+            r.worst_wake_latency_ns / 1000,
+            r.worst_wait_ns / MS
+        );
+        assert!(r.wakes > 1000);
+        assert!(r.worst_wake_latency_ns <= sim.sched.params().tick_ns);
+        worst = worst.max(r.worst_wake_latency_ns);
+    }
+    println!("worst boosted wake latency overall: {} us", worst / 1000);
+}
+
+#[test]
+fn no_idling_next_to_waiting_work_and_affinity_respected() {
+    // Affinities that overlap: some vCPUs pinned, some free.
+    let mut sim = Sim::new(sched(4), 13);
+    let d = sim.sched.add_domain(256, 0).unwrap();
+    let masks = [
+        0b0001, 0b0001, 0b0011, 0b0110, 0b1100, 0b1111, 0b1000, 0b1010,
+    ];
+    for (i, &m) in masks.iter().enumerate() {
+        let v = sim.sched.add_vcpu(d, m).unwrap();
+        let w = if i % 2 == 0 {
+            Workload::Hog
+        } else {
+            Workload::Sleeper {
+                run_ns: 2 * MS + i as u64 * 100_000,
+                sleep_ns: 5 * MS,
+            }
+        };
+        sim.add(v, w);
+    }
+    sim.run_until(20 * SEC);
+    let r = sim.report;
+    println!("affinity mix: {r:?}");
+    assert!(r.worst_idle_with_work_ns <= sim.sched.params().tick_ns);
+    // The pinned pair shares pCPU 0; nobody else may run there except 0b0011/0b1111.
+}
+
+#[test]
+fn no_starvation() {
+    let mut sim = Sim::new(sched(2), 17);
+    let heavy = sim.sched.add_domain(65535, 0).unwrap();
+    let light = sim.sched.add_domain(1, 0).unwrap();
+    for _ in 0..3 {
+        let v = sim.sched.add_vcpu(heavy, u64::MAX).unwrap();
+        sim.add(v, Workload::Hog);
+    }
+    let mut lv = Vec::new();
+    for _ in 0..2 {
+        let v = sim.sched.add_vcpu(light, u64::MAX).unwrap();
+        sim.add(v, Workload::Hog);
+        lv.push(v);
+    }
+    sim.run_until(20 * SEC);
+    let r = sim.report;
+    println!("weights 65535 vs 1: worst wait {} ms", r.worst_wait_ns / MS);
+    for v in lv {
+        assert!(sim.sched.vcpu_stats(v).unwrap().runs > 10);
+    }
+    let p = sim.sched.params();
+    let bound = sim.sched.starvation_ns() + p.period_ns + p.slice_ns + p.tick_ns;
+    assert!(r.worst_wait_ns <= bound, "{r:?}");
+}
+
+#[test]
+fn bad_ids_and_params_are_errors() {
+    assert_eq!(
+        Scheduler::new(SchedParams::with_cpus(0)).err(),
+        Some(SchedError::BadParams)
+    );
+    assert_eq!(
+        Scheduler::new(SchedParams::with_cpus(65)).err(),
+        Some(SchedError::BadParams)
+    );
+    let mut s = sched(2);
+    assert_eq!(s.add_domain(0, 0), Err(SchedError::BadWeight));
+    assert_eq!(s.add_domain(1, MAX_CAP + 1), Err(SchedError::BadCap));
+    let d = s.add_domain(256, 0).unwrap();
+    assert_eq!(s.add_vcpu(d, 0b100), Err(SchedError::BadAffinity));
+    let v = s.add_vcpu(d, 0b10).unwrap();
+    assert_eq!(s.vcpu_info(v).unwrap().cpu, 1);
+    let ghost = VcpuId(99);
+    assert_eq!(s.wake(ghost, 0), Err(SchedError::NoSuchVcpu));
+    assert_eq!(s.block(ghost, 0), Err(SchedError::NoSuchVcpu));
+    assert_eq!(s.yield_(ghost, 0), Err(SchedError::NoSuchVcpu));
+    assert_eq!(s.tick(2, 0), Err(SchedError::BadCpu));
+    assert_eq!(s.schedule(usize::MAX, 0), Err(SchedError::BadCpu));
+    assert_eq!(
+        s.set_params(DomId(7), 1, 0, 0),
+        Err(SchedError::NoSuchDomain)
+    );
+    assert_eq!(s.add_vcpu(DomId(7), 1), Err(SchedError::NoSuchDomain));
+    assert_eq!(s.wake(v, 0), Ok(Some(1)));
+    let dd = s.schedule(1, 0).unwrap();
+    assert_eq!(dd.run, Some(v));
+    s.offline(v, 5).unwrap();
+    assert_eq!(s.wake(v, 6), Err(SchedError::Offline));
+    s.online(v).unwrap();
+    assert_eq!(s.wake(v, 7), Ok(Some(1)));
+    assert_eq!(s.remove_domain(d, 8), Ok(0));
+    assert_eq!(s.wake(v, 9), Err(SchedError::NoSuchVcpu));
+    assert!(s.check_invariants().is_ok());
+    // Time going backwards and huge jumps are harmless.
+    let d = s.add_domain(256, 50).unwrap();
+    let v = s.add_vcpu(d, u64::MAX).unwrap();
+    s.wake(v, u64::MAX - 5).unwrap();
+    s.schedule(0, u64::MAX - 5).unwrap();
+    s.tick(0, u64::MAX).unwrap();
+    s.tick(0, 3).unwrap();
+    s.schedule(0, 0).unwrap();
+    s.block(v, 1).unwrap();
+    assert!(s.check_invariants().is_ok());
+}
+
+#[test]
+fn boost_priority_and_round_robin() {
+    let mut s = sched(1);
+    let d = s.add_domain(256, 0).unwrap();
+    let a = s.add_vcpu(d, 1).unwrap();
+    let b = s.add_vcpu(d, 1).unwrap();
+    let c = s.add_vcpu(d, 1).unwrap();
+    s.wake(a, 0).unwrap();
+    s.wake(b, 0).unwrap();
+    assert_eq!(s.schedule(0, 0).unwrap().run, Some(a));
+    // a's BOOST ends at its tick; b (still BOOST) preempts it.
+    let t = s.tick(0, 10 * MS).unwrap();
+    assert_eq!(t.run, Some(b));
+    assert_eq!(s.vcpu_info(a).unwrap().pri, Priority::Over);
+    // c wakes boosted while b (boosted, still before its tick) runs: no preemption.
+    assert_eq!(s.wake(c, 10 * MS + 1), Ok(None));
+    // b blocks: c runs before a (BOOST before OVER).
+    assert_eq!(s.block(b, 11 * MS), Ok(Some(0)));
+    assert_eq!(s.schedule(0, 11 * MS).unwrap().run, Some(c));
+    // Rate limit: a kick within 1 ms of c starting keeps c for the remainder.
+    s.wake(b, 11 * MS + 100).unwrap();
+    let k = s.schedule(0, 11 * MS + 200).unwrap();
+    assert_eq!(k.run, Some(c));
+    assert_eq!(k.slice_ns, 999_800);
+    // Yield ignores the rate limit and goes behind equals.
+    s.yield_(c, 11 * MS + 300).unwrap();
+    assert_eq!(s.schedule(0, 11 * MS + 300).unwrap().run, Some(b));
+    assert!(s.check_invariants().is_ok());
+}
+
+#[test]
+fn set_affinity_moves_running_and_queued_vcpus() {
+    let mut sim = Sim::new(sched(4), 19);
+    let d = sim.sched.add_domain(256, 0).unwrap();
+    let mut vs = Vec::new();
+    for _ in 0..6 {
+        let v = sim.sched.add_vcpu(d, u64::MAX).unwrap();
+        sim.add(v, Workload::Hog);
+        vs.push(v);
+    }
+    let mut rng = Lcg(5);
+    for step in 0..200u64 {
+        sim.run_until(sim.now() + 7 * MS);
+        let v = vs[rng.range(0, 5) as usize];
+        let mask = rng.range(1, 15);
+        let now = sim.now();
+        let k = sim.sched.set_affinity(v, mask, now).unwrap();
+        sim.kick_opt(k);
+        sim.settle();
+        let info = sim.sched.vcpu_info(v).unwrap();
+        assert!(
+            info.affinity & (1 << info.cpu) != 0,
+            "step {step}: {info:?}"
+        );
+    }
+    println!("affinity churn: {:?}", sim.report);
+}
+
+/// Random mixes with random control operations; invariants checked at every event.
+#[test]
+fn random_mixes() {
+    let mut worst_latency = 0;
+    for seed in 1..=24u64 {
+        let mut rng = Lcg(seed * 7919);
+        let ncpus = rng.range(1, 6) as usize;
+        let mut p = SchedParams::with_cpus(ncpus);
+        if seed % 3 == 0 {
+            p.tick_ns = rng.range(1, 10) * MS;
+            p.period_ns = p.tick_ns * rng.range(1, 5);
+            p.slice_ns = rng.range(1, 40) * MS;
+            p.ratelimit_ns = rng.range(0, 2) * MS;
+        }
+        let mut sim = Sim::new(Scheduler::new(p).unwrap(), seed);
+        let mut vs: Vec<VcpuId> = Vec::new();
+        let mut doms = Vec::new();
+        for _ in 0..rng.range(1, 5) {
+            let cap = if rng.range(0, 3) == 0 {
+                rng.range(5, 150) as u32
+            } else {
+                0
+            };
+            let d = sim
+                .sched
+                .add_domain(rng.range(1, 2000) as u16, cap)
+                .unwrap();
+            doms.push(d);
+            for _ in 0..rng.range(1, 4) {
+                let mask = rng.range(1, (1 << ncpus) - 1);
+                let v = sim.sched.add_vcpu(d, mask).unwrap();
+                let w = match rng.range(0, 2) {
+                    0 => Workload::Hog,
+                    1 => Workload::Sleeper {
+                        run_ns: rng.range(10_000, 20 * MS),
+                        sleep_ns: rng.range(10_000, 30 * MS),
+                    },
+                    _ => Workload::Random {
+                        max_run_ns: rng.range(10_000, 40 * MS),
+                        max_sleep_ns: rng.range(10_000, 40 * MS),
+                    },
+                };
+                sim.add(v, w);
+                vs.push(v);
+            }
+        }
+        for _ in 0..100 {
+            let until = sim.now() + rng.range(1, 50 * MS);
+            sim.run_until(until);
+            let now = sim.now();
+            match rng.range(0, 9) {
+                0 if !vs.is_empty() => {
+                    let v = vs[rng.range(0, vs.len() as u64 - 1) as usize];
+                    let mask = rng.range(1, (1 << ncpus) - 1);
+                    let k = sim.sched.set_affinity(v, mask, now).unwrap();
+                    sim.kick_opt(k);
+                }
+                1 => {
+                    let d = doms[rng.range(0, doms.len() as u64 - 1) as usize];
+                    let cap = if rng.range(0, 1) == 0 {
+                        0
+                    } else {
+                        rng.range(1, 300) as u32
+                    };
+                    sim.sched
+                        .set_params(d, rng.range(1, 65535) as u16, cap, now)
+                        .unwrap();
+                    sim.kick(0);
+                }
+                2 if vs.len() > 1 => {
+                    let i = rng.range(0, vs.len() as u64 - 1) as usize;
+                    let v = vs.swap_remove(i);
+                    let k = sim.sched.remove_vcpu(v, now).unwrap();
+                    sim.forget(v);
+                    sim.kick_opt(k);
+                }
+                3 => {
+                    let d = doms[rng.range(0, doms.len() as u64 - 1) as usize];
+                    let v = sim.sched.add_vcpu(d, u64::MAX).unwrap();
+                    sim.add(v, Workload::Hog);
+                    vs.push(v);
+                }
+                4 if !vs.is_empty() => {
+                    // Offline and straight back online: the simulator's wake finds it blocked.
+                    let v = vs[rng.range(0, vs.len() as u64 - 1) as usize];
+                    let k = sim.sched.offline(v, now).unwrap();
+                    sim.kick_opt(k);
+                    sim.settle();
+                    sim.sched.online(v).unwrap();
+                    let k = sim.sched.wake(v, now).unwrap();
+                    sim.kick_opt(k);
+                }
+                _ => {}
+            }
+            sim.settle();
+        }
+        sim.sched.sync(sim.now());
+        // Time is conserved on every pCPU: run + idle = elapsed.
+        let total_run: u64 = (0..vs.len())
+            .map(|i| sim.sched.vcpu_stats(vs[i]).map_or(0, |s| s.run_ns))
+            .sum();
+        let idle: u64 = (0..ncpus)
+            .map(|c| sim.sched.cpu_stats(c).unwrap().idle_ns)
+            .sum();
+        assert!(total_run + idle <= sim.now() * ncpus as u64 + 1);
+        let r = sim.report;
+        assert!(r.worst_idle_with_work_ns <= p.tick_ns, "seed {seed}: {r:?}");
+        worst_latency = worst_latency.max(r.worst_wake_latency_ns);
+    }
+    println!(
+        "random mixes: worst wake latency {} us (caps included)",
+        worst_latency / 1000
+    );
+}
+
+#[test]
+fn water_fill_gives_leftover_to_others() {
+    let mut c = [(1, 10, 0, false), (1, 1000, 0, false), (2, 1000, 0, false)];
+    let left = water_fill(300, &mut c);
+    assert_eq!(c[0].2, 10);
+    assert_eq!(c[1].2 + c[2].2 + left, 290);
+    assert!(c[2].2 >= 2 * c[1].2 - 1);
+}
