@@ -640,6 +640,11 @@ impl Scheduler {
         })
     }
 
+    /// Number of vCPU ids handed out (removed ones included).
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
     /// A vCPU's accounting.
     pub fn vcpu_stats(&self, v: VcpuId) -> Result<VcpuStats> {
         Ok(self.vc(v)?.stats)
@@ -1050,7 +1055,9 @@ impl Scheduler {
         let c = &self.cpus[cpu];
         let ran = now.saturating_sub(self.vc(cur).map_or(now, |x| x.started_at));
         let limited = ran < self.p.ratelimit_ns;
+        let aff = self.vc(cur).map_or(0, |x| x.affinity);
         let resched = self.parked(cur)
+            || aff & (1 << cpu) == 0
             || now >= c.slice_end
             || self.pending_kicks & (1 << cpu) != 0
             || (!limited

@@ -64,8 +64,8 @@ struct SimVcpu {
     burst_left: u64,
     /// When a blocked vCPU wakes.
     wake_at: Option<u64>,
-    /// When it last woke (until it runs).
-    woke_at: Option<u64>,
+    /// When it last woke (until it runs), and whether it woke with BOOST.
+    woke_at: Option<(u64, bool)>,
     /// Since when it is runnable, queued and not running.
     waiting_since: Option<u64>,
     /// CPU time as seen by the simulator.
@@ -80,6 +80,10 @@ pub struct SimReport {
     pub worst_wake_latency_ns: u64,
     /// Number of wakes measured.
     pub wakes: u64,
+    /// Longest time from a wake that gave BOOST to running.
+    pub worst_boost_wake_latency_ns: u64,
+    /// Number of wakes that gave BOOST.
+    pub boosted_wakes: u64,
     /// Longest time a runnable (queued) vCPU waited to run.
     pub worst_wait_ns: u64,
     /// Longest stretch a pCPU idled while a vCPU allowed on it waited in some queue.
@@ -95,7 +99,7 @@ pub struct Sim {
     now: u64,
     running: Vec<Option<VcpuId>>,
     timer: Vec<Option<u64>>,
-    next_tick: u64,
+    next_tick: Vec<u64>,
     kicks: u64,
     idle_with_work_since: Vec<Option<u64>>,
     rng: Lcg,
@@ -122,12 +126,22 @@ impl Sim {
             now: 0,
             running,
             timer,
-            next_tick: tick,
+            next_tick: alloc::vec![tick; n],
             kicks: 0,
             idle_with_work_since: iw,
             rng: Lcg(seed),
             report: SimReport::default(),
             check: true,
+        }
+    }
+
+    /// Spreads the pCPUs' ticks evenly over one tick period instead of firing them
+    /// together (call before running).
+    pub fn stagger_ticks(&mut self) {
+        let n = self.next_tick.len() as u64;
+        let tick = self.sched.params().tick_ns;
+        for (c, t) in self.next_tick.iter_mut().enumerate() {
+            *t = tick + c as u64 * tick / n;
         }
     }
 
@@ -222,11 +236,16 @@ impl Sim {
         };
         if let Some(v) = d.run
             && let Some(s) = self.vcpus.iter_mut().find(|s| s.id == v && s.alive)
-            && let Some(w) = s.woke_at.take()
+            && let Some((w, boosted)) = s.woke_at.take()
         {
             let lat = self.now - w;
             self.report.wakes += 1;
             self.report.worst_wake_latency_ns = self.report.worst_wake_latency_ns.max(lat);
+            if boosted {
+                self.report.boosted_wakes += 1;
+                self.report.worst_boost_wake_latency_ns =
+                    self.report.worst_boost_wake_latency_ns.max(lat);
+            }
         }
     }
 
@@ -255,6 +274,15 @@ impl Sim {
         // Queued (runnable, not parked, not running) vCPUs and the pCPUs they may use.
         let mut waiting_mask = 0u64;
         for s in self.vcpus.iter_mut().filter(|s| s.alive) {
+            // A wake stops counting as boosted once its domain gets parked or it lost BOOST.
+            if let Some((_, boosted)) = &mut s.woke_at
+                && self
+                    .sched
+                    .vcpu_info(s.id)
+                    .is_ok_and(|i| i.parked || i.pri != super::Priority::Boost)
+            {
+                *boosted = false;
+            }
             let queued = self
                 .sched
                 .vcpu_info(s.id)
@@ -298,7 +326,10 @@ impl Sim {
     /// Advances to the next event (no later than `end`) and handles everything due then.
     pub fn step(&mut self, end: u64) {
         let now = self.now;
-        let mut next = end.min(self.next_tick);
+        let mut next = end;
+        for t in &self.next_tick {
+            next = next.min(*t);
+        }
         for t in self.timer.iter().flatten() {
             next = next.min(*t);
         }
@@ -371,7 +402,11 @@ impl Sim {
             let id = self.vcpus[i].id;
             match self.sched.wake(id, now) {
                 Ok(k) => {
-                    self.vcpus[i].woke_at = Some(now);
+                    let boosted = self
+                        .sched
+                        .vcpu_info(id)
+                        .is_ok_and(|i| i.pri == super::Priority::Boost && !i.parked);
+                    self.vcpus[i].woke_at = Some((now, boosted));
                     self.kick_opt(k);
                 }
                 Err(super::SchedError::Offline) => {}
@@ -390,14 +425,15 @@ impl Sim {
         }
         self.settle();
 
-        // 4. Ticks, all pCPUs at once.
-        if now >= self.next_tick {
-            self.next_tick = now.saturating_add(self.sched.params().tick_ns);
-            for cpu in 0..self.running.len() {
+        // 4. Ticks (all pCPUs at once unless staggered).
+        let tick = self.sched.params().tick_ns;
+        for cpu in 0..self.running.len() {
+            if now >= self.next_tick[cpu] {
+                self.next_tick[cpu] = now.saturating_add(tick);
                 let d = self.sched.tick(cpu, now);
                 self.apply(cpu, d);
             }
-            self.settle();
         }
+        self.settle();
     }
 }
