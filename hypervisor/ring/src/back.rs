@@ -114,6 +114,19 @@ impl<'a, Req: Pod, Rsp: Pod> BackRing<'a, Req, Rsp> {
         Ok(Some(req))
     }
 
+    /// Copy up to `out.len()` published requests into `out` (oldest first)
+    /// and consume them; returns how many. Reads and validates `req_prod`
+    /// once for the whole batch.
+    pub fn take_requests(&mut self, out: &mut [Req]) -> Result<usize, RingError> {
+        let avail = self.check_req_prod()? as usize;
+        let n = avail.min(out.len());
+        for slot in &mut out[..n] {
+            *slot = self.sring.read_req(self.req_cons);
+            self.req_cons = self.req_cons.wrapping_add(1);
+        }
+        Ok(n)
+    }
+
     /// Write `rsp` into the slot of the oldest unanswered request
     /// (`RING_GET_RESPONSE(r, rsp_prod_pvt++)`); the front sees it after a
     /// push.

@@ -157,6 +157,19 @@ impl<'a, Req: Pod, Rsp: Pod> FrontRing<'a, Req, Rsp> {
         Ok(Some(rsp))
     }
 
+    /// Copy up to `out.len()` published responses into `out` (oldest
+    /// first) and consume them; returns how many. Reads and validates
+    /// `rsp_prod` once for the whole batch.
+    pub fn take_responses(&mut self, out: &mut [Rsp]) -> Result<usize, RingError> {
+        let avail = self.check_rsp_prod()? as usize;
+        let n = avail.min(out.len());
+        for slot in &mut out[..n] {
+            *slot = self.sring.read_rsp(self.rsp_cons);
+            self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        }
+        Ok(n)
+    }
+
     /// `RING_FINAL_CHECK_FOR_RESPONSES`: if nothing is pending, ask for a
     /// notification on the next response (`rsp_event = rsp_cons + 1`) and
     /// check again, closing the race with a response published meanwhile.

@@ -56,9 +56,9 @@ pub const SRING_PAD_BYTES: usize = 44;
 /// Every bit pattern of `size_of::<Self>()` bytes must be a valid value of
 /// the type: no `bool`, `char`, enums, references, pointers one dereferences,
 /// `NonZero*` and the like, directly or in fields. Types should be
-/// `#[repr(C)]` so that the layout matches the C definition of the protocol,
-/// and ideally have no padding (padding bytes are copied into the shared page
-/// with unspecified contents).
+/// `#[repr(C)]` so that the layout matches the C definition of the protocol.
+/// The type must also have no padding bytes (entries are copied in and out
+/// word by word, and padding would leak our memory to the peer).
 pub unsafe trait Pod: Copy {}
 
 macro_rules! pod {

@@ -3,6 +3,7 @@
 //! no reference into the shared area is ever created.
 
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr;
 use core::sync::atomic::{Ordering, fence};
 
@@ -176,27 +177,82 @@ impl<'a, Req: Pod, Rsp: Pod> Sring<'a, Req, Rsp> {
 
     /// `RING_COPY_REQUEST`: a volatile copy of the request in slot `idx`.
     pub(crate) fn read_req(&self, idx: RingIdx) -> Req {
-        // SAFETY: the slot is in bounds and aligned for the entry union
-        // (base aligned, offset and entry size multiples of its alignment),
-        // at least size_of::<Req>() long, and Req: Pod accepts any bytes.
-        unsafe { ptr::read_volatile(self.slot(idx).cast::<Req>()) }
+        copy_in(self.slot(idx))
     }
 
     /// `RING_COPY_RESPONSE`: a volatile copy of the response in slot `idx`.
     pub(crate) fn read_rsp(&self, idx: RingIdx) -> Rsp {
-        // SAFETY: as in read_req, for Rsp.
-        unsafe { ptr::read_volatile(self.slot(idx).cast::<Rsp>()) }
+        copy_in(self.slot(idx))
     }
 
     /// Volatile store of a request into slot `idx`.
     pub(crate) fn write_req(&self, idx: RingIdx, req: Req) {
-        // SAFETY: slot in bounds and aligned, at least size_of::<Req>() long.
-        unsafe { ptr::write_volatile(self.slot(idx).cast::<Req>(), req) }
+        copy_out(self.slot(idx), &req);
     }
 
     /// Volatile store of a response into slot `idx`.
     pub(crate) fn write_rsp(&self, idx: RingIdx, rsp: Rsp) {
-        // SAFETY: slot in bounds and aligned, at least size_of::<Rsp>() long.
-        unsafe { ptr::write_volatile(self.slot(idx).cast::<Rsp>(), rsp) }
+        copy_out(self.slot(idx), &rsp);
+    }
+}
+
+/// The widest word (8, 4 or 1 bytes) that both divides the size of `T` and
+/// is within its alignment. Slots are aligned to at least `align_of::<T>()`.
+const fn word<T>() -> usize {
+    if align_of::<T>() >= 8 && size_of::<T>().is_multiple_of(8) {
+        8
+    } else if align_of::<T>() >= 4 && size_of::<T>().is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+/// Copy a `T` out of a slot with one volatile load per word.
+#[inline(always)]
+fn copy_in<T: Pod>(src: *const u8) -> T {
+    let mut out = MaybeUninit::<T>::uninit();
+    let dst = out.as_mut_ptr().cast::<u8>();
+    let n = size_of::<T>() / word::<T>();
+    for i in 0..n {
+        // SAFETY: `src` is an in-bounds slot of at least size_of::<T>() bytes
+        // aligned to align_of::<T>() >= the word size, and `dst` is our own
+        // local of the same size and alignment; word i lies inside both.
+        unsafe {
+            match word::<T>() {
+                8 => dst
+                    .cast::<u64>()
+                    .add(i)
+                    .write(ptr::read_volatile(src.cast::<u64>().add(i))),
+                4 => dst
+                    .cast::<u32>()
+                    .add(i)
+                    .write(ptr::read_volatile(src.cast::<u32>().add(i))),
+                _ => dst.add(i).write(ptr::read_volatile(src.add(i))),
+            }
+        }
+    }
+    // SAFETY: every byte of `out` was written above, and T: Pod accepts any
+    // bytes.
+    unsafe { out.assume_init() }
+}
+
+/// Copy a `T` into a slot with one volatile store per word.
+#[inline(always)]
+fn copy_out<T: Pod>(dst: *mut u8, val: &T) {
+    let src = ptr::from_ref(val).cast::<u8>();
+    let n = size_of::<T>() / word::<T>();
+    for i in 0..n {
+        // SAFETY: `dst` is an in-bounds slot of at least size_of::<T>() bytes
+        // aligned to align_of::<T>() >= the word size; `src` is a live `T`
+        // whose bytes are all initialised (Pod: no padding), read in words
+        // within its size and alignment.
+        unsafe {
+            match word::<T>() {
+                8 => ptr::write_volatile(dst.cast::<u64>().add(i), src.cast::<u64>().add(i).read()),
+                4 => ptr::write_volatile(dst.cast::<u32>().add(i), src.cast::<u32>().add(i).read()),
+                _ => ptr::write_volatile(dst.add(i), src.add(i).read()),
+            }
+        }
     }
 }

@@ -199,6 +199,15 @@ fn random_traffic(start: u32, rounds: u32, seed: u64) {
         }
         f.push_requests();
         let take = rng.below(200);
+        if rng.below(2) == 0 {
+            let mut buf = [Req { id: 0, a: 0, b: 0 }; 200];
+            let n = b.take_requests(&mut buf[..take as usize]).unwrap();
+            for r in &buf[..n] {
+                assert_eq!(r.id, served);
+                served += 1;
+                b.produce_response(answer(*r)).unwrap();
+            }
+        }
         for _ in 0..take {
             match b.consume_request().unwrap() {
                 Some(r) => {
@@ -211,6 +220,20 @@ fn random_traffic(start: u32, rounds: u32, seed: u64) {
         }
         if rng.below(2) == 0 {
             b.push_responses();
+        }
+        if rng.below(2) == 0 {
+            let mut buf = [Rsp {
+                id: 0,
+                sum: 0,
+                pad: 0,
+            }; 150];
+            let n = f
+                .take_responses(&mut buf[..rng.below(150) as usize])
+                .unwrap();
+            for r in &buf[..n] {
+                assert_eq!(r.id, got);
+                got += 1;
+            }
         }
         for _ in 0..rng.below(200) {
             match f.consume_response().unwrap() {
@@ -568,6 +591,24 @@ fn hostile_scribbling_never_panics_and_is_reported() {
                     }
                     assert!(f.req_prod_pvt().wrapping_sub(f.rsp_cons()) <= f.size());
                 }
+                6 if step % 2 == 0 => {
+                    let mut rb = [Rsp {
+                        id: 0,
+                        sum: 0,
+                        pad: 0,
+                    }; 7];
+                    if let Ok(n) = f.take_responses(&mut rb) {
+                        assert!(n <= 7);
+                    }
+                    let mut qb = [Req { id: 0, a: 0, b: 0 }; 9];
+                    if let Ok(n) = b.take_requests(&mut qb) {
+                        for q in &qb[..n] {
+                            let _ = b.produce_response(answer(*q));
+                        }
+                    }
+                    assert!(b.req_cons().wrapping_sub(b.rsp_prod_pvt()) <= b.size());
+                    assert!(f.req_prod_pvt().wrapping_sub(f.rsp_cons()) <= f.size());
+                }
                 6 => {
                     let _ = f.final_check_for_responses();
                     let _ = b.final_check_for_requests();
@@ -594,4 +635,31 @@ fn errors_display() {
     let s = std::format!("{e}");
     assert!(s.contains("RspProd") && s.contains("0x9"), "{s}");
     let _: Vec<u8> = Vec::new();
+}
+
+/// Entries whose size or alignment rules out 8- or 4-byte words are copied
+/// in smaller words, and neighbouring slots are untouched.
+#[test]
+fn odd_entry_shapes_round_trip() {
+    fn go<T: Pod + PartialEq + core::fmt::Debug>(make: impl Fn(u32) -> T) {
+        let mut p = page();
+        let s = Sring::<T, T>::from_page(&mut p).unwrap();
+        let mut f = FrontRing::new(s);
+        let mut b = BackRing::new(s);
+        for round in 0..(3 * s.size()) {
+            f.produce_request(make(round)).unwrap();
+            f.push_requests();
+            let q = b.consume_request().unwrap().unwrap();
+            assert_eq!(q, make(round));
+            b.produce_response(make(!round)).unwrap();
+            b.push_responses();
+            assert_eq!(f.consume_response().unwrap(), Some(make(!round)));
+        }
+    }
+    go(|i| [i as u8, (i >> 8) as u8, 3]);
+    go(|i| [i as u16, 7, (i >> 16) as u16]);
+    go(|i| [i, i ^ 0x5555_5555, 9]);
+    go(|i| (i as u64) << 20 | 1);
+    go(|i| [i as u64, !(i as u64)]);
+    go(|i| i as u8);
 }
