@@ -133,6 +133,9 @@ fn c_round_trips(page: &mut PageBuf, n: u64, batch: u32) -> (u64, u64) {
     (total, notifies)
 }
 
+/// One benchmark: (page, round trips, batch) -> (checksum, notifications).
+type Run = fn(&mut PageBuf, u64, u32) -> (u64, u64);
+
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
@@ -145,8 +148,7 @@ fn main() {
         "{:>6}  {:>14}  {:>16}  {:>14}  {:>7}  {:>7}",
         "batch", "Rust ops/s", "Rust take_* ops/s", "C ops/s", "Rust/C", "take/C"
     );
-    let runs: [fn(&mut PageBuf, u64, u32) -> (u64, u64); 3] =
-        [rust_round_trips, rust_round_trips_batched, c_round_trips];
+    let runs: [Run; 3] = [rust_round_trips, rust_round_trips_batched, c_round_trips];
     for batch in [1u32, 8, 32, 128] {
         let mut best = [0f64; 3];
         let mut results = [(0, 0); 3];
