@@ -444,9 +444,9 @@ impl Scheduler {
         Ok(DomId(id))
     }
 
-    /// Changes a domain's weight and cap. Lifting the cap unparks it at once (the
-    /// pCPUs to kick come with the next decision).
-    pub fn set_params(&mut self, dom: DomId, weight: u16, cap: u32, now: u64) -> Result<()> {
+    /// Changes a domain's weight and cap (the new weight counts from the next refill).
+    /// Lifting or raising the cap unparks the domain at once. Returns the pCPUs to kick.
+    pub fn set_params(&mut self, dom: DomId, weight: u16, cap: u32, now: u64) -> Result<u64> {
         if weight == 0 {
             return Err(SchedError::BadWeight);
         }
@@ -469,7 +469,13 @@ impl Scheduler {
         if parked && (cap == 0 || d.budget > 0) {
             self.unpark(dom, now);
         }
-        Ok(())
+        Ok(self.take_kicks())
+    }
+
+    /// Takes the kicks the scheduler owes (they also ride on every [`Decision`]); for a
+    /// caller whose pCPUs may all be idle without ticks.
+    pub fn take_kicks(&mut self) -> u64 {
+        core::mem::take(&mut self.pending_kicks)
     }
 
     /// Removes a domain and all its vCPUs. Returns the pCPUs that must reschedule.
@@ -638,6 +644,18 @@ impl Scheduler {
             parked: self.parked(v),
             stats: x.stats,
         })
+    }
+
+    /// When the next refill is due. A caller whose idle pCPUs stop ticking must still
+    /// call [`Scheduler::tick`] on some pCPU by then while a domain is parked (that
+    /// refill is what unparks it).
+    pub fn next_refill_at(&self) -> u64 {
+        self.next_refill
+    }
+
+    /// True if some domain is parked over its cap.
+    pub fn any_parked(&self) -> bool {
+        self.doms.iter().flatten().any(|d| d.parked)
     }
 
     /// Number of vCPU ids handed out (removed ones included).

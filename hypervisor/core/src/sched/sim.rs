@@ -107,6 +107,8 @@ pub struct Sim {
     pub report: SimReport,
     /// Check the scheduler's invariants after every batch of events.
     pub check: bool,
+    /// Idle pCPUs get no ticks (they wake on kicks only), as with a tickless idle loop.
+    pub tickless_idle: bool,
 }
 
 impl Sim {
@@ -132,6 +134,7 @@ impl Sim {
             rng: Lcg(seed),
             report: SimReport::default(),
             check: true,
+            tickless_idle: false,
         }
     }
 
@@ -189,6 +192,11 @@ impl Sim {
     /// Asks `cpu` to reschedule (an IPI).
     pub fn kick(&mut self, cpu: usize) {
         self.kicks |= 1 << cpu;
+    }
+
+    /// [`Sim::kick`] for every pCPU in a bitmap.
+    pub fn kick_mask(&mut self, cpus: u64) {
+        self.kicks |= cpus;
     }
 
     /// [`Sim::kick`] for an optional pCPU.
@@ -430,6 +438,9 @@ impl Sim {
         for cpu in 0..self.running.len() {
             if now >= self.next_tick[cpu] {
                 self.next_tick[cpu] = now.saturating_add(tick);
+                if self.tickless_idle && self.running[cpu].is_none() {
+                    continue;
+                }
                 let d = self.sched.tick(cpu, now);
                 self.apply(cpu, d);
             }

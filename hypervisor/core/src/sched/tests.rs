@@ -208,29 +208,40 @@ fn boosted_wake_latency_with_hogs_everywhere() {
 
 #[test]
 fn no_idling_next_to_waiting_work_and_affinity_respected() {
-    // Affinities that overlap: some vCPUs pinned, some free.
-    let mut sim = Sim::new(sched(4), 13);
-    let d = sim.sched.add_domain(256, 0).unwrap();
-    let masks = [
-        0b0001, 0b0001, 0b0011, 0b0110, 0b1100, 0b1111, 0b1000, 0b1010,
-    ];
-    for (i, &m) in masks.iter().enumerate() {
-        let v = sim.sched.add_vcpu(d, m).unwrap();
-        let w = if i % 2 == 0 {
-            Workload::Hog
-        } else {
-            Workload::Sleeper {
-                run_ns: 2 * MS + i as u64 * 100_000,
-                sleep_ns: 5 * MS,
-            }
-        };
-        sim.add(v, w);
+    // Overlapping affinities, some pinned; a few hogs and many sleepers so that pCPUs
+    // go idle and work appears on busy peers. Every pCPU ↔ vCPU placement is checked
+    // against the affinity after every event (in the simulator).
+    for tickless in [false, true] {
+        let mut sim = Sim::new(sched(4), 13);
+        sim.tickless_idle = tickless;
+        let d = sim.sched.add_domain(256, 0).unwrap();
+        let masks = [
+            0b0001, 0b0001, 0b0011, 0b0110, 0b1100, 0b1111, 0b1000, 0b1010, 0b0101,
+        ];
+        for (i, &m) in masks.iter().enumerate() {
+            let v = sim.sched.add_vcpu(d, m).unwrap();
+            let w = if i % 3 == 0 {
+                Workload::Hog
+            } else {
+                Workload::Sleeper {
+                    run_ns: 2 * MS + i as u64 * 300_000,
+                    sleep_ns: 4 * MS + i as u64 * 500_000,
+                }
+            };
+            sim.add(v, w);
+        }
+        sim.run_until(20 * SEC);
+        let r = sim.report;
+        let idle: u64 = (0..4)
+            .map(|c| sim.sched.cpu_stats(c).unwrap().idle_ns)
+            .sum();
+        println!(
+            "affinity mix (tickless idle: {tickless}): idle {:.1}%, {r:?}",
+            pct(idle, 4 * 20 * SEC)
+        );
+        assert!(idle > 0);
+        assert_eq!(r.worst_idle_with_work_ns, 0);
     }
-    sim.run_until(20 * SEC);
-    let r = sim.report;
-    println!("affinity mix: {r:?}");
-    assert!(r.worst_idle_with_work_ns <= sim.sched.params().tick_ns);
-    // The pinned pair shares pCPU 0; nobody else may run there except 0b0011/0b1111.
 }
 
 #[test]
@@ -383,6 +394,8 @@ fn random_mixes() {
             p.ratelimit_ns = rng.range(0, 2) * MS;
         }
         let mut sim = Sim::new(Scheduler::new(p).unwrap(), seed);
+        // Half the seeds: idle pCPUs get no ticks, kicks alone must bring them work.
+        sim.tickless_idle = seed % 2 == 0;
         let mut vs: Vec<VcpuId> = Vec::new();
         let mut doms = Vec::new();
         for _ in 0..rng.range(1, 5) {
@@ -432,10 +445,11 @@ fn random_mixes() {
                     } else {
                         rng.range(1, 300) as u32
                     };
-                    sim.sched
+                    let k = sim
+                        .sched
                         .set_params(d, rng.range(1, 65535) as u16, cap, now)
                         .unwrap();
-                    sim.kick(0);
+                    sim.kick_mask(k);
                 }
                 2 if vs.len() > 1 => {
                     let i = rng.range(0, vs.len() as u64 - 1) as usize;
@@ -658,8 +672,9 @@ fn cap_lifted_and_set_at_run_time() {
     sim.run_until(5 * SEC);
     let first = pct(sim.ran_ns(v), 5 * SEC);
     let now = sim.now();
-    sim.sched.set_params(d, 256, 0, now).unwrap();
-    sim.kick(0);
+    let k = sim.sched.set_params(d, 256, 0, now).unwrap();
+    assert_eq!(k, 1, "the unparked vCPU goes to the idle pCPU 0");
+    sim.kick_mask(k);
     sim.settle();
     sim.run_until(10 * SEC);
     let second = pct(sim.ran_ns(v), 5 * SEC) - first;
