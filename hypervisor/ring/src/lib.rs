@@ -22,6 +22,44 @@
 //! The number of entries is the largest power of two that fits.
 //!
 //! See `docs/rings.md` for the design and for how this differs from ring.h.
+//!
+//! ```
+//! use oxen_ring::{BackRing, FrontRing, PageBuf, Pod, RingError, Sring};
+//!
+//! #[repr(C)]
+//! #[derive(Clone, Copy)]
+//! struct Req { id: u64, a: u32, b: u32 }
+//! #[repr(C)]
+//! #[derive(Clone, Copy)]
+//! struct Rsp { id: u64, sum: u32, pad: u32 }
+//! // SAFETY: integer fields only, no padding.
+//! unsafe impl Pod for Req {}
+//! // SAFETY: integer fields only, no padding.
+//! unsafe impl Pod for Rsp {}
+//!
+//! # fn main() -> Result<(), RingError> {
+//! let mut page = Box::new(PageBuf::new());
+//! let sring = Sring::<Req, Rsp>::from_page(&mut page)?;
+//! let mut front = FrontRing::new(sring); // SHARED_RING_INIT + FRONT_RING_INIT
+//! let mut back = BackRing::new(sring); // normally the other domain
+//! assert_eq!(front.size(), 128);
+//!
+//! front.produce_request(Req { id: 7, a: 2, b: 3 })?;
+//! let notify = front.push_requests_and_check_notify();
+//! assert!(notify); // req_event starts at 1
+//!
+//! while let Some(req) = back.consume_request()? {
+//!     back.produce_response(Rsp { id: req.id, sum: req.a + req.b, pad: 0 })?;
+//! }
+//! assert!(back.push_responses_and_check_notify());
+//! assert!(!back.final_check_for_requests()?); // idle: re-armed req_event
+//!
+//! let rsp = front.consume_response()?.expect("one response");
+//! assert_eq!((rsp.id, rsp.sum), (7, 5));
+//! assert!(!front.final_check_for_responses()?);
+//! # Ok(())
+//! # }
+//! ```
 #![no_std]
 
 mod back;

@@ -177,22 +177,28 @@ impl<'a, Req: Pod, Rsp: Pod> Sring<'a, Req, Rsp> {
 
     /// `RING_COPY_REQUEST`: a volatile copy of the request in slot `idx`.
     pub(crate) fn read_req(&self, idx: RingIdx) -> Req {
-        copy_in(self.slot(idx))
+        // SAFETY: slot() is in bounds, aligned for the entry union (base
+        // aligned, offset and entry size multiples of its alignment) and at
+        // least size_of::<Req>() long.
+        unsafe { copy_in(self.slot(idx)) }
     }
 
     /// `RING_COPY_RESPONSE`: a volatile copy of the response in slot `idx`.
     pub(crate) fn read_rsp(&self, idx: RingIdx) -> Rsp {
-        copy_in(self.slot(idx))
+        // SAFETY: as in read_req, for Rsp.
+        unsafe { copy_in(self.slot(idx)) }
     }
 
     /// Volatile store of a request into slot `idx`.
     pub(crate) fn write_req(&self, idx: RingIdx, req: Req) {
-        copy_out(self.slot(idx), &req);
+        // SAFETY: as in read_req.
+        unsafe { copy_out(self.slot(idx), &req) }
     }
 
     /// Volatile store of a response into slot `idx`.
     pub(crate) fn write_rsp(&self, idx: RingIdx, rsp: Rsp) {
-        copy_out(self.slot(idx), &rsp);
+        // SAFETY: as in read_req, for Rsp.
+        unsafe { copy_out(self.slot(idx), &rsp) }
     }
 }
 
@@ -209,13 +215,18 @@ const fn word<T>() -> usize {
 }
 
 /// Copy a `T` out of a slot with one volatile load per word.
+///
+/// # Safety
+///
+/// `src` must be valid for reads of `size_of::<T>()` bytes and aligned to
+/// `align_of::<T>()`.
 #[inline(always)]
-fn copy_in<T: Pod>(src: *const u8) -> T {
+unsafe fn copy_in<T: Pod>(src: *const u8) -> T {
     let mut out = MaybeUninit::<T>::uninit();
     let dst = out.as_mut_ptr().cast::<u8>();
     let n = size_of::<T>() / word::<T>();
     for i in 0..n {
-        // SAFETY: `src` is an in-bounds slot of at least size_of::<T>() bytes
+        // SAFETY: by the caller, `src` has size_of::<T>() readable bytes
         // aligned to align_of::<T>() >= the word size, and `dst` is our own
         // local of the same size and alignment; word i lies inside both.
         unsafe {
@@ -238,12 +249,17 @@ fn copy_in<T: Pod>(src: *const u8) -> T {
 }
 
 /// Copy a `T` into a slot with one volatile store per word.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `size_of::<T>()` bytes and aligned to
+/// `align_of::<T>()`.
 #[inline(always)]
-fn copy_out<T: Pod>(dst: *mut u8, val: &T) {
+unsafe fn copy_out<T: Pod>(dst: *mut u8, val: &T) {
     let src = ptr::from_ref(val).cast::<u8>();
     let n = size_of::<T>() / word::<T>();
     for i in 0..n {
-        // SAFETY: `dst` is an in-bounds slot of at least size_of::<T>() bytes
+        // SAFETY: by the caller, `dst` has size_of::<T>() writable bytes
         // aligned to align_of::<T>() >= the word size; `src` is a live `T`
         // whose bytes are all initialised (Pod: no padding), read in words
         // within its size and alignment.
