@@ -878,14 +878,14 @@ impl Scheduler {
         {
             dm.budget = dm.budget.saturating_sub(to_i64(d)).max(floor);
             if dm.budget <= 0 && !dm.parked {
-                self.park(dom);
+                self.park(dom, now);
             }
         }
     }
 
     /// Parks a domain over its cap: its queued vCPUs leave the queues, the pCPUs running
     /// its vCPUs are kicked.
-    fn park(&mut self, dom: DomId) {
+    fn park(&mut self, dom: DomId, now: u64) {
         let Ok(d) = self.dom_mut(dom) else { return };
         d.parked = true;
         let vcpus = d.vcpus.clone();
@@ -893,11 +893,7 @@ impl Scheduler {
             let Ok(x) = self.vc(v) else { continue };
             let (state, cpu) = (x.state, x.cpu);
             match state {
-                VcpuState::Runnable => {
-                    if let Some(c) = self.cpus.get_mut(cpu) {
-                        c.runq.retain(|&o| o != v);
-                    }
-                }
+                VcpuState::Runnable => self.dequeue(v, now),
                 VcpuState::Running => self.pending_kicks |= 1 << cpu,
                 _ => {}
             }
@@ -999,7 +995,7 @@ impl Scheduler {
             if parked && budget > 0 {
                 self.unpark(id, now);
             } else if !parked && budget <= 0 {
-                self.park(id);
+                self.park(id, now);
             }
         }
         // Priorities changed: re-sort every queue (stable), kick where the head now

@@ -46,7 +46,10 @@ fn weighted_hogs(
     // The scheduler's own accounting agrees with what the simulator saw.
     for vs in &doms {
         for &v in vs {
-            assert_eq!(sim.sched.vcpu_stats(v).unwrap().run_ns, sim.ran_ns(v));
+            let st = sim.sched.vcpu_stats(v).unwrap();
+            assert_eq!(st.run_ns, sim.ran_ns(v));
+            // A hog is always running or waiting.
+            assert_eq!(st.run_ns + st.wait_ns, secs * SEC, "{st:?}");
         }
     }
     (shares, sim.report)
