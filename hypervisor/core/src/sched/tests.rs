@@ -690,3 +690,88 @@ fn cap_lifted_and_set_at_run_time() {
     assert!(second > 99.0);
     assert!((third - 60.0).abs() < 2.0);
 }
+
+/// Random API calls with random (often bad) ids, cpus, masks and times, time going
+/// backwards included: never a panic, invariants hold once returned kicks are served.
+#[test]
+fn api_fuzz() {
+    let mut picked = 0u64;
+    for seed in 0..40u64 {
+        let mut rng = Lcg(seed.wrapping_mul(0x9e37_79b9) + 1);
+        let ncpus = rng.range(1, 64) as usize;
+        let mut s = sched(ncpus);
+        let mut now = 0u64;
+        let mut kicks = 0u64;
+        for _ in 0..3000 {
+            now = match rng.range(0, 20) {
+                0 => now.saturating_sub(rng.range(0, 50 * MS)),
+                1 => now.saturating_add(rng.range(0, 10 * SEC)),
+                _ => now.saturating_add(rng.range(0, 3 * MS)),
+            };
+            let nd = s.doms.len() as u64 + 2;
+            let nv = s.vcpus.len() as u64 + 2;
+            let dom = DomId(rng.range(0, nd) as u32);
+            let v = VcpuId(rng.range(0, nv) as u32);
+            let cpu = rng.range(0, ncpus as u64) as usize; // sometimes out of range
+            let mask = if rng.range(0, 9) == 0 {
+                0
+            } else {
+                rng.range(0, u64::MAX - 1)
+            };
+            let one = |r: Result<Option<usize>>| r.ok().flatten().map_or(0, |c| 1u64 << c);
+            match rng.range(0, 14) {
+                0 => {
+                    let _ = s.add_domain(rng.range(0, 70000) as u16, rng.range(0, 7000) as u32);
+                }
+                1 => {
+                    let cap = rng.range(0, 7000) as u32;
+                    kicks |= s
+                        .set_params(dom, rng.range(0, 65535) as u16, cap, now)
+                        .unwrap_or(0);
+                }
+                2 => kicks |= s.remove_domain(dom, now).unwrap_or(0),
+                3 | 4 => {
+                    if let Ok(v) = s.add_vcpu(dom, mask) {
+                        kicks |= one(s.wake(v, now));
+                    }
+                }
+                5 => kicks |= one(s.remove_vcpu(v, now)),
+                6 => kicks |= one(s.offline(v, now)),
+                7 => {
+                    let _ = s.online(v);
+                }
+                8 => kicks |= one(s.set_affinity(v, mask, now)),
+                9 | 10 => kicks |= one(s.wake(v, now)),
+                11 => kicks |= one(s.block(v, now)),
+                12 => kicks |= one(s.yield_(v, now)),
+                _ => {
+                    if let Ok(d) = s.tick(cpu, now) {
+                        kicks |= d.kick;
+                    }
+                }
+            }
+            // Serve kicks (and the pCPUs the calls named) until quiet.
+            let mut guard = 0;
+            kicks |= s.take_kicks();
+            while kicks != 0 && guard < 200 {
+                guard += 1;
+                let k = core::mem::take(&mut kicks);
+                for c in 0..ncpus {
+                    if k & (1 << c) != 0
+                        && let Ok(d) = s.schedule(c, now)
+                    {
+                        picked += u64::from(d.run.is_some());
+                        kicks |= d.kick;
+                    }
+                }
+                kicks |= s.take_kicks();
+            }
+            // A kick not needed any more may still be pending; the state must be sound.
+            if let Err(e) = s.check_invariants() {
+                panic!("seed {seed}: {e}");
+            }
+        }
+    }
+    println!("api fuzz: {picked} decisions that ran a vCPU");
+    assert!(picked > 1000);
+}
