@@ -18,24 +18,28 @@ use std::time::Instant;
 use cshim::{req_a, req_b, shim};
 use oxen_ring::{BackRing, FrontRing, PageBuf, Pod, Sring};
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Req {
-    id: u64,
-    a: u32,
-    b: u32,
+#[path = "../tests/support/types.rs"]
+mod types;
+use types::{Req, Rsp};
+
+/// Produces up to `batch` of the `n` requests (counting in `sent`) and pushes
+/// them; returns 1 if the back end must be notified.
+fn produce_batch(f: &mut FrontRing<'_, Req, Rsp>, sent: &mut u64, n: u64, batch: u32) -> u64 {
+    let mut k = 0;
+    while k < batch && *sent < n {
+        let req = Req {
+            id: *sent,
+            a: req_a(*sent),
+            b: req_b(*sent),
+        };
+        if f.produce_request(req).is_err() {
+            break;
+        }
+        *sent += 1;
+        k += 1;
+    }
+    f.push_requests_and_check_notify() as u64
 }
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Rsp {
-    id: u64,
-    sum: u32,
-    pad: u32,
-}
-// SAFETY: integer fields only, no padding.
-unsafe impl Pod for Req {}
-// SAFETY: integer fields only, no padding.
-unsafe impl Pod for Rsp {}
 
 /// `n` round trips through our rings; returns (sum of sums, notifications).
 pub fn rust_round_trips(page: &mut PageBuf, n: u64, batch: u32) -> (u64, u64) {
@@ -44,20 +48,7 @@ pub fn rust_round_trips(page: &mut PageBuf, n: u64, batch: u32) -> (u64, u64) {
     let mut b = BackRing::new(s);
     let (mut sent, mut done, mut total, mut notifies) = (0u64, 0u64, 0u64, 0u64);
     while done < n {
-        let mut k = 0;
-        while k < batch && sent < n {
-            let req = Req {
-                id: sent,
-                a: req_a(sent),
-                b: req_b(sent),
-            };
-            if f.produce_request(req).is_err() {
-                break;
-            }
-            sent += 1;
-            k += 1;
-        }
-        notifies += f.push_requests_and_check_notify() as u64;
+        notifies += produce_batch(&mut f, &mut sent, n, batch);
         while let Some(q) = b.consume_request().expect("well-behaved") {
             let rsp = Rsp {
                 id: q.id,
@@ -91,20 +82,7 @@ pub fn rust_round_trips_batched(page: &mut PageBuf, n: u64, batch: u32) -> (u64,
     }; 128];
     let (mut sent, mut done, mut total, mut notifies) = (0u64, 0u64, 0u64, 0u64);
     while done < n {
-        let mut k = 0;
-        while k < batch && sent < n {
-            let req = Req {
-                id: sent,
-                a: req_a(sent),
-                b: req_b(sent),
-            };
-            if f.produce_request(req).is_err() {
-                break;
-            }
-            sent += 1;
-            k += 1;
-        }
-        notifies += f.push_requests_and_check_notify() as u64;
+        notifies += produce_batch(&mut f, &mut sent, n, batch);
         let got = b.take_requests(&mut qbuf).expect("well-behaved");
         for q in &qbuf[..got] {
             let rsp = Rsp {

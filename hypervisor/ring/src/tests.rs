@@ -7,24 +7,9 @@ use std::vec::Vec;
 
 use crate::*;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Req {
-    id: u64,
-    a: u32,
-    b: u32,
-}
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rsp {
-    id: u64,
-    sum: u32,
-    pad: u32,
-}
-// SAFETY: only integer fields, no padding.
-unsafe impl Pod for Req {}
-// SAFETY: only integer fields, no padding.
-unsafe impl Pod for Rsp {}
+#[path = "../tests/support/types.rs"]
+mod types;
+use types::{Req, Rsp};
 
 /// Numerical Recipes LCG; the high half is the output.
 struct Lcg(u64);

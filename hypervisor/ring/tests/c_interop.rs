@@ -12,24 +12,9 @@ mod cshim;
 use cshim::{CBack, CFront, req_a, req_b, shim};
 use oxen_ring::{BackRing, FrontRing, PageBuf, Pod, SharedIndex, Sring};
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Req {
-    id: u64,
-    a: u32,
-    b: u32,
-}
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rsp {
-    id: u64,
-    sum: u32,
-    pad: u32,
-}
-// SAFETY: integer fields only, no padding.
-unsafe impl Pod for Req {}
-// SAFETY: integer fields only, no padding.
-unsafe impl Pod for Rsp {}
+#[path = "support/types.rs"]
+mod types;
+use types::{Req, Rsp};
 
 #[test]
 fn layout_matches_c() {
