@@ -5,6 +5,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod evtchn;
+pub mod grant_table;
+
 /// Hypercall numbers (`xen.h`).
 pub mod hypercall {
     pub const SET_TRAP_TABLE: u32 = 0;

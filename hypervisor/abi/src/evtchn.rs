@@ -1,0 +1,1 @@
+//! Event channels (`event_channel.h`): sub-op numbers and argument layouts.

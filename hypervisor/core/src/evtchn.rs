@@ -1,0 +1,1 @@
+//! Event channels: the two-level event ABI as pure logic.
