@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod platform;
+mod plot;
 mod scenario;
 mod setup;
 

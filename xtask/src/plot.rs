@@ -1,0 +1,1 @@
+//! Plots for benchmark reports: CPU share over time, as SVG.
