@@ -19,6 +19,7 @@ const HEADERS: &str = r#"
 #include <xen/sched.h>
 #include <xen/version.h>
 #include <xen/elfnote.h>
+#include <xen/event_channel.h>
 "#;
 
 /// (name printed by the C program, C expression, Rust value)
@@ -38,6 +39,16 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
                 concat!("offsetof ", $c, ".", $cf),
                 concat!("offsetof(", $c, ", ", $cf, ")"),
                 offset_of!($r, $rf) as u64,
+            )
+        };
+    }
+    // An offset in a C structure that Rust keeps as a plain constant.
+    macro_rules! c_off {
+        ($c:literal, $cf:literal, $v:expr) => {
+            (
+                concat!("offsetof ", $c, ".", $cf),
+                concat!("offsetof(", $c, ", ", $cf, ")"),
+                $v as u64,
             )
         };
     }
@@ -260,6 +271,248 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("XENFEAT_not_direct_mapped", xenfeat::NOT_DIRECT_MAPPED),
         konst!("XENFEAT_direct_mapped", xenfeat::DIRECT_MAPPED),
         konst!("XENFEAT_NR_SUBMAPS", xenfeat::NR_SUBMAPS),
+        sz!("struct evtchn_alloc_unbound", evtchn::EvtchnAllocUnbound),
+        off!(
+            "struct evtchn_alloc_unbound",
+            "dom",
+            evtchn::EvtchnAllocUnbound,
+            dom
+        ),
+        off!(
+            "struct evtchn_alloc_unbound",
+            "remote_dom",
+            evtchn::EvtchnAllocUnbound,
+            remote_dom
+        ),
+        off!(
+            "struct evtchn_alloc_unbound",
+            "port",
+            evtchn::EvtchnAllocUnbound,
+            port
+        ),
+        sz!(
+            "struct evtchn_bind_interdomain",
+            evtchn::EvtchnBindInterdomain
+        ),
+        off!(
+            "struct evtchn_bind_interdomain",
+            "remote_dom",
+            evtchn::EvtchnBindInterdomain,
+            remote_dom
+        ),
+        off!(
+            "struct evtchn_bind_interdomain",
+            "remote_port",
+            evtchn::EvtchnBindInterdomain,
+            remote_port
+        ),
+        off!(
+            "struct evtchn_bind_interdomain",
+            "local_port",
+            evtchn::EvtchnBindInterdomain,
+            local_port
+        ),
+        sz!("struct evtchn_bind_virq", evtchn::EvtchnBindVirq),
+        off!(
+            "struct evtchn_bind_virq",
+            "virq",
+            evtchn::EvtchnBindVirq,
+            virq
+        ),
+        off!(
+            "struct evtchn_bind_virq",
+            "vcpu",
+            evtchn::EvtchnBindVirq,
+            vcpu
+        ),
+        off!(
+            "struct evtchn_bind_virq",
+            "port",
+            evtchn::EvtchnBindVirq,
+            port
+        ),
+        sz!("struct evtchn_bind_ipi", evtchn::EvtchnBindIpi),
+        off!(
+            "struct evtchn_bind_ipi",
+            "vcpu",
+            evtchn::EvtchnBindIpi,
+            vcpu
+        ),
+        off!(
+            "struct evtchn_bind_ipi",
+            "port",
+            evtchn::EvtchnBindIpi,
+            port
+        ),
+        sz!("struct evtchn_close", evtchn::EvtchnClose),
+        off!("struct evtchn_close", "port", evtchn::EvtchnClose, port),
+        sz!("struct evtchn_send", evtchn::EvtchnSend),
+        off!("struct evtchn_send", "port", evtchn::EvtchnSend, port),
+        sz!("struct evtchn_status", evtchn::EvtchnStatus),
+        off!("struct evtchn_status", "dom", evtchn::EvtchnStatus, dom),
+        off!("struct evtchn_status", "port", evtchn::EvtchnStatus, port),
+        off!(
+            "struct evtchn_status",
+            "status",
+            evtchn::EvtchnStatus,
+            status
+        ),
+        off!("struct evtchn_status", "vcpu", evtchn::EvtchnStatus, vcpu),
+        off!(
+            "struct evtchn_status",
+            "u.unbound.dom",
+            evtchn::EvtchnStatus,
+            u_word0
+        ),
+        off!(
+            "struct evtchn_status",
+            "u.interdomain.dom",
+            evtchn::EvtchnStatus,
+            u_word0
+        ),
+        off!(
+            "struct evtchn_status",
+            "u.pirq",
+            evtchn::EvtchnStatus,
+            u_word0
+        ),
+        off!(
+            "struct evtchn_status",
+            "u.virq",
+            evtchn::EvtchnStatus,
+            u_word0
+        ),
+        off!(
+            "struct evtchn_status",
+            "u.interdomain.port",
+            evtchn::EvtchnStatus,
+            u_word1
+        ),
+        sz!("struct evtchn_bind_vcpu", evtchn::EvtchnBindVcpu),
+        off!(
+            "struct evtchn_bind_vcpu",
+            "port",
+            evtchn::EvtchnBindVcpu,
+            port
+        ),
+        off!(
+            "struct evtchn_bind_vcpu",
+            "vcpu",
+            evtchn::EvtchnBindVcpu,
+            vcpu
+        ),
+        sz!("struct evtchn_unmask", evtchn::EvtchnUnmask),
+        off!("struct evtchn_unmask", "port", evtchn::EvtchnUnmask, port),
+        sz!("struct evtchn_reset", evtchn::EvtchnReset),
+        off!("struct evtchn_reset", "dom", evtchn::EvtchnReset, dom),
+        (
+            "sizeof struct shared_info",
+            "sizeof(struct shared_info)",
+            evtchn::shared_info::SIZE as u64,
+        ),
+        c_off!(
+            "struct shared_info",
+            "vcpu_info",
+            evtchn::shared_info::VCPU_INFO
+        ),
+        c_off!(
+            "struct shared_info",
+            "evtchn_pending",
+            evtchn::shared_info::EVTCHN_PENDING
+        ),
+        c_off!(
+            "struct shared_info",
+            "evtchn_mask",
+            evtchn::shared_info::EVTCHN_MASK
+        ),
+        c_off!(
+            "struct shared_info",
+            "wc_version",
+            evtchn::shared_info::WC_VERSION
+        ),
+        konst!(
+            "XEN_LEGACY_MAX_VCPUS",
+            evtchn::shared_info::LEGACY_MAX_VCPUS
+        ),
+        konst!(
+            "sizeof(((struct shared_info *)0)->evtchn_pending) / sizeof(xen_ulong_t)",
+            evtchn::EVTCHN_2L_WORDS
+        ),
+        konst!(
+            "sizeof(((struct shared_info *)0)->evtchn_mask) / sizeof(xen_ulong_t)",
+            evtchn::EVTCHN_2L_WORDS
+        ),
+        konst!("sizeof(xen_ulong_t) * 8", evtchn::EVTCHN_2L_BITS_PER_WORD),
+        (
+            "sizeof struct vcpu_info",
+            "sizeof(struct vcpu_info)",
+            evtchn::vcpu_info::SIZE as u64,
+        ),
+        c_off!(
+            "struct vcpu_info",
+            "evtchn_upcall_pending",
+            evtchn::vcpu_info::EVTCHN_UPCALL_PENDING
+        ),
+        c_off!(
+            "struct vcpu_info",
+            "evtchn_upcall_mask",
+            evtchn::vcpu_info::EVTCHN_UPCALL_MASK
+        ),
+        c_off!(
+            "struct vcpu_info",
+            "evtchn_pending_sel",
+            evtchn::vcpu_info::EVTCHN_PENDING_SEL
+        ),
+        c_off!("struct vcpu_info", "time", evtchn::vcpu_info::TIME),
+        konst!("sizeof(((struct vcpu_info *)0)->evtchn_pending_sel)", 8),
+        konst!("EVTCHN_2L_NR_CHANNELS", evtchn::EVTCHN_2L_NR_CHANNELS),
+        konst!("DOMID_SELF", evtchn::DOMID_SELF),
+        konst!("DOMID_FIRST_RESERVED", evtchn::DOMID_FIRST_RESERVED),
+        konst!("DOMID_INVALID", evtchn::DOMID_INVALID),
+        konst!("sizeof(domid_t)", size_of::<evtchn::DomId>()),
+        konst!("sizeof(evtchn_port_t)", size_of::<evtchn::EvtchnPort>()),
+        konst!("EVTCHNOP_bind_interdomain", evtchn::op::BIND_INTERDOMAIN),
+        konst!("EVTCHNOP_bind_virq", evtchn::op::BIND_VIRQ),
+        konst!("EVTCHNOP_bind_pirq", evtchn::op::BIND_PIRQ),
+        konst!("EVTCHNOP_close", evtchn::op::CLOSE),
+        konst!("EVTCHNOP_send", evtchn::op::SEND),
+        konst!("EVTCHNOP_status", evtchn::op::STATUS),
+        konst!("EVTCHNOP_alloc_unbound", evtchn::op::ALLOC_UNBOUND),
+        konst!("EVTCHNOP_bind_ipi", evtchn::op::BIND_IPI),
+        konst!("EVTCHNOP_bind_vcpu", evtchn::op::BIND_VCPU),
+        konst!("EVTCHNOP_unmask", evtchn::op::UNMASK),
+        konst!("EVTCHNOP_reset", evtchn::op::RESET),
+        konst!("EVTCHNOP_init_control", evtchn::op::INIT_CONTROL),
+        konst!("EVTCHNOP_expand_array", evtchn::op::EXPAND_ARRAY),
+        konst!("EVTCHNOP_set_priority", evtchn::op::SET_PRIORITY),
+        konst!("EVTCHNSTAT_closed", evtchn::stat::CLOSED),
+        konst!("EVTCHNSTAT_unbound", evtchn::stat::UNBOUND),
+        konst!("EVTCHNSTAT_interdomain", evtchn::stat::INTERDOMAIN),
+        konst!("EVTCHNSTAT_pirq", evtchn::stat::PIRQ),
+        konst!("EVTCHNSTAT_virq", evtchn::stat::VIRQ),
+        konst!("EVTCHNSTAT_ipi", evtchn::stat::IPI),
+        konst!("VIRQ_TIMER", evtchn::virq::TIMER),
+        konst!("VIRQ_DEBUG", evtchn::virq::DEBUG),
+        konst!("VIRQ_CONSOLE", evtchn::virq::CONSOLE),
+        konst!("VIRQ_DOM_EXC", evtchn::virq::DOM_EXC),
+        konst!("VIRQ_TBUF", evtchn::virq::TBUF),
+        konst!("VIRQ_DEBUGGER", evtchn::virq::DEBUGGER),
+        konst!("VIRQ_XENOPROF", evtchn::virq::XENOPROF),
+        konst!("VIRQ_CON_RING", evtchn::virq::CON_RING),
+        konst!("VIRQ_PCPU_STATE", evtchn::virq::PCPU_STATE),
+        konst!("VIRQ_MEM_EVENT", evtchn::virq::MEM_EVENT),
+        konst!("VIRQ_ARGO", evtchn::virq::ARGO),
+        konst!("VIRQ_ENOMEM", evtchn::virq::ENOMEM),
+        konst!("VIRQ_XENPMU", evtchn::virq::XENPMU),
+        konst!("VIRQ_ARCH_0", evtchn::virq::ARCH_0),
+        konst!("VIRQ_ARCH_1", evtchn::virq::ARCH_1),
+        konst!("VIRQ_ARCH_2", evtchn::virq::ARCH_2),
+        konst!("VIRQ_ARCH_3", evtchn::virq::ARCH_3),
+        konst!("VIRQ_ARCH_4", evtchn::virq::ARCH_4),
+        konst!("VIRQ_ARCH_5", evtchn::virq::ARCH_5),
+        konst!("VIRQ_ARCH_6", evtchn::virq::ARCH_6),
+        konst!("VIRQ_ARCH_7", evtchn::virq::ARCH_7),
+        konst!("NR_VIRQS", evtchn::virq::NR_VIRQS),
     ]
 }
 
@@ -358,4 +611,50 @@ fn byte_helpers_follow_the_c_offsets() {
     };
     let off = c["offsetof struct hvm_memmap_table_entry.type"] as usize;
     assert_eq!(e.to_bytes()[off], 7);
+}
+
+#[test]
+fn evtchn_byte_helpers_follow_the_c_offsets() {
+    let exps = expectations();
+    let c = c_values(&exps);
+    let at = |k: &str| c[k] as usize;
+
+    let mut st = evtchn::EvtchnStatus {
+        dom: 0x0102,
+        port: 0x0a0b_0c0d,
+        status: evtchn::stat::INTERDOMAIN,
+        vcpu: 3,
+        ..Default::default()
+    };
+    st.set_interdomain(0x7ff0, 0x1122_3344);
+    let b = st.to_bytes();
+    assert_eq!(b.len(), at("sizeof struct evtchn_status"));
+    let off = at("offsetof struct evtchn_status.dom");
+    assert_eq!(&b[off..off + 2], &0x0102u16.to_le_bytes());
+    let off = at("offsetof struct evtchn_status.port");
+    assert_eq!(&b[off..off + 4], &0x0a0b_0c0du32.to_le_bytes());
+    let off = at("offsetof struct evtchn_status.u.interdomain.dom");
+    assert_eq!(&b[off..off + 2], &0x7ff0u16.to_le_bytes());
+    let off = at("offsetof struct evtchn_status.u.interdomain.port");
+    assert_eq!(&b[off..off + 4], &0x1122_3344u32.to_le_bytes());
+
+    let bind = evtchn::EvtchnBindInterdomain {
+        remote_dom: 5,
+        remote_port: 6,
+        local_port: 7,
+    };
+    let b = bind.to_bytes();
+    assert_eq!(b.len(), at("sizeof struct evtchn_bind_interdomain"));
+    assert_eq!(
+        b[at("offsetof struct evtchn_bind_interdomain.remote_dom")],
+        5
+    );
+    assert_eq!(
+        b[at("offsetof struct evtchn_bind_interdomain.remote_port")],
+        6
+    );
+    assert_eq!(
+        b[at("offsetof struct evtchn_bind_interdomain.local_port")],
+        7
+    );
 }
