@@ -2348,4 +2348,387 @@ mod tests {
             .readonly += 1;
         assert!(t.check_invariants().is_err());
     }
+
+    // ---- randomized sequences ------------------------------------------------------------
+
+    /// xorshift64: small, deterministic, no dependencies.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    const RDOMS: [DomId; 4] = [1, 2, 3, 4];
+    const R_RAM: u64 = 12;
+    const R_REFS: u64 = 12;
+    const R_MAPTRACK: u32 = 5;
+    const R_MAX_FRAMES: u32 = 2;
+
+    /// What a map should answer, worked out from the state before it.
+    fn expect_map(t: &GrantTables, w: &World, mapper: DomId, op: &GnttabMapGrantRef) -> i16 {
+        let f = op.flags;
+        let ro = f & gntmap::READONLY != 0;
+        if f & (gntmap::HOST_MAP | gntmap::DEVICE_MAP) == 0 {
+            return gntst::BAD_GNTREF;
+        }
+        if f & (gntmap::DEVICE_MAP | gntmap::APPLICATION_MAP | gntmap::CONTAINS_PTE) != 0 {
+            return gntst::GENERAL_ERROR;
+        }
+        let Some(frames) = t.nr_frames(op.dom) else {
+            return gntst::BAD_DOMAIN;
+        };
+        if t.handles_in_use(mapper) >= R_MAPTRACK {
+            return gntst::NO_SPACE;
+        }
+        if op.ref_ >= frames * ENTRIES_PER_FRAME {
+            return gntst::BAD_GNTREF;
+        }
+        let pin = t.pin(op.dom, op.ref_);
+        if let Some(p) = pin
+            && (p.mapper != mapper || (if ro { p.readonly } else { p.writable }) >= PIN_LIMIT)
+        {
+            return gntst::GENERAL_ERROR;
+        }
+        let e = w.entry(op.dom, op.ref_);
+        let kind = e.flags & (gtf::TYPE_MASK | gtf::SUB_PAGE);
+        if kind != gtf::PERMIT_ACCESS || e.domid != mapper || (!ro && e.flags & gtf::READONLY != 0)
+        {
+            return gntst::GENERAL_ERROR;
+        }
+        if pin.is_none() && !w.ram.contains_key(&(op.dom, u64::from(e.frame))) {
+            return gntst::BAD_PAGE;
+        }
+        let gfn = op.host_addr >> PAGE_SHIFT;
+        if e.flags & (gtf::PWT | gtf::PCD | gtf::PAT) != 0
+            || f & !gntmap::READONLY != gntmap::HOST_MAP
+            || w.p2m.contains_key(&(mapper, gfn))
+            || w.ram.contains_key(&(mapper, gfn))
+        {
+            return gntst::GENERAL_ERROR;
+        }
+        gntst::OKAY
+    }
+
+    /// The frame claiming one copy side should reach, or the status it should fail
+    /// with, from the state before the copy. (When both sides are the same entry the
+    /// destination sees the source's fresh pin, which has the frame worked out here.)
+    fn expect_side(
+        t: &GrantTables,
+        w: &World,
+        caller: DomId,
+        dom: DomId,
+        side: &GnttabCopyPtr,
+        is_gref: bool,
+        ro: bool,
+    ) -> Result<u64, i16> {
+        if !is_gref {
+            return w
+                .ram
+                .get(&(dom, side.gmfn()))
+                .copied()
+                .ok_or(gntst::BAD_PAGE);
+        }
+        let gref = side.gref();
+        if gref >= t.nr_frames(dom).unwrap() * ENTRIES_PER_FRAME {
+            return Err(gntst::BAD_GNTREF);
+        }
+        let pin = t.pin(dom, gref);
+        if pin.is_some_and(|p| p.mapper != caller) {
+            return Err(gntst::GENERAL_ERROR);
+        }
+        let e = w.entry(dom, gref);
+        if e.flags & gtf::TYPE_MASK != gtf::PERMIT_ACCESS
+            || e.domid != caller
+            || (!ro && e.flags & gtf::READONLY != 0)
+        {
+            return Err(gntst::GENERAL_ERROR);
+        }
+        match pin {
+            Some(p) => Ok(p.frame),
+            None => w
+                .ram
+                .get(&(dom, u64::from(e.frame)))
+                .copied()
+                .ok_or(gntst::BAD_PAGE),
+        }
+    }
+
+    fn random_side(rng: &mut Rng, caller: DomId) -> (GnttabCopyPtr, bool) {
+        let offset = if rng.chance(70) {
+            rng.below(64) as u16
+        } else {
+            rng.below(4096) as u16
+        };
+        if rng.chance(60) {
+            let gref = if rng.chance(3) {
+                600
+            } else {
+                rng.below(R_REFS) as u32
+            };
+            let dom = match rng.below(20) {
+                0 | 1 => DOMID_SELF,
+                2 => NOBODY,
+                _ => rng.pick(&RDOMS),
+            };
+            (GnttabCopyPtr::with_gref(gref, dom, offset), true)
+        } else {
+            let mut p = GnttabCopyPtr::with_gmfn(rng.below(R_RAM + 2), offset);
+            if rng.chance(5) {
+                p.domid = caller;
+            }
+            (p, false)
+        }
+    }
+
+    fn run_random(seed: u64, steps: usize) {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut t = GrantTables::new();
+        let mut w = World::default();
+        for d in RDOMS {
+            let config = GrantConfig {
+                max_frames: R_MAX_FRAMES,
+                max_maptrack: R_MAPTRACK,
+                privileged: false,
+            };
+            t.add_domain(d, config).unwrap();
+            for gfn in 0..R_RAM {
+                w.ram.insert((d, gfn), host_frame(d, gfn));
+                let fill = (u64::from(d) * 31 + gfn) as u8;
+                w.page(host_frame(d, gfn)).fill(fill);
+            }
+        }
+        let mut stats = [0usize; 6];
+        let mut map_statuses = HashSet::new();
+        let mut copy_statuses = HashSet::new();
+        for step in 0..steps {
+            let ctx = format!("seed {seed} step {step}");
+            match rng.below(100) {
+                0..20 => {
+                    // A granter rewrites an entry, leaving the status bits alone.
+                    let g = rng.pick(&RDOMS);
+                    let r = rng.below(R_REFS) as u32;
+                    let mut flags = match rng.below(10) {
+                        0 => gtf::INVALID,
+                        1 => gtf::ACCEPT_TRANSFER,
+                        2 => gtf::PERMIT_ACCESS | gtf::SUB_PAGE,
+                        _ => gtf::PERMIT_ACCESS,
+                    };
+                    if rng.chance(30) {
+                        flags |= gtf::READONLY;
+                    }
+                    if rng.chance(3) {
+                        flags |= gtf::PCD;
+                    }
+                    let domid = if rng.chance(5) {
+                        NOBODY
+                    } else {
+                        rng.pick(&RDOMS)
+                    };
+                    let frame = rng.below(R_RAM + 2) as u32;
+                    w.edit(g, r, |e| {
+                        e.flags = flags | (e.flags & (gtf::READING | gtf::WRITING));
+                        e.domid = domid;
+                        e.frame = frame;
+                    });
+                }
+                20..60 => {
+                    let granter = if rng.chance(5) {
+                        NOBODY
+                    } else {
+                        rng.pick(&RDOMS)
+                    };
+                    let gref = if rng.chance(3) {
+                        600
+                    } else {
+                        rng.below(R_REFS) as u32
+                    };
+                    // Mostly the domain the entry names, so that maps often succeed.
+                    let named = w.entry(granter, gref).domid;
+                    let mapper = if RDOMS.contains(&named) && rng.chance(70) {
+                        named
+                    } else {
+                        rng.pick(&RDOMS)
+                    };
+                    let ro = rng.chance(50);
+                    let mut op = map_op(granter, gref, 0x100 + rng.below(12), ro);
+                    if rng.chance(3) {
+                        op.flags = rng.pick(&[0, gntmap::READONLY, gntmap::DEVICE_MAP, 1 << 20])
+                            | (op.flags & gntmap::READONLY);
+                    }
+                    if rng.chance(2) {
+                        op.host_addr = rng.below(R_RAM) << PAGE_SHIFT;
+                    }
+                    let want = expect_map(&t, &w, mapper, &op);
+                    let before = t.pin(granter, gref);
+                    let got = t.map(mapper, &mut op, &mut w);
+                    assert_eq!(got, want, "{ctx}: map {op:?} by d{mapper}");
+                    map_statuses.insert(got);
+                    if got == gntst::OKAY {
+                        stats[0] += 1;
+                        let m = t.mapping(mapper, op.handle).unwrap();
+                        if let Some(p) = before {
+                            assert_eq!(m.frame, p.frame, "{ctx}: the pinned frame");
+                        }
+                    } else {
+                        stats[1] += 1;
+                    }
+                }
+                60..80 => {
+                    let mapper = rng.pick(&RDOMS);
+                    let handle = rng.below(u64::from(R_MAPTRACK) + 2) as u32;
+                    let existing = t.mapping(mapper, handle);
+                    let gfn = match existing {
+                        Some(m) if rng.chance(85) => m.gfn,
+                        _ => 0x100 + rng.below(12),
+                    };
+                    let want = match existing {
+                        None => gntst::BAD_HANDLE,
+                        Some(m) if m.gfn != gfn => gntst::GENERAL_ERROR,
+                        Some(_) => gntst::OKAY,
+                    };
+                    assert_eq!(
+                        unmap(&mut t, &mut w, mapper, handle, gfn),
+                        want,
+                        "{ctx}: unmap d{mapper} handle {handle}"
+                    );
+                    stats[2] += usize::from(want == gntst::OKAY);
+                }
+                80..97 => {
+                    let caller = rng.pick(&RDOMS);
+                    let (source, sg) = random_side(&mut rng, caller);
+                    let (dest, dg) = random_side(&mut rng, caller);
+                    let len = if rng.chance(5) {
+                        0
+                    } else if rng.chance(80) {
+                        1 + rng.below(64) as u16
+                    } else {
+                        rng.below(4200) as u16
+                    };
+                    let flags = if sg { gntcopy::SOURCE_GREF } else { 0 }
+                        | if dg { gntcopy::DEST_GREF } else { 0 };
+                    let op = copy_op(source, dest, len, flags);
+                    let resolve = |p: &GnttabCopyPtr| {
+                        if p.domid == DOMID_SELF {
+                            caller
+                        } else {
+                            p.domid
+                        }
+                    };
+                    // Each side's domain: a frame must be DOMID_SELF's, the domain must
+                    // exist; the source is looked at first.
+                    let side_dom = |p: &GnttabCopyPtr, is_gref: bool| {
+                        if p.domid != DOMID_SELF && !is_gref {
+                            Err(gntst::PERMISSION_DENIED)
+                        } else if t.nr_frames(resolve(p)).is_none() {
+                            Err(gntst::BAD_DOMAIN)
+                        } else {
+                            Ok(resolve(p))
+                        }
+                    };
+                    let want = if len == 0 {
+                        Ok(None)
+                    } else {
+                        side_dom(&source, sg)
+                            .and_then(|sd| Ok((sd, side_dom(&dest, dg)?)))
+                            .and_then(|(sd, dd)| {
+                                let sf = expect_side(&t, &w, caller, sd, &source, sg, RO)?;
+                                let df = expect_side(&t, &w, caller, dd, &dest, dg, RW)?;
+                                if u32::from(source.offset) + u32::from(len) > PAGE_SIZE
+                                    || u32::from(dest.offset) + u32::from(len) > PAGE_SIZE
+                                {
+                                    Err(gntst::BAD_COPY_ARG)
+                                } else {
+                                    Ok(Some((sf, df)))
+                                }
+                            })
+                    };
+                    let expected_bytes = match want {
+                        Ok(Some((sf, _))) => {
+                            let s = usize::from(source.offset);
+                            Some(w.page(sf)[s..s + usize::from(len)].to_vec())
+                        }
+                        _ => None,
+                    };
+                    let got = copy(&mut t, &mut w, caller, op);
+                    let want_status = want.map_or_else(|e| e, |_| gntst::OKAY);
+                    assert_eq!(got, want_status, "{ctx}: copy {op:?} by d{caller}");
+                    if let (Ok(Some((_, df))), Some(bytes)) = (want, expected_bytes) {
+                        let d = usize::from(dest.offset);
+                        assert_eq!(&w.page(df)[d..d + bytes.len()], &bytes[..], "{ctx}");
+                        stats[3] += 1;
+                    } else {
+                        stats[4] += 1;
+                    }
+                    copy_statuses.insert(got);
+                }
+                _ => {
+                    let d = rng.pick(&RDOMS);
+                    let mut s = GnttabSetupTable {
+                        dom: DOMID_SELF,
+                        nr_frames: rng.below(u64::from(R_MAX_FRAMES) + 2) as u32,
+                        ..Default::default()
+                    };
+                    let want = if s.nr_frames > R_MAX_FRAMES {
+                        gntst::GENERAL_ERROR
+                    } else {
+                        gntst::OKAY
+                    };
+                    assert_eq!(t.setup_table(d, &mut s), want, "{ctx}");
+                    stats[5] += 1;
+                }
+            }
+            check(&t, &w);
+        }
+        // Every kind of step happened, successes included, and most outcomes were seen.
+        assert!(stats.iter().all(|&n| n > 0), "seed {seed}: {stats:?}");
+        assert!(
+            map_statuses.len() >= 6,
+            "seed {seed}: maps {map_statuses:?}"
+        );
+        assert!(
+            copy_statuses.len() >= 6,
+            "seed {seed}: copies {copy_statuses:?}"
+        );
+        if std::env::var_os("GRANT_STATS").is_some() {
+            std::println!("seed {seed}: {stats:?} maps {map_statuses:?} copies {copy_statuses:?}");
+        }
+
+        // Kill everyone: every mapping is released, every flag and reference dropped.
+        for d in RDOMS {
+            t.domain_dying(d, &mut w).unwrap();
+            t.check_invariants().unwrap();
+        }
+        for d in RDOMS {
+            assert!(t.active_pins(d).is_empty());
+            assert_eq!(t.remove_domain(d), Ok(()));
+        }
+        assert_eq!(w.refs_held(), 0);
+        assert!(w.refs.values().all(|&n| n == 0));
+        for e in w.entries.values() {
+            assert_eq!(e.flags & (gtf::READING | gtf::WRITING), 0);
+        }
+    }
+
+    #[test]
+    fn randomized_sequences_keep_the_invariants() {
+        for seed in 1..=12 {
+            run_random(seed, 2500);
+        }
+    }
 }
