@@ -447,3 +447,6 @@ mod tests {
         assert_eq!(XenCompileInfo::from_bytes(&b), Some(c));
     }
 }
+
+pub mod domctl;
+pub mod vcpu;

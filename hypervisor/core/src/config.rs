@@ -213,14 +213,39 @@ pub enum LogLevel {
 }
 
 /// The hypervisor's boot configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootConfig {
     pub on_ready: OnReady,
     pub log_level: LogLevel,
     /// Domain configuration files (names of archive entries) to start at boot.
     pub domains: Vec<String>,
+    /// Credit-scheduler time slice (`sched_credit_tslice_ms`, Xen's name; default 30).
+    pub tslice_ms: u64,
+    /// Credit-scheduler rate limit (`sched_ratelimit_us`, Xen's name; default 1000).
+    pub ratelimit_us: u64,
+    /// Destroy every domain that still runs after this much time (`run_for_ms`; test
+    /// scenarios and benchmarks use it to end runs of CPU burners).
+    pub run_for_ms: Option<u64>,
+    /// Log each domain's CPU share every this many milliseconds (`sched_sample_ms`, 0 =
+    /// never), for plots.
+    pub sample_ms: u64,
     /// Settings this hypervisor does not know, kept so they can be reported.
     pub unknown: Vec<String>,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            on_ready: OnReady::default(),
+            log_level: LogLevel::default(),
+            domains: Vec::new(),
+            tslice_ms: 30,
+            ratelimit_us: 1000,
+            run_for_ms: None,
+            sample_ms: 0,
+            unknown: Vec::new(),
+        }
+    }
 }
 
 impl BootConfig {
@@ -262,10 +287,25 @@ impl BootConfig {
                     }
                 }
                 "domains" => cfg.domains = strings(&s)?,
+                "sched_credit_tslice_ms" => cfg.tslice_ms = int_in(&s, 1, 1000)?,
+                "sched_ratelimit_us" => cfg.ratelimit_us = int_in(&s, 0, 500_000)?,
+                "run_for_ms" => cfg.run_for_ms = Some(int_in(&s, 1, 86_400_000)?),
+                "sched_sample_ms" => cfg.sample_ms = int_in(&s, 0, 60_000)?,
                 _ => cfg.unknown.push(s.key),
             }
         }
         Ok(cfg)
+    }
+}
+
+/// An integer in `lo..=hi`, or a meaning error naming the key.
+fn int_in(s: &Setting, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    match s.value {
+        Value::Int(v) if (lo as i64..=hi as i64).contains(&v) => Ok(v as u64),
+        _ => Err(err(
+            s.line,
+            alloc::format!("'{}' takes an integer in {lo}..{hi}", s.key),
+        )),
     }
 }
 
@@ -299,6 +339,15 @@ pub struct DomainConfig {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cmdline: String,
+    /// Credit-scheduler weight (`cpu_weight`, 1..65535, default 256).
+    pub weight: u16,
+    /// Credit-scheduler cap in percent of one pCPU (`cap`, 0 = none).
+    pub cap: u32,
+    /// Hard affinity of every vCPU (`cpus`): bit n = pCPU n.
+    pub affinity: u64,
+    /// May use the control hypercalls (`privileged = 1`; until dom0 exists this names
+    /// the boot-time control domain).
+    pub privileged: bool,
 }
 
 impl DomainConfig {
@@ -307,10 +356,13 @@ impl DomainConfig {
     pub const MAX_VCPUS: u32 = 64;
 
     /// Parses a domain configuration: `name` and `kernel` are required; `memory` (MiB,
-    /// default 32), `vcpus` (default 1) and `cmdline` (or `extra`) are optional.
+    /// default 32), `vcpus` (default 1), `cmdline` (or `extra`), `cpu_weight` (default
+    /// 256), `cap` (percent, default 0 = none), `cpus` (default "all") and `privileged`
+    /// (default 0) are optional.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let (mut name, mut kernel, mut memory_mib, mut vcpus, mut cmdline) =
             (None, None, 32, 1, String::new());
+        let (mut weight, mut cap, mut affinity, mut privileged) = (256, 0, u64::MAX, false);
         for s in parse(text)? {
             let line = s.line;
             match (s.key.as_str(), &s.value) {
@@ -351,10 +403,26 @@ impl DomainConfig {
                     vcpus = *v as u32;
                 }
                 ("cmdline" | "extra", Value::Str(v)) => cmdline = v.clone(),
+                ("cpu_weight", Value::Int(v)) => {
+                    weight = u16::try_from(*v).ok().filter(|w| *w >= 1).ok_or_else(|| {
+                        err(line, alloc::format!("cpu_weight {v} is outside 1..65535"))
+                    })?;
+                }
+                ("cap", Value::Int(v)) => {
+                    cap = u32::try_from(*v)
+                        .ok()
+                        .filter(|c| *c <= 6400)
+                        .ok_or_else(|| err(line, alloc::format!("cap {v} is outside 0..6400")))?;
+                }
+                ("cpus", v) => {
+                    affinity = cpu_list(v).map_err(|m| err(line, alloc::format!("cpus: {m}")))?;
+                }
+                ("privileged", Value::Int(v @ (0 | 1))) => privileged = *v == 1,
+                ("privileged", _) => return Err(err(line, "'privileged' takes 0 or 1")),
                 ("name" | "kernel" | "cmdline" | "extra", _) => {
                     return Err(err(line, alloc::format!("'{}' takes a string", s.key)));
                 }
-                ("memory" | "vcpus", _) => {
+                ("memory" | "vcpus" | "cpu_weight" | "cap", _) => {
                     return Err(err(line, alloc::format!("'{}' takes an integer", s.key)));
                 }
                 (other, _) => return Err(err(line, alloc::format!("unknown setting '{other}'"))),
@@ -366,8 +434,67 @@ impl DomainConfig {
             memory_mib,
             vcpus,
             cmdline,
+            weight,
+            cap,
+            affinity,
+            privileged,
         })
     }
+}
+
+/// An `xl.cfg` CPU list: `"all"`, `"0-3,6,^1"` (ranges, singles, `^` excludes), an
+/// integer, or a list of those. Returns the mask (bit n = pCPU n, n < 64).
+pub fn cpu_list(v: &Value) -> Result<u64, String> {
+    fn one(mask: &mut u64, item: &str) -> Result<(), String> {
+        let item = item.trim();
+        let (exclude, item) = match item.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, item),
+        };
+        let bits = if item == "all" {
+            u64::MAX
+        } else {
+            let num = |t: &str| -> Result<u32, String> {
+                t.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n < 64)
+                    .ok_or_else(|| alloc::format!("'{t}' is not a CPU number 0..63"))
+            };
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(item)?, num(item)?),
+            };
+            if lo > hi {
+                return Err(alloc::format!("range '{item}' runs backwards"));
+            }
+            (lo..=hi).fold(0u64, |m, c| m | (1 << c))
+        };
+        if exclude {
+            *mask &= !bits;
+        } else {
+            *mask |= bits;
+        }
+        Ok(())
+    }
+    let mut mask = 0u64;
+    match v {
+        Value::Str(text) => {
+            for item in text.split(',') {
+                one(&mut mask, item)?;
+            }
+        }
+        Value::Int(n) => one(&mut mask, &alloc::format!("{n}"))?,
+        Value::List(items) => {
+            for item in items {
+                mask |= cpu_list(item)?;
+            }
+        }
+    }
+    if mask == 0 {
+        return Err("the list names no CPU".into());
+    }
+    Ok(mask)
 }
 
 #[cfg(test)]
@@ -430,8 +557,20 @@ mod tests {
                 kernel: "hello.elf".into(),
                 memory_mib: 16,
                 vcpus: 2,
-                cmdline: "a=b".into()
+                cmdline: "a=b".into(),
+                weight: 256,
+                cap: 0,
+                affinity: u64::MAX,
+                privileged: false,
             }
+        );
+        let d = DomainConfig::parse(
+            "name='s'\nkernel='k'\ncpu_weight = 1024\ncap = 25\ncpus = \"0-3,^1\"\nprivileged = 1",
+        )
+        .unwrap();
+        assert_eq!(
+            (d.weight, d.cap, d.affinity, d.privileged),
+            (1024, 25, 0b1101, true)
         );
         let d = DomainConfig::parse("name='x'\nkernel='k'\nextra='quiet'").unwrap();
         assert_eq!(
@@ -448,9 +587,37 @@ mod tests {
             ("name = 'n'\nkernel='k'\nmemory = '16'", "takes an integer"),
             ("name = 1\nkernel='k'", "takes a string"),
             ("name = 'n'\nkernel='k'\ncolour = 'red'", "unknown setting"),
+            ("name = 'n'\nkernel='k'\ncpu_weight = 0", "outside 1..65535"),
+            (
+                "name = 'n'\nkernel='k'\ncpu_weight = 65536",
+                "outside 1..65535",
+            ),
+            ("name = 'n'\nkernel='k'\ncap = -1", "outside 0..6400"),
+            ("name = 'n'\nkernel='k'\ncpus = '3-1'", "runs backwards"),
+            ("name = 'n'\nkernel='k'\ncpus = '64'", "not a CPU number"),
+            ("name = 'n'\nkernel='k'\ncpus = 'all,^all'", "names no CPU"),
+            ("name = 'n'\nkernel='k'\nprivileged = 2", "takes 0 or 1"),
         ] {
             let e = DomainConfig::parse(text).unwrap_err();
             assert!(e.message.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        let s = |t: &str| cpu_list(&Value::Str(t.into()));
+        assert_eq!(s("all"), Ok(u64::MAX));
+        assert_eq!(s("0"), Ok(1));
+        assert_eq!(s("1-2, 5"), Ok(0b100110));
+        assert_eq!(s("all,^0"), Ok(u64::MAX - 1));
+        assert_eq!(s("63"), Ok(1 << 63));
+        assert_eq!(cpu_list(&Value::Int(2)), Ok(4));
+        assert_eq!(
+            cpu_list(&Value::List(vec![Value::Int(0), Value::Str("3".into())])),
+            Ok(0b1001)
+        );
+        for bad in ["", "x", "1-", "-1", "99", "0-64", "^0"] {
+            assert!(s(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -480,6 +647,26 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.unknown, vec!["future".to_string()]);
         assert_eq!(BootConfig::parse("").unwrap(), BootConfig::default());
+        let c = BootConfig::parse(
+            "sched_credit_tslice_ms = 10\nsched_ratelimit_us = 0\nrun_for_ms = 2500\nsched_sample_ms = 100",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.tslice_ms, c.ratelimit_us, c.run_for_ms, c.sample_ms),
+            (10, 0, Some(2500), 100)
+        );
+        for bad in [
+            "sched_credit_tslice_ms = 0",
+            "run_for_ms = 'x'",
+            "sched_ratelimit_us = -1",
+        ] {
+            assert!(
+                BootConfig::parse(bad)
+                    .unwrap_err()
+                    .message
+                    .contains("takes an integer in")
+            );
+        }
         assert!(
             BootConfig::parse("on_ready = \"explode\"")
                 .unwrap_err()

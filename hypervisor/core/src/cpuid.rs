@@ -34,9 +34,18 @@ const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 const LEAF1_EDX_HIDDEN: u32 =
     (1 << 7) | (1 << 12) | (1 << 14) | (1 << 22) | (1 << 29) | (1 << 31) | (1 << 21);
 
+/// Who asks, for the leaves that describe the guest itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asker {
+    pub vcpu: u32,
+    pub domid: u32,
+    /// The TSC frequency (the time leaf reports it and oxen's system-time scale).
+    pub tsc_hz: u64,
+}
+
 /// The guest's answer for `leaf`/`subleaf`, given the host's answer for the same leaf.
-/// `vcpu` and `domid` fill the Xen leaf that names them.
-pub fn guest_view(leaf: u32, _subleaf: u32, host: Regs, vcpu: u32, domid: u32) -> Regs {
+pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
+    let Asker { vcpu, domid, .. } = who;
     match leaf {
         1 => Regs {
             eax: host.eax,
@@ -63,8 +72,30 @@ pub fn guest_view(leaf: u32, _subleaf: u32, host: Regs, vcpu: u32, domid: u32) -
             ecx: 0,
             edx: 0,
         },
-        // Time leaf: nothing to say yet.
-        l if l == BASE + 3 => Regs::default(),
+        // Time leaf. Subleaf 0: no TSC emulation, the guest TSC frequency in kHz;
+        // subleaf 1: system time = scale(TSC - offset) with offset 0 (see `time`);
+        // subleaf 2: the host TSC frequency in kHz.
+        l if l == BASE + 3 => {
+            let khz = u32::try_from(who.tsc_hz / 1000).unwrap_or(u32::MAX);
+            let scale = crate::time::TimeScale::from_hz(who.tsc_hz);
+            match subleaf {
+                0 => Regs {
+                    ecx: khz,
+                    ..Regs::default()
+                },
+                1 => Regs {
+                    eax: 0,
+                    ebx: 0,
+                    ecx: scale.mul,
+                    edx: scale.shift as u8 as u32,
+                },
+                2 => Regs {
+                    ecx: khz,
+                    ..Regs::default()
+                },
+                _ => Regs::default(),
+            }
+        }
         // HVM leaf: vCPU id (bit 3) and domain id (bit 4) present.
         l if l == BASE + 4 => Regs {
             eax: (1 << 3) | (1 << 4),
@@ -82,6 +113,31 @@ pub fn guest_view(leaf: u32, _subleaf: u32, host: Regs, vcpu: u32, domid: u32) -
 mod tests {
     use super::*;
 
+    fn who(vcpu: u32, domid: u32) -> Asker {
+        Asker {
+            vcpu,
+            domid,
+            tsc_hz: 2_000_000_000,
+        }
+    }
+
+    #[test]
+    fn time_leaf_gives_the_system_time_scale() {
+        let r = guest_view(BASE + 3, 0, all_ones(), who(0, 1));
+        assert_eq!(r.ecx, 2_000_000);
+        let r = guest_view(BASE + 3, 1, all_ones(), who(0, 1));
+        let scale = crate::time::TimeScale {
+            mul: r.ecx,
+            shift: r.edx as u8 as i8,
+        };
+        assert_eq!((r.eax, r.ebx), (0, 0));
+        assert!(scale.ns(2_000_000_000).abs_diff(1_000_000_000) <= 1);
+        assert_eq!(
+            guest_view(BASE + 3, 3, all_ones(), who(0, 1)),
+            Regs::default()
+        );
+    }
+
     fn all_ones() -> Regs {
         Regs {
             eax: !0,
@@ -93,7 +149,7 @@ mod tests {
 
     #[test]
     fn leaf1_hides_vmx_and_shows_the_hypervisor() {
-        let r = guest_view(1, 0, all_ones(), 3, 7);
+        let r = guest_view(1, 0, all_ones(), who(3, 7));
         assert_eq!(r.ecx & (1 << 5), 0, "VMX hidden");
         assert_ne!(r.ecx & (1 << 31), 0, "hypervisor bit");
         assert_eq!(r.ecx & (1 << 21), 0, "x2APIC hidden");
@@ -104,7 +160,7 @@ mod tests {
 
     #[test]
     fn xen_leaves() {
-        let r = guest_view(BASE, 0, all_ones(), 0, 1);
+        let r = guest_view(BASE, 0, all_ones(), who(0, 1));
         assert_eq!([r.ebx, r.ecx, r.edx], SIGNATURE);
         let bytes: Vec<u8> = [r.ebx, r.ecx, r.edx]
             .iter()
@@ -112,9 +168,9 @@ mod tests {
             .collect();
         assert_eq!(&bytes, b"XenVMMXenVMM");
         assert!(r.eax >= BASE + 2);
-        assert_eq!(guest_view(BASE + 1, 0, all_ones(), 0, 1).eax >> 16, 4);
+        assert_eq!(guest_view(BASE + 1, 0, all_ones(), who(0, 1)).eax >> 16, 4);
         assert_eq!(
-            guest_view(BASE + 2, 0, all_ones(), 0, 1),
+            guest_view(BASE + 2, 0, all_ones(), who(0, 1)),
             Regs {
                 eax: 1,
                 ebx: 0x4000_0000,
@@ -122,10 +178,10 @@ mod tests {
                 edx: 0
             }
         );
-        let hvm = guest_view(BASE + 4, 0, all_ones(), 2, 9);
+        let hvm = guest_view(BASE + 4, 0, all_ones(), who(2, 9));
         assert_eq!((hvm.ebx, hvm.ecx), (2, 9));
         assert_eq!(
-            guest_view(BASE + 0x100, 0, all_ones(), 0, 1),
+            guest_view(BASE + 0x100, 0, all_ones(), who(0, 1)),
             Regs::default()
         );
     }
@@ -138,8 +194,8 @@ mod tests {
             ecx: 3,
             edx: 4,
         };
-        assert_eq!(guest_view(0, 0, host, 0, 1), host);
-        assert_eq!(guest_view(7, 0, host, 0, 1), host);
-        assert_eq!(guest_view(6, 0, host, 0, 1), Regs::default());
+        assert_eq!(guest_view(0, 0, host, who(0, 1)), host);
+        assert_eq!(guest_view(7, 0, host, who(0, 1)), host);
+        assert_eq!(guest_view(6, 0, host, who(0, 1)), Regs::default());
     }
 }

@@ -20,6 +20,8 @@ pub mod grant;
 pub mod guest_walk;
 pub mod pvh;
 pub mod sched;
+pub mod time;
 pub mod units;
+pub mod vcpu_state;
 pub mod vmcs;
 pub mod vmx;

@@ -343,6 +343,16 @@ impl Scheduler {
         })
     }
 
+    /// Starts the clock at `now` instead of 0 (for a caller whose time does not start
+    /// at zero): pCPUs count idle time from `now` and the first refill is a period
+    /// later. Call it before anything else.
+    pub fn start_at(&mut self, now: u64) {
+        for c in &mut self.cpus {
+            c.idle_since = now;
+        }
+        self.next_refill = now.saturating_add(self.p.period_ns);
+    }
+
     /// The parameters.
     pub fn params(&self) -> SchedParams {
         self.p

@@ -642,6 +642,23 @@ fn time_is_conserved_and_runs_are_deterministic() {
 }
 
 #[test]
+fn clock_can_start_late() {
+    let t0 = 5_000 * SEC;
+    let mut s = sched(2);
+    s.start_at(t0);
+    assert_eq!(s.next_refill_at(), t0 + 30 * MS);
+    let d = s.add_domain(256, 0).unwrap();
+    let v = s.add_vcpu(d, 0b01).unwrap();
+    s.wake(v, t0).unwrap();
+    s.schedule(0, t0).unwrap();
+    s.sync(t0 + SEC);
+    assert_eq!(s.vcpu_stats(v).unwrap().run_ns, SEC);
+    // Idle time counts from the start, not from zero.
+    assert_eq!(s.cpu_stats(1).unwrap().idle_ns, SEC);
+    assert_eq!(s.cpu_stats(0).unwrap().idle_ns, 0);
+}
+
+#[test]
 fn idle_cpu_steals_and_reports_migration() {
     let mut s = sched(2);
     let d = s.add_domain(256, 0).unwrap();

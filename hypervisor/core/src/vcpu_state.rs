@@ -1,0 +1,424 @@
+//! The architectural state a vCPU starts in, in the form the VMCS takes it: the PVH
+//! boot state of vCPU 0, or what a guest asks for with `VCPUOP_initialise`
+//! (`vcpu_hvm_context`), checked so that a hostile context is refused with -EINVAL
+//! instead of failing VM entry.
+
+use oxen_abi::vcpu::{HvmContext, HvmSegment};
+
+/// One segment register, VMX layout (access rights with the unusable bit at 16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub selector: u16,
+    pub base: u64,
+    pub limit: u32,
+    pub ar: u32,
+}
+
+/// Index of each segment in [`StartState::segs`].
+pub mod seg {
+    pub const CS: usize = 0;
+    pub const SS: usize = 1;
+    pub const DS: usize = 2;
+    pub const ES: usize = 3;
+    pub const FS: usize = 4;
+    pub const GS: usize = 5;
+    pub const TR: usize = 6;
+    pub const LDTR: usize = 7;
+}
+
+/// CR0 bits.
+const CR0_PE: u64 = 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_PG: u64 = 1 << 31;
+/// CR4.PAE.
+const CR4_PAE: u64 = 1 << 5;
+/// EFER bits.
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+/// RFLAGS bits a guest may set at start-up: CF PF AF ZF SF TF IF DF OF IOPL NT RF AC ID.
+const RFLAGS_ALLOWED: u64 = 0x0025_7fd5;
+/// CR4 bits a guest may start with: VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR
+/// OSXMMEXCPT FSGSBASE OSXSAVE.
+const CR4_ALLOWED: u64 = 0x0004_07ff | (1 << 16) | (1 << 18);
+
+/// Access rights: present code/data and a busy TSS.
+const AR_CODE64: u32 = 0xa09b;
+const AR_CODE32: u32 = 0xc09b;
+const AR_DATA: u32 = 0xc093;
+const AR_TSS32: u32 = 0x8b;
+const AR_UNUSABLE: u32 = 1 << 16;
+
+/// Everything a vCPU's first VM entry needs from the guest's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartState {
+    /// RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI (RSP also goes to the VMCS).
+    pub gprs: [u64; 8],
+    pub rip: u64,
+    pub rflags: u64,
+    /// CR0/CR4 as the guest believes them (the hypervisor adds the bits it owns).
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    /// CS, SS, DS, ES, FS, GS, TR, LDTR ([`seg`]).
+    pub segs: [Segment; 8],
+    /// Long mode active (the VM-entry control "IA-32e mode guest").
+    pub long_mode: bool,
+}
+
+fn flat(selector: u16, ar: u32) -> Segment {
+    Segment {
+        selector,
+        base: 0,
+        limit: 0xffff_ffff,
+        ar,
+    }
+}
+
+fn tss(ar: u32) -> Segment {
+    Segment {
+        selector: 0,
+        base: 0,
+        limit: 0x67,
+        ar,
+    }
+}
+
+fn unusable() -> Segment {
+    Segment {
+        ar: AR_UNUSABLE,
+        ..Segment::default()
+    }
+}
+
+impl StartState {
+    /// Xen's PVH entry: 32-bit flat protected mode, paging off, EBX = `ebx`.
+    pub fn pvh(entry: u32, ebx: u64) -> Self {
+        let (code, data) = (flat(0x08, AR_CODE32), flat(0x10, AR_DATA));
+        let mut gprs = [0; 8];
+        gprs[3] = ebx;
+        StartState {
+            gprs,
+            rip: u64::from(entry),
+            rflags: 0x2,
+            cr0: CR0_PE | CR0_ET,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            segs: [
+                code,
+                data,
+                data,
+                data,
+                data,
+                data,
+                Segment {
+                    selector: 0x18,
+                    ..tss(AR_TSS32)
+                },
+                unusable(),
+            ],
+            long_mode: false,
+        }
+    }
+
+    /// The state `VCPUOP_initialise` asks for, or why it is refused.
+    pub fn from_hvm(ctx: &HvmContext) -> Result<Self, &'static str> {
+        match *ctx {
+            HvmContext::Mode64 {
+                gprs,
+                rip,
+                rflags,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+            } => {
+                if cr0 & (CR0_PE | CR0_PG) != (CR0_PE | CR0_PG) || cr4 & CR4_PAE == 0 {
+                    return Err("64-bit mode needs CR0.PE, CR0.PG and CR4.PAE");
+                }
+                if efer & EFER_LME == 0 {
+                    return Err("64-bit mode needs EFER.LME");
+                }
+                if rip >> 47 != 0 && rip >> 47 != 0x1_ffff {
+                    return Err("RIP is not canonical");
+                }
+                let (code, data) = (flat(0x08, AR_CODE64), flat(0x10, AR_DATA));
+                let s = StartState {
+                    gprs,
+                    rip,
+                    rflags,
+                    cr0,
+                    cr3,
+                    cr4,
+                    efer: efer | EFER_LMA,
+                    segs: [
+                        code,
+                        data,
+                        data,
+                        data,
+                        data,
+                        data,
+                        Segment {
+                            selector: 0x18,
+                            ..tss(AR_TSS32)
+                        },
+                        unusable(),
+                    ],
+                    long_mode: true,
+                };
+                s.check_common()
+            }
+            HvmContext::Mode32 {
+                gprs,
+                eip,
+                eflags,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+                segs,
+            } => {
+                let long = efer & EFER_LME != 0 && u64::from(cr0) & CR0_PG != 0;
+                if long && u64::from(cr4) & CR4_PAE == 0 {
+                    return Err("long mode needs CR4.PAE");
+                }
+                if u64::from(cr0) & CR0_PG != 0 && u64::from(cr0) & CR0_PE == 0 {
+                    return Err("CR0.PG without CR0.PE");
+                }
+                // Xen's 12-bit attribute format: access byte, then AVL, L, D/B, G.
+                let conv = |s: HvmSegment, selector: u16| -> Segment {
+                    let ar = u32::from(s.ar);
+                    Segment {
+                        selector,
+                        base: u64::from(s.base),
+                        limit: s.limit,
+                        ar: if ar & 0x80 == 0 {
+                            AR_UNUSABLE
+                        } else {
+                            (ar & 0xff) | ((ar & 0xf00) << 4)
+                        },
+                    }
+                };
+                let [cs, ds, ss, es, tr] = segs;
+                let cs = conv(cs, 0x08);
+                if cs.ar & AR_UNUSABLE != 0 || cs.ar & 0x18 != 0x18 {
+                    return Err("CS must be a present code segment");
+                }
+                let tr = conv(tr, 0x18);
+                let tr = if tr.ar & AR_UNUSABLE != 0 {
+                    tss(AR_TSS32)
+                } else if tr.ar & 0x1f != 0x0b {
+                    // Type 11 (busy 32/64-bit TSS), S = 0.
+                    return Err("TR must be a busy TSS");
+                } else {
+                    tr
+                };
+                let data = |s| conv(s, 0x10);
+                let mut gp = [0u64; 8];
+                for (d, s) in gp.iter_mut().zip(gprs) {
+                    *d = u64::from(s);
+                }
+                let s = StartState {
+                    gprs: gp,
+                    rip: u64::from(eip),
+                    rflags: u64::from(eflags),
+                    cr0: u64::from(cr0),
+                    cr3: u64::from(cr3),
+                    cr4: u64::from(cr4),
+                    efer: if long { efer | EFER_LMA } else { efer },
+                    segs: [
+                        cs,
+                        data(ss),
+                        data(ds),
+                        data(es),
+                        unusable(),
+                        unusable(),
+                        tr,
+                        unusable(),
+                    ],
+                    long_mode: long,
+                };
+                s.check_common()
+            }
+        }
+    }
+
+    fn check_common(mut self) -> Result<Self, &'static str> {
+        if self.rflags & !RFLAGS_ALLOWED & !0x2 != 0 {
+            return Err("RFLAGS has reserved bits set");
+        }
+        self.rflags |= 0x2;
+        if self.cr4 & !CR4_ALLOWED != 0 {
+            return Err("CR4 has bits oxen does not offer");
+        }
+        if self.efer & !(EFER_LME | EFER_LMA | EFER_NXE | 1) != 0 {
+            return Err("EFER has bits oxen does not offer");
+        }
+        if self.cr0 >> 32 != 0 || self.cr3 >> 52 != 0 {
+            return Err("CR0 or CR3 has reserved bits set");
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx64(rip: u64) -> HvmContext {
+        HvmContext::Mode64 {
+            gprs: [0, 0, 0, 0, 0x8000, 0, 0, 7],
+            rip,
+            rflags: 0x2,
+            cr0: 0x8000_0011,
+            cr3: 0x1000,
+            cr4: 0x20,
+            efer: 0x100,
+        }
+    }
+
+    #[test]
+    fn pvh_state_is_flat_32_bit() {
+        let s = StartState::pvh(0x10_0000, 0x6000);
+        assert_eq!(s.gprs[3], 0x6000);
+        assert_eq!(s.rip, 0x10_0000);
+        assert!(!s.long_mode);
+        assert_eq!(s.segs[seg::CS].ar, 0xc09b);
+        assert_eq!(s.segs[seg::LDTR].ar, 1 << 16);
+    }
+
+    #[test]
+    fn long_mode_context_is_accepted() {
+        let s = StartState::from_hvm(&ctx64(0xffff_8000_0000_1000)).unwrap();
+        assert!(s.long_mode);
+        assert_eq!(s.efer, 0x500, "LMA added");
+        assert_eq!(s.segs[seg::CS].ar, 0xa09b);
+        assert_eq!((s.gprs[4], s.gprs[7]), (0x8000, 7));
+    }
+
+    #[test]
+    fn hostile_contexts_are_refused() {
+        assert!(StartState::from_hvm(&ctx64(0x0000_8000_0000_0000)).is_err());
+        let bad = |f: fn(&mut HvmContext)| {
+            let mut c = ctx64(0x1000);
+            f(&mut c);
+            StartState::from_hvm(&c)
+        };
+        let cases: [fn(&mut HvmContext); 6] = [
+            |c| {
+                if let HvmContext::Mode64 { cr0, .. } = c {
+                    *cr0 = 0x11
+                }
+            },
+            |c| {
+                if let HvmContext::Mode64 { cr4, .. } = c {
+                    *cr4 = 0
+                }
+            },
+            |c| {
+                if let HvmContext::Mode64 { efer, .. } = c {
+                    *efer = 0
+                }
+            },
+            |c| {
+                if let HvmContext::Mode64 { rflags, .. } = c {
+                    *rflags = 1 << 40
+                }
+            },
+            |c| {
+                if let HvmContext::Mode64 { cr4, .. } = c {
+                    *cr4 = 0x20 | (1 << 13)
+                }
+            },
+            |c| {
+                if let HvmContext::Mode64 { efer, .. } = c {
+                    *efer = 0x100 | (1 << 20)
+                }
+            },
+        ];
+        for (i, f) in cases.into_iter().enumerate() {
+            assert!(bad(f).is_err(), "case {i}");
+        }
+    }
+
+    #[test]
+    fn mode32_context_converts_attributes() {
+        let seg = |ar| HvmSegment {
+            base: 0,
+            limit: 0xffff_ffff,
+            ar,
+        };
+        let c = HvmContext::Mode32 {
+            gprs: [1, 2, 3, 4, 5, 6, 7, 8],
+            eip: 0x2000,
+            eflags: 0x2,
+            cr0: 0x11,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            segs: [seg(0xc9b), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)],
+        };
+        let s = StartState::from_hvm(&c).unwrap();
+        assert_eq!(s.segs[seg::CS].ar, 0xc09b);
+        assert_eq!(s.segs[seg::SS].ar, 0xc093);
+        assert_eq!(s.segs[seg::TR].ar, 0x8b);
+        // A busy TSS given explicitly is kept; anything else as TR is refused.
+        let with_tr = |tr_ar| {
+            let HvmContext::Mode32 {
+                gprs,
+                eip,
+                eflags,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+                segs,
+            } = c
+            else {
+                unreachable!()
+            };
+            let mut segs = segs;
+            segs[4] = seg(tr_ar);
+            StartState::from_hvm(&HvmContext::Mode32 {
+                gprs,
+                eip,
+                eflags,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+                segs,
+            })
+        };
+        assert_eq!(with_tr(0x8b).unwrap().segs[seg::TR].ar, 0x8b);
+        assert!(with_tr(0x93).is_err());
+        assert_eq!(s.gprs[0], 1);
+        // A data segment as CS is refused.
+        let HvmContext::Mode32 {
+            gprs,
+            eip,
+            eflags,
+            cr0,
+            cr3,
+            cr4,
+            efer,
+            ..
+        } = c
+        else {
+            unreachable!()
+        };
+        let c = HvmContext::Mode32 {
+            gprs,
+            eip,
+            eflags,
+            cr0,
+            cr3,
+            cr4,
+            efer,
+            segs: [seg(0xc93), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)],
+        };
+        assert!(StartState::from_hvm(&c).is_err());
+    }
+}
