@@ -23,7 +23,7 @@ use bootloader_api::{BootInfo, entry_point};
 use oxen_core::config::OnReady;
 use oxen_core::units::Bytes;
 
-use arch::{acpi, apic, cpu, idt, paging, percpu, pit, power, serial, smp, tables};
+use arch::{acpi, apic, cpu, idt, paging, percpu, pit, power, serial, smp, tables, time};
 use mm::{frames, heap};
 
 /// The periodic tick every CPU takes.
@@ -56,11 +56,19 @@ macro_rules! emergency {
 /// APIC timer count between ticks, shared by every CPU.
 static TICK_COUNT: AtomicU32 = AtomicU32::new(0);
 
+/// APIC timer counts (divide by 16) in `ns` nanoseconds, for one-shot deadlines.
+pub fn apic_timer_counts(ns: u64) -> u32 {
+    let per_tick = u128::from(TICK_COUNT.load(Ordering::Relaxed));
+    let tick_ns = u128::from(1_000_000_000 / TICK_HZ);
+    u32::try_from(u128::from(ns) * per_tick / tick_ns).unwrap_or(u32::MAX)
+}
+
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     percpu::install(0);
     serial::init();
     let tsc_hz = pit::tsc_hz();
     serial::set_tsc_hz(tsc_hz);
+    time::init(tsc_hz);
     log::info!(
         "oxen {} booting; TSC {} MHz",
         env!("CARGO_PKG_VERSION"),
@@ -181,7 +189,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     if !domains.is_empty() {
         match guest_controls() {
             Ok((controls, revision)) => {
-                let started = domain::run::start_domains(&domains, controls, revision);
+                let started = domain::run::start_domains(&config, &domains, controls, revision);
                 log::info!("domains: {started} of {} started", domains.len());
                 if started > 0 {
                     GUESTS.store(true, Ordering::Release);

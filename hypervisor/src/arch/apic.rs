@@ -174,6 +174,19 @@ pub fn timer_current() -> u32 {
     read(TIMER_CURRENT)
 }
 
+/// Arms the timer once: one interrupt after `count` timer ticks (divide by 16); 0
+/// disarms it.
+pub fn timer_oneshot(count: u32) {
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, u32::from(idt::TIMER_VECTOR));
+    write(TIMER_INITIAL, count);
+}
+
+/// Sends a fixed interrupt with `vector` to the CPU with APIC id `dest`.
+pub fn send_fixed(dest: u32, vector: u8) {
+    send_ipi(dest, ICR_LEVEL_ASSERT | u32::from(vector));
+}
+
 /// Starts the periodic tick: one interrupt every `count` timer ticks (divide by 16).
 pub fn timer_periodic(count: u32) {
     write(TIMER_DIVIDE, DIVIDE_BY_16);

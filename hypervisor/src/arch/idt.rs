@@ -11,6 +11,8 @@ use super::{apic, cpu, percpu, tables};
 pub const TIMER_VECTOR: u8 = 0x20;
 /// Where the (masked) legacy PICs are remapped, so a stray PIC interrupt is recognisable.
 pub const PIC_BASE_VECTOR: u8 = 0x30;
+/// The reschedule IPI: the sender has set the target's `need_resched` flag.
+pub const RESCHED_VECTOR: u8 = 0xf0;
 /// The local APIC error vector.
 pub const APIC_ERROR_VECTOR: u8 = 0xfe;
 /// The local APIC spurious vector.
@@ -93,6 +95,12 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
 
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     percpu::this().ticks.fetch_add(1, Ordering::Relaxed);
+    super::serial::pump();
+    apic::eoi();
+}
+
+extern "x86-interrupt" fn resched(_frame: InterruptStackFrame) {
+    // The flag is already set; the interrupt only ends a HLT or a guest's run.
     apic::eoi();
 }
 
@@ -158,6 +166,7 @@ pub fn load_for_this_cpu() {
         idt[vector].set_handler_fn(ignored);
     }
     idt[TIMER_VECTOR].set_handler_fn(timer);
+    idt[RESCHED_VECTOR].set_handler_fn(resched);
     idt[APIC_ERROR_VECTOR].set_handler_fn(apic_error);
     idt[SPURIOUS_VECTOR].set_handler_fn(ignored);
     let idt: &'static InterruptDescriptorTable = idt;

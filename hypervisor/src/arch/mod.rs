@@ -11,3 +11,4 @@ pub mod power;
 pub mod serial;
 pub mod smp;
 pub mod tables;
+pub mod time;

@@ -24,6 +24,8 @@ pub struct PerCpu {
     pub vmx_on: AtomicBool,
     /// Timer ticks taken.
     pub ticks: AtomicU64,
+    /// Set (then an IPI sent) when the scheduler wants this CPU to pick again.
+    pub need_resched: AtomicBool,
 }
 
 impl PerCpu {
@@ -34,6 +36,7 @@ impl PerCpu {
             online: AtomicBool::new(false),
             vmx_on: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
+            need_resched: AtomicBool::new(false),
         }
     }
 }

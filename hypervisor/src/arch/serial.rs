@@ -1,7 +1,14 @@
 //! COM1, through `uart_16550`, and the `log` backend that writes to it.
+//!
+//! Log lines go into a transmit ring and leave it as fast as the UART takes them: a log
+//! call copies its line and sends what fits in the UART's FIFO, and the rest is pumped
+//! out later (every scheduler step and timer tick, see [`pump`]). A CPU only waits for
+//! the wire when the ring is full, or when the machine stops (`flush`). Waiting for
+//! every byte would charge the wire's speed to whichever guest happens to run: at
+//! 115200 baud a 60-character line takes 5 ms.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use oxen_core::units::Timestamp;
 use spin::Mutex;
@@ -12,7 +19,88 @@ use super::{cpu, percpu};
 
 const COM1: u16 = 0x3f8;
 
-static PORT: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
+static PORT: Mutex<Out> = Mutex::new(Out {
+    port: None,
+    ring: [0; RING],
+    head: 0,
+    tail: 0,
+});
+/// Set while the ring holds bytes (read without the lock).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Bytes the transmit ring holds.
+const RING: usize = 64 * 1024;
+
+/// The UART and its transmit ring (`head` and `tail` count bytes ever written and
+/// sent).
+struct Out {
+    port: Option<Uart16550Tty<PioBackend>>,
+    ring: [u8; RING],
+    head: usize,
+    tail: usize,
+}
+
+impl Out {
+    /// Sends what the UART takes now, without waiting.
+    fn pump(&mut self) {
+        let Some(port) = self.port.as_mut() else {
+            self.tail = self.head;
+            PENDING.store(false, Ordering::Release);
+            return;
+        };
+        while self.tail != self.head {
+            let at = self.tail % RING;
+            let end = RING.min(at + (self.head - self.tail));
+            let sent = port.inner_mut().send_bytes(&self.ring[at..end]);
+            if sent == 0 {
+                break;
+            }
+            self.tail += sent;
+        }
+        PENDING.store(self.tail != self.head, Ordering::Release);
+    }
+
+    /// Sends everything, waiting for the wire.
+    fn drain(&mut self) {
+        while self.tail != self.head {
+            self.pump();
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &b in s.as_bytes() {
+            if self.head - self.tail == RING {
+                // Full: wait for the wire.
+                while self.head - self.tail == RING {
+                    self.pump();
+                    core::hint::spin_loop();
+                }
+            }
+            self.ring[self.head % RING] = b;
+            self.head += 1;
+        }
+        PENDING.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Moves buffered log bytes to the UART if it can take some (never waits, and does
+/// nothing if another CPU is logging).
+pub fn pump() {
+    if PENDING.load(Ordering::Acquire)
+        && let Some(mut out) = PORT.try_lock()
+    {
+        out.pump();
+    }
+}
+
+/// Whether log bytes wait in the ring.
+pub fn pending() -> bool {
+    PENDING.load(Ordering::Acquire)
+}
 
 /// TSC at entry and its frequency once calibrated (0 until then): the log's clock.
 static TSC_BASE: AtomicU64 = AtomicU64::new(0);
@@ -28,7 +116,7 @@ pub fn init() {
     // SAFETY: 0x3f8..0x3ff is COM1's register block; nothing else in oxen uses it.
     let port = unsafe { Uart16550Tty::new_port(COM1, config) };
     // Without a working COM1 there is nowhere to log to; carry on silently.
-    *PORT.lock() = port.ok();
+    PORT.lock().port = port.ok();
     log::set_logger(&LOGGER).expect("logger installed once");
     log::set_max_level(log::LevelFilter::Info);
 }
@@ -57,8 +145,9 @@ pub fn uptime() -> Timestamp {
 /// Writes straight to the port, taking the lock even if its holder died (panic path).
 pub fn write_forced(args: core::fmt::Arguments<'_>) {
     for _ in 0..1_000_000 {
-        if let Some(mut guard) = PORT.try_lock() {
-            if let Some(port) = guard.as_mut() {
+        if let Some(mut out) = PORT.try_lock() {
+            out.drain();
+            if let Some(port) = out.port.as_mut() {
                 let _ = port.write_fmt(args);
             }
             return;
@@ -69,14 +158,18 @@ pub fn write_forced(args: core::fmt::Arguments<'_>) {
     // SAFETY: only reached when the lock has been held for a very long time, i.e. its
     // holder will never release it; we are the only writer from here on.
     unsafe { PORT.force_unlock() };
-    if let Some(port) = PORT.lock().as_mut() {
+    let mut out = PORT.lock();
+    out.drain();
+    if let Some(port) = out.port.as_mut() {
         let _ = port.write_fmt(args);
     }
 }
 
 /// Waits until the UART has sent everything (before the machine powers off).
 pub fn flush() {
-    if let Some(port) = PORT.lock().as_mut() {
+    let mut out = PORT.lock();
+    out.drain();
+    if let Some(port) = out.port.as_mut() {
         for _ in 0..100_000 {
             if port
                 .inner_mut()
@@ -109,16 +202,17 @@ impl log::Log for Logger {
             log::Level::Debug => "DEBUG",
             log::Level::Trace => "TRACE",
         };
-        let mut guard = PORT.lock();
-        if let Some(port) = guard.as_mut() {
+        let mut out = PORT.lock();
+        if out.port.is_some() {
             let _ = writeln!(
-                port,
+                out,
                 "[{}] cpu{} {} {}",
                 uptime(),
                 percpu::index(),
                 level,
                 record.args()
             );
+            out.pump();
         }
     }
 

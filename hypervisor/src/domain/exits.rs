@@ -9,9 +9,9 @@ use oxen_core::cpuid::{self, Regs};
 use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, reason};
 use oxen_core::vmx::ctl;
 
-use super::vcpu::{CR4_HOST_OWNED, RunState, Vcpu};
+use super::vcpu::{CR4_HOST_OWNED, Vcpu};
 use super::{DomainState, hypercall};
-use crate::arch::{cpu, percpu};
+use crate::arch::cpu;
 use crate::vmx::vmcs;
 
 /// What happens after an exit.
@@ -19,8 +19,12 @@ use crate::vmx::vmcs;
 pub enum Next {
     /// Re-enter the guest.
     Resume,
-    /// Let the scheduler pick (time slice over, yield, block).
+    /// Return to the pCPU's loop (an interrupt or timer: something may be due).
     Reschedule,
+    /// The vCPU gives up the pCPU (`SCHEDOP_yield`).
+    Yield,
+    /// The vCPU waits for a wake (HLT, `SCHEDOP_block`).
+    Block,
     /// The domain is finished (shut down or crashed).
     Finished,
 }
@@ -53,13 +57,7 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
         reason::CPUID => cpuid(vcpu),
         reason::HLT => {
             vcpu.skip_instruction();
-            vcpu.state = RunState::BlockedUntil(
-                percpu::this()
-                    .ticks
-                    .load(core::sync::atomic::Ordering::Relaxed)
-                    + 1,
-            );
-            Next::Reschedule
+            Next::Block
         }
         reason::INVD | reason::WBINVD => {
             // Caches are coherent for guests; nothing to write back on their behalf.
@@ -157,7 +155,12 @@ fn cpuid(vcpu: &mut Vcpu) -> Next {
         ecx: h.ecx,
         edx: h.edx,
     };
-    let mut r = cpuid::guest_view(leaf, subleaf, host, vcpu.id, vcpu.domain.id);
+    let who = cpuid::Asker {
+        vcpu: vcpu.id,
+        domid: vcpu.domain.id,
+        tsc_hz: crate::arch::serial::tsc_hz(),
+    };
+    let mut r = cpuid::guest_view(leaf, subleaf, host, who);
     if leaf == 1 {
         // OSXSAVE mirrors the guest's own CR4.OSXSAVE, not the host's.
         let osxsave = vmcs::read(field::GUEST_CR4) & (1 << 18) != 0;

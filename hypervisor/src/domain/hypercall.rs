@@ -5,14 +5,19 @@
 
 use alloc::vec;
 
-use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
+use core::sync::atomic::Ordering;
+
+use oxen_abi::errno::{EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM, ETIME};
+use oxen_abi::vcpu::{self as vcpu_abi, HvmContext};
 use oxen_abi::{console_io, hypercall as nr, sched_op, xen_version};
 use oxen_core::guest_walk::{self, GuestMemory};
+use oxen_core::vcpu_state::StartState;
 
 use super::exits::Next;
-use super::vcpu::{RunState, Vcpu};
+use super::sched as glue;
+use super::vcpu::Vcpu;
 use super::{Domain, DomainState};
-use crate::arch::percpu;
+use crate::arch::time;
 
 /// Most bytes one `console_io` write prints; the rest of a longer write is dropped (Xen
 /// prints it all through hypercall continuations).
@@ -31,11 +36,11 @@ impl GuestMemory for Ram<'_> {
     }
 }
 
-fn copy_from_guest(vcpu: &Vcpu, gva: u64, buf: &mut [u8]) -> Result<(), i64> {
+pub(super) fn copy_from_guest(vcpu: &Vcpu, gva: u64, buf: &mut [u8]) -> Result<(), i64> {
     guest_walk::copy_from_guest(&Ram(&vcpu.domain), &vcpu.paging(), gva, buf).map_err(|_| -EFAULT)
 }
 
-fn copy_to_guest(vcpu: &Vcpu, gva: u64, data: &[u8]) -> Result<(), i64> {
+pub(super) fn copy_to_guest(vcpu: &Vcpu, gva: u64, data: &[u8]) -> Result<(), i64> {
     guest_walk::copy_to_guest(&mut Ram(&vcpu.domain), &vcpu.paging(), gva, data)
         .map_err(|_| -EFAULT)
 }
@@ -59,6 +64,8 @@ pub fn dispatch(vcpu: &mut Vcpu) -> Next {
         Ok(nr::CONSOLE_IO) => (console(vcpu, args), Next::Resume),
         Ok(nr::XEN_VERSION) => (version(vcpu, args), Next::Resume),
         Ok(nr::SCHED_OP) => sched(vcpu, args),
+        Ok(nr::VCPU_OP) => vcpu_op(vcpu, args),
+        Ok(nr::DOMCTL) => (super::control::domctl(vcpu, args[0]), Next::Resume),
         _ => (-ENOSYS, Next::Resume),
     };
     vcpu.regs.rax = result as u64;
@@ -151,17 +158,8 @@ fn version(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> i64 {
 
 fn sched(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> (i64, Next) {
     match u32::try_from(cmd) {
-        Ok(sched_op::YIELD) => (0, Next::Reschedule),
-        Ok(sched_op::BLOCK) => {
-            // No event channels yet: block until the next tick.
-            vcpu.state = RunState::BlockedUntil(
-                percpu::this()
-                    .ticks
-                    .load(core::sync::atomic::Ordering::Relaxed)
-                    + 1,
-            );
-            (0, Next::Reschedule)
-        }
+        Ok(sched_op::YIELD) => (0, Next::Yield),
+        Ok(sched_op::BLOCK) => (0, Next::Block),
         Ok(sched_op::SHUTDOWN) => {
             let mut raw = [0u8; 4];
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
@@ -184,6 +182,111 @@ fn sched(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> (i64, Next) {
             (0, Next::Finished)
         }
         _ => (-EINVAL, Next::Resume),
+    }
+}
+
+/// `vcpu_op(cmd, vcpuid, arg)`: secondary vCPU bring-up and the single-shot timer.
+fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
+    let domain = vcpu.domain.clone();
+    let Some(slot) = domain.vcpu(target) else {
+        return (-ENOENT, Next::Resume);
+    };
+    let is_self = slot.index == vcpu.id;
+    let now = time::now();
+    let Ok(cmd) = u32::try_from(cmd) else {
+        return (-ENOSYS, Next::Resume);
+    };
+    match cmd {
+        vcpu_abi::op::INITIALISE => {
+            let mut raw = [0u8; vcpu_abi::HVM_CONTEXT_SIZE];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some(ctx) = HvmContext::from_bytes(&raw) else {
+                return (-EINVAL, Next::Resume);
+            };
+            let state = match StartState::from_hvm(&ctx) {
+                Ok(s) => s,
+                Err(why) => {
+                    log::warn!(
+                        "domain {} vcpu{}: VCPUOP_initialise of vcpu{target} refused: {why}",
+                        domain.id,
+                        vcpu.id
+                    );
+                    return (-EINVAL, Next::Resume);
+                }
+            };
+            let mut start = slot.start.lock();
+            if slot.initialised.load(Ordering::Acquire) {
+                return (-EEXIST, Next::Resume);
+            }
+            *start = Some(state);
+            slot.initialised.store(true, Ordering::Release);
+            (0, Next::Resume)
+        }
+        vcpu_abi::op::UP => {
+            if !slot.initialised.load(Ordering::Acquire) {
+                return (-EINVAL, Next::Resume);
+            }
+            if !slot.up.swap(true, Ordering::AcqRel) {
+                let id = slot.sched;
+                let _ = glue::with(|s| s.online(id));
+                glue::wake(slot, now);
+            }
+            (0, Next::Resume)
+        }
+        vcpu_abi::op::DOWN => {
+            let others_up = domain
+                .vcpus
+                .get()
+                .into_iter()
+                .flatten()
+                .any(|v| v.index != slot.index && v.up.load(Ordering::Acquire));
+            if !others_up {
+                // As Xen: the last vCPU that is up cannot go down.
+                return (-EINVAL, Next::Resume);
+            }
+            if slot.up.swap(false, Ordering::AcqRel) {
+                glue::stop_timer(slot);
+                let id = slot.sched;
+                let r = glue::with(|s| s.offline(id, now));
+                glue::kick_one(r.ok().flatten());
+            }
+            let next = if is_self {
+                Next::Reschedule
+            } else {
+                Next::Resume
+            };
+            (0, next)
+        }
+        vcpu_abi::op::IS_UP => (i64::from(slot.up.load(Ordering::Acquire)), Next::Resume),
+        vcpu_abi::op::SET_SINGLESHOT_TIMER => {
+            if !is_self {
+                return (-EINVAL, Next::Resume);
+            }
+            let mut raw = [0u8; vcpu_abi::SINGLESHOT_TIMER_SIZE];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some((deadline, flags)) = vcpu_abi::singleshot_from_bytes(&raw) else {
+                return (-EINVAL, Next::Resume);
+            };
+            if flags & vcpu_abi::SSHOTTMR_FUTURE != 0 && deadline < now {
+                return (-ETIME, Next::Resume);
+            }
+            glue::arm_timer(slot, deadline);
+            (0, Next::Resume)
+        }
+        vcpu_abi::op::STOP_SINGLESHOT_TIMER => {
+            if !is_self {
+                return (-EINVAL, Next::Resume);
+            }
+            glue::stop_timer(slot);
+            (0, Next::Resume)
+        }
+        // No periodic timer is ever running.
+        vcpu_abi::op::STOP_PERIODIC_TIMER => (0, Next::Resume),
+        _ => (-ENOSYS, Next::Resume),
     }
 }
 

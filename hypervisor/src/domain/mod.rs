@@ -4,20 +4,24 @@
 //! mapped by its own EPT, and its vCPUs. Everything a guest hands the hypervisor is
 //! checked against that RAM before use.
 
+pub mod control;
 pub mod exits;
 pub mod hypercall;
 pub mod run;
+pub mod sched;
 pub mod vcpu;
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
 use oxen_core::frames::FRAME_SIZE;
+use oxen_core::sched::DomId;
+use oxen_core::vcpu_state::StartState;
 use spin::Mutex;
 
 use crate::arch::paging;
@@ -36,6 +40,8 @@ pub enum DomainState {
     Shutdown(&'static str),
     /// Crashed by the hypervisor (or at its own request) for this reason.
     Crashed(String),
+    /// Destroyed from outside (run time limit, control domain) for this reason.
+    Destroyed(&'static str),
 }
 
 impl DomainState {
@@ -50,6 +56,7 @@ impl fmt::Display for DomainState {
             DomainState::Running => write!(f, "running"),
             DomainState::Shutdown(reason) => write!(f, "shut down ({reason})"),
             DomainState::Crashed(why) => write!(f, "crashed: {why}"),
+            DomainState::Destroyed(why) => write!(f, "destroyed ({why})"),
         }
     }
 }
@@ -67,6 +74,19 @@ pub struct Domain {
     /// Partial output lines: `console_io` and port 0xE9.
     pub console_line: Mutex<String>,
     pub e9_line: Mutex<String>,
+    /// The scheduler's handle.
+    pub sched: DomId,
+    /// May use the control hypercalls.
+    pub privileged: bool,
+    /// The vCPUs, by number (set once, right after the domain is built).
+    pub vcpus: spin::Once<Vec<Arc<sched::VcpuSlot>>>,
+    /// Weight and cap when the domain left the scheduler (for the final accounting).
+    pub final_params: Mutex<Option<(u16, u32)>>,
+    /// Set once the domain's memory and VMCSs went back to the allocator.
+    pub released: AtomicBool,
+    /// Exits and hypercalls of its vCPUs, added up when they are released.
+    pub exits: AtomicU64,
+    pub hypercalls: AtomicU64,
 }
 
 /// Frames for EPT tables, from the global allocator (zeroed).
@@ -120,8 +140,12 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 impl Domain {
     /// Builds a domain from its configuration and kernel image: RAM, EPT, the PVH
-    /// image and `hvm_start_info`. Returns the domain and the vCPU's entry state.
-    pub fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<(Arc<Domain>, u32, u64), BuildError> {
+    /// image and `hvm_start_info`. Returns the domain and vCPU 0's start state.
+    pub fn build(
+        cfg: &DomainConfig,
+        kernel: &[u8],
+        sched: DomId,
+    ) -> Result<(Domain, StartState), BuildError> {
         let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
         let entry = image.phys32_entry.ok_or(BuildError::NoPvhEntry)?;
         let ram_size = cfg.memory_mib << 20;
@@ -157,6 +181,13 @@ impl Domain {
             state: Mutex::new(DomainState::Running),
             console_line: Mutex::new(String::new()),
             e9_line: Mutex::new(String::new()),
+            sched,
+            privileged: cfg.privileged,
+            vcpus: spin::Once::new(),
+            final_params: Mutex::new(None),
+            released: AtomicBool::new(false),
+            exits: AtomicU64::new(0),
+            hypercalls: AtomicU64::new(0),
         };
         for seg in &image.segments {
             let fits = seg
@@ -183,7 +214,7 @@ impl Domain {
                 size,
             });
         }
-        Ok((Arc::new(domain), entry, START_INFO_GPA))
+        Ok((domain, StartState::pvh(entry, START_INFO_GPA)))
     }
 
     /// The host address of guest-physical `gpa..gpa+len`, if it lies wholly in RAM.
@@ -234,6 +265,11 @@ impl Domain {
         *s = state;
     }
 
+    /// vCPU `n`, if the domain has it.
+    pub fn vcpu(&self, n: u64) -> Option<&Arc<sched::VcpuSlot>> {
+        self.vcpus.get()?.get(usize::try_from(n).ok()?)
+    }
+
     /// Returns the domain's RAM and EPT tables to the frame allocator.
     pub fn release(&self) {
         let mut src = HostFrames;
@@ -273,7 +309,15 @@ fn free_ram(hpa: u64, size: u64) {
 /// Every domain ever built (the finished ones stay, for the final report).
 pub static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
 
-/// Whether every domain has finished.
+/// Whether every domain has finished and given its memory back.
 pub fn all_done() -> bool {
-    DOMAINS.lock().iter().all(|d| !d.running())
+    DOMAINS
+        .lock()
+        .iter()
+        .all(|d| !d.running() && d.released.load(Ordering::Acquire))
+}
+
+/// The domain with id `id`, if it exists (finished ones included).
+pub fn by_id(id: u32) -> Option<Arc<Domain>> {
+    DOMAINS.lock().iter().find(|d| d.id == id).cloned()
 }

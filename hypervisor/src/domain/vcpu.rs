@@ -3,6 +3,8 @@
 use alloc::sync::Arc;
 use core::arch::asm;
 
+use oxen_core::frames::FrameError;
+use oxen_core::vcpu_state::StartState;
 use oxen_core::vmcs::field;
 use oxen_core::vmx::{VmcsControls, ctl};
 use spin::Once;
@@ -46,23 +48,20 @@ fn bitmaps() -> &'static Bitmaps {
     })
 }
 
-/// What a vCPU is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
-    Runnable,
-    /// Halted or blocked until this CPU's tick count reaches the value.
-    BlockedUntil(u64),
-}
-
-/// One virtual CPU.
+/// One virtual CPU: the state a pCPU owns while it runs it (see `sched::VcpuSlot` for
+/// the part every pCPU may touch).
 pub struct Vcpu {
     pub domain: Arc<Domain>,
+    /// The vCPU's number in its domain.
     pub id: u32,
     /// Physical address of the VMCS.
     pub vmcs: u64,
+    /// The VMCS has never been set up (its first load writes every field).
+    fresh: bool,
     pub launched: bool,
+    /// The pCPU whose host state the VMCS holds (`usize::MAX`: none yet).
+    last_cpu: usize,
     pub regs: GuestRegs,
-    pub state: RunState,
     /// Guest XCR0 (loaded into the CPU while the guest runs).
     pub xcr0: u64,
     /// MSRs oxen keeps for the guest without giving them to the hardware.
@@ -75,46 +74,74 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    /// Creates vCPU `id` of `domain` on this CPU, ready to enter 32-bit protected mode at
-    /// `entry` with EBX = `ebx` (the PVH boot state).
-    pub fn new(
-        domain: Arc<Domain>,
-        id: u32,
-        entry: u32,
-        ebx: u64,
-        controls: &VmcsControls,
-        revision: u32,
-    ) -> Self {
-        let vmcs_phys = frames::alloc_zeroed(1).expect("memory for a VMCS");
-        // SAFETY: the frame is ours; the first word of a VMCS is its revision id.
-        unsafe {
-            paging::phys_to_virt(vmcs_phys)
-                .as_mut_ptr::<u32>()
-                .write_volatile(revision)
-        };
-        vmcs::clear(vmcs_phys);
-        vmcs::load(vmcs_phys);
-        let vcpu = Vcpu {
+    /// Creates vCPU `id` of `domain`: a VMCS page, set up on its first load.
+    pub fn new(domain: Arc<Domain>, id: u32) -> Result<Self, FrameError> {
+        let vmcs = frames::alloc_zeroed(1)?;
+        Ok(Vcpu {
             domain,
             id,
-            vmcs: vmcs_phys,
+            vmcs,
+            fresh: true,
             launched: false,
-            regs: GuestRegs {
-                rbx: ebx,
-                ..GuestRegs::default()
-            },
-            state: RunState::Runnable,
+            last_cpu: usize::MAX,
+            regs: GuestRegs::default(),
             xcr0: 1,
             tsc_aux: 0,
             kernel_gs_base: 0,
             syscall_msrs: [0; 4],
             exits: 0,
             hypercalls: 0,
-        };
-        vcpu.write_controls(controls);
-        write_host_state();
-        vcpu.write_pvh_guest_state(entry);
-        vcpu
+        })
+    }
+
+    /// Makes this vCPU's VMCS current on this pCPU. The first load writes every field
+    /// (`start` is the guest state it begins in); a load on another pCPU than last time
+    /// rewrites the host state and drops the TLB entries this pCPU may still hold for
+    /// the vCPU from an earlier stay.
+    pub fn load(
+        &mut self,
+        cpu: usize,
+        controls: &VmcsControls,
+        revision: u32,
+        start: Option<&StartState>,
+    ) -> bool {
+        if self.fresh {
+            let Some(start) = start else {
+                return false;
+            };
+            // SAFETY: the frame is this vCPU's VMCS page; its first word is the revision id.
+            unsafe {
+                paging::phys_to_virt(self.vmcs)
+                    .as_mut_ptr::<u32>()
+                    .write_volatile(revision)
+            };
+            vmcs::clear(self.vmcs);
+            vmcs::load(self.vmcs);
+            self.write_controls(controls);
+            write_host_state();
+            self.write_start_state(start);
+            self.fresh = false;
+            self.launched = false;
+        } else {
+            vmcs::load(self.vmcs);
+            if self.last_cpu != cpu {
+                write_host_state();
+            }
+        }
+        if self.last_cpu != cpu {
+            vmcs::invept_all();
+            self.last_cpu = cpu;
+        }
+        true
+    }
+
+    /// Takes the VMCS off this pCPU (VMCLEAR writes its state back to memory), so that
+    /// any pCPU may load it next.
+    pub fn unload(&mut self) {
+        if !self.fresh {
+            vmcs::clear(self.vmcs);
+        }
+        self.launched = false;
     }
 
     fn write_controls(&self, c: &VmcsControls) {
@@ -148,98 +175,106 @@ impl Vcpu {
         vmcs::write(field::CR4_GUEST_HOST_MASK, CR4_HOST_OWNED);
     }
 
-    /// 32-bit flat protected mode, paging off, as Xen starts a PVH guest.
-    fn write_pvh_guest_state(&self, entry: u32) {
+    /// The guest state the vCPU starts in.
+    fn write_start_state(&mut self, st: &StartState) {
         use field::*;
-        let cr0 = 0x11; // PE | ET
-        vmcs::write(CR0_READ_SHADOW, cr0);
-        vmcs::write(GUEST_CR0, cr0 | (1 << 5));
-        vmcs::write(CR4_READ_SHADOW, 0);
-        vmcs::write(GUEST_CR4, CR4_HOST_OWNED);
-        vmcs::write(GUEST_CR3, 0);
-        // (selector, base, limit, access-rights fields; selector, limit, access rights).
-        // Flat 4 GiB code and data, a 32-bit busy TSS, an unusable LDTR.
-        let code = (0x08, 0xffff_ffff, 0xc09b);
-        let data = (0x10, 0xffff_ffff, 0xc093);
-        let segments = [
+        let [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi] = st.gprs;
+        self.regs = GuestRegs {
+            rax,
+            rcx,
+            rdx,
+            rbx,
+            rbp,
+            rsi,
+            rdi,
+            ..GuestRegs::default()
+        };
+        vmcs::write(CR0_READ_SHADOW, st.cr0);
+        vmcs::write(GUEST_CR0, st.cr0 | (1 << 5));
+        vmcs::write(CR4_READ_SHADOW, st.cr4);
+        vmcs::write(GUEST_CR4, st.cr4 | CR4_HOST_OWNED);
+        vmcs::write(GUEST_CR3, st.cr3);
+        vmcs::write(GUEST_IA32_EFER, st.efer);
+        let controls = vmcs::read(ENTRY_CONTROLS);
+        let ia32e = u64::from(ctl::entry::IA32E_MODE_GUEST);
+        vmcs::write(
+            ENTRY_CONTROLS,
+            if st.long_mode {
+                controls | ia32e
+            } else {
+                controls & !ia32e
+            },
+        );
+        let fields = [
             (
                 GUEST_CS_SELECTOR,
                 GUEST_CS_BASE,
                 GUEST_CS_LIMIT,
                 GUEST_CS_ACCESS_RIGHTS,
-                code,
             ),
             (
                 GUEST_SS_SELECTOR,
                 GUEST_SS_BASE,
                 GUEST_SS_LIMIT,
                 GUEST_SS_ACCESS_RIGHTS,
-                data,
             ),
             (
                 GUEST_DS_SELECTOR,
                 GUEST_DS_BASE,
                 GUEST_DS_LIMIT,
                 GUEST_DS_ACCESS_RIGHTS,
-                data,
             ),
             (
                 GUEST_ES_SELECTOR,
                 GUEST_ES_BASE,
                 GUEST_ES_LIMIT,
                 GUEST_ES_ACCESS_RIGHTS,
-                data,
             ),
             (
                 GUEST_FS_SELECTOR,
                 GUEST_FS_BASE,
                 GUEST_FS_LIMIT,
                 GUEST_FS_ACCESS_RIGHTS,
-                data,
             ),
             (
                 GUEST_GS_SELECTOR,
                 GUEST_GS_BASE,
                 GUEST_GS_LIMIT,
                 GUEST_GS_ACCESS_RIGHTS,
-                data,
             ),
             (
                 GUEST_TR_SELECTOR,
                 GUEST_TR_BASE,
                 GUEST_TR_LIMIT,
                 GUEST_TR_ACCESS_RIGHTS,
-                (0x18, 0x67, 0x8b),
             ),
             (
                 GUEST_LDTR_SELECTOR,
                 GUEST_LDTR_BASE,
                 GUEST_LDTR_LIMIT,
                 GUEST_LDTR_ACCESS_RIGHTS,
-                (0, 0, 1 << 16),
             ),
         ];
-        for (sel_field, base_field, limit_field, ar_field, (selector, limit, rights)) in segments {
-            vmcs::write(sel_field, selector);
-            vmcs::write(base_field, 0);
-            vmcs::write(limit_field, limit);
-            vmcs::write(ar_field, rights);
+        for ((sel, base, limit, ar), seg) in fields.into_iter().zip(st.segs) {
+            vmcs::write(sel, u64::from(seg.selector));
+            vmcs::write(base, seg.base);
+            vmcs::write(limit, u64::from(seg.limit));
+            vmcs::write(ar, u64::from(seg.ar));
         }
         vmcs::write(GUEST_GDTR_BASE, 0);
         vmcs::write(GUEST_GDTR_LIMIT, 0);
         vmcs::write(GUEST_IDTR_BASE, 0);
         vmcs::write(GUEST_IDTR_LIMIT, 0);
         vmcs::write(GUEST_DR7, 0x400);
-        vmcs::write(GUEST_RSP, 0);
-        vmcs::write(GUEST_RIP, u64::from(entry));
-        vmcs::write(GUEST_RFLAGS, 0x2);
+        vmcs::write(GUEST_RSP, rsp);
+        vmcs::write(GUEST_RIP, st.rip);
+        vmcs::write(GUEST_RFLAGS, st.rflags);
         vmcs::write(GUEST_PENDING_DEBUG, 0);
         vmcs::write(GUEST_SYSENTER_CS, 0);
         vmcs::write(GUEST_SYSENTER_ESP, 0);
         vmcs::write(GUEST_SYSENTER_EIP, 0);
         vmcs::write(GUEST_IA32_DEBUGCTL, 0);
         vmcs::write(GUEST_IA32_PAT, 0x0007_0406_0007_0406);
-        vmcs::write(GUEST_IA32_EFER, 0);
         vmcs::write(GUEST_INTERRUPTIBILITY, 0);
         vmcs::write(GUEST_ACTIVITY_STATE, 0);
         vmcs::write(VMCS_LINK_POINTER, u64::MAX);
@@ -292,9 +327,9 @@ impl Vcpu {
             && vmcs::read(field::GUEST_CS_ACCESS_RIGHTS) & (1 << 13) != 0
     }
 
-    /// Frees the VMCS (the domain's memory is released separately).
+    /// Frees the VMCS (unloaded from every pCPU by then; the domain's memory is
+    /// released separately).
     pub fn release(&self) {
-        vmcs::clear(self.vmcs);
         let _ = frames::free_run(self.vmcs, 1);
     }
 

@@ -1,0 +1,320 @@
+//! The credit scheduler (`oxen_core::sched`) driving real vCPUs: the one scheduler all
+//! pCPUs share, the table of vCPU slots, per-pCPU timers and reschedule kicks.
+//!
+//! Ownership: the scheduler decides which pCPU runs a vCPU; the pCPU then takes the
+//! vCPU's state ([`Vcpu`], with its VMCS) out of its slot and puts it back when it
+//! switches away, after VMCLEAR. A pCPU told to run a vCPU that another pCPU has not put
+//! back yet waits the few instructions that takes. Every pCPU puts back before it takes,
+//! so two pCPUs swapping vCPUs cannot wait for each other.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use oxen_core::sched::{Scheduler, VcpuId, VcpuStats};
+use oxen_core::vcpu_state::StartState;
+use spin::{Mutex, Once, RwLock};
+
+use super::Domain;
+use super::vcpu::Vcpu;
+use crate::arch::{apic, idt, percpu};
+
+/// Where a vCPU's state is.
+enum Held {
+    /// In its slot: no pCPU has it loaded.
+    Here(Box<Vcpu>),
+    /// Taken by the pCPU that runs it.
+    Taken,
+    /// Released with its domain.
+    Gone,
+}
+
+/// Wake-to-run latency of one vCPU.
+#[derive(Default)]
+pub struct Latency {
+    pub wakes: AtomicU64,
+    pub total_ns: AtomicU64,
+    pub max_ns: AtomicU64,
+}
+
+/// What every pCPU may know and touch of a vCPU.
+pub struct VcpuSlot {
+    /// The vCPU's number in its domain.
+    pub index: u32,
+    /// The scheduler's handle.
+    pub sched: VcpuId,
+    held: Mutex<Held>,
+    /// The state its first run starts from (set by the builder or `VCPUOP_initialise`).
+    pub start: Mutex<Option<StartState>>,
+    /// `VCPUOP_initialise` done (or vCPU 0).
+    pub initialised: AtomicBool,
+    /// Up (`VCPUOP_up`), as `VCPUOP_is_up` reports it.
+    pub up: AtomicBool,
+    /// The armed single-shot timer's deadline in system time (0 = none).
+    pub timer: AtomicU64,
+    /// When it was last woken while blocked (0 = it has run since).
+    woke_at: AtomicU64,
+    /// A wake arrived while it was not blocked: its next block returns at once.
+    pub wake_pending: AtomicBool,
+    pub latency: Latency,
+    /// The scheduler's accounting, kept when the vCPU leaves the scheduler.
+    final_stats: Mutex<Option<VcpuStats>>,
+}
+
+impl VcpuSlot {
+    pub fn new(index: u32, sched: VcpuId, vcpu: Vcpu, start: Option<StartState>) -> Self {
+        VcpuSlot {
+            index,
+            sched,
+            initialised: AtomicBool::new(start.is_some()),
+            up: AtomicBool::new(false),
+            held: Mutex::new(Held::Here(Box::new(vcpu))),
+            start: Mutex::new(start),
+            timer: AtomicU64::new(0),
+            woke_at: AtomicU64::new(0),
+            wake_pending: AtomicBool::new(false),
+            latency: Latency::default(),
+            final_stats: Mutex::new(None),
+        }
+    }
+
+    /// Takes the vCPU's state, waiting while another pCPU still holds it; `None` once
+    /// it is gone.
+    pub fn take(&self) -> Option<Box<Vcpu>> {
+        loop {
+            {
+                let mut held = self.held.lock();
+                match core::mem::replace(&mut *held, Held::Taken) {
+                    Held::Here(v) => return Some(v),
+                    Held::Gone => {
+                        *held = Held::Gone;
+                        return None;
+                    }
+                    Held::Taken => {}
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Puts the vCPU's state back (its VMCS must be unloaded).
+    pub fn put(&self, v: Box<Vcpu>) {
+        *self.held.lock() = Held::Here(v);
+    }
+
+    /// Records the first run after a wake.
+    pub fn ran(&self, now: u64) {
+        let woke = self.woke_at.swap(0, Ordering::Relaxed);
+        if woke != 0 {
+            let ns = now.saturating_sub(woke);
+            self.latency.wakes.fetch_add(1, Ordering::Relaxed);
+            self.latency.total_ns.fetch_add(ns, Ordering::Relaxed);
+            self.latency.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+    }
+}
+
+static SCHED: Once<Mutex<Scheduler>> = Once::new();
+/// Every vCPU slot, by scheduler handle (append-only).
+static TABLE: RwLock<Vec<Arc<VcpuSlot>>> = RwLock::new(Vec::new());
+
+/// Installs the scheduler (once, on the boot CPU, before any domain is built).
+pub fn init(s: Scheduler) {
+    SCHED.call_once(|| Mutex::new(s));
+}
+
+/// Runs `f` on the scheduler, under its lock.
+pub fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    f(&mut SCHED.get().expect("scheduler installed").lock())
+}
+
+/// Adds a slot; its index must be its scheduler handle's.
+pub fn register(slot: Arc<VcpuSlot>) {
+    let mut t = TABLE.write();
+    debug_assert_eq!(t.len(), slot.sched.index());
+    t.push(slot);
+}
+
+/// The slot of scheduler handle `v`.
+pub fn slot(v: VcpuId) -> Option<Arc<VcpuSlot>> {
+    TABLE.read().get(v.index()).cloned()
+}
+
+/// Makes the pCPUs in `mask` call the scheduler: set their flag, and IPI the others.
+pub fn kick(mask: u64) {
+    let me = percpu::index();
+    for cpu in (0..percpu::count()).filter(|c| mask & (1 << c) != 0) {
+        let p = percpu::get(cpu);
+        p.need_resched.store(true, Ordering::Release);
+        if cpu != me {
+            apic::send_fixed(p.apic_id.load(Ordering::Relaxed), idt::RESCHED_VECTOR);
+        }
+    }
+}
+
+/// [`kick`] for one optional pCPU.
+pub fn kick_one(cpu: Option<usize>) {
+    if let Some(c) = cpu {
+        kick(1 << c);
+    }
+}
+
+/// Wakes a blocked vCPU; for one that is running or runnable, the wake is kept for its
+/// next block (offline vCPUs ignore it).
+pub fn wake(slot: &VcpuSlot, now: u64) {
+    use oxen_core::sched::VcpuState;
+    let r = with(|s| match s.vcpu_info(slot.sched).map(|i| i.state) {
+        Ok(VcpuState::Blocked) => Some(s.wake(slot.sched, now)),
+        Ok(VcpuState::Running | VcpuState::Runnable) => {
+            slot.wake_pending.store(true, Ordering::Release);
+            None
+        }
+        _ => None,
+    });
+    if let Some(r) = r {
+        slot.woke_at.store(now.max(1), Ordering::Relaxed);
+        kick_one(r.ok().flatten());
+    }
+}
+
+// ------------------------------------------------------------------------- timers
+
+/// Single-shot timers armed on each pCPU: (deadline, vCPU). An entry whose vCPU has
+/// since re-armed or stopped its timer is stale and ignored when it expires.
+static TIMERS: [Mutex<Vec<(u64, VcpuId)>>; percpu::MAX_CPUS] =
+    [const { Mutex::new(Vec::new()) }; percpu::MAX_CPUS];
+/// The earliest deadline in each pCPU's list (u64::MAX = none), read without the lock.
+static NEXT_TIMER: [AtomicU64; percpu::MAX_CPUS] =
+    [const { AtomicU64::new(u64::MAX) }; percpu::MAX_CPUS];
+
+/// Arms `slot`'s single-shot timer on this pCPU for `deadline` (replacing any other).
+pub fn arm_timer(slot: &VcpuSlot, deadline: u64) {
+    let deadline = deadline.max(1);
+    slot.timer.store(deadline, Ordering::Release);
+    let cpu = percpu::index();
+    let mut list = TIMERS[cpu].lock();
+    list.retain(|&(_, v)| v != slot.sched);
+    list.push((deadline, slot.sched));
+    NEXT_TIMER[cpu].fetch_min(deadline, Ordering::AcqRel);
+}
+
+/// Stops `slot`'s single-shot timer.
+pub fn stop_timer(slot: &VcpuSlot) {
+    slot.timer.store(0, Ordering::Release);
+}
+
+/// The earliest timer deadline on `cpu`.
+pub fn next_timer(cpu: usize) -> u64 {
+    NEXT_TIMER[cpu].load(Ordering::Acquire)
+}
+
+/// Fires this pCPU's expired timers: each wakes its vCPU.
+pub fn fire_timers(cpu: usize, now: u64) {
+    if next_timer(cpu) > now {
+        return;
+    }
+    let mut due = Vec::new();
+    {
+        let mut list = TIMERS[cpu].lock();
+        list.retain(|&(t, v)| {
+            if t <= now {
+                due.push((t, v));
+                false
+            } else {
+                true
+            }
+        });
+        let next = list.iter().map(|&(t, _)| t).min().unwrap_or(u64::MAX);
+        NEXT_TIMER[cpu].store(next, Ordering::Release);
+    }
+    for (t, v) in due {
+        let Some(slot) = slot(v) else { continue };
+        if slot
+            .timer
+            .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            wake(&slot, now);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ domain teardown
+
+/// Takes a finished domain's vCPUs out of scheduling (kicking the pCPUs that run them)
+/// and releases it if no pCPU holds any of them.
+pub fn domain_finished(d: &Domain) {
+    let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
+    let kicks = with(|s| {
+        let now = crate::arch::time::now();
+        s.sync(now);
+        if let Ok(info) = s.domain_info(d.sched) {
+            *d.final_params.lock() = Some((info.weight, info.cap));
+        }
+        for slot in slots {
+            if let Ok(st) = s.vcpu_stats(slot.sched) {
+                *slot.final_stats.lock() = Some(st);
+            }
+        }
+        s.remove_domain(d.sched, now).unwrap_or(0)
+    });
+    for slot in d.vcpus.get().into_iter().flatten() {
+        stop_timer(slot);
+    }
+    kick(kicks);
+    try_release(d);
+}
+
+/// A vCPU's accounting: live, or as it was when its domain finished.
+pub fn vcpu_stats(s: &Scheduler, slot: &VcpuSlot) -> Option<VcpuStats> {
+    s.vcpu_stats(slot.sched)
+        .ok()
+        .or_else(|| *slot.final_stats.lock())
+}
+
+/// A domain's weight and cap: live, or as they were when it finished.
+pub fn domain_params(s: &Scheduler, d: &Domain) -> (u16, u32) {
+    s.domain_info(d.sched)
+        .map(|i| (i.weight, i.cap))
+        .ok()
+        .or_else(|| *d.final_params.lock())
+        .unwrap_or((0, 0))
+}
+
+/// Gives a finished domain's memory and VMCSs back once no pCPU holds its vCPUs.
+pub fn try_release(d: &Domain) {
+    if d.running() || d.released.load(Ordering::Acquire) {
+        return;
+    }
+    let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
+    // Lock every slot (in order) so none can be taken while we look and release.
+    let mut guards: Vec<_> = slots.iter().map(|s| s.held.lock()).collect();
+    if guards.iter().any(|g| matches!(**g, Held::Taken)) {
+        return;
+    }
+    if d.released.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    for g in guards.iter_mut() {
+        if let Held::Here(v) = core::mem::replace(&mut **g, Held::Gone) {
+            d.exits.fetch_add(v.exits, Ordering::Relaxed);
+            d.hypercalls.fetch_add(v.hypercalls, Ordering::Relaxed);
+            v.release();
+        }
+    }
+    drop(guards);
+    d.release();
+    // Another domain's EPT may reuse these tables: every pCPU flushes before its next
+    // VM entry.
+    EPT_GENERATION.fetch_add(1, Ordering::AcqRel);
+    log::info!(
+        "domain {} ({}): memory returned ({} MiB)",
+        d.id,
+        d.name,
+        d.ram_size >> 20
+    );
+}
+
+/// Bumped whenever EPT tables go back to the allocator.
+pub static EPT_GENERATION: AtomicU64 = AtomicU64::new(0);
