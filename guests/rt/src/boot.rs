@@ -54,6 +54,7 @@ core::arch::global_asm!(
     "rt_gdt_end:",
     ".balign 8",
     ".word 0, 0, 0",
+    ".global rt_gdt_ptr",
     "rt_gdt_ptr:",
     ".word rt_gdt_end - rt_gdt - 1",
     ".quad rt_gdt",

@@ -100,6 +100,12 @@ pub(crate) fn init_idt() {
             (*idt).0[2 * v as usize + 1] = high;
         }
     }
+    load_idt();
+}
+
+/// Loads the (filled) IDT on this vCPU; secondary vCPUs share vCPU 0's.
+pub(crate) fn load_idt() {
+    let idt = &raw mut IDT;
     let mut ptr = [0u16; 5];
     ptr[0] = (32 * 16 - 1) as u16;
     let addr = idt as u64;

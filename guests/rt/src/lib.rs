@@ -15,6 +15,8 @@ mod fault;
 pub mod hypercall;
 pub mod mm;
 pub mod start_info;
+pub mod time;
+pub mod vcpu;
 
 pub use fault::expect_fault;
 pub use hypercall::{hypercall, shutdown, vmcall};
