@@ -30,6 +30,8 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
         guests: false,
+        domains: &[],
+        check: None,
         expect: &[r"oxen ready: ", r"power: powering off"],
         forbid: &["PANIC", "EXCEPTION"],
         timeout: Duration::from_secs(300),
@@ -116,6 +118,8 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     )?;
     let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
 
+    let sched = sched_benchmarks(&builds)?;
+
     let results = [
         (
             "bochs_boot_instructions_total",
@@ -146,6 +150,41 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "cpuid_exit_instructions",
             cpuid.to_string(),
             "CPUID exit round trip from a guest, average of 10,000 (Bochs)",
+        ),
+        (
+            "sched_decision_instructions",
+            sched.decision.to_string(),
+            "one scheduling decision (locked credit tick/schedule call), mean (Bochs, 1 pCPU)",
+        ),
+        (
+            "sched_context_switch_instructions",
+            sched.switch.to_string(),
+            "one vCPU context switch on a pCPU (VMCLEAR, hand-over, VMPTRLD), mean (Bochs, 1 pCPU)",
+        ),
+        (
+            "sched_fairness_error_points_1cpu",
+            format!("{:.2}", sched.error_up),
+            "weights 256/512/1024: worst distance from 1/7, 2/7, 4/7 (points of the machine; hypervisor, guest time and guest work)",
+        ),
+        (
+            "sched_fairness_error_points_2cpu",
+            format!("{:.2}", sched.error_smp2),
+            "the same on 2 pCPUs, 2 vCPUs per domain (hypervisor and guest time)",
+        ),
+        (
+            "sched_cap25_share_percent",
+            format!("{:.2}", sched.capped),
+            "share of one pCPU a domain capped at 25 got among hogs (2 pCPUs)",
+        ),
+        (
+            "sched_wake_latency_mean_us",
+            sched.wake_mean.to_string(),
+            "a sleeper's wake-to-run latency among hogs, mean (guest-measured, 2 pCPUs)",
+        ),
+        (
+            "sched_wake_latency_max_us",
+            sched.wake_max.to_string(),
+            "the same, worst case",
         ),
         (
             "image_loaded_bytes",
@@ -179,5 +218,118 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
         println!("{key:<32} {value:>14}  {what}");
     }
     println!("results written to {}", path.display());
+    for plot in &sched.plots {
+        println!("plot written to {}", plot.display());
+    }
     Ok(())
+}
+
+/// What the scheduler benchmarks measured.
+struct SchedFigures {
+    decision: u64,
+    switch: u64,
+    error_up: f64,
+    error_smp2: f64,
+    capped: f64,
+    wake_mean: u64,
+    wake_max: u64,
+    plots: Vec<std::path::PathBuf>,
+}
+
+/// Runs the scheduler scenarios and reads their figures; draws the share plots.
+fn sched_benchmarks(builds: &Builds) -> Result<SchedFigures> {
+    use crate::sched_log::{SchedLog, burn_shares, sleeper_latency, worst_error};
+    let run = |name: &str| -> Result<String> {
+        let s = scenario::all()
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or(format!("no scenario {name}"))?;
+        let o = scenario::run_one(&s, builds);
+        if !o.passed {
+            return Err(format!("{name} failed: {}\n{}", o.reason, o.serial));
+        }
+        Ok(o.serial)
+    };
+    let up = run("sched-weights-up")?;
+    let smp2 = run("sched-weights-smp2")?;
+    let cap = run("sched-cap-latency")?;
+    let decision = capture(&up, r"cpu0: idle .*; \d+ decisions, mean (\d+) ticks")?;
+    let switch = capture(&up, r"cpu0: idle .*; \d+ vCPU switches, mean (\d+) ticks")?;
+    let (up_log, smp2_log, cap_log) = (
+        SchedLog::parse(&up),
+        SchedLog::parse(&smp2),
+        SchedLog::parse(&cap),
+    );
+    let error_up = worst_error(&burn_shares(&up_log, 500.0)?, true);
+    let error_smp2 = worst_error(&burn_shares(&smp2_log, 500.0)?, false);
+    let cap_rows = burn_shares(&cap_log, 500.0)?;
+    let capped_id = cap_log
+        .domains
+        .iter()
+        .find(|d| d.cap > 0)
+        .map(|d| d.id)
+        .ok_or("no capped domain")?;
+    let capped = cap_log
+        .hv_shares(500.0)?
+        .get(&capped_id)
+        .copied()
+        .unwrap_or(0.0);
+    let (_, wake_mean, wake_max) = sleeper_latency(&cap).ok_or("no sleeper report")?;
+
+    let dir = out_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut plots = Vec::new();
+    for (file, title, log, rows) in [
+        (
+            "sched-weights.svg",
+            "CPU share per domain: weights 256/512/1024, 2 vCPUs each, 2 pCPUs (Bochs)",
+            &smp2_log,
+            burn_shares(&smp2_log, 500.0)?,
+        ),
+        (
+            "sched-cap.svg",
+            "CPU share per domain: cap 25 among hogs and a sleeper, 2 pCPUs (Bochs)",
+            &cap_log,
+            cap_rows,
+        ),
+    ] {
+        let machine = f64::from(log.cpus);
+        let series = log
+            .share_series()
+            .into_iter()
+            .map(|(id, points)| {
+                let name = log
+                    .domains
+                    .iter()
+                    .find(|d| d.id == id)
+                    .map_or(format!("d{id}"), |d| format!("d{id} {}", d.name));
+                let target = rows.iter().find(|r| r.id == id).map(|r| r.target * machine);
+                crate::plot::Series {
+                    name,
+                    points,
+                    target,
+                }
+            })
+            .collect();
+        let chart = crate::plot::Chart {
+            title: title.into(),
+            x_label: "time since the domains started (s)".into(),
+            y_label: "share of one pCPU (%), per 100 ms".into(),
+            series,
+            y_max: None,
+        };
+        let path = dir.join(file);
+        std::fs::write(&path, crate::plot::svg(&chart)).map_err(|e| e.to_string())?;
+        plots.push(path);
+    }
+    Ok(SchedFigures {
+        decision,
+        switch,
+        error_up,
+        error_smp2,
+        capped,
+        wake_mean,
+        wake_max,
+        plots,
+    })
 }

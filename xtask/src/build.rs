@@ -69,6 +69,10 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-hcall-fuzz", "hcall-fuzz"),
     ("oxen-guest-spin", "spin"),
     ("oxen-guest-bench", "bench"),
+    ("oxen-guest-burn", "burn"),
+    ("oxen-guest-sleeper", "sleeper"),
+    ("oxen-guest-smp", "smp"),
+    ("oxen-guest-schedctl", "schedctl"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

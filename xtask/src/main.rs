@@ -6,6 +6,7 @@ mod build;
 mod platform;
 mod plot;
 mod scenario;
+mod sched_log;
 mod setup;
 
 use std::path::PathBuf;

@@ -3,10 +3,6 @@
 //! [`svg`] turns a [`Chart`] (some named series of `(time s, share %)` points, each with an
 //! optional target share) into a self-contained SVG 1.1 line chart. Standard library only.
 
-// The benchmark report calls `svg`; that caller lands separately, so until then this module
-// is only reached from its tests.
-#![allow(dead_code)]
-
 use std::fmt::{self, Write};
 
 /// One line on the chart.

@@ -27,6 +27,9 @@ pub enum ArchiveKind {
     Corrupt,
 }
 
+/// A check of a whole serial log: a summary of what it measured, or why it fails.
+pub type Check = fn(&str) -> std::result::Result<String, String>;
+
 /// One boot scenario.
 pub struct Scenario {
     pub name: &'static str,
@@ -40,6 +43,11 @@ pub struct Scenario {
     pub archive: ArchiveKind,
     /// Whether the archive carries the guest images (for boot configurations with domains).
     pub guests: bool,
+    /// Extra domain configuration files for the archive: (name, text).
+    pub domains: &'static [(&'static str, &'static str)],
+    /// A check of the whole serial log once the patterns are satisfied: a summary of what
+    /// it measured, or why the scenario fails.
+    pub check: Option<Check>,
     pub expect: &'static [&'static str],
     pub forbid: &'static [&'static str],
     pub timeout: Duration,
@@ -47,6 +55,146 @@ pub struct Scenario {
 
 /// The configuration scenarios boot with: power off once ready, so they end by themselves.
 pub const POWEROFF: &str = "on_ready = \"poweroff\"\nlog_level = \"info\"\n";
+/// Three CPU burners weighted 256/512/1024, `n` vCPUs each.
+macro_rules! burners {
+    ($n:literal) => {
+        &[
+            (
+                "w256.cfg",
+                concat!(
+                    "name = \"w256\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = ",
+                    $n,
+                    "\ncpu_weight = 256\n"
+                ),
+            ),
+            (
+                "w512.cfg",
+                concat!(
+                    "name = \"w512\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = ",
+                    $n,
+                    "\ncpu_weight = 512\n"
+                ),
+            ),
+            (
+                "w1024.cfg",
+                concat!(
+                    "name = \"w1024\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = ",
+                    $n,
+                    "\ncpu_weight = 1024\n"
+                ),
+            ),
+        ]
+    };
+}
+
+/// Boot configuration of the weight scenarios: 3 s of burning, sampled every 100 ms.
+const WEIGHTS_CFG: &str = "on_ready = \"poweroff\"\nrun_for_ms = 3000\nsched_sample_ms = 100\n\
+                           domains = [\"w256.cfg\", \"w512.cfg\", \"w1024.cfg\"]\n";
+
+/// What every scheduler scenario that runs to its time limit prints at the end.
+const RUN_LIMIT_END: &[&str] = &[
+    r"sched: run time limit of \d+ ms reached: destroying the domains still running",
+    r"all domains have finished:",
+    r"power: powering off",
+];
+
+fn check_weights(log: &str) -> std::result::Result<String, String> {
+    crate::sched_log::check_weights(log, 5.0)
+}
+
+/// A capped burner stays within its cap (plus 2 points) and gets it; the sleeper among
+/// the burners keeps a low wake-to-run latency.
+fn check_cap_and_latency(log: &str) -> std::result::Result<String, String> {
+    use crate::sched_log::{SchedLog, sleeper_latency};
+    let p = SchedLog::parse(log);
+    let hv = p.hv_shares(500.0)?;
+    let capped = p
+        .domains
+        .iter()
+        .find(|d| d.cap > 0)
+        .ok_or("no capped domain")?;
+    let share = hv.get(&capped.id).copied().unwrap_or(0.0);
+    let cap = f64::from(capped.cap);
+    let (wakes, mean, max) = sleeper_latency(log).ok_or("the sleeper reported no latency")?;
+    let text = format!(
+        "d{} {}: cap {cap}%, got {share:.2}% of one pCPU\nsleeper: {wakes} wakes among burners, wake-to-run latency mean {mean} us, max {max} us",
+        capped.id, capped.name
+    );
+    if share > cap + 2.0 || share < cap - 5.0 {
+        return Err(format!("capped domain outside [cap - 5, cap + 2]\n{text}"));
+    }
+    if mean > 2000 {
+        return Err(format!("mean wake-to-run latency above 2 ms\n{text}"));
+    }
+    Ok(text)
+}
+
+/// Equal burners on one pCPU share it 50/50; once the control domain sets one's weight
+/// to 768 they share it 75/25.
+fn check_control(log: &str) -> std::result::Result<String, String> {
+    use crate::sched_log::SchedLog;
+    let p = SchedLog::parse(log);
+    let changed_at = log
+        .lines()
+        .find_map(|l| {
+            let at = l.split("weight set to 768 at ").nth(1)?;
+            at.split(" ms").next()?.parse::<f64>().ok()
+        })
+        .ok_or("the control domain never changed the weight")?;
+    // Sample times count from the domains' start; the guest prints system time. Find the
+    // offset from the sample that follows the change.
+    let t0 = log
+        .lines()
+        .find_map(|l| {
+            l.split("sched: domains start at ")
+                .nth(1)?
+                .split(" ms")
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .ok_or("no start time")?;
+    let change = changed_at - t0;
+    let window = |from: f64, to: f64| -> std::result::Result<(f64, f64), String> {
+        let a = p
+            .samples
+            .iter()
+            .find(|(t, _)| *t >= from)
+            .ok_or("no sample")?;
+        let b = p
+            .samples
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= to)
+            .ok_or("no sample")?;
+        let dt = b.0 - a.0;
+        if dt < 200.0 {
+            return Err(format!("window {from}..{to} ms too short"));
+        }
+        let d =
+            |id: u32| (b.1.get(&id).unwrap_or(&0.0) - a.1.get(&id).unwrap_or(&0.0)) / dt * 100.0;
+        Ok((d(2), d(3)))
+    };
+    let before = window(300.0, change)?;
+    let after = window(change + 300.0, f64::MAX)?;
+    let text = format!(
+        "before the change (to {change:.0} ms): d2 {:.1}%, d3 {:.1}%; after: d2 {:.1}%, d3 {:.1}% (want 50/50, then 75/25)",
+        before.0, before.1, after.0, after.1
+    );
+    let off = [
+        (before.0 - 50.0).abs(),
+        (before.1 - 50.0).abs(),
+        (after.0 - 75.0).abs(),
+        (after.1 - 25.0).abs(),
+    ]
+    .into_iter()
+    .fold(0.0, f64::max);
+    if off > 5.0 {
+        return Err(format!("shares off by {off:.1} points\n{text}"));
+    }
+    Ok(text)
+}
+
 /// Lines that mean something went wrong in a scenario that expects a clean boot.
 const CLEAN: &[&str] = &["PANIC", "EXCEPTION", "ERROR"];
 
@@ -63,6 +211,8 @@ pub fn all() -> Vec<Scenario> {
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
         guests: false,
+        domains: &[],
+        check: None,
         expect: &[],
         forbid: CLEAN,
         timeout: Duration::from_secs(120),
@@ -192,7 +342,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             expect: &[
-                r"domain 1 \(hello\): 16 MiB, kernel hello\.elf, entry 0x[0-9a-f]+, on cpu0",
+                r"domain 1 \(hello\): 16 MiB, kernel hello\.elf, 1 vCPU\(s\), weight 256, cap 0, cpus 0x1",
                 r"\[d1 hello\] hello: PASS",
                 r"domain 1 \(hello\) shut down \(poweroff\)",
                 r"domain 1 \(hello\): memory returned \(16 MiB\)",
@@ -210,8 +360,8 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             expect: &[
-                r"on cpu0",
-                r"on cpu1",
+                r"sched: cpu0 runs guests",
+                r"sched: cpu1 runs guests",
                 r"\[d\d exits\] exits: PASS",
                 r"\[d\d hello\] hello: PASS",
                 r"domain \d \(exits\): shutdown: poweroff",
@@ -267,6 +417,124 @@ pub fn all() -> Vec<Scenario> {
                 "a guest spinning forever is preempted; hello on the same pCPU finishes",
                 1,
                 "domains = [\"spin.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: burners!(2),
+            expect: RUN_LIMIT_END,
+            forbid: CLEAN,
+            check: Some(check_weights),
+            ..bochs_guests(
+                "sched-weights-smp2",
+                "burners weighted 256/512/1024 (2 vCPUs each) share 2 pCPUs 1:2:4",
+                2,
+                WEIGHTS_CFG,
+            )
+        },
+        Scenario {
+            domains: burners!(1),
+            expect: RUN_LIMIT_END,
+            forbid: CLEAN,
+            check: Some(check_weights),
+            ..bochs_guests(
+                "sched-weights-up",
+                "burners weighted 256/512/1024 share 1 pCPU 1:2:4",
+                1,
+                WEIGHTS_CFG,
+            )
+        },
+        Scenario {
+            domains: burners!(3),
+            expect: RUN_LIMIT_END,
+            forbid: CLEAN,
+            check: Some(check_weights),
+            ..bochs_guests(
+                "sched-weights-smp4",
+                "burners weighted 256/512/1024 (3 vCPUs each) share 4 pCPUs 1:2:4",
+                4,
+                WEIGHTS_CFG,
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "capped.cfg",
+                    "name = \"capped\"\nkernel = \"burn.elf\"\nmemory = 8\ncap = 25\n",
+                ),
+                (
+                    "hog1.cfg",
+                    "name = \"hog1\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = 2\n",
+                ),
+                (
+                    "hog2.cfg",
+                    "name = \"hog2\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = 2\n",
+                ),
+                (
+                    "sleeper.cfg",
+                    "name = \"sleeper\"\nkernel = \"sleeper.elf\"\nmemory = 8\ncmdline = \"period_us=3000\"\n",
+                ),
+            ],
+            expect: &[
+                r"\[d\d sleeper\] sleeper: 300 wakes",
+                r"sched: run time limit of \d+ ms reached",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            check: Some(check_cap_and_latency),
+            ..bochs_guests(
+                "sched-cap-latency",
+                "a domain capped at 25 stays at 25 among hogs; a sleeper wakes promptly among them",
+                2,
+                "on_ready = \"poweroff\"\nrun_for_ms = 2500\nsched_sample_ms = 100\n\
+                 domains = [\"capped.cfg\", \"hog1.cfg\", \"hog2.cfg\", \"sleeper.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[(
+                "smp4.cfg",
+                "name = \"smp\"\nkernel = \"smp.elf\"\nmemory = 8\nvcpus = 4\n",
+            )],
+            expect: &[
+                r"\[d1 smp\] smp: 4 vCPUs started",
+                r"\[d1 smp\] smp: all 4 vCPUs ran",
+                r"\[d1 smp\] smp: PASS \(4 vCPUs\)",
+                r"\[d2 hello\] hello: PASS",
+                r"vcpu\d: run \d+ ms, wait \d+ ms, runs \d+, migrations [1-9]",
+                r"  domain 1 \(smp\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            ..bochs_guests(
+                "sched-vcpus",
+                "a 4-vCPU guest on 2 pCPUs brings up, downs and ups its vCPUs; vCPUs migrate",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"smp4.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "ctl.cfg",
+                    "name = \"ctl\"\nkernel = \"schedctl.elf\"\nmemory = 8\nprivileged = 1\ncmdline = \"target=2 weight=768 after_ms=1200\"\n",
+                ),
+                ("a.cfg", "name = \"a\"\nkernel = \"burn.elf\"\nmemory = 8\n"),
+                ("b.cfg", "name = \"b\"\nkernel = \"burn.elf\"\nmemory = 8\n"),
+            ],
+            expect: &[
+                r"\[d1 ctl\] schedctl: domain 2: \(weight, cap\) = Ok\(\(256, 0\)\)",
+                r"sched: domain 2 \(a\): weight 768, cap 0 \(was 256, 0\)",
+                r"\[d1 ctl\] schedctl: PASS",
+                r"sched: run time limit of \d+ ms reached",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            check: Some(check_control),
+            ..bochs_guests(
+                "sched-control",
+                "a privileged domain reweights a burner at run time (domctl): 50/50 becomes 75/25",
+                1,
+                "on_ready = \"poweroff\"\nrun_for_ms = 3000\nsched_sample_ms = 100\n\
+                 domains = [\"ctl.cfg\", \"a.cfg\", \"b.cfg\"]\n",
             )
         },
         Scenario {
@@ -333,6 +601,9 @@ fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
     let mut files = build::archive_files();
     if s.guests {
         files.extend(builds.guests()?);
+    }
+    for (name, text) in s.domains {
+        files.push((name.to_string(), text.as_bytes().to_vec()));
     }
     match s.archive {
         ArchiveKind::Config(cfg) => build::write_archive(&ramdisk, cfg, &files)?,
@@ -455,7 +726,11 @@ fn watch(s: &Scenario, child: &mut Child, serial_path: &PathBuf, start: Instant)
             Verdict::Complete => {
                 let at = *complete_at.get_or_insert_with(Instant::now);
                 if exited.is_some() || at.elapsed() >= grace {
-                    return outcome(true, String::new());
+                    return match s.check.map(|c| c(&serial)) {
+                        None => outcome(true, String::new()),
+                        Some(Ok(summary)) => outcome(true, summary),
+                        Some(Err(why)) => outcome(false, why),
+                    };
                 }
             }
             Verdict::Waiting(missing) => {
@@ -583,6 +858,9 @@ fn report(s: &Scenario, o: &Outcome) {
             o.elapsed.as_secs_f64(),
             s.what
         ));
+        for line in o.reason.lines() {
+            out.push_str(&format!("     {line}\n"));
+        }
     } else {
         out.push_str(&format!(
             "FAIL {:<24} {:>6.1} s  {}\n     {}\n",
