@@ -11,6 +11,8 @@ use std::process::Command;
 use oxen_abi::*;
 
 const HEADERS: &str = r#"
+#define __XEN_INTERFACE_VERSION__ 0x00040e00
+#define __XEN_TOOLS__ 1
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +22,10 @@ const HEADERS: &str = r#"
 #include <xen/version.h>
 #include <xen/elfnote.h>
 #include <xen/event_channel.h>
+#include <xen/grant_table.h>
+#include <xen/vcpu.h>
+#include <xen/hvm/hvm_vcpu.h>
+#include <xen/domctl.h>
 "#;
 
 /// (name printed by the C program, C expression, Rust value)
@@ -513,6 +519,399 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("VIRQ_ARCH_6", evtchn::virq::ARCH_6),
         konst!("VIRQ_ARCH_7", evtchn::virq::ARCH_7),
         konst!("NR_VIRQS", evtchn::virq::NR_VIRQS),
+        sz!("struct grant_entry_v1", grant_table::GrantEntryV1),
+        off!(
+            "struct grant_entry_v1",
+            "flags",
+            grant_table::GrantEntryV1,
+            flags
+        ),
+        off!(
+            "struct grant_entry_v1",
+            "domid",
+            grant_table::GrantEntryV1,
+            domid
+        ),
+        off!(
+            "struct grant_entry_v1",
+            "frame",
+            grant_table::GrantEntryV1,
+            frame
+        ),
+        sz!(
+            "struct gnttab_map_grant_ref",
+            grant_table::GnttabMapGrantRef
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "host_addr",
+            grant_table::GnttabMapGrantRef,
+            host_addr
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "flags",
+            grant_table::GnttabMapGrantRef,
+            flags
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "ref",
+            grant_table::GnttabMapGrantRef,
+            ref_
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "dom",
+            grant_table::GnttabMapGrantRef,
+            dom
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "status",
+            grant_table::GnttabMapGrantRef,
+            status
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "handle",
+            grant_table::GnttabMapGrantRef,
+            handle
+        ),
+        off!(
+            "struct gnttab_map_grant_ref",
+            "dev_bus_addr",
+            grant_table::GnttabMapGrantRef,
+            dev_bus_addr
+        ),
+        sz!(
+            "struct gnttab_unmap_grant_ref",
+            grant_table::GnttabUnmapGrantRef
+        ),
+        off!(
+            "struct gnttab_unmap_grant_ref",
+            "host_addr",
+            grant_table::GnttabUnmapGrantRef,
+            host_addr
+        ),
+        off!(
+            "struct gnttab_unmap_grant_ref",
+            "dev_bus_addr",
+            grant_table::GnttabUnmapGrantRef,
+            dev_bus_addr
+        ),
+        off!(
+            "struct gnttab_unmap_grant_ref",
+            "handle",
+            grant_table::GnttabUnmapGrantRef,
+            handle
+        ),
+        off!(
+            "struct gnttab_unmap_grant_ref",
+            "status",
+            grant_table::GnttabUnmapGrantRef,
+            status
+        ),
+        sz!("struct gnttab_setup_table", grant_table::GnttabSetupTable),
+        off!(
+            "struct gnttab_setup_table",
+            "dom",
+            grant_table::GnttabSetupTable,
+            dom
+        ),
+        off!(
+            "struct gnttab_setup_table",
+            "nr_frames",
+            grant_table::GnttabSetupTable,
+            nr_frames
+        ),
+        off!(
+            "struct gnttab_setup_table",
+            "status",
+            grant_table::GnttabSetupTable,
+            status
+        ),
+        off!(
+            "struct gnttab_setup_table",
+            "frame_list",
+            grant_table::GnttabSetupTable,
+            frame_list
+        ),
+        sz!("struct gnttab_query_size", grant_table::GnttabQuerySize),
+        off!(
+            "struct gnttab_query_size",
+            "dom",
+            grant_table::GnttabQuerySize,
+            dom
+        ),
+        off!(
+            "struct gnttab_query_size",
+            "nr_frames",
+            grant_table::GnttabQuerySize,
+            nr_frames
+        ),
+        off!(
+            "struct gnttab_query_size",
+            "max_nr_frames",
+            grant_table::GnttabQuerySize,
+            max_nr_frames
+        ),
+        off!(
+            "struct gnttab_query_size",
+            "status",
+            grant_table::GnttabQuerySize,
+            status
+        ),
+        sz!("struct gnttab_copy_ptr", grant_table::GnttabCopyPtr),
+        off!("struct gnttab_copy_ptr", "u", grant_table::GnttabCopyPtr, u),
+        off!(
+            "struct gnttab_copy_ptr",
+            "u.ref",
+            grant_table::GnttabCopyPtr,
+            u
+        ),
+        off!(
+            "struct gnttab_copy_ptr",
+            "u.gmfn",
+            grant_table::GnttabCopyPtr,
+            u
+        ),
+        off!(
+            "struct gnttab_copy_ptr",
+            "domid",
+            grant_table::GnttabCopyPtr,
+            domid
+        ),
+        off!(
+            "struct gnttab_copy_ptr",
+            "offset",
+            grant_table::GnttabCopyPtr,
+            offset
+        ),
+        sz!("struct gnttab_copy", grant_table::GnttabCopy),
+        off!(
+            "struct gnttab_copy",
+            "source",
+            grant_table::GnttabCopy,
+            source
+        ),
+        off!("struct gnttab_copy", "dest", grant_table::GnttabCopy, dest),
+        off!("struct gnttab_copy", "len", grant_table::GnttabCopy, len),
+        off!(
+            "struct gnttab_copy",
+            "flags",
+            grant_table::GnttabCopy,
+            flags
+        ),
+        off!(
+            "struct gnttab_copy",
+            "status",
+            grant_table::GnttabCopy,
+            status
+        ),
+        sz!("struct gnttab_set_version", grant_table::GnttabSetVersion),
+        off!(
+            "struct gnttab_set_version",
+            "version",
+            grant_table::GnttabSetVersion,
+            version
+        ),
+        sz!("struct gnttab_get_version", grant_table::GnttabGetVersion),
+        off!(
+            "struct gnttab_get_version",
+            "dom",
+            grant_table::GnttabGetVersion,
+            dom
+        ),
+        off!(
+            "struct gnttab_get_version",
+            "pad",
+            grant_table::GnttabGetVersion,
+            pad
+        ),
+        off!(
+            "struct gnttab_get_version",
+            "version",
+            grant_table::GnttabGetVersion,
+            version
+        ),
+        konst!(
+            "GNTTAB_NR_RESERVED_ENTRIES",
+            grant_table::NR_RESERVED_ENTRIES
+        ),
+        konst!("GNTTAB_RESERVED_CONSOLE", grant_table::RESERVED_CONSOLE),
+        konst!("GNTTAB_RESERVED_XENSTORE", grant_table::RESERVED_XENSTORE),
+        konst!(
+            "(4096 / sizeof(struct grant_entry_v1))",
+            grant_table::ENTRIES_PER_FRAME
+        ),
+        konst!("GNTTABOP_map_grant_ref", grant_table::op::MAP_GRANT_REF),
+        konst!("GNTTABOP_unmap_grant_ref", grant_table::op::UNMAP_GRANT_REF),
+        konst!("GNTTABOP_setup_table", grant_table::op::SETUP_TABLE),
+        konst!("GNTTABOP_dump_table", grant_table::op::DUMP_TABLE),
+        konst!("GNTTABOP_transfer", grant_table::op::TRANSFER),
+        konst!("GNTTABOP_copy", grant_table::op::COPY),
+        konst!("GNTTABOP_query_size", grant_table::op::QUERY_SIZE),
+        konst!(
+            "GNTTABOP_unmap_and_replace",
+            grant_table::op::UNMAP_AND_REPLACE
+        ),
+        konst!("GNTTABOP_set_version", grant_table::op::SET_VERSION),
+        konst!(
+            "GNTTABOP_get_status_frames",
+            grant_table::op::GET_STATUS_FRAMES
+        ),
+        konst!("GNTTABOP_get_version", grant_table::op::GET_VERSION),
+        konst!("GNTTABOP_swap_grant_ref", grant_table::op::SWAP_GRANT_REF),
+        konst!("GNTTABOP_cache_flush", grant_table::op::CACHE_FLUSH),
+        konst!("GTF_invalid", grant_table::gtf::INVALID),
+        konst!("GTF_permit_access", grant_table::gtf::PERMIT_ACCESS),
+        konst!("GTF_accept_transfer", grant_table::gtf::ACCEPT_TRANSFER),
+        konst!("GTF_transitive", grant_table::gtf::TRANSITIVE),
+        konst!("GTF_type_mask", grant_table::gtf::TYPE_MASK),
+        konst!("GTF_readonly", grant_table::gtf::READONLY),
+        konst!("GTF_reading", grant_table::gtf::READING),
+        konst!("GTF_writing", grant_table::gtf::WRITING),
+        konst!("GTF_PWT", grant_table::gtf::PWT),
+        konst!("GTF_PCD", grant_table::gtf::PCD),
+        konst!("GTF_PAT", grant_table::gtf::PAT),
+        konst!("GTF_sub_page", grant_table::gtf::SUB_PAGE),
+        konst!(
+            "GTF_transfer_committed",
+            grant_table::gtf::TRANSFER_COMMITTED
+        ),
+        konst!(
+            "GTF_transfer_completed",
+            grant_table::gtf::TRANSFER_COMPLETED
+        ),
+        konst!("GNTMAP_device_map", grant_table::gntmap::DEVICE_MAP),
+        konst!("GNTMAP_host_map", grant_table::gntmap::HOST_MAP),
+        konst!("GNTMAP_readonly", grant_table::gntmap::READONLY),
+        konst!(
+            "GNTMAP_application_map",
+            grant_table::gntmap::APPLICATION_MAP
+        ),
+        konst!("GNTMAP_contains_pte", grant_table::gntmap::CONTAINS_PTE),
+        konst!("_GNTMAP_guest_avail0", grant_table::gntmap::GUEST_AVAIL0),
+        konst!(
+            "GNTMAP_guest_avail_mask",
+            grant_table::gntmap::GUEST_AVAIL_MASK
+        ),
+        konst!("GNTCOPY_source_gref", grant_table::gntcopy::SOURCE_GREF),
+        konst!("GNTCOPY_dest_gref", grant_table::gntcopy::DEST_GREF),
+        konst!("GNTST_okay", grant_table::gntst::OKAY),
+        konst!("GNTST_general_error", grant_table::gntst::GENERAL_ERROR),
+        konst!("GNTST_bad_domain", grant_table::gntst::BAD_DOMAIN),
+        konst!("GNTST_bad_gntref", grant_table::gntst::BAD_GNTREF),
+        konst!("GNTST_bad_handle", grant_table::gntst::BAD_HANDLE),
+        konst!("GNTST_bad_virt_addr", grant_table::gntst::BAD_VIRT_ADDR),
+        konst!("GNTST_bad_dev_addr", grant_table::gntst::BAD_DEV_ADDR),
+        konst!("GNTST_no_device_space", grant_table::gntst::NO_DEVICE_SPACE),
+        konst!(
+            "GNTST_permission_denied",
+            grant_table::gntst::PERMISSION_DENIED
+        ),
+        konst!("GNTST_bad_page", grant_table::gntst::BAD_PAGE),
+        konst!("GNTST_bad_copy_arg", grant_table::gntst::BAD_COPY_ARG),
+        konst!("GNTST_address_too_big", grant_table::gntst::ADDRESS_TOO_BIG),
+        konst!("GNTST_eagain", grant_table::gntst::EAGAIN),
+        konst!("GNTST_no_space", grant_table::gntst::NO_SPACE),
+        konst!("VCPUOP_initialise", vcpu::op::INITIALISE),
+        konst!("VCPUOP_up", vcpu::op::UP),
+        konst!("VCPUOP_down", vcpu::op::DOWN),
+        konst!("VCPUOP_is_up", vcpu::op::IS_UP),
+        konst!("VCPUOP_get_runstate_info", vcpu::op::GET_RUNSTATE_INFO),
+        konst!(
+            "VCPUOP_register_runstate_memory_area",
+            vcpu::op::REGISTER_RUNSTATE_MEMORY_AREA
+        ),
+        konst!("VCPUOP_set_periodic_timer", vcpu::op::SET_PERIODIC_TIMER),
+        konst!("VCPUOP_stop_periodic_timer", vcpu::op::STOP_PERIODIC_TIMER),
+        konst!(
+            "VCPUOP_set_singleshot_timer",
+            vcpu::op::SET_SINGLESHOT_TIMER
+        ),
+        konst!(
+            "VCPUOP_stop_singleshot_timer",
+            vcpu::op::STOP_SINGLESHOT_TIMER
+        ),
+        konst!("VCPUOP_register_vcpu_info", vcpu::op::REGISTER_VCPU_INFO),
+        konst!("VCPUOP_send_nmi", vcpu::op::SEND_NMI),
+        konst!("VCPUOP_get_physid", vcpu::op::GET_PHYSID),
+        konst!("VCPU_SSHOTTMR_future", vcpu::SSHOTTMR_FUTURE),
+        konst!(
+            "sizeof(struct vcpu_set_singleshot_timer)",
+            vcpu::SINGLESHOT_TIMER_SIZE
+        ),
+        konst!("offsetof(struct vcpu_set_singleshot_timer, flags)", 8),
+        konst!("VCPU_HVM_MODE_32B", vcpu::HVM_MODE_32B),
+        konst!("VCPU_HVM_MODE_64B", vcpu::HVM_MODE_64B),
+        konst!("sizeof(struct vcpu_hvm_context)", vcpu::HVM_CONTEXT_SIZE),
+        konst!("offsetof(struct vcpu_hvm_context, cpu_regs)", 8),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.eip)",
+            8 + 32
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.efer)",
+            8 + 56
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.cs_base)",
+            8 + 64
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.cs_limit)",
+            8 + 84
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.cs_ar)",
+            8 + 104
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_32.tr_ar)",
+            8 + 112
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_64.rip)",
+            8 + 64
+        ),
+        konst!(
+            "offsetof(struct vcpu_hvm_context, cpu_regs.x86_64.efer)",
+            8 + 104
+        ),
+        konst!("XEN_DOMCTL_INTERFACE_VERSION", domctl::INTERFACE_VERSION),
+        konst!("sizeof(struct xen_domctl)", domctl::SIZE),
+        konst!("offsetof(struct xen_domctl, cmd)", domctl::offset::CMD),
+        konst!(
+            "offsetof(struct xen_domctl, interface_version)",
+            domctl::offset::INTERFACE_VERSION
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, domain)",
+            domctl::offset::DOMAIN
+        ),
+        konst!("offsetof(struct xen_domctl, u)", domctl::offset::U),
+        konst!(
+            "offsetof(struct xen_domctl, u.scheduler_op.sched_id)",
+            domctl::offset::SCHED_ID
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.scheduler_op.cmd)",
+            domctl::offset::SCHED_CMD
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.scheduler_op.u.credit.weight)",
+            domctl::offset::CREDIT_WEIGHT
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.scheduler_op.u.credit.cap)",
+            domctl::offset::CREDIT_CAP
+        ),
+        konst!("XEN_DOMCTL_scheduler_op", domctl::cmd::SCHEDULER_OP),
+        konst!("XEN_SCHEDULER_CREDIT", domctl::SCHEDULER_CREDIT),
+        konst!("XEN_DOMCTL_SCHEDOP_putinfo", domctl::SCHEDOP_PUTINFO),
+        konst!("XEN_DOMCTL_SCHEDOP_getinfo", domctl::SCHEDOP_GETINFO),
     ]
 }
 
