@@ -483,7 +483,7 @@ pub fn all() -> Vec<Scenario> {
             check: Some(check_cap_and_latency),
             ..bochs_guests(
                 "sched-cap-latency",
-                "a domain capped at 25 stays at 25 among hogs; a sleeper wakes promptly among them",
+                "a domain capped at 25 stays at 25 among hogs; a sleeper wakes promptly among them, its vector registers intact",
                 2,
                 "on_ready = \"poweroff\"\nrun_for_ms = 2500\nsched_sample_ms = 100\n\
                  domains = [\"capped.cfg\", \"hog1.cfg\", \"hog2.cfg\", \"sleeper.cfg\"]\n",

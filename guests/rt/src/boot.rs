@@ -94,7 +94,7 @@ core::arch::global_asm!(
     "mov eax, offset rt_pml4",
     "mov cr3, eax",
     "mov eax, cr4",
-    "or eax, 0x20",
+    "or eax, 0x620", // PAE, OSFXSR, OSXMMEXCPT (SSE usable)
     "mov cr4, eax",
     "mov ecx, 0xc0000080",
     "rdmsr",

@@ -111,16 +111,89 @@ pub fn has_leaf1_ecx(bit: u32) -> bool {
     cpuid(1, 0).ecx & (1 << bit) != 0
 }
 
+/// Whether CR4.OSXSAVE is on (set by [`enable_xsave`] on every CPU, or on none).
+static XSAVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The XCR0 components oxen saves for guests (and lets them enable): those of x87, SSE,
+/// AVX and AVX-512 the CPU has; their state fits a 4 KiB area.
+static FPU_MASK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// Whether XSAVE, XRSTOR and XSETBV may be used.
+pub fn has_xsave() -> bool {
+    XSAVE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// The XCR0 components whose state vCPUs keep ([`FPU_MASK`]).
+pub fn fpu_mask() -> u64 {
+    FPU_MASK.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sets CR4.OSXSAVE when the CPU has XSAVE, so guests' XCR0 can be loaded with XSETBV.
 pub fn enable_xsave() {
     if !has_leaf1_ecx(26) {
         return;
     }
+    XSAVE.store(true, core::sync::atomic::Ordering::Relaxed);
+    let leaf = cpuid(0xd, 0);
+    let supported = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
+    FPU_MASK.store(supported & 0xe7, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: CPUID reports XSAVE, so CR4.OSXSAVE may be set; the hypervisor itself
     // uses no extended state (soft-float target), so nothing else changes.
     unsafe {
         let cr4: u64;
         asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
         asm!("mov cr4, {}", in(reg) cr4 | (1 << 18), options(nostack));
+    }
+}
+
+/// Loads XCR0 (no-op without XSAVE).
+pub fn set_xcr0(value: u64) {
+    if !has_xsave() {
+        return;
+    }
+    // SAFETY: CR4.OSXSAVE is on and callers pass an XCR0 value validated against CPUID
+    // leaf 0xD; the hypervisor keeps no extended state of its own (soft-float target).
+    unsafe {
+        asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
+    };
+}
+
+/// Saves the whole FPU/SIMD state ([`fpu_mask`]; FXSAVE without XSAVE) into the 4 KiB
+/// area at `area`. XCR0 is left at [`fpu_mask`]: load the next vCPU's own after.
+///
+/// # Safety
+/// `area` must be a writable, 64-byte aligned, 4 KiB area.
+pub unsafe fn save_fpu(area: *mut u8) {
+    if has_xsave() {
+        let mask = fpu_mask();
+        set_xcr0(mask);
+        // SAFETY: as for this function; XCR0 covers every component in `mask`.
+        unsafe {
+            asm!("xsave64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+        };
+    } else {
+        // SAFETY: as for this function (FXSAVE needs 512 bytes, 16-byte aligned).
+        unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) };
+    }
+}
+
+/// Loads the FPU/SIMD state saved by [`save_fpu`] (components absent from the area's
+/// header are put in their initial state), then XCR0 = `xcr0`.
+///
+/// # Safety
+/// As [`save_fpu`]; the area must hold a valid saved image (a zeroed one with MXCSR set
+/// is the initial state); `xcr0` must be a valid XCR0 value.
+pub unsafe fn restore_fpu(area: *const u8, xcr0: u64) {
+    if has_xsave() {
+        let mask = fpu_mask();
+        set_xcr0(mask);
+        // SAFETY: as for this function; XCR0 covers every component in `mask`.
+        unsafe {
+            asm!("xrstor64 [{}]", in(reg) area, in("eax") mask as u32, in("edx") (mask >> 32) as u32, options(nostack))
+        };
+        set_xcr0(xcr0);
+    } else {
+        // SAFETY: as for this function.
+        unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) };
     }
 }

@@ -427,6 +427,8 @@ fn xsetbv(vcpu: &mut Vcpu) -> Next {
     let ok = index == 0
         && value & 1 != 0
         && value & !supported == 0
+        // Components whose state oxen keeps per vCPU (x87, SSE, AVX, AVX-512).
+        && value & !cpu::fpu_mask() == 0
         && (value & 4 == 0 || value & 2 != 0)
         && vmcs::read(field::GUEST_CR4) & (1 << 18) != 0;
     if !ok {
@@ -434,19 +436,7 @@ fn xsetbv(vcpu: &mut Vcpu) -> Next {
         return Next::Resume;
     }
     vcpu.xcr0 = value;
-    set_xcr0(value);
+    cpu::set_xcr0(value);
     vcpu.skip_instruction();
     Next::Resume
-}
-
-/// Loads XCR0 on this CPU (no-op without XSAVE support).
-pub fn set_xcr0(value: u64) {
-    if !cpu::has_leaf1_ecx(26) {
-        return;
-    }
-    // SAFETY: the host enabled CR4.OSXSAVE at boot (see `enable_xsave`) and `value` was
-    // validated against CPUID leaf 0xD; the hypervisor keeps no extended state of its own.
-    unsafe {
-        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack))
-    };
 }

@@ -181,8 +181,11 @@ struct Pcpu {
     /// When the next accounting tick is due.
     next_tick: u64,
     tick_ns: u64,
-    /// The deadline the APIC timer is armed for.
+    /// The deadline the APIC timer is armed for, in system time and as a TSC value.
     armed: u64,
+    armed_tsc: u64,
+    /// When to feed the UART next while log output waits.
+    pump_at: u64,
     /// The EPT generation this pCPU last flushed at.
     ept_gen: u64,
     /// Boot CPU housekeeping: next share sample, and whether the run limit has hit.
@@ -206,6 +209,8 @@ pub fn cpu_loop() -> ! {
         next_tick: now + tick_ns + stagger,
         tick_ns,
         armed: 0,
+        armed_tsc: 0,
+        pump_at: 0,
         ept_gen: u64::MAX,
         next_sample: T0.load(Ordering::Relaxed) + SAMPLE_NS.load(Ordering::Relaxed),
         limit_hit: false,
@@ -302,7 +307,6 @@ impl Pcpu {
     /// Unloads the running vCPU and puts it back in its slot.
     fn switch_out(&mut self, c: Current) {
         let Current { slot, mut vcpu } = c;
-        exits::set_xcr0(1);
         vcpu.unload();
         let domain = vcpu.domain.clone();
         slot.put(vcpu);
@@ -312,14 +316,17 @@ impl Pcpu {
     }
 
     /// The earliest thing this pCPU must attend to.
-    fn next_event(&self, now: u64) -> u64 {
+    fn next_event(&mut self, now: u64) -> u64 {
         let mut t = self
             .next_tick
             .min(self.slice_end)
             .min(glue::next_timer(self.me));
         if serial::pending() {
             // Come back to feed the UART: its FIFO empties in about 1.4 ms.
-            t = t.min(now + SERIAL_PUMP_NS);
+            if self.pump_at <= now {
+                self.pump_at = now + SERIAL_PUMP_NS;
+            }
+            t = t.min(self.pump_at);
         }
         if self.me == 0 {
             if SAMPLE_NS.load(Ordering::Relaxed) != 0 {
@@ -340,6 +347,7 @@ impl Pcpu {
             let counts = crate::apic_timer_counts(at.saturating_sub(now)).max(1);
             apic::timer_oneshot(counts);
             self.armed = at;
+            self.armed_tsc = time::scale().ticks(at);
         }
         at
     }
@@ -381,15 +389,13 @@ impl Pcpu {
                 return;
             };
             if preemption {
-                let ticks = time::scale().ticks(at - now) >> rate;
+                let ticks = self.armed_tsc.saturating_sub(crate::arch::cpu::rdtsc()) >> rate;
                 vmcs::write(
                     field::PREEMPTION_TIMER_VALUE,
                     ticks.clamp(1, u64::from(u32::MAX)),
                 );
             }
-            exits::set_xcr0(c.vcpu.xcr0);
             let entered = entry::run(&mut c.vcpu.regs, c.vcpu.launched);
-            exits::set_xcr0(1);
             let next = match entered {
                 Ok(()) => {
                     c.vcpu.launched = true;

@@ -62,8 +62,11 @@ pub struct Vcpu {
     /// The pCPU whose host state the VMCS holds (`usize::MAX`: none yet).
     last_cpu: usize,
     pub regs: GuestRegs,
-    /// Guest XCR0 (loaded into the CPU while the guest runs).
+    /// Guest XCR0 (loaded into the CPU while the vCPU is loaded on it).
     pub xcr0: u64,
+    /// Physical address of the 4 KiB save area of its FPU/SIMD state while it is not
+    /// loaded (the hypervisor itself never touches that state).
+    fpu: u64,
     /// MSRs oxen keeps for the guest without giving them to the hardware.
     pub tsc_aux: u64,
     pub kernel_gs_base: u64,
@@ -77,10 +80,28 @@ impl Vcpu {
     /// Creates vCPU `id` of `domain`: a VMCS page, set up on its first load.
     pub fn new(domain: Arc<Domain>, id: u32) -> Result<Self, FrameError> {
         let vmcs = frames::alloc_zeroed(1)?;
+        let fpu = match frames::alloc_zeroed(1) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = frames::free_run(vmcs, 1);
+                return Err(e);
+            }
+        };
+        // The initial state: every component absent from the header (so XRSTOR puts it
+        // in its reset state), MXCSR at its reset value 0x1f80 (offset 24).
+        // SAFETY: the frame was just allocated to us and the window maps it.
+        unsafe {
+            paging::phys_to_virt(fpu)
+                .as_mut_ptr::<u8>()
+                .add(24)
+                .cast::<u32>()
+                .write_volatile(0x1f80)
+        };
         Ok(Vcpu {
             domain,
             id,
             vmcs,
+            fpu,
             fresh: true,
             launched: false,
             last_cpu: usize::MAX,
@@ -132,6 +153,9 @@ impl Vcpu {
             vmcs::invept_all();
             self.last_cpu = cpu;
         }
+        // SAFETY: the area is this vCPU's own page, holding its last saved state or the
+        // initial one; `xcr0` was validated when the guest set it.
+        unsafe { cpu::restore_fpu(paging::phys_to_virt(self.fpu).as_ptr(), self.xcr0) };
         true
     }
 
@@ -140,6 +164,8 @@ impl Vcpu {
     pub fn unload(&mut self) {
         if !self.fresh {
             vmcs::clear(self.vmcs);
+            // SAFETY: the area is this vCPU's own page; its state is the CPU's now.
+            unsafe { cpu::save_fpu(paging::phys_to_virt(self.fpu).as_mut_ptr()) };
         }
         self.launched = false;
     }
@@ -331,6 +357,7 @@ impl Vcpu {
     /// released separately).
     pub fn release(&self) {
         let _ = frames::free_run(self.vmcs, 1);
+        let _ = frames::free_run(self.fpu, 1);
     }
 
     /// One line with the state of the guest, for crash reports.
