@@ -282,13 +282,13 @@ fn sched_benchmarks(builds: &Builds) -> Result<SchedFigures> {
     for (file, title, log, rows) in [
         (
             "sched-weights.svg",
-            "CPU share per domain: weights 256/512/1024, 2 vCPUs each, 2 pCPUs (Bochs)",
+            "Weights 256/512/1024, 2 vCPUs each, 2 pCPUs",
             &smp2_log,
             burn_shares(&smp2_log, 500.0)?,
         ),
         (
             "sched-cap.svg",
-            "CPU share per domain: cap 25 among hogs and a sleeper, 2 pCPUs (Bochs)",
+            "Cap 25 among two hogs and a sleeper, 2 pCPUs",
             &cap_log,
             cap_rows,
         ),

@@ -374,22 +374,31 @@ impl Pcpu {
             .get()
             .is_some_and(|(c, _)| c.pin & ctl::pin::PREEMPTION_TIMER != 0);
         let rate = crate::vmx::capabilities().map_or(0, |c| c.preemption_timer_rate);
+        self.arm(time::now());
+        let me = self.me;
+        let flag = &percpu::get(me).need_resched;
         loop {
             let generation = EPT_GENERATION.load(Ordering::Acquire);
             if generation != self.ept_gen {
                 vmcs::invept_all();
                 self.ept_gen = generation;
             }
-            let now = time::now();
-            let at = self.arm(now);
-            if at <= now || percpu::this().need_resched.load(Ordering::Acquire) {
+            // The fast path: back to the loop when the deadline passed, a kick came, or
+            // the last exit moved the deadline earlier (a guest timer armed here, log
+            // output waiting for the UART).
+            let tsc = crate::arch::cpu::rdtsc();
+            if tsc >= self.armed_tsc
+                || flag.load(Ordering::Acquire)
+                || glue::next_timer(me) < self.armed
+                || (serial::pending() && self.pump_at < self.armed)
+            {
                 return;
             }
             let Some(c) = self.current.as_mut() else {
                 return;
             };
             if preemption {
-                let ticks = self.armed_tsc.saturating_sub(crate::arch::cpu::rdtsc()) >> rate;
+                let ticks = self.armed_tsc.saturating_sub(tsc) >> rate;
                 vmcs::write(
                     field::PREEMPTION_TIMER_VALUE,
                     ticks.clamp(1, u64::from(u32::MAX)),
