@@ -449,4 +449,6 @@ mod tests {
 }
 
 pub mod domctl;
+pub mod hvm;
+pub mod memory;
 pub mod vcpu;

@@ -25,6 +25,8 @@ pub enum Next {
     Yield,
     /// The vCPU waits for a wake (HLT, `SCHEDOP_block`).
     Block,
+    /// The vCPU waits in `SCHEDOP_poll` (for an event or its timeout).
+    Poll,
     /// The domain is finished (shut down or crashed).
     Finished,
 }
@@ -52,6 +54,11 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
             Next::Reschedule
         }
         reason::EXCEPTION_OR_NMI => exception_or_nmi(vcpu),
+        reason::INTERRUPT_WINDOW => {
+            // The guest can take the upcall now; the next entry injects it.
+            set_interrupt_window(false);
+            Next::Resume
+        }
         reason::PREEMPTION_TIMER => Next::Reschedule,
         reason::TRIPLE_FAULT => crash(vcpu, "triple fault".into()),
         reason::CPUID => cpuid(vcpu),
@@ -439,4 +446,40 @@ fn xsetbv(vcpu: &mut Vcpu) -> Next {
     cpu::set_xcr0(value);
     vcpu.skip_instruction();
     Next::Resume
+}
+
+/// Primary processor-based control "interrupt-window exiting".
+const INTERRUPT_WINDOW_EXITING: u64 = 1 << 2;
+
+fn set_interrupt_window(on: bool) {
+    let c = vmcs::read(field::PROC_BASED_CONTROLS);
+    let want = if on {
+        c | INTERRUPT_WINDOW_EXITING
+    } else {
+        c & !INTERRUPT_WINDOW_EXITING
+    };
+    if want != c {
+        vmcs::write(field::PROC_BASED_CONTROLS, want);
+    }
+}
+
+/// The current vCPU has an upcall pending: inject `vector` as an external interrupt if
+/// the guest can take one now (RFLAGS.IF set, no STI/MOV SS shadow, nothing else being
+/// injected), else exit as soon as it can.
+pub fn offer_upcall(vector: u8) {
+    if vmcs::read(field::ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0 {
+        return;
+    }
+    let can = vmcs::read(field::GUEST_RFLAGS) & (1 << 9) != 0
+        && vmcs::read(field::GUEST_INTERRUPTIBILITY) & 3 == 0;
+    if can {
+        // Valid, type 0 (external interrupt), vector.
+        vmcs::write(
+            field::ENTRY_INTERRUPTION_INFO,
+            (1 << 31) | u64::from(vector),
+        );
+        set_interrupt_window(false);
+    } else {
+        set_interrupt_window(true);
+    }
 }

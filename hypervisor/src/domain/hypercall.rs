@@ -65,6 +65,19 @@ pub fn dispatch(vcpu: &mut Vcpu) -> Next {
         Ok(nr::XEN_VERSION) => (version(vcpu, args), Next::Resume),
         Ok(nr::SCHED_OP) => sched(vcpu, args),
         Ok(nr::VCPU_OP) => vcpu_op(vcpu, args),
+        Ok(nr::EVENT_CHANNEL_OP) => (
+            super::event::event_channel_op(vcpu, args[0], args[1]),
+            Next::Resume,
+        ),
+        Ok(nr::HVM_OP) => (super::event::hvm_op(vcpu, args[0], args[1]), Next::Resume),
+        Ok(nr::MEMORY_OP) => (
+            super::grant::memory_op(vcpu, args[0], args[1]),
+            Next::Resume,
+        ),
+        Ok(nr::GRANT_TABLE_OP) => (
+            super::grant::grant_table_op(vcpu, args[0], args[1], args[2]),
+            Next::Resume,
+        ),
         Ok(nr::DOMCTL) => (super::control::domctl(vcpu, args[0]), Next::Resume),
         _ => (-ENOSYS, Next::Resume),
     };
@@ -160,6 +173,11 @@ fn sched(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> (i64, Next) {
     match u32::try_from(cmd) {
         Ok(sched_op::YIELD) => (0, Next::Yield),
         Ok(sched_op::BLOCK) => (0, Next::Block),
+        Ok(sched_op::POLL) => match super::event::poll(vcpu, arg) {
+            Ok(true) => (0, Next::Poll),
+            Ok(false) => (0, Next::Resume),
+            Err(e) => (e, Next::Resume),
+        },
         Ok(sched_op::SHUTDOWN) => {
             let mut raw = [0u8; 4];
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
@@ -286,6 +304,21 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
         }
         // No periodic timer is ever running.
         vcpu_abi::op::STOP_PERIODIC_TIMER => (0, Next::Resume),
+        vcpu_abi::op::REGISTER_VCPU_INFO => {
+            let mut raw = [0u8; 16];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some((gfn, offset)) = oxen_abi::memory::register_vcpu_info_from_bytes(&raw) else {
+                return (-EINVAL, Next::Resume);
+            };
+            match super::event::register_vcpu_info(&domain, slot.index, gfn, offset) {
+                Ok(()) => (0, Next::Resume),
+                Err(e) => (e, Next::Resume),
+            }
+        }
+        // Accepted and ignored: oxen keeps no runstate area up to date yet.
+        vcpu_abi::op::REGISTER_RUNSTATE_MEMORY_AREA => (0, Next::Resume),
         _ => (-ENOSYS, Next::Resume),
     }
 }

@@ -5,7 +5,9 @@
 //! checked against that RAM before use.
 
 pub mod control;
+pub mod event;
 pub mod exits;
+pub mod grant;
 pub mod hypercall;
 pub mod run;
 pub mod sched;
@@ -69,7 +71,17 @@ pub struct Domain {
     ram_hpa: u64,
     /// Bytes of RAM, guest-physical 0..ram_size.
     pub ram_size: u64,
-    pub ept: Ept,
+    /// The EPT (changed by grant maps and `add_to_physmap`) and its pointer.
+    pub ept: Mutex<Ept>,
+    pub eptp: u64,
+    /// The shared-info page (hypervisor memory the guest may map with
+    /// `add_to_physmap`) and where it is mapped.
+    pub shared_info: u64,
+    pub shared_info_gfn: Mutex<Option<u64>>,
+    /// Event channels, HVM parameters, the console back end (`event.rs`).
+    pub events: event::DomainEvents,
+    /// Grant-table frames (hypervisor memory) and where each is mapped (`grant.rs`).
+    pub grant_frames: Mutex<Vec<(u64, Option<u64>)>>,
     pub state: Mutex<DomainState>,
     /// Partial output lines: `console_io` and port 0xE9.
     pub console_line: Mutex<String>,
@@ -172,12 +184,43 @@ impl Domain {
             return Err(BuildError::Ept(e));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let special = |what| match frames::alloc_zeroed(1) {
+            Ok(f) => Ok(f),
+            Err(e) => Err((what, e)),
+        };
+        let (shared_info, console) = match (special("shared info"), special("console")) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                for f in [a.ok(), b.ok()].into_iter().flatten() {
+                    let _ = frames::free_run(f, 1);
+                }
+                for t in ept.tables(&mut src) {
+                    let _ = frames::free_run(t, 1);
+                }
+                free_ram(ram_hpa, ram_size);
+                return Err(BuildError::Memory(
+                    oxen_core::frames::FrameError::OutOfMemory { frames: 1, free: 0 },
+                ));
+            }
+        };
+        let eptp = ept.eptp();
         let domain = Domain {
             id,
             name: cfg.name.clone(),
             ram_hpa,
             ram_size,
-            ept,
+            ept: Mutex::new(ept),
+            eptp,
+            shared_info,
+            shared_info_gfn: Mutex::new(None),
+            events: event::DomainEvents::new(
+                id,
+                cfg.vcpus,
+                shared_info,
+                console,
+                event::console_gfn(ram_size),
+            ),
+            grant_frames: Mutex::new(Vec::new()),
             state: Mutex::new(DomainState::Running),
             console_line: Mutex::new(String::new()),
             e9_line: Mutex::new(String::new()),
@@ -204,7 +247,14 @@ impl Domain {
             let copied = domain.write_ram(seg.paddr, seg.data);
             debug_assert!(copied, "checked above");
         }
-        let memmap = oxen_core::pvh::memmap_for(ram_size, &[]);
+        // The console ring sits in a reserved range above RAM (as Xen's toolstack puts
+        // it), where guests also map shared info and grant frames by convention.
+        let console_gfn = event::console_gfn(ram_size);
+        if let Err(e) = domain.map_special(console_gfn, console, ept::Perm::RW) {
+            domain.release();
+            return Err(BuildError::Ept(e));
+        }
+        let memmap = oxen_core::pvh::memmap_for(ram_size, &[event::reserved_range(ram_size)]);
         let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[]);
         if !domain.write_ram(START_INFO_GPA, &info) {
             domain.release();
@@ -270,13 +320,59 @@ impl Domain {
         self.vcpus.get()?.get(usize::try_from(n).ok()?)
     }
 
-    /// Returns the domain's RAM and EPT tables to the frame allocator.
+    /// Returns the domain's RAM, EPT tables and special pages to the frame allocator.
     pub fn release(&self) {
         let mut src = HostFrames;
-        for table in self.ept.tables(&mut src) {
+        for table in self.ept.lock().tables(&mut src) {
             let _ = frames::free_run(table, 1);
         }
         free_ram(self.ram_hpa, self.ram_size);
+        let _ = frames::free_run(self.shared_info, 1);
+        let _ = frames::free_run(self.events.console_frame, 1);
+        for (f, _) in self.grant_frames.lock().drain(..) {
+            let _ = frames::free_run(f, 1);
+        }
+    }
+
+    /// The host address of guest frame `gfn` if it is RAM.
+    pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
+        let gpa = gfn.checked_mul(FRAME_SIZE)?;
+        (gpa < self.ram_size).then_some(self.ram_hpa + gpa)
+    }
+
+    /// Maps host frame `hpa` at guest frame `gfn` (over RAM or a hole; whatever was
+    /// there is hidden until [`Domain::unmap_special`]). Every pCPU drops its stale
+    /// translations before this returns.
+    pub fn map_special(&self, gfn: u64, hpa: u64, perm: ept::Perm) -> Result<(), ept::EptError> {
+        let gpa = gfn
+            .checked_mul(FRAME_SIZE)
+            .ok_or(ept::EptError::OutOfRange)?;
+        let mut src = HostFrames;
+        {
+            let mut e = self.ept.lock();
+            e.unmap(&mut src, gpa, FRAME_SIZE)?;
+            e.map(&mut src, gpa, hpa, FRAME_SIZE, perm)?;
+        }
+        sched::flush_ept_everywhere();
+        Ok(())
+    }
+
+    /// Undoes [`Domain::map_special`]: RAM comes back where it was, a hole stays a hole.
+    /// Every pCPU has dropped the old translation when this returns.
+    pub fn unmap_special(&self, gfn: u64) -> Result<(), ept::EptError> {
+        let gpa = gfn
+            .checked_mul(FRAME_SIZE)
+            .ok_or(ept::EptError::OutOfRange)?;
+        let mut src = HostFrames;
+        {
+            let mut e = self.ept.lock();
+            e.unmap(&mut src, gpa, FRAME_SIZE)?;
+            if let Some(hpa) = self.ram_frame(gfn) {
+                e.map(&mut src, gpa, hpa, FRAME_SIZE, ept::Perm::RWX)?;
+            }
+        }
+        sched::flush_ept_everywhere();
+        Ok(())
     }
 
     /// Appends guest output to a line buffer and logs every complete line.

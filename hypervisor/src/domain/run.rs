@@ -21,7 +21,7 @@ use oxen_core::vmx::{VmcsControls, ctl};
 use super::exits::{self, Next};
 use super::sched::{self as glue, EPT_GENERATION, VcpuSlot};
 use super::vcpu::Vcpu;
-use super::{DOMAINS, Domain, DomainState};
+use super::{DOMAINS, Domain, DomainState, event};
 use crate::arch::{apic, percpu, power, serial, time};
 
 /// How often a pCPU feeds the UART while log output waits.
@@ -139,11 +139,18 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
     let dom = glue::with(|s| s.add_domain(cfg.weight, cfg.cap)).map_err(|e| format!("{e:?}"))?;
     let (domain, start) = Domain::build(cfg, kernel, dom).map_err(|e| format!("{e}"))?;
     let domain = Arc::new(domain);
+    super::grant::add_domain(&domain);
     let mut slots = Vec::new();
     for n in 0..cfg.vcpus {
         let id = glue::with(|s| s.add_vcpu(dom, affinity)).map_err(|e| format!("{e:?}"))?;
         let vcpu = Vcpu::new(domain.clone(), n).map_err(|e| format!("{e}"))?;
-        let slot = Arc::new(VcpuSlot::new(n, id, vcpu, (n == 0).then_some(start)));
+        let slot = Arc::new(VcpuSlot::new(
+            domain.id,
+            n,
+            id,
+            vcpu,
+            (n == 0).then_some(start),
+        ));
         if n > 0 {
             // Down until VCPUOP_up.
             let _ = glue::with(|s| s.offline(id, 0));
@@ -295,6 +302,8 @@ impl Pcpu {
             return;
         }
         next.ran(now);
+        event::poll_done(&vcpu.domain, vcpu.id);
+        event::update_time(&vcpu.domain, vcpu.id);
         self.current = Some(Current { slot: next, vcpu });
         if switching {
             let c = &COSTS[self.me];
@@ -404,7 +413,13 @@ impl Pcpu {
                     ticks.clamp(1, u64::from(u32::MAX)),
                 );
             }
+            let vector = c.vcpu.domain.events.callback_vector.load(Ordering::Relaxed);
+            if vector != 0 && event::upcall_pending(&c.vcpu.domain.events, c.vcpu.id) {
+                exits::offer_upcall(vector);
+            }
+            glue::IN_GUEST[me].store(self.ept_gen, Ordering::Release);
             let entered = entry::run(&mut c.vcpu.regs, c.vcpu.launched);
+            glue::IN_GUEST[me].store(u64::MAX, Ordering::Release);
             let next = match entered {
                 Ok(()) => {
                     c.vcpu.launched = true;
@@ -429,22 +444,33 @@ impl Pcpu {
                     glue::kick_one(r.ok().flatten());
                     return;
                 }
-                Next::Block => {
-                    // A wake that came while it ran (its timer fired) ends the block
-                    // at once, as a pending event would.
-                    if c.slot.wake_pending.swap(false, Ordering::AcqRel) {
-                        continue;
-                    }
+                Next::Block | Next::Poll => {
                     let now = time::now();
-                    if c.slot.timer.load(Ordering::Acquire) == 0 {
-                        // No event channels yet: without a timer nothing could wake it,
-                        // so it sleeps at most one tick.
+                    if next == Next::Block && c.slot.timer.load(Ordering::Acquire) == 0 {
+                        // Nothing may ever send it an event: it sleeps at most a tick
+                        // (a spurious wake, which guests tolerate).
                         glue::arm_timer(&c.slot, now + self.tick_ns);
                     }
-                    let id = c.slot.sched;
-                    let r = glue::with(|s| s.block(id, now));
-                    glue::kick_one(r.ok().flatten());
-                    return;
+                    // A wake or an upcall that came while it ran ends the block at once,
+                    // as a pending event makes Xen's block return. Checked under the
+                    // scheduler's lock, which every wake takes, so none is lost.
+                    let (id, d, v) = (c.slot.sched, &c.vcpu.domain, c.vcpu.id);
+                    let slot = &c.slot;
+                    let blocked = glue::with(|s| {
+                        let pending = slot.wake_pending.swap(false, Ordering::AcqRel)
+                            || event::upcall_pending(&d.events, v);
+                        (!pending).then(|| s.block(id, now))
+                    });
+                    match blocked {
+                        None => {
+                            event::poll_done(d, v);
+                            continue;
+                        }
+                        Some(r) => {
+                            glue::kick_one(r.ok().flatten());
+                            return;
+                        }
+                    }
                 }
                 Next::Finished => {
                     let domain = c.vcpu.domain.clone();

@@ -40,6 +40,8 @@ pub struct Latency {
 
 /// What every pCPU may know and touch of a vCPU.
 pub struct VcpuSlot {
+    /// Its domain's id.
+    pub domid: u32,
     /// The vCPU's number in its domain.
     pub index: u32,
     /// The scheduler's handle.
@@ -63,8 +65,15 @@ pub struct VcpuSlot {
 }
 
 impl VcpuSlot {
-    pub fn new(index: u32, sched: VcpuId, vcpu: Vcpu, start: Option<StartState>) -> Self {
+    pub fn new(
+        domid: u32,
+        index: u32,
+        sched: VcpuId,
+        vcpu: Vcpu,
+        start: Option<StartState>,
+    ) -> Self {
         VcpuSlot {
+            domid,
             index,
             sched,
             initialised: AtomicBool::new(start.is_some()),
@@ -153,6 +162,56 @@ pub fn kick(mask: u64) {
     }
 }
 
+/// Makes the pCPU that runs `slot`'s vCPU (if another one) exit its guest, so that it
+/// looks at the vCPU's events before entering again.
+pub fn poke_running(slot: &VcpuSlot) {
+    use oxen_core::sched::VcpuState;
+    let running = with(|s| {
+        s.vcpu_info(slot.sched)
+            .ok()
+            .filter(|i| i.state == VcpuState::Running)
+            .map(|i| i.cpu)
+    });
+    if let Some(cpu) = running.filter(|&c| c != percpu::index()) {
+        poke(cpu);
+    }
+}
+
+/// Sends `cpu` the reschedule IPI without asking it to reschedule: it only exits its
+/// guest (or leaves HLT).
+pub fn poke(cpu: usize) {
+    let p = percpu::get(cpu);
+    apic::send_fixed(p.apic_id.load(Ordering::Relaxed), idt::RESCHED_VECTOR);
+}
+
+/// The EPT generation each pCPU's guest runs with (`u64::MAX`: not in a guest).
+pub static IN_GUEST: [AtomicU64; percpu::MAX_CPUS] =
+    [const { AtomicU64::new(u64::MAX) }; percpu::MAX_CPUS];
+
+/// Makes every pCPU drop its cached guest translations: bumps the EPT generation (each
+/// pCPU flushes before its next entry) and waits until no pCPU still runs a guest with
+/// an older one, poking those that do. Called after an EPT lost a mapping.
+pub fn flush_ept_everywhere() {
+    let generation = EPT_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    let me = percpu::index();
+    loop {
+        let mut waiting = false;
+        for cpu in (0..percpu::count()).filter(|&c| c != me) {
+            let g = IN_GUEST[cpu].load(Ordering::Acquire);
+            if g != u64::MAX && g < generation {
+                waiting = true;
+                poke(cpu);
+            }
+        }
+        if !waiting {
+            return;
+        }
+        for _ in 0..1000 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// [`kick`] for one optional pCPU.
 pub fn kick_one(cpu: Option<usize>) {
     if let Some(c) = cpu {
@@ -235,6 +294,10 @@ pub fn fire_timers(cpu: usize, now: u64) {
             .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            // VIRQ_TIMER if the guest bound it; the wake itself in any case.
+            if let Some(d) = super::by_id(slot.domid) {
+                super::event::raise_virq(&d, oxen_abi::evtchn::virq::TIMER, slot.index);
+            }
             wake(&slot, now);
         }
     }
@@ -244,7 +307,9 @@ pub fn fire_timers(cpu: usize, now: u64) {
 
 /// Takes a finished domain's vCPUs out of scheduling (kicking the pCPUs that run them)
 /// and releases it if no pCPU holds any of them.
-pub fn domain_finished(d: &Domain) {
+pub fn domain_finished(d: &Arc<Domain>) {
+    super::event::domain_dying(d);
+    super::grant::domain_dying(d);
     let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
     let kicks = with(|s| {
         let now = crate::arch::time::now();
@@ -287,6 +352,10 @@ pub fn try_release(d: &Domain) {
     if d.running() || d.released.load(Ordering::Acquire) {
         return;
     }
+    // Other domains still map its pages: its memory stays until they unmap.
+    if super::grant::pinned_by_others(d) {
+        return;
+    }
     let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
     // Lock every slot (in order) so none can be taken while we look and release.
     let mut guards: Vec<_> = slots.iter().map(|s| s.held.lock()).collect();
@@ -304,6 +373,7 @@ pub fn try_release(d: &Domain) {
         }
     }
     drop(guards);
+    super::grant::remove_domain(d);
     d.release();
     // Another domain's EPT may reuse these tables: every pCPU flushes before its next
     // VM entry.

@@ -189,7 +189,7 @@ impl Vcpu {
         vmcs::write(field::MSR_BITMAP, b.msr);
         vmcs::write(field::IO_BITMAP_A, b.io_a);
         vmcs::write(field::IO_BITMAP_B, b.io_b);
-        vmcs::write(field::EPT_POINTER, self.domain.ept.eptp());
+        vmcs::write(field::EPT_POINTER, self.domain.eptp);
         if c.proc2 & ctl::proc2::ENABLE_VPID != 0 {
             // VPID 0 is the host's; give each vCPU of each domain its own tag.
             vmcs::write(

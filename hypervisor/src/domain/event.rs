@@ -1,0 +1,606 @@
+//! Event channels as Xen's 2-level ABI has them, on top of `oxen_core::evtchn`: the
+//! shared-info and `vcpu_info` words in memory, delivery and upcalls, the
+//! `event_channel_op`, `hvm_op` and `SCHEDOP_poll` hypercalls, `vcpu_time_info`, and
+//! the PV console back end oxen serves until dom0 exists.
+//!
+//! Locks: a domain's port table is its own mutex; an operation on two domains takes
+//! both in domain-id order. Bits in shared memory change with atomic instructions only,
+//! because the guest changes them concurrently.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+
+use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
+use oxen_abi::evtchn::{self as abi, DOMID_SELF, op, virq};
+use oxen_abi::hvm;
+use oxen_core::evtchn::{self, EventPage, Peer, Ports, SendTarget, Word};
+use spin::{Mutex, MutexGuard};
+
+use super::hypercall::{copy_from_guest, copy_to_guest};
+use super::sched as glue;
+use super::vcpu::Vcpu;
+use super::{DOMAINS, Domain};
+use crate::arch::{paging, time};
+
+/// The most event channels an ordinary domain may open (Xen's default `max_evtchn_port`
+/// is 1023, ports 1..=1023).
+const MAX_PORTS: u32 = 1024;
+/// Where the reserved pages start (console ring, then by convention shared info and
+/// grant frames), and how many there are.
+const RESERVED_GFN: u64 = 0xfeff0;
+const RESERVED_PAGES: u64 = 16;
+/// `XENCONS` ring sizes and index offsets in the console page.
+const CONS_OUT: usize = 1024;
+const CONS_OUT_SIZE: u32 = 2048;
+const CONS_OUT_CONS: usize = 3080;
+const CONS_OUT_PROD: usize = 3084;
+
+/// The console page's GFN for a domain with `ram_size` bytes of RAM.
+pub fn console_gfn(ram_size: u64) -> u64 {
+    reserved_range(ram_size).0 >> 12
+}
+
+/// The reserved range (start, bytes) the memory map announces.
+pub fn reserved_range(ram_size: u64) -> (u64, u64) {
+    let start = if ram_size <= RESERVED_GFN << 12 {
+        RESERVED_GFN << 12
+    } else {
+        ram_size
+    };
+    (start, RESERVED_PAGES << 12)
+}
+
+/// A domain's event state.
+pub struct DomainEvents {
+    pub ports: Mutex<Ports>,
+    /// Host address of each vCPU's `vcpu_info` (0: none; vCPUs below 32 start in the
+    /// shared-info page).
+    vcpu_info: Vec<AtomicU64>,
+    shared_info: u64,
+    /// HVM parameters.
+    params: Mutex<[u64; hvm::param::NR as usize]>,
+    /// The upcall vector (`HVM_PARAM_CALLBACK_IRQ` type 2), 0 = none.
+    pub callback_vector: AtomicU8,
+    /// vCPUs in `SCHEDOP_poll` (bit n = vCPU n).
+    polling: AtomicU64,
+    /// The console page and its event channel (served by the hypervisor).
+    pub console_frame: u64,
+    pub console_port: u32,
+    console_broken: AtomicU32,
+}
+
+impl DomainEvents {
+    pub fn new(
+        id: u32,
+        vcpus: u32,
+        shared_info: u64,
+        console_frame: u64,
+        console_gfn: u64,
+    ) -> Self {
+        let mut ports = Ports::new(id as u16, vcpus, MAX_PORTS);
+        // Port 1: the console, unbound with dom0 (the hypervisor serves it for now).
+        let console_port = ports
+            .alloc_unbound(id as u16, 0, &|d: u16| d == 0)
+            .unwrap_or(0);
+        let phys = |v: u32| {
+            if v < abi::shared_info::LEGACY_MAX_VCPUS {
+                shared_info + u64::from(v) * abi::vcpu_info::SIZE as u64
+            } else {
+                0
+            }
+        };
+        let mut params = [0; hvm::param::NR as usize];
+        params[hvm::param::CONSOLE_PFN as usize] = console_gfn;
+        params[hvm::param::CONSOLE_EVTCHN as usize] = u64::from(console_port);
+        DomainEvents {
+            ports: Mutex::new(ports),
+            vcpu_info: (0..vcpus).map(|v| AtomicU64::new(phys(v))).collect(),
+            shared_info,
+            params: Mutex::new(params),
+            callback_vector: AtomicU8::new(0),
+            polling: AtomicU64::new(0),
+            console_frame,
+            console_port,
+            console_broken: AtomicU32::new(0),
+        }
+    }
+
+    /// The host address of vCPU `v`'s `vcpu_info` (0 if it has none).
+    fn vcpu_info_hpa(&self, v: u32) -> u64 {
+        self.vcpu_info
+            .get(v as usize)
+            .map_or(0, |a| a.load(Ordering::Acquire))
+    }
+}
+
+/// An atomic word in hypervisor-visible memory.
+fn word(hpa: u64) -> &'static AtomicU64 {
+    // SAFETY: callers pass 8-byte aligned addresses inside memory that lives as long as
+    // the domain (its shared-info frame or RAM) and is mapped by the physical window;
+    // the guest may change it concurrently, which atomics tolerate.
+    unsafe { AtomicU64::from_ptr(paging::phys_to_virt(hpa).as_mut_ptr::<u64>()) }
+}
+
+/// An atomic byte in hypervisor-visible memory.
+fn byte(hpa: u64) -> &'static AtomicU8 {
+    // SAFETY: as for `word`.
+    unsafe { AtomicU8::from_ptr(paging::phys_to_virt(hpa).as_mut_ptr::<u8>()) }
+}
+
+/// The 2-level event words of one domain.
+struct Page<'a>(&'a DomainEvents);
+
+impl Page<'_> {
+    fn addr(&self, w: Word) -> Option<u64> {
+        match w {
+            Word::Pending(i) => {
+                Some(self.0.shared_info + abi::shared_info::EVTCHN_PENDING as u64 + 8 * i as u64)
+            }
+            Word::Mask(i) => {
+                Some(self.0.shared_info + abi::shared_info::EVTCHN_MASK as u64 + 8 * i as u64)
+            }
+            Word::Selector(v) => match self.0.vcpu_info_hpa(v) {
+                0 => None,
+                a => Some(a + abi::vcpu_info::EVTCHN_PENDING_SEL as u64),
+            },
+        }
+    }
+}
+
+impl EventPage for Page<'_> {
+    fn load(&self, w: Word) -> u64 {
+        self.addr(w).map_or(0, |a| word(a).load(Ordering::Acquire))
+    }
+
+    fn fetch_or(&mut self, w: Word, bits: u64) -> u64 {
+        self.addr(w)
+            .map_or(0, |a| word(a).fetch_or(bits, Ordering::AcqRel))
+    }
+
+    fn fetch_and(&mut self, w: Word, bits: u64) -> u64 {
+        self.addr(w)
+            .map_or(0, |a| word(a).fetch_and(bits, Ordering::AcqRel))
+    }
+
+    fn test_and_set_upcall_pending(&mut self, v: u32) -> bool {
+        match self.0.vcpu_info_hpa(v) {
+            0 => true,
+            a => byte(a).swap(1, Ordering::AcqRel) != 0,
+        }
+    }
+
+    fn upcall_pending(&self, v: u32) -> bool {
+        upcall_pending(self.0, v)
+    }
+
+    fn upcall_mask(&self, v: u32) -> bool {
+        match self.0.vcpu_info_hpa(v) {
+            0 => false,
+            a => byte(a + 1).load(Ordering::Acquire) != 0,
+        }
+    }
+}
+
+/// Whether vCPU `v` has an upcall pending.
+pub fn upcall_pending(e: &DomainEvents, v: u32) -> bool {
+    match e.vcpu_info_hpa(v) {
+        0 => false,
+        a => byte(a).load(Ordering::Acquire) != 0,
+    }
+}
+
+/// Marks `port` pending for `vcpu` of `d` and makes that vCPU notice: woken if blocked,
+/// made to exit if it runs elsewhere (it takes the upcall at its next entry). vCPUs
+/// polling wake whatever the port.
+pub fn deliver(d: &Domain, port: u32, vcpu: u32) {
+    let kick = evtchn::set_pending(&mut Page(&d.events), port, vcpu);
+    if kick {
+        notify(d, vcpu);
+    }
+    let pollers = d.events.polling.load(Ordering::Acquire);
+    if pollers != 0 {
+        for v in (0..64).filter(|v| pollers & (1 << v) != 0) {
+            if !kick || v != vcpu {
+                notify(d, v);
+            }
+        }
+    }
+}
+
+/// Makes vCPU `v` of `d` look at its events.
+fn notify(d: &Domain, v: u32) {
+    let Some(slot) = d.vcpu(u64::from(v)) else {
+        return;
+    };
+    glue::wake(slot, time::now());
+    glue::poke_running(slot);
+}
+
+/// Raises `virq` for `vcpu` of `d` if the domain bound it.
+pub fn raise_virq(d: &Domain, virq: u32, vcpu: u32) {
+    let ev = d.events.ports.lock().raise_virq(virq, vcpu);
+    if let Some(ev) = ev {
+        deliver(d, ev.port, ev.vcpu);
+    }
+}
+
+/// Existing, running domains, as `oxen_core::evtchn` asks.
+fn existing(dom: u16) -> bool {
+    super::by_id(u32::from(dom)).is_some_and(|d| d.running())
+}
+
+/// Locks the port tables of `doms` (distinct) in domain-id order; the guards come back
+/// in the order of `doms`.
+fn lock_all<'a>(doms: &'a [Arc<Domain>]) -> Vec<MutexGuard<'a, Ports>> {
+    let mut order: Vec<usize> = (0..doms.len()).collect();
+    order.sort_by_key(|&i| doms[i].id);
+    let mut guards: Vec<Option<MutexGuard<'a, Ports>>> = (0..doms.len()).map(|_| None).collect();
+    for i in order {
+        guards[i] = Some(doms[i].events.ports.lock());
+    }
+    guards.into_iter().flatten().collect()
+}
+
+/// Clears the pending bit of a port that was just freed.
+fn clear_freed(d: &Domain, port: u32) {
+    evtchn::clear_pending(&mut Page(&d.events), port);
+}
+
+/// `event_channel_op(cmd, arg)`.
+pub fn event_channel_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
+    match dispatch(vcpu, cmd, arg) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// Reads the argument `T` at `arg` (its `SIZE` bytes).
+macro_rules! read_arg {
+    ($vcpu:expr, $arg:expr, $t:ty) => {{
+        let mut raw = [0u8; <$t>::SIZE];
+        copy_from_guest($vcpu, $arg, &mut raw)?;
+        <$t>::from_bytes(&raw).ok_or(-EFAULT)?
+    }};
+}
+
+fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {
+    let d = vcpu.domain.clone();
+    let me = d.id as u16;
+    let privileged = d.privileged;
+    let Ok(cmd) = u32::try_from(cmd) else {
+        return Err(-ENOSYS);
+    };
+    match cmd {
+        op::ALLOC_UNBOUND => {
+            let mut a = read_arg!(vcpu, arg, abi::EvtchnAllocUnbound);
+            let target = evtchn::resolve_target(a.dom, me, privileged, &existing)?;
+            let t = super::by_id(u32::from(target)).ok_or(-oxen_abi::errno::ESRCH)?;
+            a.port = t
+                .events
+                .ports
+                .lock()
+                .alloc_unbound(me, a.remote_dom, &existing)?;
+            copy_to_guest(vcpu, arg, &a.to_bytes())
+        }
+        op::BIND_INTERDOMAIN => {
+            let mut a = read_arg!(vcpu, arg, abi::EvtchnBindInterdomain);
+            let rd = evtchn::resolve_domain(a.remote_dom, me, &existing)?;
+            let ev = if rd == me {
+                evtchn::bind_interdomain(&mut d.events.ports.lock(), Peer::Local, a.remote_port)?
+            } else {
+                let remote = super::by_id(u32::from(rd)).ok_or(-oxen_abi::errno::ESRCH)?;
+                let doms = [d.clone(), remote];
+                let mut g = lock_all(&doms);
+                let (l, r) = g.split_at_mut(1);
+                evtchn::bind_interdomain(&mut l[0], Peer::Other(&mut r[0]), a.remote_port)?
+            };
+            a.local_port = ev.port;
+            copy_to_guest(vcpu, arg, &a.to_bytes())?;
+            deliver(&d, ev.port, ev.vcpu);
+            Ok(())
+        }
+        op::BIND_VIRQ => {
+            let mut a = read_arg!(vcpu, arg, abi::EvtchnBindVirq);
+            a.port = d.events.ports.lock().bind_virq(a.virq, a.vcpu)?;
+            copy_to_guest(vcpu, arg, &a.to_bytes())
+        }
+        op::BIND_IPI => {
+            let mut a = read_arg!(vcpu, arg, abi::EvtchnBindIpi);
+            a.port = d.events.ports.lock().bind_ipi(a.vcpu)?;
+            copy_to_guest(vcpu, arg, &a.to_bytes())
+        }
+        op::CLOSE => {
+            let a = read_arg!(vcpu, arg, abi::EvtchnClose);
+            close(&d, a.port)
+        }
+        op::SEND => {
+            let a = read_arg!(vcpu, arg, abi::EvtchnSend);
+            send(&d, a.port)
+        }
+        op::STATUS => {
+            let mut a = read_arg!(vcpu, arg, abi::EvtchnStatus);
+            let target = evtchn::resolve_target(a.dom, me, privileged, &existing)?;
+            let t = super::by_id(u32::from(target)).ok_or(-oxen_abi::errno::ESRCH)?;
+            let st = t.events.ports.lock().status(a.port)?;
+            st.write_to(&mut a);
+            copy_to_guest(vcpu, arg, &a.to_bytes())
+        }
+        op::BIND_VCPU => {
+            let a = read_arg!(vcpu, arg, abi::EvtchnBindVcpu);
+            d.events.ports.lock().bind_vcpu(a.port, a.vcpu)
+        }
+        op::UNMASK => {
+            let a = read_arg!(vcpu, arg, abi::EvtchnUnmask);
+            let kick = d.events.ports.lock().unmask(&mut Page(&d.events), a.port)?;
+            if let Some(v) = kick {
+                notify(&d, v);
+            }
+            Ok(())
+        }
+        op::RESET => {
+            let a = read_arg!(vcpu, arg, abi::EvtchnReset);
+            let target = evtchn::resolve_target(a.dom, me, privileged, &existing)?;
+            let t = super::by_id(u32::from(target)).ok_or(-oxen_abi::errno::ESRCH)?;
+            reset(&t)
+        }
+        // No FIFO ABI (Linux then uses the 2-level one), no physical IRQs.
+        op::INIT_CONTROL | op::EXPAND_ARRAY | op::SET_PRIORITY | op::BIND_PIRQ => Err(-ENOSYS),
+        _ => Err(-ENOSYS),
+    }
+}
+
+/// `EVTCHNOP_send` on `port` of `d`.
+pub fn send(d: &Domain, port: u32) -> Result<(), i64> {
+    let target = d.events.ports.lock().send(port)?;
+    match target {
+        SendTarget::Local(ev) => deliver(d, ev.port, ev.vcpu),
+        SendTarget::Remote(dl) => {
+            if let Some(rd) = super::by_id(u32::from(dl.to_dom)) {
+                let ev = rd.events.ports.lock().accept(&dl);
+                if let Some(ev) = ev {
+                    deliver(&rd, ev.port, ev.vcpu);
+                }
+            }
+        }
+        SendTarget::Dropped => {
+            if port == d.events.console_port {
+                serve_console(d);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn close(d: &Arc<Domain>, port: u32) -> Result<(), i64> {
+    let peer = d.events.ports.lock().peer(port);
+    match peer.and_then(|(pd, _)| super::by_id(u32::from(pd)).filter(|p| p.id != d.id)) {
+        Some(remote) => {
+            let doms = [d.clone(), remote];
+            let mut g = lock_all(&doms);
+            let (l, r) = g.split_at_mut(1);
+            evtchn::close(&mut l[0], Peer::Other(&mut r[0]), port)?;
+        }
+        None => evtchn::close(&mut d.events.ports.lock(), Peer::Local, port)?,
+    }
+    clear_freed(d, port);
+    Ok(())
+}
+
+/// Closes every port of `d` (peers' ends become unbound).
+pub fn reset(d: &Arc<Domain>) -> Result<(), i64> {
+    let peers = d.events.ports.lock().peer_domains();
+    let mut doms = alloc::vec![d.clone()];
+    doms.extend(
+        peers
+            .into_iter()
+            .filter(|&p| u32::from(p) != d.id)
+            .filter_map(|p| super::by_id(u32::from(p))),
+    );
+    let open: Vec<u32> = d.events.ports.lock().bound().map(|(p, _)| p).collect();
+    {
+        let mut g = lock_all(&doms);
+        let (l, r) = g.split_at_mut(1);
+        let mut peers: Vec<&mut Ports> = r.iter_mut().map(|g| &mut **g).collect();
+        evtchn::reset(&mut l[0], &mut peers)?;
+    }
+    for p in open {
+        clear_freed(d, p);
+    }
+    Ok(())
+}
+
+/// A dying domain: its channels close (their other ends become unbound) and the
+/// privileged domains hear of it (`VIRQ_DOM_EXC`).
+pub fn domain_dying(d: &Arc<Domain>) {
+    let _ = reset(d);
+    let others: Vec<_> = DOMAINS
+        .lock()
+        .iter()
+        .filter(|o| o.privileged && o.id != d.id && o.running())
+        .cloned()
+        .collect();
+    for o in others {
+        raise_virq(&o, virq::DOM_EXC, 0);
+    }
+}
+
+/// Prints what the guest wrote to its console ring (the hypervisor is the back end until
+/// dom0 exists). Hostile indices break the console for good, with one log line.
+pub fn serve_console(d: &Domain) {
+    let e = &d.events;
+    if e.console_broken.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let page = e.console_frame;
+    let cons_w = byte_u32(page + CONS_OUT_CONS as u64);
+    let prod_w = byte_u32(page + CONS_OUT_PROD as u64);
+    let cons = cons_w.load(Ordering::Acquire);
+    let prod = prod_w.load(Ordering::Acquire);
+    fence(Ordering::Acquire);
+    let avail = prod.wrapping_sub(cons);
+    if avail > CONS_OUT_SIZE {
+        e.console_broken.store(1, Ordering::Relaxed);
+        log::warn!(
+            "domain {} ({}): console ring indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
+            d.id,
+            d.name
+        );
+        return;
+    }
+    let mut buf = [0u8; CONS_OUT_SIZE as usize];
+    for (i, b) in buf.iter_mut().take(avail as usize).enumerate() {
+        let at = (cons.wrapping_add(i as u32) % CONS_OUT_SIZE) as u64;
+        *b = byte(page + CONS_OUT as u64 + at).load(Ordering::Relaxed);
+    }
+    fence(Ordering::Release);
+    cons_w.store(prod, Ordering::Release);
+    d.emit(&d.console_line, "", &buf[..avail as usize]);
+    // Tell the front end there is room again.
+    deliver(d, e.console_port, 0);
+}
+
+fn byte_u32(hpa: u64) -> &'static AtomicU32 {
+    // SAFETY: as for `word`; the console indices are 4-byte aligned in the console page.
+    unsafe { AtomicU32::from_ptr(paging::phys_to_virt(hpa).as_mut_ptr::<u32>()) }
+}
+
+/// `SCHEDOP_poll`: returns at once if one of the ports is pending, else blocks until an
+/// event reaches the domain or the timeout (absolute system time, 0 = none) passes.
+pub fn poll(vcpu: &mut Vcpu, arg: u64) -> Result<bool, i64> {
+    let mut raw = [0u8; 24];
+    copy_from_guest(vcpu, arg, &mut raw)?;
+    let (ports_ptr, nr, timeout) = oxen_abi::memory::sched_poll_from_bytes(&raw).ok_or(-EFAULT)?;
+    // As Xen: at most 128 ports (and the domain's own port limit).
+    if nr > 128 || nr == 0 {
+        return Err(-EINVAL);
+    }
+    let mut ports = [0u8; 128 * 4];
+    copy_from_guest(vcpu, ports_ptr, &mut ports[..nr as usize * 4])?;
+    let d = vcpu.domain.clone();
+    let page = Page(&d.events);
+    let max = d.events.ports.lock().max_ports();
+    for c in ports[..nr as usize * 4].as_chunks::<4>().0 {
+        let p = u32::from_le_bytes(*c);
+        if p >= max {
+            return Err(-EINVAL);
+        }
+        if evtchn::is_pending(&page, p) {
+            return Ok(false);
+        }
+    }
+    if timeout != 0
+        && let Some(slot) = d.vcpu(u64::from(vcpu.id))
+    {
+        glue::arm_timer(slot, timeout);
+    }
+    d.events
+        .polling
+        .fetch_or(1 << (vcpu.id % 64), Ordering::AcqRel);
+    Ok(true)
+}
+
+/// The vCPU left `SCHEDOP_poll` (it runs again).
+pub fn poll_done(d: &Domain, v: u32) {
+    d.events
+        .polling
+        .fetch_and(!(1 << (v % 64)), Ordering::AcqRel);
+}
+
+/// `hvm_op(cmd, arg)`: the HVM parameters.
+pub fn hvm_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
+    let r = (|| -> Result<(), i64> {
+        let set = match u32::try_from(cmd) {
+            Ok(hvm::HVMOP_SET_PARAM) => true,
+            Ok(hvm::HVMOP_GET_PARAM) => false,
+            _ => return Err(-ENOSYS),
+        };
+        let mut raw = [0u8; hvm::PARAM_SIZE];
+        copy_from_guest(vcpu, arg, &mut raw)?;
+        let (domid, index, value) = hvm::param_from_bytes(&raw).ok_or(-EFAULT)?;
+        let d = vcpu.domain.clone();
+        let target = if domid == DOMID_SELF || u32::from(domid) == d.id {
+            d.clone()
+        } else if d.privileged {
+            super::by_id(u32::from(domid)).ok_or(-oxen_abi::errno::ESRCH)?
+        } else {
+            return Err(-EPERM);
+        };
+        if index >= hvm::param::NR {
+            return Err(-EINVAL);
+        }
+        if set {
+            if index != hvm::param::CALLBACK_IRQ {
+                // The rest are the toolstack's to set.
+                return Err(-EPERM);
+            }
+            let kind = value >> hvm::CALLBACK_TYPE_SHIFT;
+            let vector = (value & 0xff) as u8;
+            let v = match kind {
+                _ if value == 0 => 0,
+                hvm::CALLBACK_TYPE_VECTOR if vector >= 0x20 => vector,
+                _ => return Err(-EINVAL),
+            };
+            target.events.params.lock()[index as usize] = value;
+            target.events.callback_vector.store(v, Ordering::Release);
+            Ok(())
+        } else {
+            let value = target.events.params.lock()[index as usize];
+            raw[8..16].copy_from_slice(&value.to_le_bytes());
+            copy_to_guest(vcpu, arg, &raw)
+        }
+    })();
+    match r {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
+/// `VCPUOP_register_vcpu_info(vcpu, {gfn, offset})`: moves that vCPU's `vcpu_info` into
+/// guest RAM (its current contents come along).
+pub fn register_vcpu_info(d: &Domain, target: u32, gfn: u64, offset: u32) -> Result<(), i64> {
+    let size = abi::vcpu_info::SIZE as u64;
+    if !offset.is_multiple_of(8) || u64::from(offset) + size > 4096 {
+        return Err(-EINVAL);
+    }
+    let hpa = d.ram_frame(gfn).ok_or(-EINVAL)? + u64::from(offset);
+    let slot = d.events.vcpu_info.get(target as usize).ok_or(-EINVAL)?;
+    let old = slot.load(Ordering::Acquire);
+    if old != 0 && old != d.events.shared_info + u64::from(target) * size {
+        // As Xen: it can be registered once.
+        return Err(-EINVAL);
+    }
+    for i in 0..size / 8 {
+        let v = if old == 0 {
+            0
+        } else {
+            word(old + 8 * i).load(Ordering::Acquire)
+        };
+        word(hpa + 8 * i).store(v, Ordering::Release);
+    }
+    slot.store(hpa, Ordering::Release);
+    update_time(d, target);
+    Ok(())
+}
+
+/// Writes vCPU `v`'s `vcpu_time_info` (version odd, fields, version even).
+pub fn update_time(d: &Domain, v: u32) {
+    let base = d.events.vcpu_info_hpa(v);
+    if base == 0 {
+        return;
+    }
+    let t = base + abi::vcpu_info::TIME as u64;
+    let version = byte_u32(t);
+    let scale = time::scale();
+    let tsc = crate::arch::cpu::rdtsc();
+    let v0 = version.load(Ordering::Relaxed);
+    version.store(v0.wrapping_add(1) | 1, Ordering::Release);
+    fence(Ordering::Release);
+    word(t + 8).store(tsc, Ordering::Relaxed);
+    word(t + 16).store(scale.ns(tsc), Ordering::Relaxed);
+    // mul (u32 @24), shift (i8 @28), flags (u8 @29: XEN_PVCLOCK_TSC_STABLE_BIT).
+    let tail = u64::from(scale.mul) | (u64::from(scale.shift as u8) << 32) | (1 << 40);
+    word(t + 24).store(tail, Ordering::Relaxed);
+    fence(Ordering::Release);
+    version.store((v0.wrapping_add(2)) & !1, Ordering::Release);
+}
