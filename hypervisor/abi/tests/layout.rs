@@ -26,6 +26,10 @@ const HEADERS: &str = r#"
 #include <xen/vcpu.h>
 #include <xen/hvm/hvm_vcpu.h>
 #include <xen/domctl.h>
+#include <xen/memory.h>
+#include <xen/hvm/hvm_op.h>
+#include <xen/hvm/params.h>
+#include <xen/io/console.h>
 "#;
 
 /// (name printed by the C program, C expression, Rust value)
@@ -912,6 +916,39 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("XEN_SCHEDULER_CREDIT", domctl::SCHEDULER_CREDIT),
         konst!("XEN_DOMCTL_SCHEDOP_putinfo", domctl::SCHEDOP_PUTINFO),
         konst!("XEN_DOMCTL_SCHEDOP_getinfo", domctl::SCHEDOP_GETINFO),
+        konst!("HVMOP_set_param", hvm::HVMOP_SET_PARAM),
+        konst!("HVMOP_get_param", hvm::HVMOP_GET_PARAM),
+        konst!("sizeof(struct xen_hvm_param)", hvm::PARAM_SIZE),
+        konst!("offsetof(struct xen_hvm_param, index)", 4),
+        konst!("offsetof(struct xen_hvm_param, value)", 8),
+        konst!("HVM_PARAM_CALLBACK_IRQ", hvm::param::CALLBACK_IRQ),
+        konst!("HVM_PARAM_STORE_PFN", hvm::param::STORE_PFN),
+        konst!("HVM_PARAM_STORE_EVTCHN", hvm::param::STORE_EVTCHN),
+        konst!("HVM_PARAM_CONSOLE_PFN", hvm::param::CONSOLE_PFN),
+        konst!("HVM_PARAM_CONSOLE_EVTCHN", hvm::param::CONSOLE_EVTCHN),
+        konst!("HVM_NR_PARAMS", hvm::param::NR),
+        konst!(
+            "HVM_PARAM_CALLBACK_TYPE_VECTOR",
+            hvm::CALLBACK_TYPE_VECTOR
+        ),
+        konst!("XENMEM_add_to_physmap", memory::ADD_TO_PHYSMAP),
+        konst!("XENMAPSPACE_shared_info", memory::MAPSPACE_SHARED_INFO),
+        konst!("XENMAPSPACE_grant_table", memory::MAPSPACE_GRANT_TABLE),
+        konst!(
+            "sizeof(struct xen_add_to_physmap)",
+            memory::ADD_TO_PHYSMAP_SIZE
+        ),
+        konst!("offsetof(struct xen_add_to_physmap, space)", 4),
+        konst!("offsetof(struct xen_add_to_physmap, idx)", 8),
+        konst!("offsetof(struct xen_add_to_physmap, gpfn)", 16),
+        konst!("sizeof(struct vcpu_register_vcpu_info)", 16),
+        konst!("offsetof(struct vcpu_register_vcpu_info, offset)", 8),
+        konst!("sizeof(struct sched_poll)", 24),
+        konst!("offsetof(struct sched_poll, nr_ports)", 8),
+        konst!("offsetof(struct sched_poll, timeout)", 16),
+        konst!("offsetof(struct xencons_interface, out)", 1024),
+        konst!("offsetof(struct xencons_interface, out_cons)", 3080),
+        konst!("offsetof(struct xencons_interface, out_prod)", 3084),
     ]
 }
 
