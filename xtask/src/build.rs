@@ -73,6 +73,9 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-sleeper", "sleeper"),
     ("oxen-guest-smp", "smp"),
     ("oxen-guest-schedctl", "schedctl"),
+    ("oxen-guest-ping", "ping"),
+    ("oxen-guest-pong", "pong"),
+    ("oxen-guest-storm", "storm"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -1,8 +1,11 @@
-//! Console output through `console_io(CONSOLEIO_write)`, line-buffered per call.
+//! Console output, line-buffered: each line is one write.
 //!
-//! If the hypercall page could not be set up (the guest is not running on oxen or Xen,
-//! e.g. under plain QEMU/KVM while debugging the runtime), output goes to the debug port
-//! 0xE9 instead (QEMU `-debugcon stdio`).
+//! A write goes to the PV console ring ([`crate::xencons`]) if the hypervisor gave the
+//! domain one, else (or for whatever the ring did not take, e.g. once its back end
+//! misbehaved) through `console_io(CONSOLEIO_write)`. If the hypercall page could not be
+//! set up (the guest is not running on oxen or Xen, e.g. under plain QEMU/KVM while
+//! debugging the runtime), output goes to the debug port 0xE9 instead (QEMU
+//! `-debugcon stdio`).
 
 use core::fmt::{self, Write};
 
@@ -60,6 +63,22 @@ impl Drop for LineWriter {
 
 /// Writes raw bytes to the console.
 pub fn write_bytes(bytes: &[u8]) {
+    let mut bytes = bytes;
+    if crate::xencons::active() {
+        let taken = crate::xencons::write(bytes);
+        bytes = &bytes[taken.min(bytes.len())..];
+        if crate::xencons::take_failure() {
+            direct(b"guest: PV console back end misbehaved; console_io from now on\n");
+        }
+        if bytes.is_empty() {
+            return;
+        }
+    }
+    direct(bytes);
+}
+
+/// Writes raw bytes with `console_io` (or to port 0xE9 without a hypervisor).
+fn direct(bytes: &[u8]) {
     if crate::hypercall::page_ready() {
         crate::hypercall::console_write(bytes);
     } else {

@@ -1,4 +1,10 @@
-//! Exceptions: the IDT, the crash report, and the expected-fault escape hatch.
+//! Exceptions and interrupts: the IDT, the crash report, the expected-fault escape hatch,
+//! and the entry stub of the event-channel upcall vector.
+//!
+//! The IDT has all 256 gates. Vectors 0..32 go to the exception stubs in `boot.rs`; the
+//! others are not present (an interrupt on one raises #NP, reported like any exception)
+//! until [`set_gate`] installs a handler, as `events::init` does for the upcall vector
+//! with [`upcall_entry`].
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -73,41 +79,59 @@ pub(crate) extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
     crate::shutdown(oxen_abi::sched_op::SHUTDOWN_CRASH);
 }
 
-#[repr(C, align(16))]
-struct Idt([u64; 64]);
+/// Gates in the IDT (every vector).
+const GATES: usize = 256;
 
-static mut IDT: Idt = Idt([0; 64]);
+#[repr(C, align(16))]
+struct Idt([u64; 2 * GATES]);
+
+static mut IDT: Idt = Idt([0; 2 * GATES]);
+
+/// The two words of a present, DPL 0, 64-bit interrupt gate to `handler`.
+fn gate(handler: u64) -> (u64, u64) {
+    let low = (handler & 0xffff)
+        | (u64::from(CODE_SELECTOR) << 16)
+        | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+        | ((handler >> 16) & 0xffff) << 48;
+    (low, handler >> 32)
+}
 
 unsafe extern "C" {
     static rt_isr_stubs: u8;
     fn rt_try_call(f: extern "C" fn(*mut u8), ctx: *mut u8) -> u64;
 }
 
-/// Fills and loads the IDT (vectors 0..32).
+/// Fills and loads the IDT (exception vectors 0..32; the rest not present).
 pub(crate) fn init_idt() {
     let base = &raw const rt_isr_stubs as u64;
-    let idt = &raw mut IDT;
-    for v in 0..32u64 {
-        let handler = base + 16 * v;
-        let low = (handler & 0xffff)
-            | (u64::from(CODE_SELECTOR) << 16)
-            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
-            | ((handler >> 16) & 0xffff) << 48;
-        let high = handler >> 32;
-        // SAFETY: single vCPU, called once before interrupts or exceptions can use it.
-        unsafe {
-            (*idt).0[2 * v as usize] = low;
-            (*idt).0[2 * v as usize + 1] = high;
-        }
+    for v in 0..32u8 {
+        set_gate(v, base + 16 * u64::from(v));
     }
     load_idt();
 }
 
-/// Loads the (filled) IDT on this vCPU; secondary vCPUs share vCPU 0's.
+/// Points gate `vector` at `handler` (the address of an interrupt stub that ends with
+/// IRETQ). The IDT is shared by every vCPU and already loaded: install a gate before
+/// anything can raise its vector (the exception gates at boot, the upcall gate before
+/// the callback is registered with the hypervisor).
+pub(crate) fn set_gate(vector: u8, handler: u64) {
+    let (low, high) = gate(handler);
+    let idt = (&raw mut IDT).cast::<u64>();
+    let i = 2 * usize::from(vector);
+    // SAFETY: `i + 1 < 2 * GATES`, so both words are inside the static IDT. The writes
+    // are volatile because the CPU reads the table behind the compiler's back; the gate
+    // is not in use while it changes (see above).
+    unsafe {
+        idt.add(i + 1).write_volatile(high);
+        idt.add(i).write_volatile(low);
+    }
+}
+
+/// Loads the IDT on this vCPU; secondary vCPUs share vCPU 0's.
 pub(crate) fn load_idt() {
     let idt = &raw mut IDT;
     let mut ptr = [0u16; 5];
-    ptr[0] = (32 * 16 - 1) as u16;
+    ptr[0] = (GATES * 16 - 1) as u16;
     let addr = idt as u64;
     ptr[1] = addr as u16;
     ptr[2] = (addr >> 16) as u16;
@@ -138,3 +162,48 @@ pub fn expect_fault<F: FnOnce()>(f: F) -> Option<u8> {
     let r = unsafe { rt_try_call(trampoline::<F>, (&raw mut slot).cast()) };
     if r == 0 { None } else { Some((r & 0xff) as u8) }
 }
+
+unsafe extern "C" {
+    fn rt_upcall_entry();
+}
+
+/// Address of the entry stub for the event-channel upcall vector: it saves the
+/// caller-saved registers, calls [`crate::events::rt_upcall`] and returns with IRETQ.
+pub(crate) fn upcall_entry() -> u64 {
+    rt_upcall_entry as *const () as u64
+}
+
+// The upcall entry. An external interrupt pushes no error code; the CPU aligns RSP to 16
+// bytes before pushing its 5-word frame, so after 9 more pushes RSP is 16-byte aligned
+// again at the call, as the SysV ABI wants. The target has no red zone and no SSE, so
+// the general caller-saved registers are all the Rust handler can clobber; the
+// callee-saved ones it preserves itself. IRETQ restores RFLAGS (IF, DF) as they were.
+core::arch::global_asm!(
+    ".pushsection .text.rt_upcall, \"ax\"",
+    ".balign 16",
+    ".global rt_upcall_entry",
+    "rt_upcall_entry:",
+    "push rax",
+    "push rcx",
+    "push rdx",
+    "push rsi",
+    "push rdi",
+    "push r8",
+    "push r9",
+    "push r10",
+    "push r11",
+    "cld",
+    "call {handler}",
+    "pop r11",
+    "pop r10",
+    "pop r9",
+    "pop r8",
+    "pop rdi",
+    "pop rsi",
+    "pop rdx",
+    "pop rcx",
+    "pop rax",
+    "iretq",
+    ".popsection",
+    handler = sym crate::events::rt_upcall,
+);

@@ -11,12 +11,16 @@
 pub mod arch;
 mod boot;
 pub mod console;
+pub mod events;
 mod fault;
+pub mod grant;
 pub mod hypercall;
 pub mod mm;
 pub mod start_info;
 pub mod time;
 pub mod vcpu;
+pub mod xen;
+pub mod xencons;
 
 pub use fault::expect_fault;
 pub use hypercall::{hypercall, shutdown, vmcall};
@@ -46,6 +50,8 @@ pub(crate) extern "C" fn rt_entry(start_info_paddr: u64) -> ! {
     if !hypercall::init_page() {
         println!("guest: hypercall page not filled (not on oxen/Xen?); console on port 0xe9");
     }
+    // Console output moves to the PV console ring if the hypervisor provides one.
+    xencons::init();
     // SAFETY: this is the address the hypervisor passed at entry.
     let info = unsafe { StartInfo::from_paddr(start_info_paddr) };
     let magic = info.magic();
