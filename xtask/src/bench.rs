@@ -119,6 +119,8 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
 
     let sched = sched_benchmarks(&builds)?;
+    let ring = host_ring_benchmark()?;
+    let pv = pv_benchmark(&builds)?;
 
     let results = [
         (
@@ -185,6 +187,31 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "sched_wake_latency_max_us",
             sched.wake_max.to_string(),
             "the same, worst case",
+        ),
+        (
+            "evtchn_round_trip_instructions",
+            pv.event_rtt.to_string(),
+            "event channel round trip between two domains (send, upcall, send back), mean of 1,000 (Bochs, 1 pCPU)",
+        ),
+        (
+            "ring_requests_per_minstr",
+            format!("{:.0}", 1e6 / pv.per_request as f64),
+            "ping/pong over a granted ring: requests (and responses) per million instructions, 100,000 requests (Bochs, 1 pCPU)",
+        ),
+        (
+            "ring_bytes_per_minstr",
+            format!("{:.0}", 1e6 / pv.per_request as f64 * 48.0),
+            "the same in payload bytes (48 per request) per million instructions",
+        ),
+        (
+            "ring_host_rust_ops_per_s",
+            ring.0.to_string(),
+            "host: our ring (take_requests/take_responses), round trips per second, batches of 32",
+        ),
+        (
+            "ring_host_c_ops_per_s",
+            ring.1.to_string(),
+            "host: Xen's io/ring.h macros compiled with cc, same workload, same run",
         ),
         (
             "image_loaded_bytes",
@@ -331,5 +358,63 @@ fn sched_benchmarks(builds: &Builds) -> Result<SchedFigures> {
         wake_mean,
         wake_max,
         plots,
+    })
+}
+
+/// Runs the host ring benchmark (`oxen-ring`'s example: our ring and ring.h's macros in
+/// one process) and returns (ours, C) round trips per second at batch 32.
+fn host_ring_benchmark() -> Result<(u64, u64)> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(crate::root())
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "oxen-ring",
+            "--example",
+            "bench",
+            "--release",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run the ring benchmark: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the ring benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("32"))
+        .ok_or("no batch-32 row in the ring benchmark's output")?;
+    let cols: Vec<u64> = row
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    match cols.as_slice() {
+        [_, _, take, c, ..] => Ok((*take, *c)),
+        _ => Err(format!("unexpected ring benchmark row: {row}")),
+    }
+}
+
+/// Event-channel and ring figures from the ping/pong scenario (one pCPU).
+struct PvFigures {
+    event_rtt: u64,
+    per_request: u64,
+}
+
+fn pv_benchmark(builds: &Builds) -> Result<PvFigures> {
+    let s = scenario::all()
+        .into_iter()
+        .find(|s| s.name == "pv-pingpong-up")
+        .ok_or("no pv-pingpong-up scenario")?;
+    let o = scenario::run_one(&s, builds);
+    if !o.passed {
+        return Err(format!("pv-pingpong-up failed: {}\n{}", o.reason, o.serial));
+    }
+    Ok(PvFigures {
+        event_rtt: capture(&o.serial, r"ping: event round trip (\d+) ticks")?,
+        per_request: capture(&o.serial, r"ping: round trip (\d+) ticks per request")?.max(1),
     })
 }

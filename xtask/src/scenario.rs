@@ -195,6 +195,29 @@ fn check_control(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// The ping/pong pair: ping (domain 1) offers a ring to pong (domain 2).
+const PING: (&str, &str) = (
+    "ping.cfg",
+    "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=2 count=100000\"\n",
+);
+const PONG: (&str, &str) = (
+    "pong.cfg",
+    "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=1 gref=8 port=2\"\n",
+);
+const PINGPONG_CFG: &str = "on_ready = \"poweroff\"\ndomains = [\"ping.cfg\", \"pong.cfg\"]\n";
+/// What a clean ping/pong run prints.
+const PINGPONG_OK: &[&str] = &[
+    r"\[d1 ping\] ping: offering gref 8, port 2",
+    r"\[d2 pong\] pong: mapped gref 8 of dom 1 at 0xfef00000",
+    r"\[d2 pong\] pong: PASS served \d+",
+    r"\[d1 ping\] ping: round trip \d+ ticks per request",
+    r"\[d1 ping\] ping: event round trip \d+ ticks",
+    r"\[d1 ping\] ping: PASS 100000 requests, 0 errors, \d+ upcalls",
+    r"  domain 1 \(ping\): shutdown: poweroff",
+    r"  domain 2 \(pong\): shutdown: poweroff",
+    r"power: powering off",
+];
+
 /// Lines that mean something went wrong in a scenario that expects a clean boot.
 const CLEAN: &[&str] = &["PANIC", "EXCEPTION", "ERROR"];
 
@@ -395,6 +418,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             expect: &[
                 r"\[d1 hcall-fuzz\] hcall-fuzz: PASS",
+                r"domain 1 \(hcall-fuzz\): console ring indices are impossible \(cons \d+, prod \d+\); its PV console is ignored from now on",
+                r"\[d1 hcall-fuzz\] hcall-fuzz: wrote an impossible console producer index",
                 r"domain 1 \(hcall-fuzz\): shutdown: poweroff",
                 r"power: powering off",
             ],
@@ -535,6 +560,115 @@ pub fn all() -> Vec<Scenario> {
                 1,
                 "on_ready = \"poweroff\"\nrun_for_ms = 3000\nsched_sample_ms = 100\n\
                  domains = [\"ctl.cfg\", \"a.cfg\", \"b.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[PING, PONG],
+            expect: PINGPONG_OK,
+            forbid: CLEAN,
+            ..bochs_guests(
+                "pv-pingpong-up",
+                "ping grants a ring page to pong; 100,000 checksummed requests over it with event channels, 1 pCPU",
+                1,
+                PINGPONG_CFG,
+            )
+        },
+        Scenario {
+            domains: &[PING, PONG],
+            expect: PINGPONG_OK,
+            forbid: CLEAN,
+            ..bochs_guests(
+                "pv-pingpong-smp2",
+                "the same on 2 pCPUs (upcalls injected into running vCPUs)",
+                2,
+                PINGPONG_CFG,
+            )
+        },
+        Scenario {
+            domains: &[
+                PING,
+                (
+                    "pong.cfg",
+                    "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=1 gref=8 port=2 hostile=1\"\n",
+                ),
+            ],
+            expect: &[
+                r"\[d2 pong\] pong: hostile: wrote rsp_prod = 0x[0-9a-f]+",
+                r"\[d2 pong\] pong: hostile: map of gref 5000 from dom 1 \(no such grant\): status -3",
+                r"\[d2 pong\] pong: hostile: map of gref 8 from dom 2 \(not the granter\): status -1",
+                r"\[d2 pong\] pong: hostile run done",
+                r"\[d1 ping\] ping: peer is hostile: .*; stopping",
+                r"\[d1 ping\] ping: survived a hostile peer",
+                r"  domain 1 \(ping\): shutdown: poweroff",
+                r"  domain 2 \(pong\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "crashed"],
+            ..bochs_guests(
+                "pv-hostile",
+                "pong writes impossible ring indices and bad grant references: ping reports and ends cleanly, the hypervisor runs on",
+                2,
+                PINGPONG_CFG,
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "ping.cfg",
+                    "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=2 revoke_after=5000\"\n",
+                ),
+                PONG,
+            ],
+            expect: &[
+                r"\[d1 ping\] ping: revoked the grant after 5000 requests",
+                r"\[d2 pong\] pong: map after revoke refused: status -1",
+                r"\[d1 ping\] ping: PASS revoke",
+                r"  domain 1 \(ping\): shutdown: poweroff",
+                r"  domain 2 \(pong\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "EPT violation"],
+            ..bochs_guests(
+                "pv-revoke",
+                "pong unmaps while traffic flows, ping revokes the grant; a new map is refused and no page is touched after revocation",
+                2,
+                PINGPONG_CFG,
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "storm.cfg",
+                    "name = \"storm\"\nkernel = \"storm.elf\"\nmemory = 8\ncmdline = \"peer=2 port=2\"\n",
+                ),
+                (
+                    "sink.cfg",
+                    "name = \"sink\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"sink=1 peer=1 seconds=0\"\n",
+                ),
+                (
+                    "ping.cfg",
+                    "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=4 count=20000\"\n",
+                ),
+                (
+                    "pong.cfg",
+                    "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=3 gref=8 port=2\"\n",
+                ),
+            ],
+            expect: &[
+                r"\[d1 storm\] storm: 100000 sends",
+                r"\[d2 sink\] pong: sink \d+ s: \d+ upcalls, \d+ events",
+                r"\[d3 ping\] ping: PASS 20000 requests, 0 errors, \d+ upcalls",
+                r"\[d4 pong\] pong: PASS served \d+",
+                r"sched: run time limit of \d+ ms reached",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            ..bochs_guests(
+                "pv-storm",
+                "a domain sending events in a tight loop does not starve a ping/pong pair beside it (2 pCPUs)",
+                2,
+                "on_ready = \"poweroff\"\nrun_for_ms = 1500\n\
+                 domains = [\"storm.cfg\", \"sink.cfg\", \"ping.cfg\", \"pong.cfg\"]\n",
             )
         },
         Scenario {

@@ -258,6 +258,29 @@ fn main(info: &StartInfo) {
         println!("hcall-fuzz: rc (other values) x {other}");
     }
     println!("hcall-fuzz: PASS survived {calls} calls");
+    break_console();
+}
+
+/// Last of all, corrupts the PV console ring's producer index (an impossible distance
+/// from the consumer) and notifies: oxen must warn once and ignore the ring, nothing
+/// more. The line after it goes through `console_io`.
+fn break_console() {
+    use oxen_guest_rt::{hypercall, mm, xen};
+    let (Ok(pfn), Ok(port)) = (xen::get_param(17), xen::get_param(18)) else {
+        return;
+    };
+    if pfn == 0 || port == 0 {
+        return;
+    }
+    // SAFETY: window slot 300 is not used by the runtime (it keeps 504..512); the
+    // console page is ours to write, and this is the last console use of the ring.
+    unsafe {
+        let page = mm::map_phys(300, pfn << 12, false);
+        let cons = core::ptr::read_volatile(page.add(3080).cast::<u32>());
+        core::ptr::write_volatile(page.add(3084).cast::<u32>(), cons.wrapping_add(100_000));
+    }
+    let _ = xen::send(port as u32);
+    hypercall::console_write(b"hcall-fuzz: wrote an impossible console producer index\n");
 }
 
 fn name(rc: i64) -> &'static str {
