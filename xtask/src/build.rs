@@ -76,6 +76,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-ping", "ping"),
     ("oxen-guest-pong", "pong"),
     ("oxen-guest-storm", "storm"),
+    ("oxen-guest-pvcheck", "pvcheck"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -563,6 +563,24 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            domains: &[(
+                "pvcheck.cfg",
+                "name = \"pvcheck\"\nkernel = \"pvcheck.elf\"\nmemory = 8\n",
+            )],
+            expect: &[
+                r"\[d1 pvcheck\] pvcheck: PASS \d+ checks",
+                r"  domain 1 \(pvcheck\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "pv-calls",
+                "every event-channel and grant-table call, alone: loopback channels, masks, IPIs, VIRQs, poll, grants to itself, copy, and Xen's errors",
+                1,
+                "on_ready = \"poweroff\"\ndomains = [\"pvcheck.cfg\"]\n",
+            )
+        },
+        Scenario {
             domains: &[PING, PONG],
             expect: PINGPONG_OK,
             forbid: CLEAN,

@@ -927,10 +927,7 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("HVM_PARAM_CONSOLE_PFN", hvm::param::CONSOLE_PFN),
         konst!("HVM_PARAM_CONSOLE_EVTCHN", hvm::param::CONSOLE_EVTCHN),
         konst!("HVM_NR_PARAMS", hvm::param::NR),
-        konst!(
-            "HVM_PARAM_CALLBACK_TYPE_VECTOR",
-            hvm::CALLBACK_TYPE_VECTOR
-        ),
+        konst!("HVM_PARAM_CALLBACK_TYPE_VECTOR", hvm::CALLBACK_TYPE_VECTOR),
         konst!("XENMEM_add_to_physmap", memory::ADD_TO_PHYSMAP),
         konst!("XENMAPSPACE_shared_info", memory::MAPSPACE_SHARED_INFO),
         konst!("XENMAPSPACE_grant_table", memory::MAPSPACE_GRANT_TABLE),

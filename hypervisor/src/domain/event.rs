@@ -62,8 +62,10 @@ pub struct DomainEvents {
     params: Mutex<[u64; hvm::param::NR as usize]>,
     /// The upcall vector (`HVM_PARAM_CALLBACK_IRQ` type 2), 0 = none.
     pub callback_vector: AtomicU8,
-    /// vCPUs in `SCHEDOP_poll` (bit n = vCPU n).
+    /// vCPUs in `SCHEDOP_poll` (bit n = vCPU n), and the one port each polls (0: any
+    /// event wakes it, as Xen does for a poll of several ports).
     polling: AtomicU64,
+    poll_port: Vec<AtomicU32>,
     /// The console page and its event channel (served by the hypervisor).
     pub console_frame: u64,
     pub console_port: u32,
@@ -100,6 +102,7 @@ impl DomainEvents {
             params: Mutex::new(params),
             callback_vector: AtomicU8::new(0),
             polling: AtomicU64::new(0),
+            poll_port: (0..vcpus).map(|_| AtomicU32::new(0)).collect(),
             console_frame,
             console_port,
             console_broken: AtomicU32::new(0),
@@ -201,8 +204,18 @@ pub fn deliver(d: &Domain, port: u32, vcpu: u32) {
     let pollers = d.events.polling.load(Ordering::Acquire);
     if pollers != 0 {
         for v in (0..64).filter(|v| pollers & (1 << v) != 0) {
-            if !kick || v != vcpu {
-                notify(d, v);
+            let wants = d
+                .events
+                .poll_port
+                .get(v as usize)
+                .map_or(0, |p| p.load(Ordering::Acquire));
+            if wants == 0 || wants == port {
+                if let Some(slot) = d.vcpu(u64::from(v)) {
+                    slot.poll_hit.store(true, Ordering::Release);
+                }
+                if !kick || v != vcpu {
+                    notify(d, v);
+                }
             }
         }
     }
@@ -478,25 +491,36 @@ pub fn poll(vcpu: &mut Vcpu, arg: u64) -> Result<bool, i64> {
     let mut ports = [0u8; 128 * 4];
     copy_from_guest(vcpu, ports_ptr, &mut ports[..nr as usize * 4])?;
     let d = vcpu.domain.clone();
+    let v = vcpu.id;
+    let single = if nr == 1 {
+        u32::from_le_bytes([ports[0], ports[1], ports[2], ports[3]])
+    } else {
+        0
+    };
+    // Announce the poll before looking at the ports, so that an event arriving in
+    // between finds it (and sets `poll_hit`).
+    let slot = d.vcpu(u64::from(v)).ok_or(-EINVAL)?;
+    slot.poll_hit.store(false, Ordering::Release);
+    if let Some(p) = d.events.poll_port.get(v as usize) {
+        p.store(single, Ordering::Release);
+    }
+    d.events.polling.fetch_or(1 << (v % 64), Ordering::AcqRel);
     let page = Page(&d.events);
     let max = d.events.ports.lock().max_ports();
     for c in ports[..nr as usize * 4].as_chunks::<4>().0 {
         let p = u32::from_le_bytes(*c);
         if p >= max {
+            poll_done(&d, v);
             return Err(-EINVAL);
         }
         if evtchn::is_pending(&page, p) {
+            poll_done(&d, v);
             return Ok(false);
         }
     }
-    if timeout != 0
-        && let Some(slot) = d.vcpu(u64::from(vcpu.id))
-    {
+    if timeout != 0 {
         glue::arm_timer(slot, timeout);
     }
-    d.events
-        .polling
-        .fetch_or(1 << (vcpu.id % 64), Ordering::AcqRel);
     Ok(true)
 }
 

@@ -456,9 +456,15 @@ impl Pcpu {
                     // scheduler's lock, which every wake takes, so none is lost.
                     let (id, d, v) = (c.slot.sched, &c.vcpu.domain, c.vcpu.id);
                     let slot = &c.slot;
+                    let poll = next == Next::Poll;
                     let blocked = glue::with(|s| {
-                        let pending = slot.wake_pending.swap(false, Ordering::AcqRel)
-                            || event::upcall_pending(&d.events, v);
+                        let pending = if poll {
+                            // A poll waits for its ports or its timeout only.
+                            slot.poll_hit.swap(false, Ordering::AcqRel)
+                        } else {
+                            slot.wake_pending.swap(false, Ordering::AcqRel)
+                                || event::upcall_pending(&d.events, v)
+                        };
                         (!pending).then(|| s.block(id, now))
                     });
                     match blocked {

@@ -59,6 +59,9 @@ pub struct VcpuSlot {
     woke_at: AtomicU64,
     /// A wake arrived while it was not blocked: its next block returns at once.
     pub wake_pending: AtomicBool,
+    /// Something a `SCHEDOP_poll` waits for happened (a polled port became pending, or
+    /// its timeout passed) since the poll began.
+    pub poll_hit: AtomicBool,
     pub latency: Latency,
     /// The scheduler's accounting, kept when the vCPU leaves the scheduler.
     final_stats: Mutex<Option<VcpuStats>>,
@@ -83,6 +86,7 @@ impl VcpuSlot {
             timer: AtomicU64::new(0),
             woke_at: AtomicU64::new(0),
             wake_pending: AtomicBool::new(false),
+            poll_hit: AtomicBool::new(false),
             latency: Latency::default(),
             final_stats: Mutex::new(None),
         }
@@ -294,7 +298,8 @@ pub fn fire_timers(cpu: usize, now: u64) {
             .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            // VIRQ_TIMER if the guest bound it; the wake itself in any case.
+            // VIRQ_TIMER if the guest bound it; a poll's timeout; the wake in any case.
+            slot.poll_hit.store(true, Ordering::Release);
             if let Some(d) = super::by_id(slot.domid) {
                 super::event::raise_virq(&d, oxen_abi::evtchn::virq::TIMER, slot.index);
             }
