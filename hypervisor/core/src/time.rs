@@ -127,3 +127,76 @@ mod tests {
         }
     }
 }
+
+/// Seconds since 1970-01-01 00:00:00 UTC of a calendar date and time (proleptic
+/// Gregorian; the days-from-civil arithmetic). `None` for a date that does not exist.
+pub fn unix_seconds(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
+    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in[month as usize - 1]
+        || hour > 23
+        || min > 59
+        || sec > 59
+    {
+        return None;
+    }
+    // Days from 1970-01-01 to the first of `year`, then of `month`, then `day`.
+    let years = u64::from(year - 1970);
+    let leaps = (1970..year).filter(|&y| leap(y)).count() as u64;
+    let mut days = years * 365 + leaps;
+    days += days_in[..month as usize - 1]
+        .iter()
+        .map(|&d| u64::from(d))
+        .sum::<u64>();
+    days += u64::from(day - 1);
+    Some(days * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec))
+}
+
+/// A CMOS RTC register value in binary, from BCD unless the RTC says binary.
+pub fn rtc_value(raw: u8, bcd: bool) -> u32 {
+    if bcd {
+        u32::from(raw >> 4) * 10 + u32::from(raw & 0xf)
+    } else {
+        u32::from(raw)
+    }
+}
+
+#[cfg(test)]
+mod calendar_tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_of_known_dates() {
+        assert_eq!(unix_seconds(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(unix_seconds(2000, 3, 1, 0, 0, 0), Some(951_868_800));
+        assert_eq!(unix_seconds(2026, 11, 22, 6, 41, 41), Some(1_795_329_701));
+        assert_eq!(unix_seconds(2024, 2, 29, 23, 59, 59), Some(1_709_251_199));
+        assert_eq!(unix_seconds(2023, 2, 29, 0, 0, 0), None);
+        assert_eq!(unix_seconds(2026, 13, 1, 0, 0, 0), None);
+        assert_eq!(unix_seconds(1969, 12, 31, 0, 0, 0), None);
+        assert_eq!(unix_seconds(2026, 1, 1, 24, 0, 0), None);
+    }
+
+    #[test]
+    fn bcd_and_binary_registers() {
+        assert_eq!(rtc_value(0x59, true), 59);
+        assert_eq!(rtc_value(0x26, true), 26);
+        assert_eq!(rtc_value(59, false), 59);
+    }
+}

@@ -8,6 +8,7 @@ pub mod paging;
 pub mod percpu;
 pub mod pit;
 pub mod power;
+pub mod rtc;
 pub mod serial;
 pub mod smp;
 pub mod tables;

@@ -607,6 +607,49 @@ pub fn register_vcpu_info(d: &Domain, target: u32, gfn: u64, offset: u32) -> Res
     Ok(())
 }
 
+/// The wallclock at system time 0 (Unix seconds, nanoseconds), from the RTC at boot.
+static WALLCLOCK: spin::Once<(u64, u32)> = spin::Once::new();
+
+/// Reads the RTC once and remembers what wallclock time system time 0 was.
+pub fn init_wallclock() {
+    WALLCLOCK.call_once(|| match crate::arch::rtc::unix_time() {
+        Some(secs) => {
+            let now = time::now();
+            let at_zero = (u128::from(secs) * 1_000_000_000).saturating_sub(u128::from(now));
+            let w = (
+                (at_zero / 1_000_000_000) as u64,
+                (at_zero % 1_000_000_000) as u32,
+            );
+            log::info!(
+                "time: RTC says {secs} s since the epoch; wallclock at system time 0 is {}.{:09}",
+                w.0,
+                w.1
+            );
+            w
+        }
+        None => {
+            log::warn!("time: no usable RTC; guests' wallclock starts at the epoch");
+            (0, 0)
+        }
+    });
+}
+
+/// Writes the wallclock into a domain's shared info (`wc_version` odd, fields, even).
+pub fn write_wallclock(d: &Domain) {
+    let (sec, nsec) = *WALLCLOCK.get().unwrap_or(&(0, 0));
+    let base = d.events.shared_info + abi::shared_info::WC_VERSION as u64;
+    let version = byte_u32(base);
+    let v0 = version.load(Ordering::Relaxed);
+    version.store(v0.wrapping_add(1) | 1, Ordering::Release);
+    fence(Ordering::Release);
+    // wc_sec @+4, wc_nsec @+8, wc_sec_hi @+12.
+    byte_u32(base + 4).store(sec as u32, Ordering::Relaxed);
+    byte_u32(base + 8).store(nsec, Ordering::Relaxed);
+    byte_u32(base + 12).store((sec >> 32) as u32, Ordering::Relaxed);
+    fence(Ordering::Release);
+    version.store(v0.wrapping_add(2) & !1, Ordering::Release);
+}
+
 /// Writes vCPU `v`'s `vcpu_time_info` (version odd, fields, version even).
 pub fn update_time(d: &Domain, v: u32) {
     let base = d.events.vcpu_info_hpa(v);

@@ -100,6 +100,7 @@ pub fn start_domains(
         params.slice_ns / 1_000_000,
         params.ratelimit_ns / 1000
     );
+    event::init_wallclock();
     let mut started = 0;
     for (cfg, kernel) in configs {
         match build(cfg, kernel) {
@@ -140,6 +141,7 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
     let (domain, start) = Domain::build(cfg, kernel, dom).map_err(|e| format!("{e}"))?;
     let domain = Arc::new(domain);
     super::grant::add_domain(&domain);
+    event::write_wallclock(&domain);
     let mut slots = Vec::new();
     for n in 0..cfg.vcpus {
         let id = glue::with(|s| s.add_vcpu(dom, affinity)).map_err(|e| format!("{e:?}"))?;
