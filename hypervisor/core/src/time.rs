@@ -131,7 +131,7 @@ mod tests {
 /// Seconds since 1970-01-01 00:00:00 UTC of a calendar date and time (proleptic
 /// Gregorian; the days-from-civil arithmetic). `None` for a date that does not exist.
 pub fn unix_seconds(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
-    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let days_in = [
         31,
         if leap(year) { 29 } else { 28 },
