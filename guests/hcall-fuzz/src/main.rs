@@ -8,11 +8,11 @@
 //! registers areas the hypervisor writes later; `memory_op` sub-ops that change our
 //! physmap; `hvm_op` set_mem_type and altp2m; `multicall` only ever gets a prepared list;
 //! `console_io` writes from our own RAM are capped at 127 bytes (no megabytes of junk on
-//! the console). Any argument (or any word in the scratch buffers) that points into our
+//! the console); `event_channel_op` never closes or resets our console's port. Any argument (or any word in the scratch buffers) that points into our
 //! own image, as an address or as a frame number, is redirected to scratch memory, which
 //! lives in free RAM above the image. Needs about 8.5 MiB of RAM.
 //!
-//! Command line: `rounds=N` (default 30).
+//! Command line: `rounds=N` (default 30), `seed=HEX` (default: the TSC) to replay a run.
 #![no_std]
 #![no_main]
 
@@ -22,6 +22,8 @@ use oxen_guest_rt::{StartInfo, arch, println, vmcall};
 oxen_guest_rt::entry!(main);
 
 const CALLS_PER_ROUND: u32 = 4;
+/// Calls per implemented hypercall in the second, deeper phase.
+const DEEP_CALLS: u32 = 400;
 const HIST_LEN: usize = 24;
 const SCRATCH_LEN: u64 = 16 * 4096;
 const PAGE_2M: u64 = 2 << 20;
@@ -149,6 +151,19 @@ fn sanitize(f: &mut Fuzz, call: u32, a: &mut [u64; 5]) {
                 a[0] = (a[0] & !0x3f) | 3; // current_reservation
             }
         }
+        nr::EVENT_CHANNEL_OP => {
+            // Keep our console's channel (port 1): reset closes every port, and a close
+            // must name another port.
+            if cmd == 10 {
+                a[0] = 5; // status
+            }
+            if cmd == 3 {
+                let port = 2 + f.rng.below(62) as u32;
+                a[1] = f.scratch + 8 * f.rng.below(64);
+                // SAFETY: inside the scratch area reserved for this.
+                unsafe { (a[1] as *mut u32).write_volatile(port) };
+            }
+        }
         nr::HVM_OP => {
             // set_mem_type, altp2m
             if matches!(cmd, 8 | 25) {
@@ -195,7 +210,11 @@ fn main(info: &StartInfo) {
         "hcall-fuzz: need RAM up to {:#x} for scratch, have {ram_end:#x}",
         scratch + SCRATCH_LEN + 2 * PAGE_2M
     );
-    let seed = arch::rdtsc() | 1;
+    let seed = info
+        .cmdline_arg("seed")
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(arch::rdtsc)
+        | 1;
     println!(
         "hcall-fuzz: {rounds} rounds x 64 hypercalls x {CALLS_PER_ROUND}, seed {seed:#x}, image {:#x}..{:#x}, scratch {scratch:#x}",
         image.0, image.1
@@ -249,6 +268,49 @@ fn main(info: &StartInfo) {
             println!("hcall-fuzz: round {} done, {calls} calls", round + 1);
         }
     }
+
+    // Then the hypercalls oxen implements, with their real sub-op numbers and small
+    // counts, so that the fuzz reaches past argument decoding into each operation.
+    let mut deep = 0u64;
+    for call in [
+        nr::EVENT_CHANNEL_OP,
+        nr::GRANT_TABLE_OP,
+        nr::HVM_OP,
+        nr::VCPU_OP,
+        nr::SCHED_OP,
+        nr::DOMCTL,
+        nr::MEMORY_OP,
+    ] {
+        for _ in 0..DEEP_CALLS {
+            f.fill_scratch(64);
+            let mut a = [0u64; 5];
+            for x in a.iter_mut() {
+                let v = f.value();
+                *x = f.safe(v);
+            }
+            a[0] = f.rng.below(16);
+            if f.rng.below(2) == 0 {
+                a[1] = f.scratch + 8 * f.rng.below(64);
+            }
+            if f.rng.below(2) == 0 {
+                a[2] = f.rng.below(4);
+            }
+            sanitize(&mut f, call, &mut a);
+            // SAFETY: as above.
+            let rc = unsafe { vmcall(u64::from(call), a[0], a[1], a[2], a[3], a[4]) };
+            calls += 1;
+            deep += 1;
+            match hist[..used].iter_mut().find(|(v, _)| *v == rc) {
+                Some((_, n)) => *n += 1,
+                None if used < HIST_LEN => {
+                    hist[used] = (rc, 1);
+                    used += 1;
+                }
+                None => other += 1,
+            }
+        }
+    }
+    println!("hcall-fuzz: {deep} calls with real sub-ops of the implemented hypercalls");
 
     hist[..used].sort_unstable_by_key(|&(v, _)| v);
     for &(v, n) in &hist[..used] {

@@ -138,8 +138,14 @@ pub fn port() -> EvtchnPort {
     PORT.load(Ordering::Relaxed)
 }
 
-fn notify() {
-    let _ = xen::send(PORT.load(Ordering::Relaxed));
+/// Tells the back end; false if the port no longer works (closed by the guest itself,
+/// say), which breaks the console for good.
+fn notify() -> bool {
+    let ok = xen::send(PORT.load(Ordering::Relaxed)).is_ok();
+    if !ok {
+        BROKEN.store(true, Ordering::Relaxed);
+    }
+    ok
 }
 
 /// Writes `bytes` to the ring; returns how many it took (all of them unless the
@@ -162,8 +168,9 @@ pub fn write(bytes: &[u8]) -> usize {
     }
     let sent = write_locked(bytes);
     LOCK.store(false, Ordering::Release);
-    if sent > 0 {
-        notify();
+    if sent > 0 && !notify() {
+        // Nobody will read them: the caller prints them another way.
+        return 0;
     }
     sent
 }
@@ -192,7 +199,9 @@ fn write_locked(bytes: &[u8]) -> usize {
                 }
                 Some(_) => {}
             }
-            notify();
+            if !notify() {
+                break;
+            }
             crate::hypercall::sched_yield();
             continue;
         }
