@@ -197,14 +197,14 @@ fn check_control(log: &str) -> std::result::Result<String, String> {
 
 /// The ping/pong pair: ping (domain 1) offers a ring to pong (domain 2).
 const PING: (&str, &str) = (
-    "ping.cfg",
+    "t-ping.cfg",
     "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=2 count=100000\"\n",
 );
 const PONG: (&str, &str) = (
-    "pong.cfg",
+    "t-pong.cfg",
     "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=1 gref=8 port=2\"\n",
 );
-const PINGPONG_CFG: &str = "on_ready = \"poweroff\"\ndomains = [\"ping.cfg\", \"pong.cfg\"]\n";
+const PINGPONG_CFG: &str = "on_ready = \"poweroff\"\ndomains = [\"t-ping.cfg\", \"t-pong.cfg\"]\n";
 /// What a clean ping/pong run prints.
 const PINGPONG_OK: &[&str] = &[
     r"\[d1 ping\] ping: offering gref 8, port 2",
@@ -606,7 +606,7 @@ pub fn all() -> Vec<Scenario> {
             domains: &[
                 PING,
                 (
-                    "pong.cfg",
+                    "t-pong.cfg",
                     "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=1 gref=8 port=2 hostile=1\"\n",
                 ),
             ],
@@ -632,7 +632,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             domains: &[
                 (
-                    "ping.cfg",
+                    "t-ping.cfg",
                     "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=2 revoke_after=5000\"\n",
                 ),
                 PONG,
@@ -664,11 +664,11 @@ pub fn all() -> Vec<Scenario> {
                     "name = \"sink\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"sink=1 peer=1 seconds=0\"\n",
                 ),
                 (
-                    "ping.cfg",
+                    "t-ping.cfg",
                     "name = \"ping\"\nkernel = \"ping.elf\"\nmemory = 8\ncmdline = \"peer=4 count=20000\"\n",
                 ),
                 (
-                    "pong.cfg",
+                    "t-pong.cfg",
                     "name = \"pong\"\nkernel = \"pong.elf\"\nmemory = 8\ncmdline = \"peer=3 gref=8 port=2\"\n",
                 ),
             ],
@@ -686,7 +686,7 @@ pub fn all() -> Vec<Scenario> {
                 "a domain sending events in a tight loop does not starve a ping/pong pair beside it (2 pCPUs)",
                 2,
                 "on_ready = \"poweroff\"\nrun_for_ms = 1500\n\
-                 domains = [\"storm.cfg\", \"sink.cfg\", \"ping.cfg\", \"pong.cfg\"]\n",
+                 domains = [\"storm.cfg\", \"sink.cfg\", \"t-ping.cfg\", \"t-pong.cfg\"]\n",
             )
         },
         Scenario {
@@ -1047,6 +1047,20 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), all.len());
+    }
+
+    #[test]
+    fn scenario_domain_files_do_not_shadow_the_shipped_ones() {
+        let shipped: Vec<String> = build::archive_files().into_iter().map(|f| f.0).collect();
+        for s in all() {
+            for (name, _) in s.domains {
+                assert!(
+                    !shipped.iter().any(|f| f == name),
+                    "{}: {name} is also in guests/boot/domains",
+                    s.name
+                );
+            }
+        }
     }
 
     #[test]
