@@ -105,9 +105,11 @@ pub fn is_up(n: u32) -> i64 {
 
 /// `VCPUOP_set_singleshot_timer` for the calling vCPU `me`.
 pub fn set_timer(me: u32, deadline_ns: u64, flags: u32) -> i64 {
-    let mut arg = [0u8; abi::SINGLESHOT_TIMER_SIZE];
-    arg[..8].copy_from_slice(&deadline_ns.to_le_bytes());
-    arg[8..12].copy_from_slice(&flags.to_le_bytes());
+    let arg = abi::SingleshotTimer {
+        timeout_abs_ns: deadline_ns,
+        flags,
+    }
+    .to_bytes();
     // SAFETY: the hypervisor only reads the argument.
     unsafe { vcpu_op(abi::op::SET_SINGLESHOT_TIMER, me, arg.as_ptr() as u64) }
 }

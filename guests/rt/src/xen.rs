@@ -4,9 +4,9 @@
 //!
 //! Every argument structure is built as the little-endian bytes of its C layout in
 //! `/usr/include/xen` (x86_64): the event-channel and grant-table ones with the
-//! `to_bytes`/`from_bytes` of [`oxen_abi::evtchn`] and [`oxen_abi::grant_table`], the
-//! few others ([`AddToPhysmap`], [`HvmParam`], [`SchedPoll`]) with the small encoders
-//! below. The buffer lives on the caller's stack, which the runtime identity-maps, so
+//! `to_bytes`/`from_bytes` of [`oxen_abi`]'s structures ([`oxen_abi::evtchn`],
+//! [`oxen_abi::grant_table`], [`AddToPhysmap`], [`HvmParam`], [`SchedPoll`]). The
+//! buffer lives on the caller's stack, which the runtime identity-maps, so
 //! its address is the guest-virtual pointer the hypervisor translates.
 //!
 //! Errors are the hypercall's negative errno (`-ENOSYS` from a hypervisor without the
@@ -16,6 +16,7 @@
 //! The runtime keeps the top slots of the [`crate::mm`] window for the pages it maps
 //! ([`window_slot`]); guests use slots below [`window_slot::FIRST_RUNTIME`].
 
+pub use oxen_abi::SchedPoll;
 use oxen_abi::evtchn::{
     self, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
     EvtchnClose, EvtchnSend, EvtchnStatus, EvtchnUnmask,
@@ -24,7 +25,9 @@ use oxen_abi::grant_table::{
     self as gnt, GnttabCopy, GnttabGetVersion, GnttabMapGrantRef, GnttabQuerySize,
     GnttabSetVersion, GnttabSetupTable, GnttabUnmapGrantRef,
 };
+pub use oxen_abi::hvm::HvmParam;
 use oxen_abi::hypercall as nr;
+pub use oxen_abi::memory::AddToPhysmap;
 
 use crate::hypercall::hypercall;
 
@@ -82,34 +85,6 @@ pub mod mapspace {
     pub const GRANT_TABLE: u32 = oxen_abi::memory::MAPSPACE_GRANT_TABLE;
 }
 
-/// `struct xen_add_to_physmap` (`memory.h`): domid@0 (u16), size@2 (u16), space@4
-/// (u32), idx@8 (`xen_ulong_t`), gpfn@16 (`xen_pfn_t`); 24 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AddToPhysmap {
-    pub domid: DomId,
-    /// Pages for `XENMAPSPACE_gmfn_range` (unused by the spaces here).
-    pub size: u16,
-    /// One of [`mapspace`].
-    pub space: u32,
-    pub idx: u64,
-    /// Where the page appears in the caller's physical address space.
-    pub gpfn: u64,
-}
-
-impl AddToPhysmap {
-    pub const SIZE: usize = oxen_abi::memory::ADD_TO_PHYSMAP_SIZE;
-
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..2].copy_from_slice(&self.domid.to_le_bytes());
-        b[2..4].copy_from_slice(&self.size.to_le_bytes());
-        b[4..8].copy_from_slice(&self.space.to_le_bytes());
-        b[8..16].copy_from_slice(&self.idx.to_le_bytes());
-        b[16..24].copy_from_slice(&self.gpfn.to_le_bytes());
-        b
-    }
-}
-
 /// `memory_op(cmd, arg)`.
 ///
 /// # Safety
@@ -156,37 +131,6 @@ pub const fn callback_via_vector(vector: u8) -> u64 {
     (CALLBACK_TYPE_VECTOR << oxen_abi::hvm::CALLBACK_TYPE_SHIFT) | vector as u64
 }
 
-/// `struct xen_hvm_param` (`hvm/hvm_op.h`): domid@0 (u16), pad@2, index@4 (u32),
-/// value@8 (u64); 16 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HvmParam {
-    pub domid: DomId,
-    pub index: u32,
-    pub value: u64,
-}
-
-impl HvmParam {
-    pub const SIZE: usize = oxen_abi::hvm::PARAM_SIZE;
-
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..2].copy_from_slice(&self.domid.to_le_bytes());
-        b[4..8].copy_from_slice(&self.index.to_le_bytes());
-        b[8..16].copy_from_slice(&self.value.to_le_bytes());
-        b
-    }
-
-    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
-        let mut v = [0u8; 8];
-        v.copy_from_slice(&b[8..16]);
-        Self {
-            domid: u16::from_le_bytes([b[0], b[1]]),
-            index: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-            value: u64::from_le_bytes(v),
-        }
-    }
-}
-
 /// `hvm_op(cmd, arg)`.
 ///
 /// # Safety
@@ -219,7 +163,7 @@ pub fn get_param(index: u32) -> Result<u64, Errno> {
     // SAFETY: `b` is a valid xen_hvm_param for the duration of the call; the hypervisor
     // writes `value`.
     ok(unsafe { hvm_op(hvmop::GET_PARAM, b.as_mut_ptr() as u64) })?;
-    Ok(HvmParam::from_bytes(&b).value)
+    Ok(HvmParam::from_bytes(&b).map_or(0, |p| p.value))
 }
 
 // ---------------------------------------------------------------------------------
@@ -422,27 +366,6 @@ pub fn get_version() -> Result<u32, Errno> {
 
 // ---------------------------------------------------------------------------------
 // sched_op(SCHEDOP_poll)
-
-/// `struct sched_poll` (`sched.h`): ports@0 (guest handle, a pointer), nr_ports@8
-/// (u32), timeout@16 (u64, absolute system time in ns, 0 = none); 24 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SchedPoll {
-    pub ports: u64,
-    pub nr_ports: u32,
-    pub timeout: u64,
-}
-
-impl SchedPoll {
-    pub const SIZE: usize = 24;
-
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..8].copy_from_slice(&self.ports.to_le_bytes());
-        b[8..12].copy_from_slice(&self.nr_ports.to_le_bytes());
-        b[16..24].copy_from_slice(&self.timeout.to_le_bytes());
-        b
-    }
-}
 
 /// `SCHEDOP_poll`: block until one of `ports` is pending or system time reaches
 /// `timeout_ns` (0: no timeout). Returns 0 on an event or the timeout.

@@ -140,60 +140,7 @@ pub mod vcpu_info {
     pub const SIZE: usize = 64;
 }
 
-/// Little-endian field codec for the structures below.
-mod le {
-    pub fn put16(b: &mut [u8], off: usize, v: u16) {
-        b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    pub fn put32(b: &mut [u8], off: usize, v: u32) {
-        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    pub fn get16(b: &[u8], off: usize) -> u16 {
-        u16::from_le_bytes([b[off], b[off + 1]])
-    }
-    pub fn get32(b: &[u8], off: usize) -> u32 {
-        u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-    }
-}
-
-/// Declares a `#[repr(C)]` struct of `u16`/`u32` fields with little-endian
-/// `to_bytes`/`from_bytes` at the `offset_of!` offsets (so the bytes follow the C layout,
-/// implicit padding included, written as zero).
-macro_rules! evtchn_struct {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $ty:ident ),* $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
-
-        impl $name {
-            /// Size in bytes of the C structure.
-            pub const SIZE: usize = core::mem::size_of::<$name>();
-
-            /// The structure's bytes, little-endian, as the guest sees them.
-            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-                let mut b = [0u8; Self::SIZE];
-                $( evtchn_struct!(@put $ty, b, core::mem::offset_of!($name, $field), self.$field); )*
-                b
-            }
-
-            /// Reads the structure from the start of `bytes`; `None` if it is too short.
-            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-                let b = bytes.get(..Self::SIZE)?;
-                Some(Self { $( $field: evtchn_struct!(@get $ty, b, core::mem::offset_of!($name, $field)) ),* })
-            }
-        }
-    };
-    (@put u16, $b:ident, $off:expr, $v:expr) => { le::put16(&mut $b, $off, $v) };
-    (@put u32, $b:ident, $off:expr, $v:expr) => { le::put32(&mut $b, $off, $v) };
-    (@get u16, $b:ident, $off:expr) => { le::get16($b, $off) };
-    (@get u32, $b:ident, $off:expr) => { le::get32($b, $off) };
-}
-
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_alloc_unbound` ([`op::ALLOC_UNBOUND`]): allocate a port in `dom`
     /// that only `remote_dom` may bind to.
     pub struct EvtchnAllocUnbound {
@@ -206,7 +153,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_bind_interdomain` ([`op::BIND_INTERDOMAIN`]): connect a new local
     /// port to an unbound port of `remote_dom`.
     pub struct EvtchnBindInterdomain {
@@ -219,7 +166,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_bind_virq` ([`op::BIND_VIRQ`]).
     pub struct EvtchnBindVirq {
         /// IN: a [`virq`] number.
@@ -231,7 +178,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_bind_ipi` ([`op::BIND_IPI`]).
     pub struct EvtchnBindIpi {
         /// IN: the vCPU notified when the port is signalled.
@@ -241,7 +188,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_close` ([`op::CLOSE`]).
     pub struct EvtchnClose {
         /// IN: the port to close.
@@ -249,7 +196,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_send` ([`op::SEND`]).
     pub struct EvtchnSend {
         /// IN: the local port to signal through.
@@ -257,7 +204,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_status` ([`op::STATUS`]). The C union `u` is flattened into its
     /// two 32-bit words: `u_word0` at offset 16 holds `u.unbound.dom`,
     /// `u.interdomain.dom` (in its low 16 bits), `u.pirq` or `u.virq`; `u_word1` at
@@ -314,7 +261,7 @@ impl EvtchnStatus {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_bind_vcpu` ([`op::BIND_VCPU`]): change the vCPU a port notifies.
     pub struct EvtchnBindVcpu {
         /// IN: the port.
@@ -324,7 +271,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_unmask` ([`op::UNMASK`]).
     pub struct EvtchnUnmask {
         /// IN: the port to unmask.
@@ -332,7 +279,7 @@ evtchn_struct! {
     }
 }
 
-evtchn_struct! {
+le_struct! {
     /// `struct evtchn_reset` ([`op::RESET`]): close every port of `dom`.
     pub struct EvtchnReset {
         /// IN: the domain ([`DOMID_SELF`] or, if privileged, another).

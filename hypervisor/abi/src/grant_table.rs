@@ -147,67 +147,7 @@ pub mod gntst {
     }
 }
 
-/// Little-endian field codec for the `to_bytes`/`from_bytes` helpers below.
-mod le {
-    pub fn put(b: &mut [u8], off: usize, v: &[u8]) {
-        b[off..off + v.len()].copy_from_slice(v);
-    }
-    pub fn get<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-        let mut a = [0u8; N];
-        a.copy_from_slice(&b[off..off + N]);
-        a
-    }
-}
-
-/// Declares a `#[repr(C)]` struct of integer (or nested such struct) fields with
-/// little-endian `to_bytes`/`from_bytes`. Offsets come from `offset_of!`, so the byte
-/// form is exactly the C layout; padding bytes are written as zero.
-macro_rules! gnt_struct {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $ty:ident ),* $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
-
-        impl $name {
-            /// Size in bytes of the C structure.
-            pub const SIZE: usize = core::mem::size_of::<$name>();
-
-            /// The structure's bytes, little-endian, as the guest sees them.
-            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-                let mut b = [0u8; Self::SIZE];
-                $( gnt_struct!(@put $ty, b, core::mem::offset_of!($name, $field), self.$field); )*
-                b
-            }
-
-            /// Reads the structure from the start of `bytes`; `None` if it is too short.
-            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-                let b = bytes.get(..Self::SIZE)?;
-                Some(Self { $( $field: gnt_struct!(@get $ty, b, core::mem::offset_of!($name, $field)) ),* })
-            }
-        }
-    };
-    (@put u16, $b:ident, $off:expr, $v:expr) => { le::put(&mut $b, $off, &$v.to_le_bytes()) };
-    (@put i16, $b:ident, $off:expr, $v:expr) => { le::put(&mut $b, $off, &$v.to_le_bytes()) };
-    (@put u32, $b:ident, $off:expr, $v:expr) => { le::put(&mut $b, $off, &$v.to_le_bytes()) };
-    (@put u64, $b:ident, $off:expr, $v:expr) => { le::put(&mut $b, $off, &$v.to_le_bytes()) };
-    (@put $t:ident, $b:ident, $off:expr, $v:expr) => { le::put(&mut $b, $off, &$v.to_bytes()) };
-    (@get u16, $b:ident, $off:expr) => { u16::from_le_bytes(le::get($b, $off)) };
-    (@get i16, $b:ident, $off:expr) => { i16::from_le_bytes(le::get($b, $off)) };
-    (@get u32, $b:ident, $off:expr) => { u32::from_le_bytes(le::get($b, $off)) };
-    (@get u64, $b:ident, $off:expr) => { u64::from_le_bytes(le::get($b, $off)) };
-    (@get $t:ident, $b:ident, $off:expr) => {
-        match $t::from_bytes(&$b[$off..]) {
-            Some(v) => v,
-            None => unreachable!("a nested structure fits in its parent"),
-        }
-    };
-}
-
-gnt_struct! {
+le_struct! {
     /// `struct grant_entry_v1`: one entry of a version 1 grant table (8 bytes).
     pub struct GrantEntryV1 {
         /// [`gtf`] type and flags.
@@ -219,7 +159,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_map_grant_ref`, the argument of `GNTTABOP_map_grant_ref` (batched).
     pub struct GnttabMapGrantRef {
         /// IN: where to map (a guest-physical address for an HVM/PVH mapper).
@@ -239,7 +179,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_unmap_grant_ref`, the argument of `GNTTABOP_unmap_grant_ref`
     /// (batched).
     pub struct GnttabUnmapGrantRef {
@@ -254,7 +194,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_setup_table`, the argument of `GNTTABOP_setup_table` (count 1).
     pub struct GnttabSetupTable {
         /// IN: the domain whose table to size ([`DOMID_SELF`] or, if privileged, another).
@@ -268,7 +208,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_query_size`, the argument of `GNTTABOP_query_size` (count 1).
     pub struct GnttabQuerySize {
         /// IN: the domain ([`DOMID_SELF`] or, if privileged, another).
@@ -282,7 +222,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_copy_ptr`: one side of a [`GnttabCopy`]. The C `u` is a union of
     /// `grant_ref_t ref` (its low 4 bytes) and `xen_pfn_t gmfn` (all 8); read it with
     /// [`GnttabCopyPtr::gref`] or [`GnttabCopyPtr::gmfn`] as `GnttabCopy::flags` says.
@@ -326,7 +266,7 @@ impl GnttabCopyPtr {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_copy`, the argument of `GNTTABOP_copy` (batched).
     pub struct GnttabCopy {
         /// IN: where to copy from.
@@ -342,7 +282,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_set_version`, the argument of `GNTTABOP_set_version` (count 1).
     pub struct GnttabSetVersion {
         /// IN: the version wanted; OUT: the version in force.
@@ -350,7 +290,7 @@ gnt_struct! {
     }
 }
 
-gnt_struct! {
+le_struct! {
     /// `struct gnttab_get_version`, the argument of `GNTTABOP_get_version` (count 1).
     pub struct GnttabGetVersion {
         /// IN: the domain ([`DOMID_SELF`] or, if privileged, another).

@@ -5,6 +5,68 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+/// Little-endian field codec used by [`le_struct!`].
+#[doc(hidden)]
+pub mod le {
+    pub fn put(b: &mut [u8], off: usize, v: &[u8]) {
+        b[off..off + v.len()].copy_from_slice(v);
+    }
+    pub fn get<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&b[off..off + N]);
+        a
+    }
+}
+
+/// Declares a `#[repr(C)]` struct of integer fields (`u16`, `i16`, `u32`, `u64`) or of
+/// nested such structs, with little-endian `to_bytes`/`from_bytes`. Offsets come from
+/// `offset_of!`, so the byte form is exactly the C layout (padding bytes are zero).
+/// Defined before the modules so that every module of the crate can use it.
+macro_rules! le_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $ty:ident ),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
+
+        impl $name {
+            /// Size in bytes of the C structure.
+            pub const SIZE: usize = core::mem::size_of::<$name>();
+
+            /// The structure's bytes, little-endian, as the guest sees them.
+            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+                let mut b = [0u8; Self::SIZE];
+                $( le_struct!(@put $ty, b, core::mem::offset_of!($name, $field), self.$field); )*
+                b
+            }
+
+            /// Reads the structure from the start of `bytes`; `None` if it is too short.
+            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+                let b = bytes.get(..Self::SIZE)?;
+                Some(Self { $( $field: le_struct!(@get $ty, b, core::mem::offset_of!($name, $field)) ),* })
+            }
+        }
+    };
+    (@put u16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
+    (@put i16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
+    (@put u32, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
+    (@put u64, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
+    (@put $t:ident, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_bytes()) };
+    (@get u16, $b:ident, $off:expr) => { u16::from_le_bytes($crate::le::get($b, $off)) };
+    (@get i16, $b:ident, $off:expr) => { i16::from_le_bytes($crate::le::get($b, $off)) };
+    (@get u32, $b:ident, $off:expr) => { u32::from_le_bytes($crate::le::get($b, $off)) };
+    (@get u64, $b:ident, $off:expr) => { u64::from_le_bytes($crate::le::get($b, $off)) };
+    (@get $t:ident, $b:ident, $off:expr) => {
+        match $t::from_bytes(&$b[$off..]) {
+            Some(v) => v,
+            None => unreachable!("a nested structure fits in its parent"),
+        }
+    };
+}
+
 pub mod evtchn;
 pub mod grant_table;
 
@@ -200,63 +262,6 @@ pub mod memmap_type {
 /// `hvm_start_info.magic`: "xEn3" with the 0x80 bit of the "E" set.
 pub const HVM_START_MAGIC: u32 = 0x336e_c578;
 
-/// Little-endian field codec used by the `to_bytes`/`from_bytes` helpers.
-mod le {
-    pub fn put32(b: &mut [u8], off: usize, v: u32) {
-        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    pub fn put64(b: &mut [u8], off: usize, v: u64) {
-        b[off..off + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    pub fn get32(b: &[u8], off: usize) -> u32 {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(&b[off..off + 4]);
-        u32::from_le_bytes(a)
-    }
-    pub fn get64(b: &[u8], off: usize) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[off..off + 8]);
-        u64::from_le_bytes(a)
-    }
-}
-
-/// Declares a `#[repr(C)]` struct of `u32`/`u64` fields with little-endian
-/// `to_bytes`/`from_bytes`. Field offsets come from `offset_of!`, so the byte form is
-/// exactly the C layout (padding bytes are zero).
-macro_rules! le_struct {
-    (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $( $(#[$fmeta:meta])* pub $field:ident : $ty:ident ),* $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[repr(C)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct $name { $( $(#[$fmeta])* pub $field: $ty ),* }
-
-        impl $name {
-            /// Size in bytes of the C structure.
-            pub const SIZE: usize = core::mem::size_of::<$name>();
-
-            /// The structure's bytes, little-endian, as the guest sees them.
-            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-                let mut b = [0u8; Self::SIZE];
-                $( le_struct!(@put $ty, b, core::mem::offset_of!($name, $field), self.$field); )*
-                b
-            }
-
-            /// Reads the structure from the start of `bytes`; `None` if it is too short.
-            pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-                let b = bytes.get(..Self::SIZE)?;
-                Some(Self { $( $field: le_struct!(@get $ty, b, core::mem::offset_of!($name, $field)) ),* })
-            }
-        }
-    };
-    (@put u32, $b:ident, $off:expr, $v:expr) => { le::put32(&mut $b, $off, $v) };
-    (@put u64, $b:ident, $off:expr, $v:expr) => { le::put64(&mut $b, $off, $v) };
-    (@get u32, $b:ident, $off:expr) => { le::get32($b, $off) };
-    (@get u64, $b:ident, $off:expr) => { le::get64($b, $off) };
-}
-
 le_struct! {
     /// `struct hvm_start_info` (`arch-x86/hvm/start_info.h`): what a PVH guest finds at
     /// the physical address in `%ebx` on entry.
@@ -306,6 +311,17 @@ le_struct! {
     pub struct SchedShutdown {
         /// One of the `SHUTDOWN_*` reasons in [`sched_op`].
         pub reason: u32,
+    }
+}
+
+le_struct! {
+    /// `struct sched_poll` (`sched.h`), the argument of `SCHEDOP_poll`.
+    pub struct SchedPoll {
+        /// Guest handle: the address of `nr_ports` `evtchn_port_t`.
+        pub ports: u64,
+        pub nr_ports: u32,
+        /// Absolute system time in ns (0 = none).
+        pub timeout: u64,
     }
 }
 

@@ -20,13 +20,24 @@ pub mod op {
 /// `VCPU_SSHOTTMR_future`: fail with -ETIME if the deadline has already passed.
 pub const SSHOTTMR_FUTURE: u32 = 1;
 
-/// `struct vcpu_set_singleshot_timer`: size in bytes.
-pub const SINGLESHOT_TIMER_SIZE: usize = 16;
+le_struct! {
+    /// `struct vcpu_set_singleshot_timer`.
+    pub struct SingleshotTimer {
+        /// Absolute system time in ns.
+        pub timeout_abs_ns: u64,
+        /// [`SSHOTTMR_FUTURE`] or 0.
+        pub flags: u32,
+    }
+}
 
-/// `struct vcpu_set_singleshot_timer` decoded: (absolute system time in ns, flags).
-pub fn singleshot_from_bytes(b: &[u8]) -> Option<(u64, u32)> {
-    let b = b.get(..SINGLESHOT_TIMER_SIZE)?;
-    Some((u64_at(b, 0), u32_at(b, 8)))
+le_struct! {
+    /// `struct vcpu_register_vcpu_info`: the vCPU's `vcpu_info` at `offset` in guest
+    /// frame `mfn`.
+    pub struct RegisterVcpuInfo {
+        pub mfn: u64,
+        pub offset: u32,
+        pub rsvd: u32,
+    }
 }
 
 /// `VCPU_HVM_MODE_32B` / `VCPU_HVM_MODE_64B`.
@@ -76,19 +87,15 @@ pub enum HvmContext {
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
+    u16::from_le_bytes(crate::le::get(b, off))
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
+    u32::from_le_bytes(crate::le::get(b, off))
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
+    u64::from_le_bytes(crate::le::get(b, off))
 }
 
 impl HvmContext {
@@ -218,10 +225,16 @@ mod tests {
         let mut b = [0u8; HVM_CONTEXT_SIZE];
         b[0] = 2;
         assert_eq!(HvmContext::from_bytes(&b), None);
-        assert_eq!(singleshot_from_bytes(&[0; 15]), None);
+        assert_eq!(SingleshotTimer::from_bytes(&[0; 15]), None);
         let mut t = [0u8; 16];
         t[..8].copy_from_slice(&77u64.to_le_bytes());
         t[8] = 1;
-        assert_eq!(singleshot_from_bytes(&t), Some((77, 1)));
+        assert_eq!(
+            SingleshotTimer::from_bytes(&t),
+            Some(SingleshotTimer {
+                timeout_abs_ns: 77,
+                flags: 1
+            })
+        );
     }
 }

@@ -845,7 +845,7 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("VCPU_SSHOTTMR_future", vcpu::SSHOTTMR_FUTURE),
         konst!(
             "sizeof(struct vcpu_set_singleshot_timer)",
-            vcpu::SINGLESHOT_TIMER_SIZE
+            vcpu::SingleshotTimer::SIZE
         ),
         konst!("offsetof(struct vcpu_set_singleshot_timer, flags)", 8),
         konst!("VCPU_HVM_MODE_32B", vcpu::HVM_MODE_32B),
@@ -918,7 +918,7 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("XEN_DOMCTL_SCHEDOP_getinfo", domctl::SCHEDOP_GETINFO),
         konst!("HVMOP_set_param", hvm::HVMOP_SET_PARAM),
         konst!("HVMOP_get_param", hvm::HVMOP_GET_PARAM),
-        konst!("sizeof(struct xen_hvm_param)", hvm::PARAM_SIZE),
+        konst!("sizeof(struct xen_hvm_param)", hvm::HvmParam::SIZE),
         konst!("offsetof(struct xen_hvm_param, index)", 4),
         konst!("offsetof(struct xen_hvm_param, value)", 8),
         konst!("HVM_PARAM_CALLBACK_IRQ", hvm::param::CALLBACK_IRQ),
@@ -933,7 +933,7 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("XENMAPSPACE_grant_table", memory::MAPSPACE_GRANT_TABLE),
         konst!(
             "sizeof(struct xen_add_to_physmap)",
-            memory::ADD_TO_PHYSMAP_SIZE
+            memory::AddToPhysmap::SIZE
         ),
         konst!("offsetof(struct xen_add_to_physmap, space)", 4),
         konst!("offsetof(struct xen_add_to_physmap, idx)", 8),
@@ -946,6 +946,51 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("offsetof(struct xencons_interface, out)", 1024),
         konst!("offsetof(struct xencons_interface, out_cons)", 3080),
         konst!("offsetof(struct xencons_interface, out_prod)", 3084),
+        sz!("struct xen_add_to_physmap", memory::AddToPhysmap),
+        off!(
+            "struct xen_add_to_physmap",
+            "size",
+            memory::AddToPhysmap,
+            size
+        ),
+        off!(
+            "struct xen_add_to_physmap",
+            "space",
+            memory::AddToPhysmap,
+            space
+        ),
+        off!(
+            "struct xen_add_to_physmap",
+            "idx",
+            memory::AddToPhysmap,
+            idx
+        ),
+        off!(
+            "struct xen_add_to_physmap",
+            "gpfn",
+            memory::AddToPhysmap,
+            gpfn
+        ),
+        sz!("struct xen_hvm_param", hvm::HvmParam),
+        off!("struct xen_hvm_param", "index", hvm::HvmParam, index),
+        off!("struct xen_hvm_param", "value", hvm::HvmParam, value),
+        sz!("struct sched_poll", SchedPoll),
+        off!("struct sched_poll", "nr_ports", SchedPoll, nr_ports),
+        off!("struct sched_poll", "timeout", SchedPoll, timeout),
+        sz!("struct vcpu_register_vcpu_info", vcpu::RegisterVcpuInfo),
+        off!(
+            "struct vcpu_register_vcpu_info",
+            "offset",
+            vcpu::RegisterVcpuInfo,
+            offset
+        ),
+        sz!("struct vcpu_set_singleshot_timer", vcpu::SingleshotTimer),
+        off!(
+            "struct vcpu_set_singleshot_timer",
+            "flags",
+            vcpu::SingleshotTimer,
+            flags
+        ),
     ]
 }
 

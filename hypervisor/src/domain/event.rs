@@ -481,9 +481,11 @@ fn byte_u32(hpa: u64) -> &'static AtomicU32 {
 /// `SCHEDOP_poll`: returns at once if one of the ports is pending, else blocks until an
 /// event reaches the domain or the timeout (absolute system time, 0 = none) passes.
 pub fn poll(vcpu: &mut Vcpu, arg: u64) -> Result<bool, i64> {
-    let mut raw = [0u8; 24];
-    copy_from_guest(vcpu, arg, &mut raw)?;
-    let (ports_ptr, nr, timeout) = oxen_abi::memory::sched_poll_from_bytes(&raw).ok_or(-EFAULT)?;
+    let oxen_abi::SchedPoll {
+        ports: ports_ptr,
+        nr_ports: nr,
+        timeout,
+    } = read_arg!(vcpu, arg, oxen_abi::SchedPoll);
     // As Xen: at most 128 ports (and the domain's own port limit).
     if nr > 128 || nr == 0 {
         return Err(-EINVAL);
@@ -539,9 +541,8 @@ pub fn hvm_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
             Ok(hvm::HVMOP_GET_PARAM) => false,
             _ => return Err(-ENOSYS),
         };
-        let mut raw = [0u8; hvm::PARAM_SIZE];
-        copy_from_guest(vcpu, arg, &mut raw)?;
-        let (domid, index, value) = hvm::param_from_bytes(&raw).ok_or(-EFAULT)?;
+        let mut p = read_arg!(vcpu, arg, hvm::HvmParam);
+        let (domid, index, value) = (p.domid, p.index, p.value);
         let d = vcpu.domain.clone();
         let target = if domid == DOMID_SELF || u32::from(domid) == d.id {
             d.clone()
@@ -569,9 +570,8 @@ pub fn hvm_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
             target.events.callback_vector.store(v, Ordering::Release);
             Ok(())
         } else {
-            let value = target.events.params.lock()[index as usize];
-            raw[8..16].copy_from_slice(&value.to_le_bytes());
-            copy_to_guest(vcpu, arg, &raw)
+            p.value = target.events.params.lock()[index as usize];
+            copy_to_guest(vcpu, arg, &p.to_bytes())
         }
     })();
     match r {

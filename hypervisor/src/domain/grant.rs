@@ -285,7 +285,7 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
     if cmd != u64::from(mem_abi::ADD_TO_PHYSMAP) {
         return -ENOSYS;
     }
-    let mut raw = [0u8; mem_abi::ADD_TO_PHYSMAP_SIZE];
+    let mut raw = [0u8; AddToPhysmap::SIZE];
     if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
         return e;
     }

@@ -282,14 +282,15 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             if !is_self {
                 return (-EINVAL, Next::Resume);
             }
-            let mut raw = [0u8; vcpu_abi::SINGLESHOT_TIMER_SIZE];
+            let mut raw = [0u8; vcpu_abi::SingleshotTimer::SIZE];
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
                 return (e, Next::Resume);
             }
-            let Some((deadline, flags)) = vcpu_abi::singleshot_from_bytes(&raw) else {
+            let Some(t) = vcpu_abi::SingleshotTimer::from_bytes(&raw) else {
                 return (-EINVAL, Next::Resume);
             };
-            if flags & vcpu_abi::SSHOTTMR_FUTURE != 0 && deadline < now {
+            let deadline = t.timeout_abs_ns;
+            if t.flags & vcpu_abi::SSHOTTMR_FUTURE != 0 && deadline < now {
                 return (-ETIME, Next::Resume);
             }
             glue::arm_timer(slot, deadline);
@@ -305,14 +306,14 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
         // No periodic timer is ever running.
         vcpu_abi::op::STOP_PERIODIC_TIMER => (0, Next::Resume),
         vcpu_abi::op::REGISTER_VCPU_INFO => {
-            let mut raw = [0u8; 16];
+            let mut raw = [0u8; vcpu_abi::RegisterVcpuInfo::SIZE];
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
                 return (e, Next::Resume);
             }
-            let Some((gfn, offset)) = oxen_abi::memory::register_vcpu_info_from_bytes(&raw) else {
+            let Some(r) = vcpu_abi::RegisterVcpuInfo::from_bytes(&raw) else {
                 return (-EINVAL, Next::Resume);
             };
-            match super::event::register_vcpu_info(&domain, slot.index, gfn, offset) {
+            match super::event::register_vcpu_info(&domain, slot.index, r.mfn, r.offset) {
                 Ok(()) => (0, Next::Resume),
                 Err(e) => (e, Next::Resume),
             }
