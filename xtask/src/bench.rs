@@ -266,17 +266,7 @@ struct SchedFigures {
 /// Runs the scheduler scenarios and reads their figures; draws the share plots.
 fn sched_benchmarks(builds: &Builds) -> Result<SchedFigures> {
     use crate::sched_log::{SchedLog, burn_shares, sleeper_latency, worst_error};
-    let run = |name: &str| -> Result<String> {
-        let s = scenario::all()
-            .into_iter()
-            .find(|s| s.name == name)
-            .ok_or(format!("no scenario {name}"))?;
-        let o = scenario::run_one(&s, builds);
-        if !o.passed {
-            return Err(format!("{name} failed: {}\n{}", o.reason, o.serial));
-        }
-        Ok(o.serial)
-    };
+    let run = |name| run_scenario(name, builds);
     let up = run("sched-weights-up")?;
     let smp2 = run("sched-weights-smp2")?;
     let cap = run("sched-cap-latency")?;
@@ -405,16 +395,22 @@ struct PvFigures {
 }
 
 fn pv_benchmark(builds: &Builds) -> Result<PvFigures> {
+    let serial = run_scenario("pv-pingpong-up", builds)?;
+    Ok(PvFigures {
+        event_rtt: capture(&serial, r"ping: event round trip (\d+) ticks")?,
+        per_request: capture(&serial, r"ping: round trip (\d+) ticks per request")?.max(1),
+    })
+}
+
+/// Runs the test scenario `name` and returns its serial log (an error if it fails).
+fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
     let s = scenario::all()
         .into_iter()
-        .find(|s| s.name == "pv-pingpong-up")
-        .ok_or("no pv-pingpong-up scenario")?;
+        .find(|s| s.name == name)
+        .ok_or(format!("no scenario {name}"))?;
     let o = scenario::run_one(&s, builds);
     if !o.passed {
-        return Err(format!("pv-pingpong-up failed: {}\n{}", o.reason, o.serial));
+        return Err(format!("{name} failed: {}\n{}", o.reason, o.serial));
     }
-    Ok(PvFigures {
-        event_rtt: capture(&o.serial, r"ping: event round trip (\d+) ticks")?,
-        per_request: capture(&o.serial, r"ping: round trip (\d+) ticks per request")?.max(1),
-    })
+    Ok(o.serial)
 }
