@@ -92,10 +92,29 @@ fn unusable() -> Segment {
     }
 }
 
+/// Flat code (selector 0x08, access rights `code_ar`) and data (0x10) segments, a busy
+/// TSS (0x18) and an unusable LDTR: how Xen starts a PVH vCPU or a 64-bit
+/// `VCPUOP_initialise` context.
+fn flat_segments(code_ar: u32) -> [Segment; 8] {
+    let data = flat(0x10, AR_DATA);
+    [
+        flat(0x08, code_ar),
+        data,
+        data,
+        data,
+        data,
+        data,
+        Segment {
+            selector: 0x18,
+            ..tss(AR_TSS32)
+        },
+        unusable(),
+    ]
+}
+
 impl StartState {
     /// Xen's PVH entry: 32-bit flat protected mode, paging off, EBX = `ebx`.
     pub fn pvh(entry: u32, ebx: u64) -> Self {
-        let (code, data) = (flat(0x08, AR_CODE32), flat(0x10, AR_DATA));
         let mut gprs = [0; 8];
         gprs[3] = ebx;
         StartState {
@@ -106,19 +125,7 @@ impl StartState {
             cr3: 0,
             cr4: 0,
             efer: 0,
-            segs: [
-                code,
-                data,
-                data,
-                data,
-                data,
-                data,
-                Segment {
-                    selector: 0x18,
-                    ..tss(AR_TSS32)
-                },
-                unusable(),
-            ],
+            segs: flat_segments(AR_CODE32),
             long_mode: false,
         }
     }
@@ -144,7 +151,6 @@ impl StartState {
                 if rip >> 47 != 0 && rip >> 47 != 0x1_ffff {
                     return Err("RIP is not canonical");
                 }
-                let (code, data) = (flat(0x08, AR_CODE64), flat(0x10, AR_DATA));
                 let s = StartState {
                     gprs,
                     rip,
@@ -153,19 +159,7 @@ impl StartState {
                     cr3,
                     cr4,
                     efer: efer | EFER_LMA,
-                    segs: [
-                        code,
-                        data,
-                        data,
-                        data,
-                        data,
-                        data,
-                        Segment {
-                            selector: 0x18,
-                            ..tss(AR_TSS32)
-                        },
-                        unusable(),
-                    ],
+                    segs: flat_segments(AR_CODE64),
                     long_mode: true,
                 };
                 s.check_common()
