@@ -446,8 +446,8 @@ pub fn serve_console(d: &Domain) {
         return;
     }
     let page = e.console_frame;
-    let cons_w = byte_u32(page + CONS_OUT_CONS as u64);
-    let prod_w = byte_u32(page + CONS_OUT_PROD as u64);
+    let cons_w = dword(page + CONS_OUT_CONS as u64);
+    let prod_w = dword(page + CONS_OUT_PROD as u64);
     let cons = cons_w.load(Ordering::Acquire);
     let prod = prod_w.load(Ordering::Acquire);
     fence(Ordering::Acquire);
@@ -473,8 +473,10 @@ pub fn serve_console(d: &Domain) {
     deliver(d, e.console_port, 0);
 }
 
-fn byte_u32(hpa: u64) -> &'static AtomicU32 {
-    // SAFETY: as for `word`; the console indices are 4-byte aligned in the console page.
+/// An atomic 32-bit word in hypervisor-visible memory.
+fn dword(hpa: u64) -> &'static AtomicU32 {
+    // SAFETY: as for `word`, with 4-byte aligned addresses (console indices, time and
+    // wallclock fields).
     unsafe { AtomicU32::from_ptr(paging::phys_to_virt(hpa).as_mut_ptr::<u32>()) }
 }
 
@@ -638,14 +640,14 @@ pub fn init_wallclock() {
 pub fn write_wallclock(d: &Domain) {
     let (sec, nsec) = *WALLCLOCK.get().unwrap_or(&(0, 0));
     let base = d.events.shared_info + abi::shared_info::WC_VERSION as u64;
-    let version = byte_u32(base);
+    let version = dword(base);
     let v0 = version.load(Ordering::Relaxed);
     version.store(v0.wrapping_add(1) | 1, Ordering::Release);
     fence(Ordering::Release);
     // wc_sec @+4, wc_nsec @+8, wc_sec_hi @+12.
-    byte_u32(base + 4).store(sec as u32, Ordering::Relaxed);
-    byte_u32(base + 8).store(nsec, Ordering::Relaxed);
-    byte_u32(base + 12).store((sec >> 32) as u32, Ordering::Relaxed);
+    dword(base + 4).store(sec as u32, Ordering::Relaxed);
+    dword(base + 8).store(nsec, Ordering::Relaxed);
+    dword(base + 12).store((sec >> 32) as u32, Ordering::Relaxed);
     fence(Ordering::Release);
     version.store(v0.wrapping_add(2) & !1, Ordering::Release);
 }
@@ -657,7 +659,7 @@ pub fn update_time(d: &Domain, v: u32) {
         return;
     }
     let t = base + abi::vcpu_info::TIME as u64;
-    let version = byte_u32(t);
+    let version = dword(t);
     let scale = time::scale();
     let tsc = crate::arch::cpu::rdtsc();
     let v0 = version.load(Ordering::Relaxed);

@@ -298,7 +298,12 @@ impl Pcpu {
             return;
         }
         let (controls, revision) = SETUP.get().expect("set before any vCPU runs");
-        let start = *next.start.lock();
+        // Only the first load needs the start state.
+        let start = if vcpu.is_fresh() {
+            *next.start.lock()
+        } else {
+            None
+        };
         if !vcpu.load(self.me, controls, *revision, start.as_ref()) {
             exits_crash_unloaded(&next, vcpu, "started without a start state");
             return;

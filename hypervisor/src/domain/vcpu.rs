@@ -115,6 +115,11 @@ impl Vcpu {
         })
     }
 
+    /// Whether the VMCS has never been loaded (its first load needs a start state).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// Makes this vCPU's VMCS current on this pCPU. The first load writes every field
     /// (`start` is the guest state it begins in); a load on another pCPU than last time
     /// rewrites the host state and drops the TLB entries this pCPU may still hold for
