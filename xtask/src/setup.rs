@@ -24,7 +24,55 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// Bumped whenever the Bochs configure flags change, so a cached build is redone.
-const BOCHS_STAMP: &str = "bochs-3.0 vmx=2 smp x86-64 avx evex configurable-msrs nogui v1";
+const BOCHS_STAMP: &str =
+    "bochs-3.0 vmx=2 smp x86-64 avx evex configurable-msrs nogui v2 smp-trace-commits-rip";
+
+/// Our fix to Bochs 3.0's SMP loop, applied to the source before it is built (see
+/// docs/testing.md, "Bochs's SMP RIP bug"). With more than one CPU, Bochs runs each
+/// CPU one trace at a time through `cpu_run_trace`, and an exception or VM exit leaves
+/// a trace by longjmp. The single-CPU loop then commits RIP as the start of the next
+/// instruction (`prev_rip`, which faults and fault-like VM exits roll RIP back to); the
+/// SMP loop does not. So when a guest's exception has just been delivered and an
+/// external interrupt is pending, the VM exit that the interrupt causes before the
+/// handler's first instruction reports the faulting instruction as the guest's RIP,
+/// with the exception frame already pushed: the guest takes the exception a second
+/// time on a stack one frame deeper and returns into garbage. Real CPUs do not do this.
+/// The fix commits RIP (and drops a speculative RSP) at the start of every trace, as
+/// `cpu_loop` does after its setjmp.
+const BOCHS_PATCHES: &[BochsPatch] = &[BochsPatch {
+    file: "cpu/cpu.cc",
+    anchor: "void BX_CPU_C::cpu_run_trace(void)\n{\n",
+    insert: "  // oxen: a trace starts at an instruction boundary; commit it (as cpu_loop does\n  \
+             // after its setjmp) so an event taken before the first instruction sees it.\n  \
+             BX_CPU_THIS_PTR prev_rip = RIP;\n  \
+             BX_CPU_THIS_PTR speculative_rsp = false;\n",
+}];
+
+/// Text inserted into a Bochs source file right after an anchor that must occur once.
+struct BochsPatch {
+    file: &'static str,
+    anchor: &'static str,
+    insert: &'static str,
+}
+
+fn patch_bochs(src: &Path) -> Result<()> {
+    for p in BOCHS_PATCHES {
+        let path = src.join(p.file);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut at = text.match_indices(p.anchor).map(|(i, _)| i);
+        let (Some(i), None) = (at.next(), at.next()) else {
+            return Err(format!(
+                "patching Bochs: {} does not contain {:?} exactly once (another Bochs version?)",
+                p.file, p.anchor
+            ));
+        };
+        let end = i + p.anchor.len();
+        let patched = format!("{}{}{}", &text[..end], p.insert, &text[end..]);
+        std::fs::write(&path, patched).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
 
 const BOCHS_CONFIGURE: &[&str] = &[
     "--enable-x86-64",
@@ -103,6 +151,10 @@ fn run_checked(cmd: &mut Command, what: &str) -> Result<()> {
     }
 }
 
+/// On a busy machine (unattended upgrades, another install) apt waits up to 20 minutes
+/// for the dpkg and list locks instead of failing at once.
+const DPKG_LOCK_WAIT: &str = "DPkg::Lock::Timeout=1200";
+
 fn install_packages() -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
@@ -117,12 +169,19 @@ fn install_packages() -> Result<()> {
         ));
     }
     run_checked(
-        Command::new("apt-get").args(["update", "-qq"]),
+        Command::new("apt-get").args(["-o", DPKG_LOCK_WAIT, "update", "-qq"]),
         "apt-get update",
     )?;
     run_checked(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args([
+                "-o",
+                DPKG_LOCK_WAIT,
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+            ])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
@@ -179,6 +238,7 @@ fn build_bochs() -> Result<()> {
         .map(|e| e.path())
         .find(|p| p.join("configure").exists())
         .ok_or("the Bochs tarball has no configure script")?;
+    patch_bochs(&src)?;
     let prefix = bochs_prefix();
     let log = build.join("build.log");
     let quiet = |cmd: &mut Command| -> Result<()> {
@@ -230,5 +290,38 @@ fn check_file(path: &str, package: &str) -> Result<()> {
         Err(format!(
             "{path} is missing: install the Debian package {package}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bochs_fix_goes_right_after_its_anchor_once() {
+        let dir = std::env::temp_dir().join(format!("oxen-bochs-patch-{}", std::process::id()));
+        let cpu = dir.join("cpu");
+        std::fs::create_dir_all(&cpu).unwrap();
+        let original = "void BX_CPU_C::cpu_loop(void)\n{\n}\n\n\
+                        void BX_CPU_C::cpu_run_trace(void)\n{\n  if (async_event) {}\n}\n";
+        std::fs::write(cpu.join("cpu.cc"), original).unwrap();
+        patch_bochs(&dir).expect("the anchor is there once");
+        let patched = std::fs::read_to_string(cpu.join("cpu.cc")).unwrap();
+        let at = patched
+            .find("void BX_CPU_C::cpu_run_trace(void)\n{\n")
+            .unwrap();
+        let body = &patched[at..];
+        let commit = body.find("BX_CPU_THIS_PTR prev_rip = RIP;").unwrap();
+        assert!(
+            commit < body.find("if (async_event)").unwrap(),
+            "before the event check"
+        );
+        assert!(patched.contains("BX_CPU_THIS_PTR speculative_rsp = false;"));
+        assert!(patched.starts_with("void BX_CPU_C::cpu_loop(void)\n{\n}\n"));
+        // Another Bochs whose loop looks different is refused, not half-patched.
+        std::fs::write(cpu.join("cpu.cc"), "void cpu_run_trace() {}\n").unwrap();
+        let e = patch_bochs(&dir).unwrap_err();
+        assert!(e.contains("exactly once"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
