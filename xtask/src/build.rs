@@ -77,6 +77,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-pong", "pong"),
     ("oxen-guest-storm", "storm"),
     ("oxen-guest-pvcheck", "pvcheck"),
+    ("oxen-guest-faults", "faults"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -221,6 +221,56 @@ const PINGPONG_OK: &[&str] = &[
 /// Lines that mean something went wrong in a scenario that expects a clean boot.
 const CLEAN: &[&str] = &["PANIC", "EXCEPTION", "ERROR"];
 
+/// The exception-storm domains of the SMP regression scenarios: three domains of
+/// `faults`, 2 vCPUs each (or 3), each vCPU taking 20,000 checked exceptions.
+macro_rules! faults_domains {
+    ($vcpus:literal) => {
+        &[
+            (
+                "t-faults-a.cfg",
+                concat!(
+                    "name = \"faults-a\"\nkernel = \"faults.elf\"\nmemory = 8\nvcpus = ",
+                    $vcpus,
+                    "\ncmdline = \"iterations=20000 seed=1\"\n"
+                ),
+            ),
+            (
+                "t-faults-b.cfg",
+                concat!(
+                    "name = \"faults-b\"\nkernel = \"faults.elf\"\nmemory = 8\nvcpus = ",
+                    $vcpus,
+                    "\ncmdline = \"iterations=20000 seed=2\"\n"
+                ),
+            ),
+            (
+                "t-faults-c.cfg",
+                concat!(
+                    "name = \"faults-c\"\nkernel = \"faults.elf\"\nmemory = 8\nvcpus = ",
+                    $vcpus,
+                    "\ncmdline = \"iterations=20000 seed=3\"\n"
+                ),
+            ),
+        ]
+    };
+}
+const FAULTS_2X3: &[(&str, &str)] = faults_domains!(2);
+const FAULTS_3X3: &[(&str, &str)] = faults_domains!(3);
+const FAULTS_CFG: &str = "on_ready = \"poweroff\"\n\
+                          domains = [\"t-faults-a.cfg\", \"t-faults-b.cfg\", \"t-faults-c.cfg\"]\n";
+const FAULTS_CFG_HELLO: &str = "on_ready = \"poweroff\"\n\
+                                domains = [\"t-faults-a.cfg\", \"t-faults-b.cfg\", \"t-faults-c.cfg\", \"hello.cfg\"]\n";
+/// Every faults domain passes and powers off.
+const FAULTS_OK: &[&str] = &[
+    r"\[d\d faults-a\] faults: PASS \(\d+ exceptions checked on \d vCPU",
+    r"\[d\d faults-b\] faults: PASS \(\d+ exceptions checked on \d vCPU",
+    r"\[d\d faults-c\] faults: PASS \(\d+ exceptions checked on \d vCPU",
+    r"domain \d \(faults-a\): shutdown: poweroff",
+    r"domain \d \(faults-b\): shutdown: poweroff",
+    r"domain \d \(faults-c\): shutdown: poweroff",
+    r"power: powering off",
+];
+const FAULTS_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "crashed", "faults: FAIL"];
+
 /// Every boot scenario, in the order `test` runs them.
 pub fn all() -> Vec<Scenario> {
     let base = |name, what, platform, firmware, cpus| Scenario {
@@ -329,6 +379,7 @@ pub fn all() -> Vec<Scenario> {
                 r"vmx: rev 0x[0-9a-f]+, EPT yes \(2M yes, 1G yes, A/D yes\), VPID yes, unrestricted guest yes, preemption timer yes",
                 r"vmx: VMXON on cpu0; this CPU can run guests",
                 r"vmx: VMXON on cpu1",
+                r"smp: cpu1 online \(APIC id \d+, CR0 0x8[0-9a-f]{7}\)",
                 r"smp: 2 of 2 CPUs online",
                 r"timer: periodic tick running on all 2 online CPUs",
                 r"oxen ready: 2/2 CPUs online, .* VMX on 2/2",
@@ -351,6 +402,7 @@ pub fn all() -> Vec<Scenario> {
                 r"apic: local APIC in x2APIC mode",
                 r"vmx: VMXON on cpu0; this CPU can run guests",
                 r"vmx: VMXON on cpu1",
+                r"smp: cpu1 online \(APIC id \d+, CR0 0x8[0-9a-f]{7}\)",
                 r"oxen ready: 2/2 CPUs online, .* VMX on 2/2",
                 r"power: powering off",
             ],
@@ -534,6 +586,39 @@ pub fn all() -> Vec<Scenario> {
                 "a 4-vCPU guest on 2 pCPUs brings up, downs and ups its vCPUs; vCPUs migrate",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"smp4.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: FAULTS_2X3,
+            expect: FAULTS_OK,
+            forbid: FAULTS_FORBID,
+            ..bochs_guests(
+                "smp-faults-up",
+                "three 2-vCPU domains take 20,000 checked exceptions per vCPU on 1 pCPU (the baseline)",
+                1,
+                FAULTS_CFG,
+            )
+        },
+        Scenario {
+            domains: FAULTS_2X3,
+            expect: FAULTS_OK,
+            forbid: FAULTS_FORBID,
+            ..bochs_guests(
+                "smp-faults-smp2",
+                "the same on 2 pCPUs: preempted and migrated, every register, CR2 and the stack stay the vCPU's own",
+                2,
+                FAULTS_CFG,
+            )
+        },
+        Scenario {
+            domains: FAULTS_3X3,
+            expect: FAULTS_OK,
+            forbid: FAULTS_FORBID,
+            ..bochs_guests(
+                "smp-faults-smp4",
+                "three 3-vCPU domains on 4 pCPUs, with hello beside them",
+                4,
+                FAULTS_CFG_HELLO,
             )
         },
         Scenario {

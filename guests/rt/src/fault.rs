@@ -114,7 +114,7 @@ pub(crate) fn init_idt() {
 /// IRETQ). The IDT is shared by every vCPU and already loaded: install a gate before
 /// anything can raise its vector (the exception gates at boot, the upcall gate before
 /// the callback is registered with the hypervisor).
-pub(crate) fn set_gate(vector: u8, handler: u64) {
+pub fn set_gate(vector: u8, handler: u64) {
     let (low, high) = gate(handler);
     let idt = (&raw mut IDT).cast::<u64>();
     let i = 2 * usize::from(vector);

@@ -22,7 +22,7 @@ pub mod vcpu;
 pub mod xen;
 pub mod xencons;
 
-pub use fault::expect_fault;
+pub use fault::{expect_fault, set_gate};
 pub use hypercall::{hypercall, shutdown, vmcall};
 pub use oxen_abi as abi;
 pub use start_info::StartInfo;
