@@ -311,8 +311,15 @@ fn ap_main() -> ! {
         Err(vmx::VmxError::NotSupported) => {}
         Err(e) => log::warn!("vmx: cpu{}: {e}", percpu::index()),
     }
+    let cr0 = cpu::cr0();
+    if cr0 & cpu::CR0_CACHES_OFF != 0 {
+        log::error!(
+            "smp: cpu{} runs with caches disabled (CR0 {cr0:#x})",
+            percpu::index()
+        );
+    }
     log::info!(
-        "smp: cpu{} online (APIC id {})",
+        "smp: cpu{} online (APIC id {}, CR0 {cr0:#x})",
         percpu::index(),
         apic::id()
     );

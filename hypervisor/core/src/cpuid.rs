@@ -109,6 +109,23 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
     }
 }
 
+/// Whether XSETBV may load `value` into XCR0, by the SDM's rules (Vol. 1, 13.3) and
+/// `allowed`, the components the host has and oxen keeps per vCPU: x87 (bit 0) always
+/// on; AVX (2) only with SSE (1); the AVX-512 states (5-7) all together and only with
+/// AVX; the MPX states (3-4) together; the AMX states (17-18) together. Anything else
+/// gets the guest a #GP (and never reaches the CPU's own XSETBV, which would fault in
+/// the hypervisor).
+pub fn xcr0_valid(value: u64, allowed: u64) -> bool {
+    let all_or_none = |mask: u64| value & mask == 0 || value & mask == mask;
+    value & 1 != 0
+        && value & !allowed == 0
+        && (value & 4 == 0 || value & 2 != 0)
+        && all_or_none(0xe0)
+        && (value & 0xe0 == 0 || value & 4 != 0)
+        && all_or_none(0x18)
+        && all_or_none(0x6_0000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +214,35 @@ mod tests {
         assert_eq!(guest_view(0, 0, host, who(0, 1)), host);
         assert_eq!(guest_view(7, 0, host, who(0, 1)), host);
         assert_eq!(guest_view(6, 0, host, who(0, 1)), Regs::default());
+    }
+
+    #[test]
+    fn xcr0_rules() {
+        // x87 | SSE | AVX | opmask | ZMM_Hi256 | Hi16_ZMM, as a Skylake-X host offers.
+        let host = 0xe7;
+        for ok in [0x1, 0x3, 0x7, 0xe7] {
+            assert!(xcr0_valid(ok, host), "{ok:#x} is valid");
+        }
+        for bad in [
+            0x0,  // x87 off
+            0x2,  // x87 off
+            0x5,  // AVX without SSE
+            0x27, // opmask without the ZMM states (the hypervisor crash of issue 11)
+            0x67, // two of the three AVX-512 states
+            0xe3, // AVX-512 without AVX
+            0xe1, // AVX-512 without SSE and AVX
+            0x8,  // a component the host lacks (and no x87)
+            0x9,  // MPX BNDREGS: not offered
+            1 << 63,
+        ] {
+            assert!(!xcr0_valid(bad, host), "{bad:#x} is refused");
+        }
+        // MPX and AMX go in pairs, where offered.
+        let wide = 0x6_00ff;
+        assert!(xcr0_valid(0x1b, wide));
+        assert!(!xcr0_valid(0x0b, wide));
+        assert!(xcr0_valid(0x6_0007, wide));
+        assert!(!xcr0_valid(0x2_0007, wide));
+        assert!(!xcr0_valid(0x4_0007, wide));
     }
 }

@@ -54,6 +54,8 @@ pub mod field {
     pub const EXIT_INTERRUPTION_INFO: u32 = 0x4404;
     pub const EXIT_INTERRUPTION_ERROR_CODE: u32 = 0x4406;
     pub const EXIT_INSTRUCTION_LENGTH: u32 = 0x440c;
+    pub const IDT_VECTORING_INFO: u32 = 0x4408;
+    pub const IDT_VECTORING_ERROR_CODE: u32 = 0x440a;
     pub const EXIT_INSTRUCTION_INFO: u32 = 0x440e;
     // 32-bit guest state.
     pub const GUEST_ES_LIMIT: u32 = 0x4800;
@@ -321,6 +323,32 @@ pub mod inject {
     const VALID: u32 = 1 << 31;
     const DELIVER_ERROR_CODE: u32 = 1 << 11;
     const HARDWARE_EXCEPTION: u32 = 3 << 8;
+    /// Bit 12 of the IDT-vectoring information (undefined there; reserved, must be 0,
+    /// in the VM-entry interruption information).
+    const UNDEFINED_BIT12: u32 = 1 << 12;
+    /// Bits 30:12 are reserved in the VM-entry interruption information.
+    const ENTRY_RESERVED: u32 = 0x7fff_f000;
+
+    /// What to inject on the next entry when a VM exit interrupted the delivery of an
+    /// event through the guest's IDT (the IDT-vectoring information of the exit is
+    /// valid): the same event, so that it is not lost. `None` if nothing was being
+    /// delivered. Software interrupts and exceptions (types 4-6) also need the exit's
+    /// instruction length in the VM-entry instruction length: [`needs_length`].
+    pub fn redeliver(idt_vectoring_info: u32) -> Option<u32> {
+        (idt_vectoring_info & VALID != 0)
+            .then_some(idt_vectoring_info & !(UNDEFINED_BIT12 | ENTRY_RESERVED))
+    }
+
+    /// Whether an event injected with `info` needs the VM-entry instruction length
+    /// (software interrupt, privileged software exception, software exception).
+    pub fn needs_length(info: u32) -> bool {
+        matches!((info >> 8) & 7, 4..=6)
+    }
+
+    /// Whether an event injected with `info` pushes an error code.
+    pub fn has_error_code(info: u32) -> bool {
+        info & DELIVER_ERROR_CODE != 0
+    }
 
     /// #GP(0).
     pub const GP: u32 = VALID | HARDWARE_EXCEPTION | DELIVER_ERROR_CODE | 13;
@@ -443,5 +471,26 @@ mod tests {
         assert_eq!(reason_name(999), "unknown");
         assert_eq!(inject::GP, 0x8000_0b0d);
         assert_eq!(inject::UD, 0x8000_0306);
+    }
+
+    #[test]
+    fn interrupted_deliveries_are_redelivered() {
+        use super::inject::{has_error_code, needs_length, redeliver};
+        assert_eq!(redeliver(0), None);
+        assert_eq!(redeliver(0x0000_0e0e), None, "not valid");
+        // #PF with its error code, bit 12 set by the CPU: kept but for bit 12.
+        let pf = (1 << 31) | (1 << 12) | (1 << 11) | (3 << 8) | 14;
+        let again = redeliver(pf).unwrap();
+        assert_eq!(again, (1 << 31) | (1 << 11) | (3 << 8) | 14);
+        assert!(has_error_code(again) && !needs_length(again));
+        // INT3 (software exception) and INT n (software interrupt) need the length.
+        let int3 = redeliver((1 << 31) | (6 << 8) | 3).unwrap();
+        assert!(needs_length(int3) && !has_error_code(int3));
+        let intn = redeliver((1 << 31) | (4 << 8) | 0x81).unwrap();
+        assert!(needs_length(intn));
+        // An external interrupt: no length, no error code.
+        let ext = redeliver((1 << 31) | 0xf3).unwrap();
+        assert_eq!(ext, (1 << 31) | 0xf3);
+        assert!(!needs_length(ext) && !has_error_code(ext));
     }
 }

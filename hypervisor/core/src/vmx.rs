@@ -39,11 +39,16 @@ pub mod ctl {
     /// Primary processor-based VM-execution controls.
     pub mod proc {
         pub const HLT_EXITING: u32 = 1 << 7;
+        pub const MWAIT_EXITING: u32 = 1 << 10;
+        pub const RDPMC_EXITING: u32 = 1 << 11;
         pub const CR3_LOAD_EXITING: u32 = 1 << 15;
         pub const CR3_STORE_EXITING: u32 = 1 << 16;
+        pub const CR8_LOAD_EXITING: u32 = 1 << 19;
+        pub const CR8_STORE_EXITING: u32 = 1 << 20;
         pub const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
         pub const USE_IO_BITMAPS: u32 = 1 << 25;
         pub const USE_MSR_BITMAPS: u32 = 1 << 28;
+        pub const MONITOR_EXITING: u32 = 1 << 29;
         pub const ACTIVATE_SECONDARY: u32 = 1 << 31;
     }
     /// Secondary processor-based VM-execution controls.
@@ -57,6 +62,7 @@ pub mod ctl {
     }
     /// VM-exit controls.
     pub mod exit {
+        pub const SAVE_DEBUG_CONTROLS: u32 = 1 << 2;
         pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
         pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
         pub const SAVE_PAT: u32 = 1 << 18;
@@ -67,6 +73,7 @@ pub mod ctl {
     }
     /// VM-entry controls.
     pub mod entry {
+        pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
         pub const IA32E_MODE_GUEST: u32 = 1 << 9;
         pub const LOAD_PAT: u32 = 1 << 14;
         pub const LOAD_EFER: u32 = 1 << 15;
@@ -329,9 +336,10 @@ impl fmt::Display for MissingControls {
 impl VmcsControls {
     /// Computes oxen's control values from the capability MSRs.
     ///
-    /// Required: exits on external interrupts, NMIs, HLT and all I/O (through bitmaps),
-    /// MSR bitmaps, EPT, unrestricted guest, a 64-bit host, EFER and PAT switched on
-    /// entry and exit. Optional: virtual NMIs, the preemption timer, VPID, RDTSCP and
+    /// Required: exits on external interrupts, NMIs, HLT, MONITOR/MWAIT, RDPMC, CR8
+    /// accesses and all I/O (through bitmaps), MSR bitmaps, EPT, unrestricted guest, a
+    /// 64-bit host, debug controls (DR7, DEBUGCTL), EFER and PAT switched on entry and
+    /// exit. Optional: virtual NMIs, the preemption timer, VPID, RDTSCP and
     /// INVPCID passthrough. Interrupts are not acknowledged on exit: the host takes them
     /// through its IDT when it enables interrupts after the exit. CR3 accesses do not
     /// exit (EPT makes them harmless) wherever the TRUE MSRs allow clearing them.
@@ -359,6 +367,11 @@ impl VmcsControls {
             ControlField::ProcBased,
             pick(raw.procbased, raw.true_procbased),
             proc::HLT_EXITING
+                | proc::MWAIT_EXITING
+                | proc::RDPMC_EXITING
+                | proc::CR8_LOAD_EXITING
+                | proc::CR8_STORE_EXITING
+                | proc::MONITOR_EXITING
                 | proc::USE_IO_BITMAPS
                 | proc::USE_MSR_BITMAPS
                 | proc::ACTIVATE_SECONDARY,
@@ -381,7 +394,8 @@ impl VmcsControls {
         let exit = check(
             ControlField::Exit,
             pick(raw.exit, raw.true_exit),
-            exit::HOST_ADDRESS_SPACE_SIZE
+            exit::SAVE_DEBUG_CONTROLS
+                | exit::HOST_ADDRESS_SPACE_SIZE
                 | exit::SAVE_PAT
                 | exit::LOAD_PAT
                 | exit::SAVE_EFER
@@ -395,7 +409,7 @@ impl VmcsControls {
         let entry = check(
             ControlField::Entry,
             pick(raw.entry, raw.true_entry),
-            entry::LOAD_PAT | entry::LOAD_EFER,
+            entry::LOAD_DEBUG_CONTROLS | entry::LOAD_PAT | entry::LOAD_EFER,
             0,
         )?;
         Ok(VmcsControls {
@@ -527,6 +541,19 @@ mod tests {
         assert_ne!(c.pin & ctl::pin::PREEMPTION_TIMER, 0);
         assert_ne!(c.exit & ctl::exit::SAVE_PREEMPTION_TIMER, 0);
         assert_ne!(c.proc2 & ctl::proc2::ENABLE_VPID, 0);
+        // DR7 and DEBUGCTL are the guest's own (saved on exit, loaded on entry); CR8,
+        // RDPMC, MONITOR and MWAIT exit (the guest never reaches the real TPR or PMU).
+        assert_ne!(c.exit & ctl::exit::SAVE_DEBUG_CONTROLS, 0);
+        assert_ne!(c.entry & ctl::entry::LOAD_DEBUG_CONTROLS, 0);
+        for bit in [
+            ctl::proc::CR8_LOAD_EXITING,
+            ctl::proc::CR8_STORE_EXITING,
+            ctl::proc::RDPMC_EXITING,
+            ctl::proc::MONITOR_EXITING,
+            ctl::proc::MWAIT_EXITING,
+        ] {
+            assert_ne!(c.proc & bit, 0, "{bit:#x}");
+        }
         // With TRUE controls, CR3 accesses need not exit.
         assert_eq!(
             c.proc & (ctl::proc::CR3_LOAD_EXITING | ctl::proc::CR3_STORE_EXITING),

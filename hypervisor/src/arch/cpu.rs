@@ -82,6 +82,17 @@ pub unsafe fn outl(port: u16, value: u32) {
     };
 }
 
+/// CR0.CD and CR0.NW: caches disabled, not write-through (both set at INIT).
+pub const CR0_CACHES_OFF: u64 = (1 << 30) | (1 << 29);
+
+/// Reads CR0.
+pub fn cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 /// Reads CR2 (the faulting address of the last page fault).
 pub fn cr2() -> u64 {
     let v: u64;
@@ -195,5 +206,183 @@ pub unsafe fn restore_fpu(area: *const u8, xcr0: u64) {
     } else {
         // SAFETY: as for this function.
         unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) };
+    }
+}
+
+/// IA32_KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK and TSC_AUX.
+pub mod msr {
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub const STAR: u32 = 0xc000_0081;
+    pub const LSTAR: u32 = 0xc000_0082;
+    pub const CSTAR: u32 = 0xc000_0083;
+    pub const SFMASK: u32 = 0xc000_0084;
+    pub const TSC_AUX: u32 = 0xc000_0103;
+}
+
+/// Whether `v` is a canonical 48-bit address.
+pub fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
+/// The initial value of DR6 (every reserved bit set, no condition).
+pub const DR6_INIT: u64 = 0xffff_0ff0;
+
+/// A vCPU's register state that the VMCS does not hold and the hypervisor never uses
+/// itself: CR2, DR0-DR3, DR6, and the MSRs of SYSCALL/SWAPGS/RDTSCP. It lives in the
+/// CPU while the vCPU is loaded on a pCPU ([`LazyState::load`]) and in memory while
+/// it is not ([`LazyState::save`]), so a guest reads and changes only its own.
+///
+/// Every value is valid for its register (the setters check, the rest comes from the
+/// CPU), which is what makes loading it safe.
+#[derive(Clone, Copy, Debug)]
+pub struct LazyState {
+    cr2: u64,
+    dr: [u64; 4],
+    dr6: u64,
+    kernel_gs_base: u64,
+    star: u64,
+    lstar: u64,
+    cstar: u64,
+    sfmask: u64,
+    tsc_aux: u64,
+}
+
+impl Default for LazyState {
+    fn default() -> Self {
+        LazyState {
+            cr2: 0,
+            dr: [0; 4],
+            dr6: DR6_INIT,
+            kernel_gs_base: 0,
+            star: 0,
+            lstar: 0,
+            cstar: 0,
+            sfmask: 0,
+            tsc_aux: 0,
+        }
+    }
+}
+
+/// Whether the CPU has RDTSCP (and so IA32_TSC_AUX); asked once (CPUID may exit to an
+/// outer hypervisor).
+fn has_rdtscp() -> bool {
+    static RDTSCP: spin::Once<bool> = spin::Once::new();
+    *RDTSCP.call_once(|| {
+        cpuid(0x8000_0000, 0).eax >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & (1 << 27) != 0
+    })
+}
+
+impl LazyState {
+    /// The value of one of the [`msr`] registers as the guest last wrote it (for
+    /// KERNEL_GS_BASE, which SWAPGS changes without an exit, read the CPU while the
+    /// vCPU is loaded: [`LazyState::live_kernel_gs_base`]).
+    pub fn msr(&self, index: u32) -> Option<u64> {
+        Some(match index {
+            msr::KERNEL_GS_BASE => self.kernel_gs_base,
+            msr::STAR => self.star,
+            msr::LSTAR => self.lstar,
+            msr::CSTAR => self.cstar,
+            msr::SFMASK => self.sfmask,
+            msr::TSC_AUX => self.tsc_aux,
+            _ => return None,
+        })
+    }
+
+    /// Sets one of the [`msr`] registers, in memory and, if `loaded`, in the CPU.
+    /// `false` (nothing changed) for a value the register refuses: a non-canonical
+    /// address, reserved bits of SFMASK or TSC_AUX, or TSC_AUX without RDTSCP.
+    pub fn set_msr(&mut self, index: u32, value: u64, loaded: bool) -> bool {
+        let ok = match index {
+            msr::KERNEL_GS_BASE | msr::LSTAR | msr::CSTAR => canonical(value),
+            msr::STAR => true,
+            msr::SFMASK => value >> 32 == 0,
+            msr::TSC_AUX => value >> 32 == 0 && has_rdtscp(),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        let slot = match index {
+            msr::KERNEL_GS_BASE => &mut self.kernel_gs_base,
+            msr::STAR => &mut self.star,
+            msr::LSTAR => &mut self.lstar,
+            msr::CSTAR => &mut self.cstar,
+            msr::SFMASK => &mut self.sfmask,
+            _ => &mut self.tsc_aux,
+        };
+        *slot = value;
+        if loaded {
+            // SAFETY: the MSR exists (TSC_AUX only with RDTSCP, checked above) and the
+            // value passed its checks; the hypervisor does not use these registers.
+            unsafe { wrmsr(index, value) };
+        }
+        true
+    }
+
+    /// KERNEL_GS_BASE as the CPU holds it now (the guest's, while it is loaded).
+    pub fn live_kernel_gs_base() -> u64 {
+        // SAFETY: the MSR exists on every x86_64 CPU.
+        unsafe { rdmsr(msr::KERNEL_GS_BASE) }
+    }
+
+    /// Puts this state into the CPU (when a vCPU is loaded on this pCPU).
+    pub fn load(&self) {
+        // SAFETY: every value is valid for its register (see the type); the hypervisor
+        // uses none of them (no SYSCALL, SWAPGS, RDTSCP, breakpoints or page faults of
+        // its own that it recovers from).
+        unsafe {
+            asm!(
+                "mov cr2, {cr2}",
+                "mov dr0, {d0}",
+                "mov dr1, {d1}",
+                "mov dr2, {d2}",
+                "mov dr3, {d3}",
+                "mov dr6, {d6}",
+                cr2 = in(reg) self.cr2,
+                d0 = in(reg) self.dr[0],
+                d1 = in(reg) self.dr[1],
+                d2 = in(reg) self.dr[2],
+                d3 = in(reg) self.dr[3],
+                d6 = in(reg) self.dr6,
+                options(nostack, preserves_flags)
+            );
+            wrmsr(msr::KERNEL_GS_BASE, self.kernel_gs_base);
+            wrmsr(msr::STAR, self.star);
+            wrmsr(msr::LSTAR, self.lstar);
+            wrmsr(msr::CSTAR, self.cstar);
+            wrmsr(msr::SFMASK, self.sfmask);
+            if has_rdtscp() {
+                wrmsr(msr::TSC_AUX, self.tsc_aux);
+            }
+        }
+    }
+
+    /// Takes the state the guest left in the CPU back into memory (when its vCPU
+    /// leaves this pCPU): what it can change without an exit (CR2, the debug
+    /// registers, KERNEL_GS_BASE through SWAPGS).
+    pub fn save(&mut self) {
+        let (cr2, d0, d1, d2, d3, d6): (u64, u64, u64, u64, u64, u64);
+        // SAFETY: reading control and debug registers has no side effects.
+        unsafe {
+            asm!(
+                "mov {cr2}, cr2",
+                "mov {d0}, dr0",
+                "mov {d1}, dr1",
+                "mov {d2}, dr2",
+                "mov {d3}, dr3",
+                "mov {d6}, dr6",
+                cr2 = out(reg) cr2,
+                d0 = out(reg) d0,
+                d1 = out(reg) d1,
+                d2 = out(reg) d2,
+                d3 = out(reg) d3,
+                d6 = out(reg) d6,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+        self.cr2 = cr2;
+        self.dr = [d0, d1, d2, d3];
+        self.dr6 = d6;
+        self.kernel_gs_base = Self::live_kernel_gs_base();
     }
 }

@@ -49,7 +49,8 @@ oxen_trampoline_start:
     or $0x900, %eax                         # LME | NXE
     wrmsr
     mov %cr0, %eax
-    or $0x80010001, %eax                    # PG | WP | PE
+    and $0x9fffffff, %eax                   # caches on: clear CD and NW (set at INIT)
+    or $0x80010021, %eax                    # PG | WP | NE | PE, as on the BSP
     mov %eax, %cr0
     ljmpl *(oxen_trampoline_farptr - oxen_trampoline_start)
     .code64

@@ -6,10 +6,10 @@ use alloc::format;
 use alloc::string::String;
 
 use oxen_core::cpuid::{self, Regs};
-use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, reason};
+use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, inject, reason};
 use oxen_core::vmx::ctl;
 
-use super::vcpu::{CR4_HOST_OWNED, Vcpu};
+use super::vcpu::{CR4_HOST_OWNED, Vcpu, guest_cr0};
 use super::{DomainState, hypercall};
 use crate::arch::cpu;
 use crate::vmx::vmcs;
@@ -45,6 +45,7 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
             ),
         );
     }
+    redeliver_interrupted_event();
     match basic {
         reason::EXTERNAL_INTERRUPT => {
             // The interrupt is still pending at the local APIC: take it through the IDT.
@@ -65,6 +66,16 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
         reason::HLT => {
             vcpu.skip_instruction();
             Next::Block
+        }
+        reason::RDPMC => {
+            // No performance counters are offered (CPUID leaf 0xA is empty): #GP, as Xen.
+            vcpu.inject_gp();
+            Next::Resume
+        }
+        reason::MONITOR | reason::MWAIT => {
+            // CPUID hides MONITOR/MWAIT: #UD, as Xen.
+            vcpu.inject_ud();
+            Next::Resume
         }
         reason::INVD | reason::WBINVD => {
             // Caches are coherent for guests; nothing to write back on their behalf.
@@ -122,6 +133,30 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
                 vmcs::read(field::EXIT_QUALIFICATION)
             ),
         ),
+    }
+}
+
+/// If this exit interrupted the delivery of an event through the guest's IDT (an EPT
+/// violation on the guest's stack, an interrupt during an injection), sets the same
+/// event up for the next entry so that it is not lost, as the SDM prescribes (Vol. 3,
+/// 28.2.4). An exit handler that injects something of its own overwrites it; the exits
+/// that can interrupt a delivery are not instructions and inject nothing.
+fn redeliver_interrupted_event() {
+    let Some(info) = inject::redeliver(vmcs::read(field::IDT_VECTORING_INFO) as u32) else {
+        return;
+    };
+    vmcs::write(field::ENTRY_INTERRUPTION_INFO, u64::from(info));
+    if inject::has_error_code(info) {
+        vmcs::write(
+            field::ENTRY_EXCEPTION_ERROR_CODE,
+            vmcs::read(field::IDT_VECTORING_ERROR_CODE),
+        );
+    }
+    if inject::needs_length(info) {
+        vmcs::write(
+            field::ENTRY_INSTRUCTION_LENGTH,
+            vmcs::read(field::EXIT_INSTRUCTION_LENGTH),
+        );
     }
 }
 
@@ -230,7 +265,7 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
                 return Next::Resume;
             }
             vmcs::write(field::CR0_READ_SHADOW, value);
-            vmcs::write(field::GUEST_CR0, value | (1 << 5));
+            vmcs::write(field::GUEST_CR0, guest_cr0(value));
             update_long_mode(value);
         }
         CrAccess::MovTo { cr: 4, gpr: g } => {
@@ -242,6 +277,20 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
             }
             vmcs::write(field::CR4_READ_SHADOW, value);
             vmcs::write(field::GUEST_CR4, value | CR4_HOST_OWNED);
+        }
+        CrAccess::MovTo { cr: 8, gpr: g } => {
+            // The guest's task priority is its own (CR8 exits both ways); the
+            // physical local APIC's TPR is never touched. Bits 63:4 are reserved.
+            let value = gpr(vcpu, g);
+            if value > 15 {
+                vcpu.inject_gp();
+                return Next::Resume;
+            }
+            vcpu.tpr = value as u8;
+        }
+        CrAccess::MovFrom { cr: 8, gpr: g } => {
+            let v = u64::from(vcpu.tpr);
+            set_gpr(vcpu, g, v);
         }
         CrAccess::MovFrom { cr: 3, gpr: g } => {
             let v = vmcs::read(field::GUEST_CR3);
@@ -326,12 +375,12 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
         MSR_PAT => Some(vmcs::read(field::GUEST_IA32_PAT)),
         MSR_FS_BASE => Some(vmcs::read(field::GUEST_FS_BASE)),
         MSR_GS_BASE => Some(vmcs::read(field::GUEST_GS_BASE)),
-        MSR_KERNEL_GS_BASE => Some(vcpu.kernel_gs_base),
+        // SWAPGS changes it without an exit: the CPU has the guest's current value.
+        MSR_KERNEL_GS_BASE => Some(cpu::LazyState::live_kernel_gs_base()),
         MSR_SYSENTER_CS => Some(vmcs::read(field::GUEST_SYSENTER_CS)),
         MSR_SYSENTER_ESP => Some(vmcs::read(field::GUEST_SYSENTER_ESP)),
         MSR_SYSENTER_EIP => Some(vmcs::read(field::GUEST_SYSENTER_EIP)),
-        MSR_STAR..=MSR_SFMASK => Some(vcpu.syscall_msrs[(msr - MSR_STAR) as usize]),
-        MSR_TSC_AUX => Some(vcpu.tsc_aux),
+        MSR_STAR..=MSR_SFMASK | MSR_TSC_AUX => vcpu.lazy.msr(msr),
         // xAPIC at the usual address, enabled; bit 8 (BSP) for vCPU 0.
         MSR_APIC_BASE => Some(0xfee0_0000 | (1 << 11) | if vcpu.id == 0 { 1 << 8 } else { 0 }),
         MSR_MISC_ENABLE => Some(1),
@@ -346,10 +395,6 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
         None => vcpu.inject_gp(),
     }
     Next::Resume
-}
-
-fn canonical(v: u64) -> bool {
-    ((v as i64) << 16 >> 16) as u64 == v
 }
 
 fn wrmsr(vcpu: &mut Vcpu) -> Next {
@@ -374,8 +419,8 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
             }
             valid
         }
-        MSR_FS_BASE | MSR_GS_BASE | MSR_KERNEL_GS_BASE | MSR_SYSENTER_ESP | MSR_SYSENTER_EIP
-            if !canonical(value) =>
+        MSR_FS_BASE | MSR_GS_BASE | MSR_SYSENTER_ESP | MSR_SYSENTER_EIP
+            if !cpu::canonical(value) =>
         {
             false
         }
@@ -385,10 +430,6 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
         }
         MSR_GS_BASE => {
             vmcs::write(field::GUEST_GS_BASE, value);
-            true
-        }
-        MSR_KERNEL_GS_BASE => {
-            vcpu.kernel_gs_base = value;
             true
         }
         MSR_SYSENTER_CS => {
@@ -403,13 +444,9 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
             vmcs::write(field::GUEST_SYSENTER_EIP, value);
             true
         }
-        MSR_STAR..=MSR_SFMASK => {
-            vcpu.syscall_msrs[(msr - MSR_STAR) as usize] = value;
-            true
-        }
-        MSR_TSC_AUX => {
-            vcpu.tsc_aux = value & 0xffff_ffff;
-            true
+        // Loaded in the CPU while the vCPU runs (SYSCALL, SWAPGS and RDTSCP use them).
+        MSR_KERNEL_GS_BASE | MSR_STAR..=MSR_SFMASK | MSR_TSC_AUX => {
+            vcpu.lazy.set_msr(msr, value, true)
         }
         MSR_HYPERCALL => hypercall::install_page(vcpu, value),
         // Writes to the APIC base and MISC_ENABLE are ignored.
@@ -429,15 +466,12 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
 fn xsetbv(vcpu: &mut Vcpu) -> Next {
     let index = vcpu.regs.rcx as u32;
     let value = (vcpu.regs.rdx << 32) | (vcpu.regs.rax & 0xffff_ffff);
-    let leaf = cpu::cpuid(0xd, 0);
-    let supported = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
+    // The components whose state oxen keeps per vCPU (x87, SSE, AVX, AVX-512 that the
+    // host has: `fpu_mask` is already limited to CPUID leaf 0xD).
     let ok = index == 0
-        && value & 1 != 0
-        && value & !supported == 0
-        // Components whose state oxen keeps per vCPU (x87, SSE, AVX, AVX-512).
-        && value & !cpu::fpu_mask() == 0
-        && (value & 4 == 0 || value & 2 != 0)
-        && vmcs::read(field::GUEST_CR4) & (1 << 18) != 0;
+        && cpuid::xcr0_valid(value, cpu::fpu_mask())
+        && vmcs::read(field::GUEST_CR4) & (1 << 18) != 0
+        && vcpu.cpl() == 0;
     if !ok {
         vcpu.inject_gp();
         return Next::Resume;

@@ -15,8 +15,16 @@ use crate::mm::frames;
 use crate::vmx::entry::GuestRegs;
 use crate::vmx::vmcs;
 
-/// CR0 bits the host owns: PG (to track long mode) and NE (forced on by VMX).
-pub const CR0_HOST_OWNED: u64 = (1 << 31) | (1 << 5);
+/// CR0 bits the host owns: PG (to track long mode), NE (forced on by VMX), and CD and
+/// NW, which VM entries and exits never change (Intel SDM Vol. 3, 28.3.2.1 and 29.5.1):
+/// a guest's would be the pCPU's own, for the hypervisor and every other guest. The
+/// guest reads what it wrote; caches stay on (guest memory is coherent write-back RAM).
+pub const CR0_HOST_OWNED: u64 = (1 << 31) | (1 << 30) | (1 << 29) | (1 << 5);
+
+/// The CR0 a guest runs with when it asked for `cr0`: NE on, CD and NW off.
+pub fn guest_cr0(cr0: u64) -> u64 {
+    (cr0 | (1 << 5)) & !((1 << 30) | (1 << 29))
+}
 /// CR4 bits the host owns: VMXE (forced on by VMX, hidden from the guest).
 pub const CR4_HOST_OWNED: u64 = 1 << 13;
 
@@ -67,10 +75,11 @@ pub struct Vcpu {
     /// Physical address of the 4 KiB save area of its FPU/SIMD state while it is not
     /// loaded (the hypervisor itself never touches that state).
     fpu: u64,
-    /// MSRs oxen keeps for the guest without giving them to the hardware.
-    pub tsc_aux: u64,
-    pub kernel_gs_base: u64,
-    pub syscall_msrs: [u64; 4],
+    /// CR2, the debug registers and the SYSCALL/SWAPGS/RDTSCP MSRs: in the CPU while
+    /// the vCPU is loaded, here while it is not.
+    pub lazy: cpu::LazyState,
+    /// The task priority the guest set with MOV to CR8 (its own, never the APIC's).
+    pub tpr: u8,
     /// Exits and hypercalls handled, for the final report.
     pub exits: u64,
     pub hypercalls: u64,
@@ -107,9 +116,8 @@ impl Vcpu {
             last_cpu: usize::MAX,
             regs: GuestRegs::default(),
             xcr0: 1,
-            tsc_aux: 0,
-            kernel_gs_base: 0,
-            syscall_msrs: [0; 4],
+            lazy: cpu::LazyState::default(),
+            tpr: 0,
             exits: 0,
             hypercalls: 0,
         })
@@ -161,6 +169,7 @@ impl Vcpu {
         // SAFETY: the area is this vCPU's own page, holding its last saved state or the
         // initial one; `xcr0` was validated when the guest set it.
         unsafe { cpu::restore_fpu(paging::phys_to_virt(self.fpu).as_ptr(), self.xcr0) };
+        self.lazy.load();
         true
     }
 
@@ -171,6 +180,7 @@ impl Vcpu {
             vmcs::clear(self.vmcs);
             // SAFETY: the area is this vCPU's own page; its state is the CPU's now.
             unsafe { cpu::save_fpu(paging::phys_to_virt(self.fpu).as_mut_ptr()) };
+            self.lazy.save();
         }
         self.launched = false;
     }
@@ -221,7 +231,7 @@ impl Vcpu {
             ..GuestRegs::default()
         };
         vmcs::write(CR0_READ_SHADOW, st.cr0);
-        vmcs::write(GUEST_CR0, st.cr0 | (1 << 5));
+        vmcs::write(GUEST_CR0, guest_cr0(st.cr0));
         vmcs::write(CR4_READ_SHADOW, st.cr4);
         vmcs::write(GUEST_CR4, st.cr4 | CR4_HOST_OWNED);
         vmcs::write(GUEST_CR3, st.cr3);
