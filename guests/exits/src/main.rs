@@ -27,6 +27,10 @@ const UD: u8 = 6;
 
 const IA32_PAT: u32 = 0x277;
 const IA32_TSC_AUX: u32 = 0xc000_0103;
+const IA32_GS_BASE: u32 = 0xc000_0101;
+const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const IA32_LSTAR: u32 = 0xc000_0082;
+const IA32_SFMASK: u32 = 0xc000_0084;
 const UNKNOWN_MSR: u32 = 0x1234_5678;
 const UNHANDLED_PORT: u16 = 0x1234;
 
@@ -40,6 +44,7 @@ fn main(_info: &StartInfo) {
     xcr0();
     caches();
     control_registers();
+    own_state();
     hypercalls();
     println!("exits: PASS ({} checks)", CHECKS.load(Ordering::Relaxed));
 }
@@ -201,7 +206,16 @@ fn xcr0() {
     // SAFETY: XCR0 bit 0 must be set: this write must #GP, which is caught.
     let v = expect_fault(|| unsafe { xsetbv(0, 0) });
     check!(v == Some(GP), "XSETBV XCR0=0 gave {v:?}, want #GP");
-    println!("exits: XSETBV/XGETBV ok (XCR0=1, XCR0=0 raises #GP)");
+    // Combinations the SDM forbids must be the guest's #GP, never reach the CPU (where
+    // they would fault in the hypervisor): AVX without SSE, the AVX-512 opmask state
+    // without the ZMM states.
+    for bad in [0x5u64, 0x27, 0x67] {
+        // SAFETY: the write must #GP (caught); XCR0 stays 1.
+        let v = expect_fault(|| unsafe { xsetbv(0, bad) });
+        check!(v == Some(GP), "XSETBV XCR0={bad:#x} gave {v:?}, want #GP");
+    }
+    check!(xgetbv(0) == 1, "XCR0 changed by refused writes");
+    println!("exits: XSETBV/XGETBV ok (XCR0=1; 0, 0x5, 0x27 and 0x67 raise #GP)");
 }
 
 fn caches() {
@@ -247,6 +261,119 @@ fn control_registers() {
     }
     check!(v == Some(GP), "setting CR4.VMXE gave {v:?}, want #GP");
     println!("exits: MOV CR0/CR3/CR4 ok (cr0={cr0:#x} cr3={cr3:#x} cr4={cr4:#x})");
+}
+
+/// State that is the vCPU's own although the CPU would share it between guests: CR8,
+/// DR7, KERNEL_GS_BASE (through SWAPGS), TSC_AUX (through RDTSCP), the SYSCALL MSRs'
+/// checks, CR0.CD; and instructions a guest must not reach the hardware with (RDPMC,
+/// MONITOR, MWAIT).
+fn own_state() {
+    // CR8: the guest's own task priority. With the physical TPR at 15 the pCPU's timer
+    // could not interrupt any more, and HLT would never return.
+    // SAFETY: CR8 only gates interrupt delivery; the guest takes none here.
+    unsafe { asm!("mov cr8, {}", in(reg) 15u64, options(nomem, nostack)) };
+    let tpr: u64;
+    // SAFETY: reading CR8 has no side effects.
+    unsafe { asm!("mov {}, cr8", out(reg) tpr, options(nomem, nostack)) };
+    check!(tpr == 15, "CR8 read back {tpr}, wrote 15");
+    // SAFETY: HLT with IF clear; the hypervisor resumes us after its next tick.
+    unsafe { asm!("hlt", options(nomem, nostack)) };
+    // SAFETY: bits 63:4 of CR8 are reserved: #GP, caught.
+    let v = expect_fault(|| unsafe { asm!("mov cr8, {}", in(reg) 16u64, options(nomem, nostack)) });
+    check!(v == Some(GP), "MOV CR8=16 gave {v:?}, want #GP");
+    // SAFETY: back to priority 0.
+    unsafe { asm!("mov cr8, {}", in(reg) 0u64, options(nomem, nostack)) };
+    println!("exits: CR8 is the guest's own (15 read back, HLT still wakes, 16 raises #GP)");
+
+    // DR7 with breakpoint conditions but no enable bit: kept across exits and a sleep.
+    let dr7 = 0x00f0_0400u64;
+    // SAFETY: no L/G enable bit is set, so no breakpoint can fire.
+    unsafe { asm!("mov dr7, {}", in(reg) dr7, options(nomem, nostack)) };
+    let _ = arch::cpuid(0, 0);
+    let _ = hypercall::sched_yield();
+    let back: u64;
+    // SAFETY: reading DR7 has no side effects.
+    unsafe { asm!("mov {}, dr7", out(reg) back, options(nomem, nostack)) };
+    check!(
+        back == dr7,
+        "DR7 read back {back:#x} after exits, wrote {dr7:#x}"
+    );
+    // SAFETY: back to the reset value.
+    unsafe { asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack)) };
+
+    // KERNEL_GS_BASE through SWAPGS.
+    let kgs = 0x0000_1234_5678_9000u64;
+    // SAFETY: a canonical value; nothing here uses GS.
+    unsafe { arch::wrmsr(IA32_KERNEL_GS_BASE, kgs) };
+    // SAFETY: SWAPGS twice restores both bases; nothing uses GS in between.
+    let gs = unsafe {
+        asm!("swapgs", options(nomem, nostack));
+        let v = arch::rdmsr(IA32_GS_BASE);
+        asm!("swapgs", options(nomem, nostack));
+        v
+    };
+    check!(
+        gs == kgs,
+        "SWAPGS brought GS base {gs:#x}, KERNEL_GS_BASE was {kgs:#x}"
+    );
+    // SAFETY: a non-canonical address must #GP (caught).
+    let w = unsafe { arch::try_wrmsr(IA32_KERNEL_GS_BASE, 1 << 63) };
+    check!(w == Err(GP), "non-canonical KERNEL_GS_BASE gave {w:?}");
+    // SAFETY: as above, for LSTAR and SFMASK's reserved upper half.
+    let w = unsafe { arch::try_wrmsr(IA32_LSTAR, 0x0000_8000_0000_0000) };
+    check!(w == Err(GP), "non-canonical LSTAR gave {w:?}");
+    // SAFETY: as above.
+    let w = unsafe { arch::try_wrmsr(IA32_SFMASK, 1 << 32) };
+    check!(w == Err(GP), "SFMASK with bit 32 gave {w:?}");
+    println!("exits: KERNEL_GS_BASE reaches SWAPGS; bad SYSCALL MSR values raise #GP");
+
+    if arch::cpuid(0x8000_0001, 0).edx & (1 << 27) != 0 {
+        // SAFETY: TSC_AUX only feeds RDTSCP.
+        unsafe { arch::wrmsr(IA32_TSC_AUX, 0x0bad_cafe) };
+        let mut aux = 0u32;
+        // SAFETY: RDTSCP is offered (CPUID); a fault is caught.
+        let v = expect_fault(|| unsafe {
+            asm!("rdtscp", out("eax") _, out("edx") _, out("ecx") aux, options(nomem, nostack))
+        });
+        check!(v.is_none(), "RDTSCP raised {v:?} although CPUID offers it");
+        check!(
+            aux == 0x0bad_cafe,
+            "RDTSCP gave TSC_AUX {aux:#x}, wrote 0xbadcafe"
+        );
+        // SAFETY: bits 63:32 are reserved: #GP, caught.
+        let w = unsafe { arch::try_wrmsr(IA32_TSC_AUX, 1 << 32) };
+        check!(w == Err(GP), "TSC_AUX with bit 32 gave {w:?}");
+        println!("exits: TSC_AUX reaches RDTSCP");
+    }
+
+    // CR0.CD is the guest's to read back; it never reaches the pCPU.
+    let cr0 = arch::read_cr0();
+    // SAFETY: a guest with CD set only loses caching (which oxen does not pass on).
+    unsafe { arch::write_cr0(cr0 | (1 << 30)) };
+    check!(
+        arch::read_cr0() & (1 << 30) != 0,
+        "CR0.CD did not read back"
+    );
+    // SAFETY: restores the original value.
+    unsafe { arch::write_cr0(cr0) };
+    check!(arch::read_cr0() == cr0, "CR0 restore after CD");
+
+    // SAFETY: each raises an exception (caught): no PMU, no MONITOR/MWAIT.
+    let v = expect_fault(|| unsafe {
+        asm!("rdpmc", in("ecx") 0u32, out("eax") _, out("edx") _, options(nomem, nostack))
+    });
+    check!(v == Some(GP), "RDPMC gave {v:?}, want #GP");
+    // SAFETY: as above.
+    let v = expect_fault(|| unsafe {
+        asm!("monitor", in("rax") 0x10_0000u64, in("ecx") 0u32, in("edx") 0u32, options(nomem, nostack))
+    });
+    check!(v == Some(UD), "MONITOR gave {v:?}, want #UD");
+    // SAFETY: as above.
+    let v = expect_fault(|| unsafe {
+        asm!("mwait", in("eax") 0u32, in("ecx") 0u32, options(nomem, nostack))
+    });
+    check!(v == Some(UD), "MWAIT gave {v:?}, want #UD");
+    println!("exits: DR7 kept; CR0.CD virtual; RDPMC #GP, MONITOR/MWAIT #UD");
 }
 
 fn hypercalls() {
