@@ -31,6 +31,7 @@ const IA32_GS_BASE: u32 = 0xc000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const IA32_LSTAR: u32 = 0xc000_0082;
 const IA32_SFMASK: u32 = 0xc000_0084;
+const IA32_DEBUGCTL: u32 = 0x1d9;
 const UNKNOWN_MSR: u32 = 0x1234_5678;
 const UNHANDLED_PORT: u16 = 0x1234;
 
@@ -374,6 +375,34 @@ fn own_state() {
     });
     check!(v == Some(UD), "MWAIT gave {v:?}, want #UD");
     println!("exits: DR7 kept; CR0.CD virtual; RDPMC #GP, MONITOR/MWAIT #UD");
+
+    // IA32_DEBUGCTL reads 0 and takes 0 only (Xen's policy without LBR/BTS).
+    let r = arch::try_rdmsr(IA32_DEBUGCTL);
+    check!(r == Ok(0), "RDMSR DEBUGCTL gave {r:x?}, want 0");
+    // SAFETY: 0 is DEBUGCTL's reset value.
+    let w = unsafe { arch::try_wrmsr(IA32_DEBUGCTL, 0) };
+    check!(w.is_ok(), "WRMSR DEBUGCTL=0 gave {w:?}");
+    // SAFETY: LBR (bit 0) is not offered: #GP, caught.
+    let w = unsafe { arch::try_wrmsr(IA32_DEBUGCTL, 1) };
+    check!(w == Err(GP), "WRMSR DEBUGCTL=1 gave {w:?}, want #GP");
+    // Leaving 64-bit mode by clearing CR0.PG, or changing EFER.LME while paging, is
+    // #GP on hardware: the guest must get it, not a crashed or broken domain.
+    let cr0 = arch::read_cr0();
+    // SAFETY: the write must #GP (caught); if it did not, paging would be off.
+    let v = expect_fault(|| unsafe { arch::write_cr0(cr0 & !(1 << 31)) });
+    check!(
+        v == Some(GP),
+        "clearing CR0.PG in 64-bit mode gave {v:?}, want #GP"
+    );
+    // SAFETY: reading EFER has no side effects.
+    let efer = unsafe { arch::rdmsr(0xc000_0080) };
+    // SAFETY: the write must #GP (caught).
+    let w = unsafe { arch::try_wrmsr(0xc000_0080, efer & !(1 << 8)) };
+    check!(
+        w == Err(GP),
+        "clearing EFER.LME while paging gave {w:?}, want #GP"
+    );
+    println!("exits: DEBUGCTL reads 0; CR0.PG and EFER.LME stay while in 64-bit mode");
 }
 
 fn hypercalls() {

@@ -68,6 +68,17 @@ fn main(info: &StartInfo) {
         "hello: XENVER_get_features did not write submap"
     );
     println!("hello: features submap 0 = {:#010x}", fi[1]);
+    // What a PVH Linux needs to install Xen's timer and event delivery:
+    // auto_translated_physmap (2), hvm_callback_vector (8), hvm_safe_pvclock (9).
+    for bit in [2, 8, 9] {
+        assert_ne!(
+            fi[1] & (1 << bit),
+            0,
+            "hello: FAIL XENFEAT bit {bit} not reported"
+        );
+    }
+    // dom0 (11) is not for a domain like this one.
+    assert_eq!(fi[1] & (1 << 11), 0, "hello: FAIL XENFEAT_dom0 reported");
 
     println!("hello: command line: \"{}\"", info.cmdline());
     println!(

@@ -210,9 +210,35 @@ fn event_channels(me: u16) {
         xen::status(5000) == Err(-EINVAL),
         "status beyond the limit is -EINVAL",
     );
+    // As Xen: the remote domain need not exist yet; only it may ever bind the port.
+    let later = xen::alloc_unbound(999);
     check(
-        xen::alloc_unbound(999) == Err(-ESRCH),
-        "a missing remote domain is -ESRCH",
+        later.is_ok(),
+        "alloc_unbound for a domain that does not exist yet succeeds",
+    );
+    if let Ok(p) = later {
+        check(xen::close(p).is_ok(), "closing that port");
+    }
+    check(
+        xen::alloc_unbound(0x7ff5) == Err(-ESRCH),
+        "a reserved remote domain id is -ESRCH",
+    );
+    // No FIFO ABI: init_control fails with -EINVAL (Linux then keeps the 2-level ABI).
+    let control = [0u8; 16];
+    // SAFETY: EVTCHNOP_init_control (11) reads its 16-byte argument only.
+    let rc = unsafe {
+        oxen_guest_rt::hypercall(
+            oxen_guest_rt::abi::hypercall::EVENT_CHANNEL_OP,
+            11,
+            control.as_ptr() as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    check(
+        rc == -EINVAL,
+        "EVTCHNOP_init_control is -EINVAL without FIFO",
     );
 
     // SCHEDOP_poll: at once when a polled port is pending, else until the timeout.

@@ -109,6 +109,26 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
     }
 }
 
+/// Submap `index` of `XENVER_get_features` for an HVM/PVH guest: exactly the features
+/// of `public/features.h` that oxen honours. A translated guest may write its own page
+/// tables (0) and has an auto-translated physmap (2); the upcall is delivered by vector
+/// (`HVMOP_set_param(CALLBACK_IRQ)` with a vector, 8); `vcpu_time_info` is safe to use
+/// from the guest's TSC (9). Not set: the PV-only bits, PIRQs (no emulated interrupt
+/// controller routes to event channels), dom0, vNUMA (`XENMEM_get_vnumainfo`). Other
+/// submaps are empty.
+pub fn xen_features(index: u32) -> u32 {
+    use oxen_abi::xenfeat::*;
+    match index {
+        0 => {
+            (1 << WRITABLE_PAGE_TABLES)
+                | (1 << AUTO_TRANSLATED_PHYSMAP)
+                | (1 << HVM_CALLBACK_VECTOR)
+                | (1 << HVM_SAFE_PVCLOCK)
+        }
+        _ => 0,
+    }
+}
+
 /// Whether XSETBV may load `value` into XCR0, by the SDM's rules (Vol. 1, 13.3) and
 /// `allowed`, the components the host has and oxen keeps per vCPU: x87 (bit 0) always
 /// on; AVX (2) only with SSE (1); the AVX-512 states (5-7) all together and only with
@@ -244,5 +264,37 @@ mod tests {
         assert!(xcr0_valid(0x6_0007, wide));
         assert!(!xcr0_valid(0x2_0007, wide));
         assert!(!xcr0_valid(0x4_0007, wide));
+    }
+
+    #[test]
+    fn features_are_the_ones_oxen_honours() {
+        use oxen_abi::xenfeat::*;
+        let f = xen_features(0);
+        for bit in [
+            AUTO_TRANSLATED_PHYSMAP,
+            HVM_CALLBACK_VECTOR,
+            HVM_SAFE_PVCLOCK,
+        ] {
+            assert_ne!(
+                f & (1 << bit),
+                0,
+                "bit {bit}: Linux needs it for its PVH path"
+            );
+        }
+        for bit in [
+            WRITABLE_DESCRIPTOR_TABLES,
+            SUPERVISOR_MODE_KERNEL,
+            PAE_PGDIR_ABOVE_4GB,
+            MMU_PT_UPDATE_PRESERVE_AD,
+            HIGHMEM_ASSIST,
+            GNTTAB_MAP_AVAIL_BITS,
+            HVM_PIRQS,
+            DOM0,
+        ] {
+            assert_eq!(f & (1 << bit), 0, "bit {bit} is not honoured");
+        }
+        assert_eq!(f, 0x305);
+        assert_eq!(xen_features(1), 0);
+        assert_eq!(xen_features(u32::MAX), 0);
     }
 }

@@ -63,8 +63,8 @@
 //!   unprivileged domain is 1023 as highest port, here the default is the full 4096.
 //! - `alloc_unbound` refuses (`-ESRCH`) a `remote_dom` that does not exist according to
 //!   the caller's [`Domains`] (and every reserved id but `DOMID_SELF`). Xen accepts any
-//!   value and the port simply can never be bound. A caller wanting Xen's behaviour
-//!   passes a `Domains` that accepts every ordinary id.
+//!   value and the port simply can never be bound. The hypervisor wants Xen's behaviour
+//!   and passes a `Domains` that accepts every ordinary id (reserved ids stay refused).
 //! - Permission checks are Xen's default (dummy XSM) policy reduced to "a domain may act
 //!   on itself; a privileged domain on any domain" ([`resolve_target`]); Xen's extra
 //!   rule for a device model acting on its target is not modelled. The check comes

@@ -293,7 +293,8 @@ fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {
                 .events
                 .ports
                 .lock()
-                .alloc_unbound(me, a.remote_dom, &existing)?;
+                // As Xen: the remote domain need not exist (yet); only it may bind.
+                .alloc_unbound(me, a.remote_dom, &|_| true)?;
             copy_to_guest(vcpu, arg, &a.to_bytes())
         }
         op::BIND_INTERDOMAIN => {
@@ -357,8 +358,10 @@ fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {
             let t = super::by_id(u32::from(target)).ok_or(-oxen_abi::errno::ESRCH)?;
             reset(&t)
         }
-        // No FIFO ABI (Linux then uses the 2-level one), no physical IRQs.
-        op::INIT_CONTROL | op::EXPAND_ARRAY | op::SET_PRIORITY | op::BIND_PIRQ => Err(-ENOSYS),
+        // No FIFO ABI: its calls fail as Xen fails them for arguments it cannot use
+        // (-EINVAL), and Linux then keeps the 2-level ABI. No physical IRQs.
+        op::INIT_CONTROL | op::EXPAND_ARRAY | op::SET_PRIORITY => Err(-EINVAL),
+        op::BIND_PIRQ => Err(-ENOSYS),
         _ => Err(-ENOSYS),
     }
 }

@@ -216,12 +216,15 @@ fn cpuid(vcpu: &mut Vcpu) -> Next {
     Next::Resume
 }
 
+/// General register `n` as an instruction of the guest's current mode reads it: the
+/// low 32 bits outside 64-bit mode (the upper half is undefined there).
 fn gpr(vcpu: &Vcpu, n: u8) -> u64 {
-    if n == 4 {
+    let v = if n == 4 {
         vmcs::read(field::GUEST_RSP)
     } else {
         vcpu.regs.get(n)
-    }
+    };
+    if vcpu.long_mode() { v } else { v & 0xffff_ffff }
 }
 
 fn set_gpr(vcpu: &mut Vcpu, n: u8, value: u64) {
@@ -257,9 +260,16 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
     match CrAccess::decode(vmcs::read(field::EXIT_QUALIFICATION)) {
         CrAccess::MovTo { cr: 0, gpr: g } => {
             let value = gpr(vcpu, g);
-            // PG without PE, or NW without CD, raise #GP as on hardware.
-            if (value & (1 << 31) != 0 && value & 1 == 0)
+            // As on hardware, #GP for: PG without PE; NW without CD; clearing PG in
+            // 64-bit mode; PG with EFER.LME but without CR4.PAE; bits 63:32 set.
+            let pg = value & (1 << 31) != 0;
+            let lme = vmcs::read(field::GUEST_IA32_EFER) & EFER_LME != 0;
+            let pae = vmcs::read(field::GUEST_CR4) & (1 << 5) != 0;
+            if (pg && value & 1 == 0)
                 || (value & (1 << 29) != 0 && value & (1 << 30) == 0)
+                || (!pg && vcpu.long_mode())
+                || (pg && lme && !pae)
+                || value >> 32 != 0
             {
                 vcpu.inject_gp();
                 return Next::Resume;
@@ -352,6 +362,7 @@ fn io(vcpu: &mut Vcpu) -> Next {
 
 const MSR_APIC_BASE: u32 = 0x1b;
 const MSR_MISC_ENABLE: u32 = 0x1a0;
+const MSR_DEBUGCTL: u32 = 0x1d9;
 const MSR_SYSENTER_CS: u32 = 0x174;
 const MSR_SYSENTER_ESP: u32 = 0x175;
 const MSR_SYSENTER_EIP: u32 = 0x176;
@@ -384,6 +395,8 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
         // xAPIC at the usual address, enabled; bit 8 (BSP) for vCPU 0.
         MSR_APIC_BASE => Some(0xfee0_0000 | (1 << 11) | if vcpu.id == 0 { 1 << 8 } else { 0 }),
         MSR_MISC_ENABLE => Some(1),
+        // No branch tracing or LBRs are offered: DEBUGCTL reads 0 (Xen's policy).
+        MSR_DEBUGCTL => Some(vmcs::read(field::GUEST_IA32_DEBUGCTL)),
         _ => None,
     };
     match value {
@@ -403,7 +416,12 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
     let ok = match msr {
         MSR_EFER => {
             // SCE, LME, NXE may be set; LMA is the hardware's to decide.
+            let efer = vmcs::read(field::GUEST_IA32_EFER);
+            let paging = vmcs::read(field::CR0_READ_SHADOW) & (1 << 31) != 0;
             if value & !(1 | EFER_LME | EFER_LMA | (1 << 11)) != 0 {
+                false
+            } else if paging && (value ^ efer) & EFER_LME != 0 {
+                // LME may not change while paging is on (SDM: #GP).
                 false
             } else {
                 let lma = vmcs::read(field::GUEST_IA32_EFER) & EFER_LMA;
@@ -449,6 +467,8 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
             vcpu.lazy.set_msr(msr, value, true)
         }
         MSR_HYPERCALL => hypercall::install_page(vcpu, value),
+        // Only 0 is accepted: none of its features is offered.
+        MSR_DEBUGCTL => value == 0,
         // Writes to the APIC base and MISC_ENABLE are ignored.
         MSR_APIC_BASE | MSR_MISC_ENABLE => true,
         _ => false,

@@ -156,8 +156,7 @@ fn version(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> i64 {
                 return e;
             }
             let index = u32::from_le_bytes(info[..4].try_into().expect("4 bytes"));
-            // Submap 0: XENFEAT_auto_translated_physmap (2).
-            let map: u32 = if index == 0 { 1 << 2 } else { 0 };
+            let map = oxen_core::cpuid::xen_features(index);
             info[4..].copy_from_slice(&map.to_le_bytes());
             match copy_to_guest(vcpu, arg, &info) {
                 Ok(()) => 0,
