@@ -248,10 +248,22 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
             shown = bytes.len();
         }
         if let Some(status) = done {
-            eprintln!(
-                "xtask: Bochs exited ({status}); its log is {}",
-                work.join("bochs.log").display()
-            );
+            let log = work.join("bochs.log");
+            // Bochs ends with status 1 and a "panic" line when the machine powers itself
+            // off through the shutdown port: that is the normal end of a run.
+            let powered_off = std::fs::read_to_string(&log)
+                .is_ok_and(|l| l.contains("Shutdown port: shutdown requested"));
+            if powered_off {
+                eprintln!(
+                    "xtask: the machine powered off; Bochs stopped (its log is {})",
+                    log.display()
+                );
+            } else {
+                eprintln!(
+                    "xtask: Bochs exited ({status}); its log is {}",
+                    log.display()
+                );
+            }
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
