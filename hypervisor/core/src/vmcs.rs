@@ -133,6 +133,7 @@ pub mod reason {
     pub const INIT: u16 = 3;
     pub const SIPI: u16 = 4;
     pub const INTERRUPT_WINDOW: u16 = 7;
+    pub const TASK_SWITCH: u16 = 9;
     pub const CPUID: u16 = 10;
     pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;
@@ -186,6 +187,7 @@ pub fn reason_name(basic: u16) -> &'static str {
         INIT => "INIT signal",
         SIPI => "SIPI",
         INTERRUPT_WINDOW => "interrupt window",
+        TASK_SWITCH => "task switch (not emulated)",
         CPUID => "CPUID",
         GETSEC => "GETSEC",
         HLT => "HLT",
