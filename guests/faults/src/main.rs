@@ -23,7 +23,9 @@ use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use oxen_guest_rt::hypercall::sched_yield;
-use oxen_guest_rt::{StartInfo, arch, println, set_gate, vcpu};
+use oxen_guest_rt::{
+    ExceptionFrame, StartInfo, arch, println, route_vector, set_exception_hook, vcpu,
+};
 
 oxen_guest_rt::entry!(main);
 
@@ -140,114 +142,12 @@ fn probe(n: u32) -> *mut Probe {
     unsafe { (&raw mut PROBES.0[n as usize]).cast() }
 }
 
-/// The frame the handler stubs build, lowest address first.
-#[repr(C)]
-struct Frame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
-}
-
-impl Frame {
-    /// The general registers in the SDM's order (RSP, 4, as the saved RSP).
-    fn regs(&self) -> [u64; 16] {
-        [
-            self.rax, self.rcx, self.rdx, self.rbx, self.rsp, self.rbp, self.rsi, self.rdi,
-            self.r8, self.r9, self.r10, self.r11, self.r12, self.r13, self.r14, self.r15,
-        ]
-    }
-}
-
-// The handler stubs: vectors without a CPU-pushed error code push 0, then the vector,
-// then every general register, and call `faults_handler` with the frame.
-global_asm!(
-    ".pushsection .text.faults_isr, \"ax\"",
-    ".macro FAULTS_ISR vector, code",
-    ".balign 16",
-    ".global faults_isr_\\vector",
-    "faults_isr_\\vector:",
-    ".if \\code == 0",
-    "push 0",
-    ".endif",
-    "push \\vector",
-    "jmp faults_isr_common",
-    ".endm",
-    "FAULTS_ISR 0, 0",
-    "FAULTS_ISR 3, 0",
-    "FAULTS_ISR 6, 0",
-    "FAULTS_ISR 13, 1",
-    "FAULTS_ISR 14, 1",
-    "FAULTS_ISR 16, 0",
-    "FAULTS_ISR 19, 0",
-    "FAULTS_ISR 129, 0",
-    "faults_isr_common:",
-    "push rax",
-    "push rbx",
-    "push rcx",
-    "push rdx",
-    "push rsi",
-    "push rdi",
-    "push rbp",
-    "push r8",
-    "push r9",
-    "push r10",
-    "push r11",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "mov rdi, rsp",
-    "cld",
-    "call {handler}",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop r11",
-    "pop r10",
-    "pop r9",
-    "pop r8",
-    "pop rbp",
-    "pop rdi",
-    "pop rsi",
-    "pop rdx",
-    "pop rcx",
-    "pop rbx",
-    "pop rax",
-    "add rsp, 16",
-    "iretq",
-    ".popsection",
-    handler = sym faults_handler,
-);
-
-unsafe extern "C" {
-    fn faults_isr_0();
-    fn faults_isr_3();
-    fn faults_isr_6();
-    fn faults_isr_13();
-    fn faults_isr_14();
-    fn faults_isr_16();
-    fn faults_isr_19();
-    fn faults_isr_129();
+/// The general registers of a frame in the SDM's order (RSP, 4, as the saved RSP).
+fn regs(f: &ExceptionFrame) -> [u64; 16] {
+    [
+        f.rax, f.rcx, f.rdx, f.rbx, f.rsp, f.rbp, f.rsi, f.rdi, f.r8, f.r9, f.r10, f.r11, f.r12,
+        f.r13, f.r14, f.r15,
+    ]
 }
 
 /// The vCPUs' probes, to recognise a frame's R15 as one.
@@ -255,7 +155,10 @@ fn is_probe(p: u64) -> bool {
     (0..MAX_VCPUS as u32).any(|n| probe(n) as u64 == p)
 }
 
-extern "C" fn faults_handler(f: &mut Frame) {
+/// The exception hook (the runtime's stubs build the frame): checks the exception
+/// against the probe in R15 and resumes past it. Anything that is not a probe's
+/// exception is described and left to the runtime, which crashes the domain.
+fn faults_handler(f: &mut ExceptionFrame) -> bool {
     if !is_probe(f.r15) {
         println!(
             "faults: FAIL unexpected exception {} at rip={:#x} err={:#x} cr2={:#x} rsp={:#x} rflags={:#x}",
@@ -274,7 +177,7 @@ extern "C" fn faults_handler(f: &mut Frame) {
             "faults:   r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}",
             f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15
         );
-        oxen_guest_rt::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_CRASH);
+        return false;
     }
     // SAFETY: R15 is one of the probes (checked above); only its vCPU uses it, and it is
     // inside its trigger, which does not touch the probe until the handler returns.
@@ -307,7 +210,7 @@ extern "C" fn faults_handler(f: &mut Frame) {
     if rip_at != (p.expect_rsp & !15) - 40 {
         bad |= why::FRAME_PLACE;
     }
-    let regs = f.regs();
+    let regs = regs(f);
     if let Some(k) = (0..16).find(|&k| k != 4 && k != 15 && regs[k] != p.regs[k]) {
         bad |= why::REGS_IN_HANDLER;
         p.wrong_reg = k as u64;
@@ -338,6 +241,7 @@ extern "C" fn faults_handler(f: &mut Frame) {
         fail(p, bad, f.vector);
     }
     f.rip = p.resume_rip;
+    true
 }
 
 fn fail(p: &mut Probe, bad: u64, vector: u64) {
@@ -682,19 +586,8 @@ fn main(info: &StartInfo) {
     if let Some(v) = info.cmdline_arg("seed").and_then(|v| v.parse().ok()) {
         SEED.store(v, Ordering::Relaxed);
     }
-    let gates: [(u8, unsafe extern "C" fn()); 8] = [
-        (0, faults_isr_0),
-        (3, faults_isr_3),
-        (6, faults_isr_6),
-        (13, faults_isr_13),
-        (14, faults_isr_14),
-        (16, faults_isr_16),
-        (19, faults_isr_19),
-        (0x81, faults_isr_129),
-    ];
-    for (v, h) in gates {
-        set_gate(v, h as *const () as u64);
-    }
+    set_exception_hook(faults_handler);
+    route_vector(0x81);
     let vcpus = vcpu::start_all(secondary).min(MAX_VCPUS as u32);
     println!(
         "faults: {vcpus} vCPU(s), {} exceptions each",

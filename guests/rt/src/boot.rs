@@ -131,7 +131,8 @@ core::arch::global_asm!(
     entry = sym crate::rt_entry,
 );
 
-// Exception stubs 0..32, each 16-byte aligned at `rt_isr_stubs + 16 * vector`. Vectors
+// Interrupt stubs for every vector, each 16-byte aligned at `rt_isr_stubs + 16 * vector`
+// (the exceptions 0..32 are installed at boot, others by `fault::route_vector`). Vectors
 // without a CPU-pushed error code push a zero so every frame has the same layout.
 core::arch::global_asm!(
     ".pushsection .text.rt_isr, \"ax\"",
@@ -139,7 +140,7 @@ core::arch::global_asm!(
     ".global rt_isr_stubs",
     "rt_isr_stubs:",
     ".set rt_vec, 0",
-    ".rept 32",
+    ".rept 256",
     ".balign 16",
     ".if (rt_vec == 8) || (rt_vec == 10) || (rt_vec == 11) || (rt_vec == 12) || (rt_vec == 13) || (rt_vec == 14) || (rt_vec == 17) || (rt_vec == 21) || (rt_vec == 29) || (rt_vec == 30)",
     ".else",

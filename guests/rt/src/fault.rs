@@ -1,12 +1,13 @@
 //! Exceptions and interrupts: the IDT, the crash report, the expected-fault escape hatch,
-//! and the entry stub of the event-channel upcall vector.
+//! a guest's own exception hook, and the entry stub of the event-channel upcall vector.
 //!
 //! The IDT has all 256 gates. Vectors 0..32 go to the exception stubs in `boot.rs`; the
 //! others are not present (an interrupt on one raises #NP, reported like any exception)
-//! until [`set_gate`] installs a handler, as `events::init` does for the upcall vector
-//! with [`upcall_entry`].
+//! until [`route_vector`] points one at its stub in `boot.rs` too, or [`set_gate`]
+//! installs a handler, as `events::init` does for the upcall vector with
+//! [`upcall_entry`].
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::boot::CODE_SELECTOR;
 
@@ -17,6 +18,27 @@ pub(crate) static RECOVER_RSP: AtomicU64 = AtomicU64::new(0);
 
 /// Unexpected exceptions being reported (a fault while reporting one halts silently).
 static DEPTH: AtomicU32 = AtomicU32::new(0);
+
+/// The guest's own handler ([`set_exception_hook`]) as a function address (0: none).
+static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// A guest's own handler for the vectors that reach the runtime's stubs: it may change
+/// the frame (registers, RIP) and returns whether it handled the event; `false` lets
+/// the runtime report it and crash the domain.
+pub type ExceptionHook = fn(&mut ExceptionFrame) -> bool;
+
+/// Installs `hook`, consulted for every exception (and every vector routed with
+/// [`route_vector`]) before the runtime's report, after [`expect_fault`]'s escape.
+pub fn set_exception_hook(hook: ExceptionHook) {
+    HOOK.store(hook as usize, Ordering::SeqCst);
+}
+
+fn hook() -> Option<ExceptionHook> {
+    let f = HOOK.load(Ordering::SeqCst);
+    // SAFETY: a non-zero value was stored by `set_exception_hook` from an
+    // `ExceptionHook`, so it is the address of a function of that type.
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, ExceptionHook>(f) })
+}
 
 /// What the stubs push, lowest address first.
 #[repr(C)]
@@ -58,6 +80,9 @@ pub(crate) extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
         frame.rip = recover;
         frame.rsp = RECOVER_RSP.load(Ordering::SeqCst);
         frame.rax = 0x100 | frame.vector;
+        return;
+    }
+    if hook().is_some_and(|h| h(frame)) {
         return;
     }
     if DEPTH.fetch_add(1, Ordering::SeqCst) > 0 {
@@ -108,6 +133,14 @@ pub(crate) fn init_idt() {
         set_gate(v, base + 16 * u64::from(v));
     }
     load_idt();
+}
+
+/// Points gate `vector` (32 and up: an interrupt, e.g. for `INT n`) at the runtime's
+/// stub for it, so that it reaches the exception hook ([`set_exception_hook`]) with the
+/// same frame as an exception (error code 0), or else the crash report.
+pub fn route_vector(vector: u8) {
+    let base = &raw const rt_isr_stubs as u64;
+    set_gate(vector, base + 16 * u64::from(vector));
 }
 
 /// Points gate `vector` at `handler` (the address of an interrupt stub that ends with

@@ -22,7 +22,9 @@ pub mod vcpu;
 pub mod xen;
 pub mod xencons;
 
-pub use fault::{expect_fault, set_gate};
+pub use fault::{
+    ExceptionFrame, ExceptionHook, expect_fault, route_vector, set_exception_hook, set_gate,
+};
 pub use hypercall::{hypercall, shutdown, vmcall};
 pub use oxen_abi as abi;
 pub use start_info::StartInfo;
