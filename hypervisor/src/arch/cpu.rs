@@ -272,12 +272,19 @@ fn has_rdtscp() -> bool {
     })
 }
 
+/// KERNEL_GS_BASE as the CPU holds it now (a guest's, while its vCPU is loaded).
+fn live_kernel_gs_base() -> u64 {
+    // SAFETY: the MSR exists on every x86_64 CPU.
+    unsafe { rdmsr(msr::KERNEL_GS_BASE) }
+}
+
 impl LazyState {
-    /// The value of one of the [`msr`] registers as the guest last wrote it (for
-    /// KERNEL_GS_BASE, which SWAPGS changes without an exit, read the CPU while the
-    /// vCPU is loaded: [`LazyState::live_kernel_gs_base`]).
-    pub fn msr(&self, index: u32) -> Option<u64> {
+    /// The guest's value of one of the [`msr`] registers (`None` for any other MSR). If
+    /// `loaded`, KERNEL_GS_BASE comes from the CPU: SWAPGS changes it there without an
+    /// exit.
+    pub fn msr(&self, index: u32, loaded: bool) -> Option<u64> {
         Some(match index {
+            msr::KERNEL_GS_BASE if loaded => live_kernel_gs_base(),
             msr::KERNEL_GS_BASE => self.kernel_gs_base,
             msr::STAR => self.star,
             msr::LSTAR => self.lstar,
@@ -289,8 +296,9 @@ impl LazyState {
     }
 
     /// Sets one of the [`msr`] registers, in memory and, if `loaded`, in the CPU.
-    /// `false` (nothing changed) for a value the register refuses: a non-canonical
-    /// address, reserved bits of SFMASK or TSC_AUX, or TSC_AUX without RDTSCP.
+    /// `false` (nothing changed) for any other MSR and for a value the register
+    /// refuses: a non-canonical address, reserved bits of SFMASK or TSC_AUX, or TSC_AUX
+    /// without RDTSCP.
     pub fn set_msr(&mut self, index: u32, value: u64, loaded: bool) -> bool {
         let ok = match index {
             msr::KERNEL_GS_BASE | msr::LSTAR | msr::CSTAR => canonical(value),
@@ -317,12 +325,6 @@ impl LazyState {
             unsafe { wrmsr(index, value) };
         }
         true
-    }
-
-    /// KERNEL_GS_BASE as the CPU holds it now (the guest's, while it is loaded).
-    pub fn live_kernel_gs_base() -> u64 {
-        // SAFETY: the MSR exists on every x86_64 CPU.
-        unsafe { rdmsr(msr::KERNEL_GS_BASE) }
     }
 
     /// Puts this state into the CPU (when a vCPU is loaded on this pCPU).
@@ -383,6 +385,6 @@ impl LazyState {
         self.cr2 = cr2;
         self.dr = [d0, d1, d2, d3];
         self.dr6 = d6;
-        self.kernel_gs_base = Self::live_kernel_gs_base();
+        self.kernel_gs_base = live_kernel_gs_base();
     }
 }

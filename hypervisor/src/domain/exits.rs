@@ -368,12 +368,8 @@ const MSR_SYSENTER_ESP: u32 = 0x175;
 const MSR_SYSENTER_EIP: u32 = 0x176;
 const MSR_PAT: u32 = 0x277;
 const MSR_EFER: u32 = 0xc000_0080;
-const MSR_STAR: u32 = 0xc000_0081;
-const MSR_SFMASK: u32 = 0xc000_0084;
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
-const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
-const MSR_TSC_AUX: u32 = 0xc000_0103;
 const MSR_HYPERCALL: u32 = oxen_abi::cpuid::HYPERCALL_MSR;
 
 /// MSR policy: a small set is virtualised (EFER, PAT, segment bases, SYSENTER and
@@ -386,18 +382,17 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
         MSR_PAT => Some(vmcs::read(field::GUEST_IA32_PAT)),
         MSR_FS_BASE => Some(vmcs::read(field::GUEST_FS_BASE)),
         MSR_GS_BASE => Some(vmcs::read(field::GUEST_GS_BASE)),
-        // SWAPGS changes it without an exit: the CPU has the guest's current value.
-        MSR_KERNEL_GS_BASE => Some(cpu::LazyState::live_kernel_gs_base()),
         MSR_SYSENTER_CS => Some(vmcs::read(field::GUEST_SYSENTER_CS)),
         MSR_SYSENTER_ESP => Some(vmcs::read(field::GUEST_SYSENTER_ESP)),
         MSR_SYSENTER_EIP => Some(vmcs::read(field::GUEST_SYSENTER_EIP)),
-        MSR_STAR..=MSR_SFMASK | MSR_TSC_AUX => vcpu.lazy.msr(msr),
         // xAPIC at the usual address, enabled; bit 8 (BSP) for vCPU 0.
         MSR_APIC_BASE => Some(0xfee0_0000 | (1 << 11) | if vcpu.id == 0 { 1 << 8 } else { 0 }),
         MSR_MISC_ENABLE => Some(1),
         // No branch tracing or LBRs are offered: DEBUGCTL reads 0 (Xen's policy).
         MSR_DEBUGCTL => Some(vmcs::read(field::GUEST_IA32_DEBUGCTL)),
-        _ => None,
+        // KERNEL_GS_BASE, the SYSCALL MSRs and TSC_AUX (the vCPU is loaded: the CPU's);
+        // any other MSR is None there.
+        _ => vcpu.lazy.msr(msr, true),
     };
     match value {
         Some(v) => {
@@ -462,16 +457,15 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
             vmcs::write(field::GUEST_SYSENTER_EIP, value);
             true
         }
-        // Loaded in the CPU while the vCPU runs (SYSCALL, SWAPGS and RDTSCP use them).
-        MSR_KERNEL_GS_BASE | MSR_STAR..=MSR_SFMASK | MSR_TSC_AUX => {
-            vcpu.lazy.set_msr(msr, value, true)
-        }
         MSR_HYPERCALL => hypercall::install_page(vcpu, value),
         // Only 0 is accepted: none of its features is offered.
         MSR_DEBUGCTL => value == 0,
         // Writes to the APIC base and MISC_ENABLE are ignored.
         MSR_APIC_BASE | MSR_MISC_ENABLE => true,
-        _ => false,
+        // KERNEL_GS_BASE, the SYSCALL MSRs and TSC_AUX, checked and loaded in the CPU
+        // while the vCPU runs (SYSCALL, SWAPGS and RDTSCP use them); any other MSR is
+        // refused there.
+        _ => vcpu.lazy.set_msr(msr, value, true),
     };
     if ok {
         vcpu.skip_instruction();

@@ -19,11 +19,11 @@ use crate::vmx::vmcs;
 /// NW, which VM entries and exits never change (Intel SDM Vol. 3, 28.3.2.1 and 29.5.1):
 /// a guest's would be the pCPU's own, for the hypervisor and every other guest. The
 /// guest reads what it wrote; caches stay on (guest memory is coherent write-back RAM).
-pub const CR0_HOST_OWNED: u64 = (1 << 31) | (1 << 30) | (1 << 29) | (1 << 5);
+pub const CR0_HOST_OWNED: u64 = (1 << 31) | cpu::CR0_CACHES_OFF | (1 << 5);
 
 /// The CR0 a guest runs with when it asked for `cr0`: NE on, CD and NW off.
 pub fn guest_cr0(cr0: u64) -> u64 {
-    (cr0 | (1 << 5)) & !((1 << 30) | (1 << 29))
+    (cr0 | (1 << 5)) & !cpu::CR0_CACHES_OFF
 }
 /// CR4 bits the host owns: VMXE (forced on by VMX, hidden from the guest).
 pub const CR4_HOST_OWNED: u64 = 1 << 13;
