@@ -78,6 +78,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-storm", "storm"),
     ("oxen-guest-pvcheck", "pvcheck"),
     ("oxen-guest-faults", "faults"),
+    ("oxen-guest-hostile", "hostile"),
+    ("oxen-guest-victim", "victim"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -271,6 +271,33 @@ const FAULTS_OK: &[&str] = &[
 ];
 const FAULTS_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "crashed", "faults: FAIL"];
 
+/// The attacks of `hostile` against `victim`s, batched into one boot (domain ids in
+/// the order of the list: the attacker of each pair comes first).
+const HOSTILE_DOMAINS: &[(&str, &str)] = &[
+    (
+        "x-teardown.cfg",
+        "name = \"x-teardown\"\nkernel = \"hostile.elf\"\nmemory = 8\nvcpus = 2\n\
+         cmdline = \"mode=teardown peer=2 port=2 after_ms=300\"\n",
+    ),
+    (
+        "v-teardown.cfg",
+        "name = \"v-teardown\"\nkernel = \"victim.elf\"\nmemory = 8\n\
+         cmdline = \"mode=teardown peer=1 for_ms=800\"\n",
+    ),
+];
+const HOSTILE_CFG: &str = "on_ready = \"poweroff\"\n\
+                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\"]\n";
+/// Every attack ran, every victim passed, every domain ended as it should.
+const HOSTILE_OK: &[&str] = &[
+    r"\[d1 x-teardown\] hostile: teardown: shutting down after \d+ binds",
+    r"\[d2 v-teardown\] victim: PASS teardown",
+    r"domain 1 \(x-teardown\): memory returned",
+    r"  domain 1 \(x-teardown\): shutdown: poweroff",
+    r"  domain 2 \(v-teardown\): shutdown: poweroff",
+    r"power: powering off",
+];
+const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "victim: FAIL"];
+
 /// Every boot scenario, in the order `test` runs them.
 pub fn all() -> Vec<Scenario> {
     let base = |name, what, platform, firmware, cpus| Scenario {
@@ -619,6 +646,28 @@ pub fn all() -> Vec<Scenario> {
                 "three 3-vCPU domains on 4 pCPUs, with hello beside them",
                 4,
                 FAULTS_CFG_HELLO,
+            )
+        },
+        Scenario {
+            domains: HOSTILE_DOMAINS,
+            expect: HOSTILE_OK,
+            forbid: HOSTILE_FORBID,
+            ..bochs_guests(
+                "hostile-up",
+                "attacks of an unprivileged guest against victims that check their own state, 1 pCPU: teardown races",
+                1,
+                HOSTILE_CFG,
+            )
+        },
+        Scenario {
+            domains: HOSTILE_DOMAINS,
+            expect: HOSTILE_OK,
+            forbid: HOSTILE_FORBID,
+            ..bochs_guests(
+                "hostile-smp2",
+                "the same attacks on 2 pCPUs, where the attacker's other vCPUs run while it is torn down",
+                2,
+                HOSTILE_CFG,
             )
         },
         Scenario {

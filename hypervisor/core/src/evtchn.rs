@@ -298,6 +298,8 @@ pub struct Ports {
     virqs: Vec<[u32; NR_VIRQS]>,
     /// Ports not free.
     open: u32,
+    /// The domain is being destroyed ([`Ports::kill`]): nothing new is ever bound here.
+    dead: bool,
 }
 
 impl Ports {
@@ -312,7 +314,22 @@ impl Ports {
             slots: alloc::vec![FREE],
             virqs: alloc::vec![[0; NR_VIRQS]; nr_vcpus as usize],
             open: 0,
+            dead: false,
         }
+    }
+
+    /// The first step of destroying the domain: from now on no port of this table can
+    /// be allocated or connected (`-ESRCH`, as for a domain that no longer exists) and
+    /// nothing is delivered to it ([`Ports::accept`] drops, [`Ports::raise_virq`] finds
+    /// nothing), so the set of peers can only shrink. The caller then closes every port
+    /// with [`reset`], which can no longer race with a new binding.
+    pub fn kill(&mut self) {
+        self.dead = true;
+    }
+
+    /// Whether [`Ports::kill`] was called.
+    pub fn is_dead(&self) -> bool {
+        self.dead
     }
 
     /// The domain this table belongs to.
@@ -408,7 +425,7 @@ impl Ports {
     /// vCPU bound, notifying it; a global VIRQ (`vcpu` ignored) to the domain's port,
     /// notifying that port's vCPU. `None` if nothing is bound.
     pub fn raise_virq(&self, virq: u32, vcpu: u32) -> Option<Event> {
-        if virq >= virq::NR_VIRQS {
+        if virq >= virq::NR_VIRQS || self.dead {
             return None;
         }
         let (port, target) = if virq_is_global(virq) {
@@ -426,6 +443,9 @@ impl Ports {
 
     /// The lowest free port, with room made for it in the table.
     fn take_free(&mut self) -> Result<u32, Error> {
+        if self.dead {
+            return Err(-ESRCH);
+        }
         if let Some(p) = self
             .slots
             .iter()
@@ -592,7 +612,7 @@ impl Ports {
     /// The receiving half of an interdomain send: the event to raise if `d` is for this
     /// domain and its port is still connected to the sender; `None` (drop it) otherwise.
     pub fn accept(&self, d: &Delivery) -> Option<Event> {
-        if d.to_dom != self.domid {
+        if d.to_dom != self.domid || self.dead {
             return None;
         }
         let slot = self.slot(d.to_port)?;
@@ -660,6 +680,9 @@ pub fn bind_interdomain(
             );
         }
         Peer::Other(r) => {
+            if r.dead {
+                return Err(-ESRCH);
+            }
             if r.domid == ldom || r.state(remote_port) != Some(wanted) {
                 return Err(-EINVAL);
             }
@@ -1486,6 +1509,45 @@ mod tests {
         // Resetting an empty table is fine.
         let mut e = Ports::new(3, 1, 8);
         assert_eq!(reset(&mut e, &mut []), Ok(()));
+    }
+
+    #[test]
+    fn a_killed_table_takes_no_new_binding_and_receives_nothing() {
+        // The race of a domain being destroyed while one of its vCPUs still binds: once
+        // killed, nothing new appears, so the reset that follows closes everything.
+        let (mut a, mut b, pa, pb) = connected_pair();
+        let listen = b.alloc_unbound(1, 0, DOMS).unwrap();
+        let Ok(SendTarget::Remote(to_b)) = a.send(pa) else {
+            panic!("interdomain send")
+        };
+        let virq_port = b.bind_virq(TIMER, 0).unwrap();
+        b.kill();
+        assert!(b.is_dead());
+        // The dying domain's own calls, and others connecting to it.
+        assert_eq!(b.alloc_unbound(1, 0, DOMS), Err(-ESRCH));
+        assert_eq!(b.bind_ipi(0), Err(-ESRCH));
+        assert_eq!(b.bind_virq(CONSOLE, 0), Err(-ESRCH));
+        assert_eq!(
+            bind_interdomain(&mut b, Peer::Other(&mut a), 5),
+            Err(-ESRCH)
+        );
+        let open = a.open_ports();
+        assert_eq!(
+            bind_interdomain(&mut a, Peer::Other(&mut b), listen),
+            Err(-ESRCH)
+        );
+        assert_eq!(a.open_ports(), open, "a refused bind leaves no port behind");
+        // Nothing is delivered to it any more.
+        assert_eq!(b.accept(&to_b), None);
+        assert_eq!(b.raise_virq(TIMER, 0), None);
+        assert_eq!(b.virq_port(TIMER, 0), Some(virq_port));
+        // The reset finds exactly the peers it had, and closes everything.
+        assert_eq!(b.peer_domains(), [0]);
+        reset(&mut b, &mut [&mut a]).unwrap();
+        assert_eq!(b.open_ports(), 0);
+        assert_eq!(a.state(pa), unbound(1));
+        assert_eq!(a.send(pa), Ok(SendTarget::Dropped));
+        let _ = pb;
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! the PV console back end oxen serves until dom0 exists.
 //!
 //! Locks: a domain's port table is its own mutex; an operation on two domains takes
-//! both in domain-id order. Bits in shared memory change with atomic instructions only,
+//! both in domain-id order. An event for another domain (a send, a VIRQ) is marked in
+//! its pages while its table's lock is held, so that once a dying domain's table is
+//! killed ([`domain_dying`]) nothing writes into its pages again. Then the scheduler's
+//! lock may be taken (to wake a vCPU), never the other way round. Bits in shared memory change with atomic instructions only,
 //! because the guest changes them concurrently.
 
 use alloc::sync::Arc;
@@ -232,8 +235,10 @@ fn notify(d: &Domain, v: u32) {
 
 /// Raises `virq` for `vcpu` of `d` if the domain bound it.
 pub fn raise_virq(d: &Domain, virq: u32, vcpu: u32) {
-    let ev = d.events.ports.lock().raise_virq(virq, vcpu);
-    if let Some(ev) = ev {
+    // Delivered under the port table's lock: a dying domain's table is killed under
+    // that lock before its pages go, so nothing writes into them afterwards.
+    let ports = d.events.ports.lock();
+    if let Some(ev) = ports.raise_virq(virq, vcpu) {
         deliver(d, ev.port, ev.vcpu);
     }
 }
@@ -373,8 +378,9 @@ pub fn send(d: &Domain, port: u32) -> Result<(), i64> {
         SendTarget::Local(ev) => deliver(d, ev.port, ev.vcpu),
         SendTarget::Remote(dl) => {
             if let Some(rd) = super::by_id(u32::from(dl.to_dom)) {
-                let ev = rd.events.ports.lock().accept(&dl);
-                if let Some(ev) = ev {
+                // Under the receiver's lock, as in `raise_virq`.
+                let ports = rd.events.ports.lock();
+                if let Some(ev) = ports.accept(&dl) {
                     deliver(&rd, ev.port, ev.vcpu);
                 }
             }
@@ -426,10 +432,16 @@ pub fn reset(d: &Arc<Domain>) -> Result<(), i64> {
     Ok(())
 }
 
-/// A dying domain: its channels close (their other ends become unbound) and the
-/// privileged domains hear of it (`VIRQ_DOM_EXC`).
+/// A dying domain, none of whose vCPUs runs any more: its table is killed (nothing new
+/// can be bound to it or delivered into it), then every channel closes (their other ends
+/// become unbound), and the privileged domains hear of it (`VIRQ_DOM_EXC`).
 pub fn domain_dying(d: &Arc<Domain>) {
-    let _ = reset(d);
+    d.events.ports.lock().kill();
+    // With the table killed its set of peers can only shrink, so this succeeds at the
+    // first try unless a peer closed in between (then the next one does).
+    while reset(d).is_err() {
+        core::hint::spin_loop();
+    }
     let others: Vec<_> = DOMAINS
         .lock()
         .iter()

@@ -34,6 +34,11 @@ pub enum Next {
 /// Handles the exit the current VMCS records.
 pub fn handle(vcpu: &mut Vcpu) -> Next {
     vcpu.exits += 1;
+    if !vcpu.domain.running() {
+        // Another vCPU ended the domain: this one stops here, whatever it was doing
+        // (a hypercall of a dying domain would create state that outlives it).
+        return Next::Finished;
+    }
     let full = vmcs::read(field::EXIT_REASON) as u32;
     let basic = (full & 0xffff) as u16;
     if full & (1 << 31) != 0 {

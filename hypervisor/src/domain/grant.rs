@@ -9,6 +9,7 @@
 //! have mapped keeps its memory until they unmap.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM, ESRCH};
@@ -217,7 +218,7 @@ pub fn grant_table_op(vcpu: &mut Vcpu, cmd: u64, uop: u64, count: u64) -> i64 {
             with(|t| t.unmap(me, &mut x, &mut Mem));
             // A finished granter may have waited for this mapping to go.
             if let Some(g) = granter.and_then(|g| super::by_id(u32::from(g))) {
-                super::sched::try_release(&g);
+                super::lifecycle::try_release(&g);
             }
         }),
         op::COPY => each!(abi::GnttabCopy, |x| {
@@ -349,14 +350,15 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
     }
 }
 
-/// A finished domain gives up the grant mappings it holds (its EPT goes with it).
-pub fn domain_dying(d: &Arc<Domain>) {
+/// A dying domain gives up the grant mappings it holds (its EPT goes with it) and can
+/// no longer be named by a map or copy. Returns the granters whose pages it had mapped
+/// (each may now be free to go).
+pub fn domain_dying(d: &Domain) -> Vec<Arc<Domain>> {
     let released = with(|t| t.domain_dying(d.id as u16, &mut Mem)).unwrap_or_default();
-    for r in released {
-        if let Some(g) = super::by_id(u32::from(r.mapping.granter)) {
-            super::sched::try_release(&g);
-        }
-    }
+    released
+        .into_iter()
+        .filter_map(|r| super::by_id(u32::from(r.mapping.granter)))
+        .collect()
 }
 
 /// Whether other domains still have pages of `d` mapped (its memory must stay).

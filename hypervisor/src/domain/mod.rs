@@ -9,6 +9,7 @@ pub mod event;
 pub mod exits;
 pub mod grant;
 pub mod hypercall;
+pub mod lifecycle;
 pub mod run;
 pub mod sched;
 pub mod vcpu;
@@ -83,6 +84,12 @@ pub struct Domain {
     /// Grant-table frames (hypervisor memory) and where each is mapped (`grant.rs`).
     pub grant_frames: Mutex<Vec<(u64, Option<u64>)>>,
     pub state: Mutex<DomainState>,
+    /// Set with the first reason it finished (`state` says which): the domain is dying.
+    dying: AtomicBool,
+    /// Its vCPUs have left the scheduler (`lifecycle::stop`).
+    pub stopped: AtomicBool,
+    /// How far its teardown has got (`lifecycle`).
+    pub teardown: Mutex<lifecycle::Teardown>,
     /// Partial output lines: `console_io` and port 0xE9.
     pub console_line: Mutex<String>,
     pub e9_line: Mutex<String>,
@@ -94,7 +101,7 @@ pub struct Domain {
     pub vcpus: spin::Once<Vec<Arc<sched::VcpuSlot>>>,
     /// Weight and cap when the domain left the scheduler (for the final accounting).
     pub final_params: Mutex<Option<(u16, u32)>>,
-    /// Set once the domain's memory and VMCSs went back to the allocator.
+    /// Set once the domain's memory went back to the allocator.
     pub released: AtomicBool,
     /// Exits and hypercalls of its vCPUs, added up when they are released.
     pub exits: AtomicU64,
@@ -222,6 +229,9 @@ impl Domain {
             ),
             grant_frames: Mutex::new(Vec::new()),
             state: Mutex::new(DomainState::Running),
+            dying: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            teardown: Mutex::new(lifecycle::Teardown::Pending),
             console_line: Mutex::new(String::new()),
             e9_line: Mutex::new(String::new()),
             sched,
@@ -295,9 +305,9 @@ impl Domain {
         true
     }
 
-    /// Whether the domain is still running.
+    /// Whether the domain is still running (not dying).
     pub fn running(&self) -> bool {
-        !self.state.lock().is_done()
+        !self.dying.load(Ordering::Acquire)
     }
 
     /// Ends the domain (first reason wins) and logs it.
@@ -313,6 +323,7 @@ impl Domain {
             other => log::info!("domain {} ({}) {other}", self.id, self.name),
         }
         *s = state;
+        self.dying.store(true, Ordering::Release);
     }
 
     /// vCPU `n`, if the domain has it.

@@ -294,7 +294,7 @@ impl Pcpu {
         if !vcpu.domain.running() {
             let domain = vcpu.domain.clone();
             next.put(vcpu);
-            glue::try_release(&domain);
+            super::lifecycle::try_release(&domain);
             return;
         }
         let (controls, revision) = SETUP.get().expect("set before any vCPU runs");
@@ -327,7 +327,7 @@ impl Pcpu {
         let domain = vcpu.domain.clone();
         slot.put(vcpu);
         if !domain.running() {
-            glue::try_release(&domain);
+            super::lifecycle::try_release(&domain);
         }
     }
 
@@ -487,7 +487,7 @@ impl Pcpu {
                 }
                 Next::Finished => {
                     let domain = c.vcpu.domain.clone();
-                    glue::domain_finished(&domain);
+                    super::lifecycle::stop(&domain);
                     // Our own vCPU goes back now; the domain is released once every
                     // pCPU has let go of it.
                     percpu::this().need_resched.store(true, Ordering::Release);
@@ -526,7 +526,7 @@ impl Pcpu {
                 .collect();
             for d in running {
                 d.finish(DomainState::Destroyed("run time limit"));
-                glue::domain_finished(&d);
+                super::lifecycle::stop(&d);
             }
         }
     }
@@ -543,7 +543,7 @@ fn exits_crash_unloaded(slot: &VcpuSlot, vcpu: Box<Vcpu>, why: &str) {
     );
     domain.finish(DomainState::Crashed(format!("vcpu{} {why}", slot.index)));
     slot.put(vcpu);
-    glue::domain_finished(&domain);
+    super::lifecycle::stop(&domain);
 }
 
 /// Run time per domain so far (ns), summed over its vCPUs.

@@ -310,11 +310,9 @@ pub fn fire_timers(cpu: usize, now: u64) {
 
 // ------------------------------------------------------------------ domain teardown
 
-/// Takes a finished domain's vCPUs out of scheduling (kicking the pCPUs that run them)
-/// and releases it if no pCPU holds any of them.
-pub fn domain_finished(d: &Arc<Domain>) {
-    super::event::domain_dying(d);
-    super::grant::domain_dying(d);
+/// Takes a finished domain's vCPUs out of scheduling, keeping their accounting, and
+/// stops their timers; returns the pCPUs that ran them (to kick).
+pub fn remove_domain(d: &Domain) -> u64 {
     let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
     let kicks = with(|s| {
         let now = crate::arch::time::now();
@@ -329,11 +327,10 @@ pub fn domain_finished(d: &Arc<Domain>) {
         }
         s.remove_domain(d.sched, now).unwrap_or(0)
     });
-    for slot in d.vcpus.get().into_iter().flatten() {
+    for slot in slots {
         stop_timer(slot);
     }
-    kick(kicks);
-    try_release(d);
+    kicks
 }
 
 /// A vCPU's accounting: live, or as it was when its domain finished.
@@ -352,43 +349,23 @@ pub fn domain_params(s: &Scheduler, d: &Domain) -> (u16, u32) {
         .unwrap_or((0, 0))
 }
 
-/// Gives a finished domain's memory and VMCSs back once no pCPU holds its vCPUs.
-pub fn try_release(d: &Domain) {
-    if d.running() || d.released.load(Ordering::Acquire) {
-        return;
-    }
-    // Other domains still map its pages: its memory stays until they unmap.
-    if super::grant::pinned_by_others(d) {
-        return;
-    }
-    let slots = d.vcpus.get().map(Vec::as_slice).unwrap_or(&[]);
-    // Lock every slot (in order) so none can be taken while we look and release.
+/// Takes every vCPU of `slots` out of its slot for good, if no pCPU holds any of them
+/// (none is running, none is in a hypercall): `None` while one is held, else the vCPUs
+/// (empty if they were retired before). A retired slot can never be taken again.
+#[allow(clippy::vec_box, reason = "the slots hold boxed vCPUs; they are released as they are")]
+pub fn retire(slots: &[Arc<VcpuSlot>]) -> Option<Vec<Box<Vcpu>>> {
+    // Lock every slot (in order) so none can be taken while we look.
     let mut guards: Vec<_> = slots.iter().map(|s| s.held.lock()).collect();
     if guards.iter().any(|g| matches!(**g, Held::Taken)) {
-        return;
+        return None;
     }
-    if d.released.swap(true, Ordering::AcqRel) {
-        return;
-    }
+    let mut out = Vec::new();
     for g in guards.iter_mut() {
         if let Held::Here(v) = core::mem::replace(&mut **g, Held::Gone) {
-            d.exits.fetch_add(v.exits, Ordering::Relaxed);
-            d.hypercalls.fetch_add(v.hypercalls, Ordering::Relaxed);
-            v.release();
+            out.push(v);
         }
     }
-    drop(guards);
-    super::grant::remove_domain(d);
-    d.release();
-    // Another domain's EPT may reuse these tables: every pCPU flushes before its next
-    // VM entry.
-    EPT_GENERATION.fetch_add(1, Ordering::AcqRel);
-    log::info!(
-        "domain {} ({}): memory returned ({} MiB)",
-        d.id,
-        d.name,
-        d.ram_size >> 20
-    );
+    Some(out)
 }
 
 /// Bumped whenever EPT tables go back to the allocator.

@@ -1,0 +1,68 @@
+//! `hostile`: an unprivileged attacker. Each mode is one attack on the hypervisor or on
+//! the domains beside it, as a guest would try it; the victims (`victim`) and the
+//! hypervisor's own lines judge the outcome, this guest only says what it did.
+//!
+//! Modes (`mode=` on the command line):
+//! - `teardown peer=<domid> port=<port> [after_ms=300]`: needs 2 vCPUs. vCPU 1 binds to
+//!   the victim's unbound port in a tight loop (a bind fails while the channel is
+//!   connected and succeeds again as soon as it is closed), while vCPU 0 shuts the
+//!   domain down after `after_ms`. A hypervisor that tears the domain's event channels
+//!   down while vCPU 1 still runs leaves the victim's port connected to a dead domain
+//!   (whose pages go back to the allocator): the victim checks that it is not.
+//!   Prints `hostile: teardown: shutting down after <n> binds` and powers off.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use oxen_guest_rt::abi::sched_op;
+use oxen_guest_rt::{StartInfo, println, shutdown, time, vcpu, xen};
+
+oxen_guest_rt::entry!(main);
+
+/// The victim's domain and port, for the secondary vCPUs.
+static PEER: AtomicU32 = AtomicU32::new(0);
+static PORT: AtomicU32 = AtomicU32::new(0);
+/// Successful binds by vCPU 1.
+static BINDS: AtomicU64 = AtomicU64::new(0);
+
+fn main(info: &StartInfo) {
+    let num = |k: &str| info.cmdline_arg(k).and_then(|v| v.parse::<u64>().ok());
+    match info.cmdline_arg("mode") {
+        Some("teardown") => {
+            let (Some(peer), Some(port)) = (num("peer"), num("port")) else {
+                panic!("hostile: teardown needs peer=<domid> port=<port>");
+            };
+            teardown(peer as u32, port as u32, num("after_ms").unwrap_or(300))
+        }
+        other => panic!("hostile: unknown mode {other:?}"),
+    }
+}
+
+/// The teardown race: see the module documentation.
+fn teardown(peer: u32, port: u32, after_ms: u64) {
+    PEER.store(peer, Ordering::Relaxed);
+    PORT.store(port, Ordering::Relaxed);
+    let n = vcpu::start_all(binder);
+    assert!(n >= 2, "hostile: teardown needs 2 vCPUs, has {n}");
+    println!(
+        "hostile: teardown: vcpu1 binds to dom {peer} port {port}; shutting down in {after_ms} ms"
+    );
+    vcpu::sleep_until(0, time::now_ns() + after_ms * 1_000_000);
+    println!(
+        "hostile: teardown: shutting down after {} binds",
+        BINDS.load(Ordering::Relaxed)
+    );
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
+}
+
+/// vCPU 1 of `teardown`: bind, bind, bind.
+extern "C" fn binder(_n: u32) -> ! {
+    let peer = PEER.load(Ordering::Relaxed) as u16;
+    let port = PORT.load(Ordering::Relaxed);
+    loop {
+        if xen::bind_interdomain(peer, port).is_ok() {
+            BINDS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
