@@ -284,9 +284,18 @@ const HOSTILE_DOMAINS: &[(&str, &str)] = &[
         "name = \"v-teardown\"\nkernel = \"victim.elf\"\nmemory = 8\n\
          cmdline = \"mode=teardown peer=1 for_ms=800\"\n",
     ),
+    (
+        "ctl.cfg",
+        "name = \"ctl\"\nkernel = \"schedctl.elf\"\nmemory = 8\nprivileged = 1\n\
+         cmdline = \"target=4 weight=512 shutdown_target=1\"\n",
+    ),
+    (
+        "target.cfg",
+        "name = \"target\"\nkernel = \"burn.elf\"\nmemory = 8\n",
+    ),
 ];
 const HOSTILE_CFG: &str = "on_ready = \"poweroff\"\n\
-                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\"]\n";
+                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\"]\n";
 /// Every attack ran, every victim passed, every domain ended as it should.
 const HOSTILE_OK: &[&str] = &[
     r"\[d1 x-teardown\] hostile: teardown: shutting down after \d+ binds",
@@ -294,9 +303,12 @@ const HOSTILE_OK: &[&str] = &[
     r"domain 1 \(x-teardown\): memory returned",
     r"  domain 1 \(x-teardown\): shutdown: poweroff",
     r"  domain 2 \(v-teardown\): shutdown: poweroff",
+    r"\[d3 ctl\] schedctl: domain 4 shut down remotely",
+    r"\[d3 ctl\] schedctl: PASS",
+    r"  domain 4 \(target\): shutdown: poweroff",
     r"power: powering off",
 ];
-const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "victim: FAIL"];
+const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
 
 /// Every boot scenario, in the order `test` runs them.
 pub fn all() -> Vec<Scenario> {

@@ -9,13 +9,16 @@
 //!   domain down after `after_ms`. A hypervisor that tears the domain's event channels
 //!   down while vCPU 1 still runs leaves the victim's port connected to a dead domain
 //!   (whose pages go back to the allocator): the victim checks that it is not.
+//!   First it tries to shut the victim down (`SCHEDOP_remote_shutdown`: `-EPERM`).
 //!   Prints `hostile: teardown: shutting down after <n> binds` and powers off.
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use oxen_guest_rt::abi::errno::EPERM;
 use oxen_guest_rt::abi::sched_op;
+use oxen_guest_rt::hypercall::remote_shutdown;
 use oxen_guest_rt::{StartInfo, println, shutdown, time, vcpu, xen};
 
 oxen_guest_rt::entry!(main);
@@ -43,6 +46,11 @@ fn main(info: &StartInfo) {
 fn teardown(peer: u32, port: u32, after_ms: u64) {
     PEER.store(peer, Ordering::Relaxed);
     PORT.store(port, Ordering::Relaxed);
+    // An unprivileged domain may not shut another down.
+    let rc = remote_shutdown(peer as u16, sched_op::SHUTDOWN_POWEROFF);
+    if rc != -EPERM {
+        panic!("hostile: FAIL remote_shutdown of dom {peer} returned {rc}, not -EPERM");
+    }
     let n = vcpu::start_all(binder);
     assert!(n >= 2, "hostile: teardown needs 2 vCPUs, has {n}");
     println!(

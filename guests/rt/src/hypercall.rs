@@ -143,6 +143,18 @@ pub unsafe fn xen_version(cmd: u32, arg: u64) -> i64 {
     unsafe { hypercall(nr::XEN_VERSION, u64::from(cmd), arg, 0, 0, 0) }
 }
 
+/// `SCHEDOP_remote_shutdown`: shuts domain `domid` down with `reason` (privileged
+/// callers only).
+pub fn remote_shutdown(domid: u16, reason: u32) -> i64 {
+    let arg = oxen_abi::SchedRemoteShutdown {
+        domain_id: domid,
+        reason,
+    }
+    .to_bytes();
+    // SAFETY: `arg` is a valid sched_remote_shutdown for the duration of the call.
+    unsafe { sched_op(oxen_abi::sched_op::REMOTE_SHUTDOWN, arg.as_ptr() as u64) }
+}
+
 /// Shuts the domain down with `reason` (`SHUTDOWN_*`). Never returns: if the hypervisor
 /// returns from the hypercall, the vCPU halts forever.
 pub fn shutdown(reason: u32) -> ! {

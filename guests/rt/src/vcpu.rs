@@ -120,6 +120,30 @@ pub fn stop_timer(me: u32) -> i64 {
     unsafe { vcpu_op(abi::op::STOP_SINGLESHOT_TIMER, me, 0) }
 }
 
+/// `VCPUOP_set_periodic_timer` of vCPU `n`: `VIRQ_TIMER` every `period_ns`.
+pub fn set_periodic_timer(n: u32, period_ns: u64) -> i64 {
+    let arg = abi::PeriodicTimer { period_ns }.to_bytes();
+    // SAFETY: the hypervisor only reads the argument.
+    unsafe { vcpu_op(abi::op::SET_PERIODIC_TIMER, n, arg.as_ptr() as u64) }
+}
+
+/// `VCPUOP_stop_periodic_timer` of vCPU `n`.
+pub fn stop_periodic_timer(n: u32) -> i64 {
+    // SAFETY: no argument.
+    unsafe { vcpu_op(abi::op::STOP_PERIODIC_TIMER, n, 0) }
+}
+
+/// `VCPUOP_get_runstate_info` of vCPU `n`.
+pub fn runstate(n: u32) -> Result<abi::RunstateInfo, i64> {
+    let mut b = [0u8; abi::RunstateInfo::SIZE];
+    // SAFETY: the hypervisor writes the structure's bytes into `b`, which is that big.
+    let rc = unsafe { vcpu_op(abi::op::GET_RUNSTATE_INFO, n, b.as_mut_ptr() as u64) };
+    if rc != 0 {
+        return Err(rc);
+    }
+    Ok(abi::RunstateInfo::from_bytes(&b).unwrap_or_default())
+}
+
 /// `SCHEDOP_block`: waits for a wake (the timer, or a spurious one).
 pub fn block() -> i64 {
     // SAFETY: block takes no argument.

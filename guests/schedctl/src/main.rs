@@ -1,7 +1,8 @@
 //! `schedctl`: the control domain's scheduler calls. Reads domain `target`'s credit
 //! parameters with `domctl(XEN_DOMCTL_scheduler_op, getinfo)`, waits `after_ms` of its
 //! own run, sets the weight to `weight` (putinfo) and reads it back, and checks the
-//! errors bad requests get. Prints `schedctl: PASS` and powers off.
+//! errors bad requests get; with `shutdown_target=1` it then shuts the target down
+//! (`SCHEDOP_remote_shutdown`). Prints `schedctl: PASS` and powers off.
 #![no_std]
 #![no_main]
 
@@ -103,6 +104,27 @@ fn main(info: &StartInfo) {
         after_put == Ok((weight, 0)),
         "getinfo reads the new weight back",
     );
+    if arg("shutdown_target", 0) != 0 {
+        use oxen_guest_rt::abi::sched_op::SHUTDOWN_POWEROFF;
+        use oxen_guest_rt::hypercall::remote_shutdown;
+        check(
+            remote_shutdown(target, 77) == -EINVAL,
+            "remote_shutdown with an unknown reason is -EINVAL",
+        );
+        check(
+            remote_shutdown(999, SHUTDOWN_POWEROFF) == -ESRCH,
+            "remote_shutdown of a missing domain is -ESRCH",
+        );
+        check(
+            remote_shutdown(target, SHUTDOWN_POWEROFF) == 0,
+            "remote_shutdown of the target",
+        );
+        check(
+            remote_shutdown(target, SHUTDOWN_POWEROFF) == -ESRCH,
+            "a second remote_shutdown finds no running domain (-ESRCH)",
+        );
+        println!("schedctl: domain {target} shut down remotely");
+    }
     if failures == 0 {
         println!("schedctl: PASS");
     } else {

@@ -1,16 +1,17 @@
 //! `smp`: brings up every secondary vCPU with `VCPUOP_initialise`/`VCPUOP_up`, checks
 //! that all of them run (the domain may have more vCPUs than the machine has pCPUs),
 //! takes one down and up again, and checks the errors the vCPU and timer calls give
-//! for bad arguments. Prints `smp: PASS` and powers off.
+//! for bad arguments, the runstates and the periodic timer. Prints `smp: PASS`, takes
+//! every vCPU down and so powers off (the last vCPU going down shuts the domain down).
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use oxen_guest_rt::abi::errno::{EEXIST, EINVAL, ENOENT, EPERM, ETIME};
-use oxen_guest_rt::abi::vcpu::{HVM_CONTEXT_SIZE, SSHOTTMR_FUTURE};
+use oxen_guest_rt::abi::vcpu::{HVM_CONTEXT_SIZE, SSHOTTMR_FUTURE, runstate};
 use oxen_guest_rt::hypercall::{hypercall, sched_yield};
-use oxen_guest_rt::{StartInfo, println, time, vcpu};
+use oxen_guest_rt::{StartInfo, events, println, time, vcpu};
 
 oxen_guest_rt::entry!(main);
 
@@ -77,9 +78,11 @@ fn main(_info: &StartInfo) {
     let rc = unsafe { vcpu::vcpu_op(0, 1, 0xdead_0000_0000) };
     check(rc == -14, "an unreadable context is -EFAULT");
     check(
-        vcpu::down(0) == -EINVAL,
-        "the last vCPU that is up cannot go down",
+        vcpu::initialise_raw(0, &[0xff; HVM_CONTEXT_SIZE]) == -EEXIST,
+        "initialise of a running vCPU is -EEXIST, whatever the context",
     );
+    runstates();
+    periodic_timer();
     check(
         vcpu::set_timer(0, 1, SSHOTTMR_FUTURE) == -ETIME,
         "a past deadline with VCPU_SSHOTTMR_future is -ETIME",
@@ -145,10 +148,113 @@ fn main(_info: &StartInfo) {
         "vCPU 1 runs again where it stopped",
     );
 
+    match vcpu::runstate(1) {
+        Ok(r) => check(
+            r.state == runstate::RUNNING
+                || r.state == runstate::RUNNABLE
+                || r.state == runstate::BLOCKED,
+            "vCPU 1 is no longer offline",
+        ),
+        Err(_) => check(false, "get_runstate_info(1) after it came up"),
+    }
+    // The end: every secondary vCPU down, then vCPU 0, the last one, which powers the
+    // domain off (as Xen does).
+    for k in 1..n {
+        check(vcpu::down(k) == 0, "VCPUOP_down of a secondary vCPU");
+    }
     let failures = FAILURES.load(Ordering::Relaxed);
     if failures == 0 {
         println!("smp: PASS ({n} vCPUs)");
     } else {
         panic!("smp: {failures} check(s) failed");
     }
+    let rc = vcpu::down(0);
+    panic!("smp: FAIL VCPUOP_down of the last vCPU returned {rc} instead of shutting down");
+}
+
+/// `VCPUOP_get_runstate_info`: vCPU 0 runs, vCPU 1 was never up.
+fn runstates() {
+    match vcpu::runstate(0) {
+        Ok(r) => {
+            check(r.state == runstate::RUNNING, "vCPU 0's runstate is running");
+            check(r.time_running > 0, "vCPU 0 has run time");
+            let total = r.time_running + r.time_runnable + r.time_blocked + r.time_offline;
+            let now = time::now_ns();
+            check(
+                r.state_entry_time <= now && total <= now,
+                "vCPU 0's runstate times lie in the past",
+            );
+        }
+        Err(_) => check(false, "get_runstate_info(0)"),
+    }
+    match vcpu::runstate(1) {
+        Ok(r) => {
+            check(r.state == runstate::OFFLINE, "vCPU 1's runstate is offline");
+            check(r.time_running == 0, "vCPU 1 never ran");
+        }
+        Err(_) => check(false, "get_runstate_info(1)"),
+    }
+    check(
+        vcpu::runstate(999) == Err(-ENOENT),
+        "get_runstate_info of vCPU 999 is -ENOENT",
+    );
+}
+
+/// `VCPUOP_set_periodic_timer`: Xen's bounds, then VIRQ_TIMER ticks every period until
+/// it is stopped.
+fn periodic_timer() {
+    check(
+        vcpu::set_periodic_timer(0, 999_999) == -EINVAL,
+        "a period below 1 ms is -EINVAL",
+    );
+    check(
+        vcpu::set_periodic_timer(0, u64::MAX) == -EINVAL,
+        "a period above STIME_DELTA_MAX is -EINVAL",
+    );
+    if events::map_shared_info().is_err() {
+        check(false, "shared info maps");
+        return;
+    }
+    let Ok(port) = events::bind_timer_virq() else {
+        check(false, "VIRQ_TIMER binds");
+        return;
+    };
+    // Count ticks of a 2 ms period for 40 ms (no single-shot timer is armed).
+    check(vcpu::stop_timer(0) == 0, "stop_singleshot_timer");
+    events::clear(port);
+    check(
+        vcpu::set_periodic_timer(0, 2_000_000) == 0,
+        "set_periodic_timer(2 ms)",
+    );
+    let mut ticks = 0;
+    let end = time::now_ns() + 40_000_000;
+    while time::now_ns() < end {
+        if events::pending(port) {
+            ticks += 1;
+            events::clear(port);
+        }
+        sched_yield();
+    }
+    check(vcpu::stop_periodic_timer(0) == 0, "stop_periodic_timer");
+    println!("smp: periodic timer: {ticks} ticks of 2 ms in 40 ms");
+    check(
+        (8..=21).contains(&ticks),
+        "a 2 ms periodic timer ticks about 20 times in 40 ms",
+    );
+    // Stopped: nothing more after one period has passed.
+    let settle = time::now_ns() + 3_000_000;
+    while time::now_ns() < settle {
+        sched_yield();
+    }
+    events::clear(port);
+    let end = time::now_ns() + 20_000_000;
+    let mut late = 0;
+    while time::now_ns() < end {
+        if events::pending(port) {
+            late += 1;
+            events::clear(port);
+        }
+        sched_yield();
+    }
+    check(late == 0, "a stopped periodic timer does not tick");
 }

@@ -315,6 +315,16 @@ le_struct! {
 }
 
 le_struct! {
+    /// `struct sched_remote_shutdown` (`sched.h`), the argument of
+    /// `SCHEDOP_remote_shutdown`.
+    pub struct SchedRemoteShutdown {
+        pub domain_id: u16,
+        /// One of the `SHUTDOWN_*` reasons in [`sched_op`].
+        pub reason: u32,
+    }
+}
+
+le_struct! {
     /// `struct sched_poll` (`sched.h`), the argument of `SCHEDOP_poll`.
     pub struct SchedPoll {
         /// Guest handle: the address of `nr_ports` `evtchn_port_t`.

@@ -31,6 +31,44 @@ le_struct! {
 }
 
 le_struct! {
+    /// `struct vcpu_set_periodic_timer`.
+    pub struct PeriodicTimer {
+        /// The period in ns (at least 1 ms).
+        pub period_ns: u64,
+    }
+}
+
+/// `RUNSTATE_running`, `_runnable`, `_blocked`, `_offline`: the index into
+/// [`RunstateInfo`]'s times.
+pub mod runstate {
+    pub const RUNNING: u32 = 0;
+    pub const RUNNABLE: u32 = 1;
+    pub const BLOCKED: u32 = 2;
+    pub const OFFLINE: u32 = 3;
+}
+
+le_struct! {
+    /// `struct vcpu_runstate_info` (`time[4]` as four fields).
+    pub struct RunstateInfo {
+        /// One of [`runstate`].
+        pub state: u32,
+        /// System time the vCPU entered that state.
+        pub state_entry_time: u64,
+        pub time_running: u64,
+        pub time_runnable: u64,
+        pub time_blocked: u64,
+        pub time_offline: u64,
+    }
+}
+
+le_struct! {
+    /// `struct vcpu_register_runstate_memory_area` (the guest-virtual address).
+    pub struct RegisterRunstateMemoryArea {
+        pub addr: u64,
+    }
+}
+
+le_struct! {
     /// `struct vcpu_register_vcpu_info`: the vCPU's `vcpu_info` at `offset` in guest
     /// frame `mfn`.
     pub struct RegisterVcpuInfo {

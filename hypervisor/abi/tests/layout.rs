@@ -974,6 +974,13 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         sz!("struct xen_hvm_param", hvm::HvmParam),
         off!("struct xen_hvm_param", "index", hvm::HvmParam, index),
         off!("struct xen_hvm_param", "value", hvm::HvmParam, value),
+        sz!("struct sched_remote_shutdown", SchedRemoteShutdown),
+        off!(
+            "struct sched_remote_shutdown",
+            "reason",
+            SchedRemoteShutdown,
+            reason
+        ),
         sz!("struct sched_poll", SchedPoll),
         off!("struct sched_poll", "nr_ports", SchedPoll, nr_ports),
         off!("struct sched_poll", "timeout", SchedPoll, timeout),
@@ -983,6 +990,24 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
             "offset",
             vcpu::RegisterVcpuInfo,
             offset
+        ),
+        sz!("struct vcpu_set_periodic_timer", vcpu::PeriodicTimer),
+        sz!("struct vcpu_runstate_info", vcpu::RunstateInfo),
+        off!(
+            "struct vcpu_runstate_info",
+            "state_entry_time",
+            vcpu::RunstateInfo,
+            state_entry_time
+        ),
+        konst!("offsetof(struct vcpu_runstate_info, time[0])", 16),
+        konst!("offsetof(struct vcpu_runstate_info, time[3])", 40),
+        konst!("RUNSTATE_running", vcpu::runstate::RUNNING),
+        konst!("RUNSTATE_runnable", vcpu::runstate::RUNNABLE),
+        konst!("RUNSTATE_blocked", vcpu::runstate::BLOCKED),
+        konst!("RUNSTATE_offline", vcpu::runstate::OFFLINE),
+        sz!(
+            "struct vcpu_register_runstate_memory_area",
+            vcpu::RegisterRunstateMemoryArea
         ),
         sz!("struct vcpu_set_singleshot_timer", vcpu::SingleshotTimer),
         off!(

@@ -361,6 +361,11 @@ fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {
             let a = read_arg!(vcpu, arg, abi::EvtchnReset);
             let target = evtchn::resolve_target(a.dom, me, privileged, &existing)?;
             let t = super::by_id(u32::from(target)).ok_or(-oxen_abi::errno::ESRCH)?;
+            // As Xen: another domain's channels are reset only while it is paused by
+            // its controller, and oxen has no such pause yet.
+            if t.id != d.id {
+                return Err(-EINVAL);
+            }
             reset(&t)
         }
         // No FIFO ABI: its calls fail as Xen fails them for arguments it cannot use

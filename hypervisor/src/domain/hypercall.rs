@@ -7,7 +7,7 @@ use alloc::vec;
 
 use core::sync::atomic::Ordering;
 
-use oxen_abi::errno::{EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM, ETIME};
+use oxen_abi::errno::{EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM, ESRCH, ETIME};
 use oxen_abi::vcpu::{self as vcpu_abi, HvmContext};
 use oxen_abi::{console_io, hypercall as nr, sched_op, xen_version};
 use oxen_core::guest_walk::{self, GuestMemory};
@@ -182,24 +182,57 @@ fn sched(vcpu: &mut Vcpu, [cmd, arg, ..]: [u64; 5]) -> (i64, Next) {
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
                 return (e, Next::Resume);
             }
-            let reason = match u32::from_le_bytes(raw) {
-                sched_op::SHUTDOWN_POWEROFF => "poweroff",
-                sched_op::SHUTDOWN_REBOOT => "reboot",
-                sched_op::SHUTDOWN_SUSPEND => "suspend",
-                sched_op::SHUTDOWN_CRASH => {
-                    vcpu.domain.finish(DomainState::Crashed(
-                        "the guest reported a crash (SHUTDOWN_crash)".into(),
-                    ));
-                    return (0, Next::Finished);
-                }
-                sched_op::SHUTDOWN_WATCHDOG => "watchdog",
-                _ => return (-EINVAL, Next::Resume),
+            let Some(state) = shutdown_state(u32::from_le_bytes(raw), "the guest") else {
+                return (-EINVAL, Next::Resume);
             };
-            vcpu.domain.finish(DomainState::Shutdown(reason));
+            vcpu.domain.finish(state);
             (0, Next::Finished)
+        }
+        Ok(sched_op::REMOTE_SHUTDOWN) => {
+            let mut raw = [0u8; oxen_abi::SchedRemoteShutdown::SIZE];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some(a) = oxen_abi::SchedRemoteShutdown::from_bytes(&raw) else {
+                return (-EFAULT, Next::Resume);
+            };
+            // As Xen: the domain must exist (DOMID_SELF does not name one here), then
+            // only a privileged caller may, then the reason must be one of Xen's.
+            let Some(target) = super::by_id(u32::from(a.domain_id)).filter(|d| d.running()) else {
+                return (-ESRCH, Next::Resume);
+            };
+            if !vcpu.domain.privileged {
+                return (-EPERM, Next::Resume);
+            }
+            let who = alloc::format!("domain {}", vcpu.domain.id);
+            let Some(state) = shutdown_state(a.reason, &who) else {
+                return (-EINVAL, Next::Resume);
+            };
+            target.finish(state);
+            super::lifecycle::stop(&target);
+            if target.id == vcpu.domain.id {
+                (0, Next::Finished)
+            } else {
+                (0, Next::Resume)
+            }
         }
         _ => (-EINVAL, Next::Resume),
     }
+}
+
+/// What a shutdown with Xen's `reason` (asked for by `who`) makes of a domain; `None`
+/// for a reason Xen does not know.
+fn shutdown_state(reason: u32, who: &str) -> Option<DomainState> {
+    Some(match reason {
+        sched_op::SHUTDOWN_POWEROFF => DomainState::Shutdown("poweroff"),
+        sched_op::SHUTDOWN_REBOOT => DomainState::Shutdown("reboot"),
+        sched_op::SHUTDOWN_SUSPEND => DomainState::Shutdown("suspend"),
+        sched_op::SHUTDOWN_CRASH => {
+            DomainState::Crashed(alloc::format!("{who} reported a crash (SHUTDOWN_crash)"))
+        }
+        sched_op::SHUTDOWN_WATCHDOG => DomainState::Shutdown("watchdog"),
+        _ => return None,
+    })
 }
 
 /// `vcpu_op(cmd, vcpuid, arg)`: secondary vCPU bring-up and the single-shot timer.
@@ -219,6 +252,11 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
                 return (e, Next::Resume);
             }
+            // As Xen: an initialised vCPU is -EEXIST whatever the context says.
+            let mut start = slot.start.lock();
+            if slot.initialised.load(Ordering::Acquire) {
+                return (-EEXIST, Next::Resume);
+            }
             let Some(ctx) = HvmContext::from_bytes(&raw) else {
                 return (-EINVAL, Next::Resume);
             };
@@ -233,10 +271,6 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
                     return (-EINVAL, Next::Resume);
                 }
             };
-            let mut start = slot.start.lock();
-            if slot.initialised.load(Ordering::Acquire) {
-                return (-EEXIST, Next::Resume);
-            }
             *start = Some(state);
             slot.initialised.store(true, Ordering::Release);
             (0, Next::Resume)
@@ -247,7 +281,7 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             }
             if !slot.up.swap(true, Ordering::AcqRel) {
                 let id = slot.sched;
-                let _ = glue::with(|s| s.online(id));
+                let _ = glue::with(|s| s.online(id, now));
                 glue::wake(slot, now);
             }
             (0, Next::Resume)
@@ -260,8 +294,10 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
                 .flatten()
                 .any(|v| v.index != slot.index && v.up.load(Ordering::Acquire));
             if !others_up {
-                // As Xen: the last vCPU that is up cannot go down.
-                return (-EINVAL, Next::Resume);
+                // As Xen: the last vCPU going down shuts the domain down (the caller is
+                // up, so this is the caller itself).
+                domain.finish(DomainState::Shutdown("poweroff"));
+                return (0, Next::Finished);
             }
             if slot.up.swap(false, Ordering::AcqRel) {
                 glue::stop_timer(slot);
@@ -302,8 +338,42 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             glue::stop_timer(slot);
             (0, Next::Resume)
         }
-        // No periodic timer is ever running.
-        vcpu_abi::op::STOP_PERIODIC_TIMER => (0, Next::Resume),
+        vcpu_abi::op::SET_PERIODIC_TIMER => {
+            let mut raw = [0u8; vcpu_abi::PeriodicTimer::SIZE];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some(p) = vcpu_abi::PeriodicTimer::from_bytes(&raw) else {
+                return (-EINVAL, Next::Resume);
+            };
+            // As Xen: at least 1 ms, at most STIME_DELTA_MAX.
+            if p.period_ns < 1_000_000 || p.period_ns > u64::MAX >> 2 {
+                return (-EINVAL, Next::Resume);
+            }
+            glue::set_periodic(slot, p.period_ns, now);
+            (0, Next::Resume)
+        }
+        vcpu_abi::op::STOP_PERIODIC_TIMER => {
+            glue::stop_periodic(slot);
+            (0, Next::Resume)
+        }
+        vcpu_abi::op::GET_RUNSTATE_INFO => {
+            let Some(r) = glue::with(|s| s.runstate(slot.sched, now).ok()) else {
+                return (-ENOENT, Next::Resume);
+            };
+            let info = vcpu_abi::RunstateInfo {
+                state: r.state,
+                state_entry_time: r.entry_ns,
+                time_running: r.time_ns[0],
+                time_runnable: r.time_ns[1],
+                time_blocked: r.time_ns[2],
+                time_offline: r.time_ns[3],
+            };
+            match copy_to_guest(vcpu, arg, &info.to_bytes()) {
+                Ok(()) => (0, Next::Resume),
+                Err(e) => (e, Next::Resume),
+            }
+        }
         vcpu_abi::op::REGISTER_VCPU_INFO => {
             let mut raw = [0u8; vcpu_abi::RegisterVcpuInfo::SIZE];
             if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {

@@ -144,7 +144,8 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
     event::write_wallclock(&domain);
     let mut slots = Vec::new();
     for n in 0..cfg.vcpus {
-        let id = glue::with(|s| s.add_vcpu(dom, affinity)).map_err(|e| format!("{e:?}"))?;
+        let now = time::now();
+        let id = glue::with(|s| s.add_vcpu_at(dom, affinity, now)).map_err(|e| format!("{e:?}"))?;
         let vcpu = Vcpu::new(domain.clone(), n).map_err(|e| format!("{e}"))?;
         let slot = Arc::new(VcpuSlot::new(
             domain.id,
@@ -155,7 +156,7 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
         ));
         if n > 0 {
             // Down until VCPUOP_up.
-            let _ = glue::with(|s| s.offline(id, 0));
+            let _ = glue::with(|s| s.offline(id, now));
         }
         glue::register(slot.clone());
         slots.push(slot);

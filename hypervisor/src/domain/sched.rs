@@ -55,6 +55,9 @@ pub struct VcpuSlot {
     pub up: AtomicBool,
     /// The armed single-shot timer's deadline in system time (0 = none).
     pub timer: AtomicU64,
+    /// The periodic timer's period (0 = off) and its next deadline.
+    pub period: AtomicU64,
+    pub periodic_next: AtomicU64,
     /// When it was last woken while blocked (0 = it has run since).
     woke_at: AtomicU64,
     /// A wake arrived while it was not blocked: its next block returns at once.
@@ -84,6 +87,8 @@ impl VcpuSlot {
             held: Mutex::new(Held::Here(Box::new(vcpu))),
             start: Mutex::new(start),
             timer: AtomicU64::new(0),
+            period: AtomicU64::new(0),
+            periodic_next: AtomicU64::new(0),
             woke_at: AtomicU64::new(0),
             wake_pending: AtomicBool::new(false),
             poll_hit: AtomicBool::new(false),
@@ -243,23 +248,38 @@ pub fn wake(slot: &VcpuSlot, now: u64) {
 
 // ------------------------------------------------------------------------- timers
 
-/// Single-shot timers armed on each pCPU: (deadline, vCPU). An entry whose vCPU has
-/// since re-armed or stopped its timer is stale and ignored when it expires.
-static TIMERS: [Mutex<Vec<(u64, VcpuId)>>; percpu::MAX_CPUS] =
+/// Which of a vCPU's timers an entry is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `VCPUOP_set_singleshot_timer` (and the timeouts of blocks and polls).
+    SingleShot,
+    /// `VCPUOP_set_periodic_timer`.
+    Periodic,
+}
+
+/// Timers armed on each pCPU: (deadline, vCPU, kind). An entry whose vCPU has since
+/// re-armed or stopped that timer is stale and ignored when it expires.
+static TIMERS: [Mutex<Vec<(u64, VcpuId, Kind)>>; percpu::MAX_CPUS] =
     [const { Mutex::new(Vec::new()) }; percpu::MAX_CPUS];
 /// The earliest deadline in each pCPU's list (u64::MAX = none), read without the lock.
 static NEXT_TIMER: [AtomicU64; percpu::MAX_CPUS] =
     [const { AtomicU64::new(u64::MAX) }; percpu::MAX_CPUS];
 
+/// Puts `slot`'s timer of `kind` on this pCPU's list for `deadline` (replacing its
+/// other entry of that kind).
+fn queue(slot: &VcpuSlot, deadline: u64, kind: Kind) {
+    let cpu = percpu::index();
+    let mut list = TIMERS[cpu].lock();
+    list.retain(|&(_, v, k)| v != slot.sched || k != kind);
+    list.push((deadline, slot.sched, kind));
+    NEXT_TIMER[cpu].fetch_min(deadline, Ordering::AcqRel);
+}
+
 /// Arms `slot`'s single-shot timer on this pCPU for `deadline` (replacing any other).
 pub fn arm_timer(slot: &VcpuSlot, deadline: u64) {
     let deadline = deadline.max(1);
     slot.timer.store(deadline, Ordering::Release);
-    let cpu = percpu::index();
-    let mut list = TIMERS[cpu].lock();
-    list.retain(|&(_, v)| v != slot.sched);
-    list.push((deadline, slot.sched));
-    NEXT_TIMER[cpu].fetch_min(deadline, Ordering::AcqRel);
+    queue(slot, deadline, Kind::SingleShot);
 }
 
 /// Stops `slot`'s single-shot timer.
@@ -267,12 +287,29 @@ pub fn stop_timer(slot: &VcpuSlot) {
     slot.timer.store(0, Ordering::Release);
 }
 
+/// Starts `slot`'s periodic timer (`period_ns` > 0): `VIRQ_TIMER` every period from
+/// now on. Unlike Xen, which runs it only while the vCPU runs and sends one missed tick
+/// when it runs again, it keeps ticking (and waking the vCPU) while it is blocked.
+pub fn set_periodic(slot: &VcpuSlot, period_ns: u64, now: u64) {
+    let first = now.saturating_add(period_ns).max(1);
+    slot.period.store(period_ns, Ordering::Release);
+    slot.periodic_next.store(first, Ordering::Release);
+    queue(slot, first, Kind::Periodic);
+}
+
+/// Stops `slot`'s periodic timer.
+pub fn stop_periodic(slot: &VcpuSlot) {
+    slot.period.store(0, Ordering::Release);
+    slot.periodic_next.store(0, Ordering::Release);
+}
+
 /// The earliest timer deadline on `cpu`.
 pub fn next_timer(cpu: usize) -> u64 {
     NEXT_TIMER[cpu].load(Ordering::Acquire)
 }
 
-/// Fires this pCPU's expired timers: each wakes its vCPU.
+/// Fires this pCPU's expired timers: each raises `VIRQ_TIMER` and wakes its vCPU; a
+/// periodic one is queued again for its next period.
 pub fn fire_timers(cpu: usize, now: u64) {
     if next_timer(cpu) > now {
         return;
@@ -280,24 +317,40 @@ pub fn fire_timers(cpu: usize, now: u64) {
     let mut due = Vec::new();
     {
         let mut list = TIMERS[cpu].lock();
-        list.retain(|&(t, v)| {
+        list.retain(|&(t, v, k)| {
             if t <= now {
-                due.push((t, v));
+                due.push((t, v, k));
                 false
             } else {
                 true
             }
         });
-        let next = list.iter().map(|&(t, _)| t).min().unwrap_or(u64::MAX);
+        let next = list.iter().map(|&(t, ..)| t).min().unwrap_or(u64::MAX);
         NEXT_TIMER[cpu].store(next, Ordering::Release);
     }
-    for (t, v) in due {
+    for (t, v, kind) in due {
         let Some(slot) = slot(v) else { continue };
-        if slot
-            .timer
-            .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        let fired = match kind {
+            Kind::SingleShot => slot
+                .timer
+                .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok(),
+            Kind::Periodic => {
+                let period = slot.period.load(Ordering::Acquire);
+                // Ticks missed while the pCPU was busy are not made up, as in Xen.
+                let next = t.saturating_add(period).max(now.saturating_add(1));
+                let live = period != 0
+                    && slot
+                        .periodic_next
+                        .compare_exchange(t, next, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                if live {
+                    queue(&slot, next, Kind::Periodic);
+                }
+                live
+            }
+        };
+        if fired {
             // VIRQ_TIMER if the guest bound it; a poll's timeout; the wake in any case.
             slot.poll_hit.store(true, Ordering::Release);
             if let Some(d) = super::by_id(slot.domid) {
@@ -329,6 +382,7 @@ pub fn remove_domain(d: &Domain) -> u64 {
     });
     for slot in slots {
         stop_timer(slot);
+        stop_periodic(slot);
     }
     kicks
 }
@@ -352,7 +406,10 @@ pub fn domain_params(s: &Scheduler, d: &Domain) -> (u16, u32) {
 /// Takes every vCPU of `slots` out of its slot for good, if no pCPU holds any of them
 /// (none is running, none is in a hypercall): `None` while one is held, else the vCPUs
 /// (empty if they were retired before). A retired slot can never be taken again.
-#[allow(clippy::vec_box, reason = "the slots hold boxed vCPUs; they are released as they are")]
+#[allow(
+    clippy::vec_box,
+    reason = "the slots hold boxed vCPUs; they are released as they are"
+)]
 pub fn retire(slots: &[Arc<VcpuSlot>]) -> Option<Vec<Box<Vcpu>>> {
     // Lock every slot (in order) so none can be taken while we look.
     let mut guards: Vec<_> = slots.iter().map(|s| s.held.lock()).collect();

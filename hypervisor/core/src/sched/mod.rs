@@ -138,6 +138,18 @@ pub enum VcpuState {
     Offline,
 }
 
+impl VcpuState {
+    /// Xen's `RUNSTATE_*` number for the state.
+    pub fn runstate(self) -> u32 {
+        match self {
+            VcpuState::Running => 0,
+            VcpuState::Runnable => 1,
+            VcpuState::Blocked => 2,
+            VcpuState::Offline => 3,
+        }
+    }
+}
+
 /// What a pCPU should do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -162,6 +174,45 @@ pub struct VcpuStats {
     pub runs: u64,
     /// Times it changed pCPU.
     pub migrations: u64,
+}
+
+/// A vCPU's runstate, as Xen's `vcpu_runstate_info` reports it: its state, when it
+/// entered it, and the time it has spent in each state, indexed by
+/// [`VcpuState::runstate`] (running 0, runnable 1, blocked 2, offline 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Runstate {
+    /// `RUNSTATE_*` of the current state.
+    pub state: u32,
+    /// System time it entered that state.
+    pub entry_ns: u64,
+    /// Time spent in each state; for the current one up to the time asked about.
+    pub time_ns: [u64; 4],
+}
+
+impl Runstate {
+    fn new(state: VcpuState, now: u64) -> Self {
+        Runstate {
+            state: state.runstate(),
+            entry_ns: now,
+            time_ns: [0; 4],
+        }
+    }
+
+    /// Moves to `state` at `now` (time never runs backwards here).
+    fn enter(&mut self, state: VcpuState, now: u64) {
+        let now = now.max(self.entry_ns);
+        let i = self.state as usize;
+        self.time_ns[i] = self.time_ns[i].saturating_add(now - self.entry_ns);
+        self.state = state.runstate();
+        self.entry_ns = now;
+    }
+
+    /// As of `now`: the current state's time includes the part since it was entered.
+    fn at(mut self, now: u64) -> Self {
+        let i = self.state as usize;
+        self.time_ns[i] = self.time_ns[i].saturating_add(now.saturating_sub(self.entry_ns));
+        self
+    }
 }
 
 /// Per-pCPU accounting.
@@ -241,6 +292,15 @@ struct Vcpu {
     ran_in_period: bool,
     yielded: bool,
     stats: VcpuStats,
+    runstate: Runstate,
+}
+
+impl Vcpu {
+    /// Changes state, keeping the runstate's times.
+    fn set_state(&mut self, state: VcpuState, now: u64) {
+        self.state = state;
+        self.runstate.enter(state, now);
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -520,6 +580,11 @@ impl Scheduler {
     /// Adds a vCPU to a domain, blocked (call [`Scheduler::wake`] to start it). Its
     /// hard affinity is `affinity` restricted to existing pCPUs.
     pub fn add_vcpu(&mut self, dom: DomId, affinity: u64) -> Result<VcpuId> {
+        self.add_vcpu_at(dom, affinity, 0)
+    }
+
+    /// [`Scheduler::add_vcpu`] at system time `now` (where its runstate starts).
+    pub fn add_vcpu_at(&mut self, dom: DomId, affinity: u64, now: u64) -> Result<VcpuId> {
         self.dom(dom)?;
         let affinity = affinity & self.all_cpus;
         if affinity == 0 {
@@ -551,6 +616,7 @@ impl Scheduler {
             ran_in_period: false,
             yielded: false,
             stats: VcpuStats::default(),
+            runstate: Runstate::new(VcpuState::Blocked, now),
         }));
         self.dom_mut(dom)?.vcpus.push(id);
         Ok(id)
@@ -574,15 +640,15 @@ impl Scheduler {
     /// pCPU that must reschedule if it was running.
     pub fn offline(&mut self, v: VcpuId, now: u64) -> Result<Option<usize>> {
         let r = self.deschedule(v, now)?;
-        self.vc_mut(v)?.state = VcpuState::Offline;
+        self.vc_mut(v)?.set_state(VcpuState::Offline, now);
         Ok(r)
     }
 
-    /// Brings an offline vCPU back, blocked.
-    pub fn online(&mut self, v: VcpuId) -> Result<()> {
+    /// Brings an offline vCPU back, blocked, at system time `now`.
+    pub fn online(&mut self, v: VcpuId, now: u64) -> Result<()> {
         let x = self.vc_mut(v)?;
         if x.state == VcpuState::Offline {
-            x.state = VcpuState::Blocked;
+            x.set_state(VcpuState::Blocked, now);
         }
         Ok(())
     }
@@ -599,7 +665,7 @@ impl Scheduler {
                 self.debit(v, now);
                 self.set_current(cpu, None, now);
                 if let Ok(x) = self.vc_mut(v) {
-                    x.state = VcpuState::Runnable;
+                    x.set_state(VcpuState::Runnable, now);
                 }
                 Ok(Some(cpu))
             }
@@ -676,6 +742,11 @@ impl Scheduler {
     /// A vCPU's accounting.
     pub fn vcpu_stats(&self, v: VcpuId) -> Result<VcpuStats> {
         Ok(self.vc(v)?.stats)
+    }
+
+    /// A vCPU's runstate as of `now` (`VCPUOP_get_runstate_info`).
+    pub fn runstate(&self, v: VcpuId, now: u64) -> Result<Runstate> {
+        Ok(self.vc(v)?.runstate.at(now))
     }
 
     /// A pCPU's accounting.
@@ -827,7 +898,7 @@ impl Scheduler {
             VcpuState::Runnable | VcpuState::Running => return Ok(None),
             VcpuState::Blocked => {}
         }
-        x.state = VcpuState::Runnable;
+        x.set_state(VcpuState::Runnable, now);
         x.queued_at = now;
         x.last_ran = now;
         x.yielded = false;
@@ -847,7 +918,7 @@ impl Scheduler {
             return Err(SchedError::Offline);
         }
         let r = self.deschedule(v, now)?;
-        self.vc_mut(v)?.state = VcpuState::Blocked;
+        self.vc_mut(v)?.set_state(VcpuState::Blocked, now);
         Ok(r)
     }
 
@@ -1134,7 +1205,7 @@ impl Scheduler {
             }
             self.set_current(cpu, None, now);
             if let Ok(x) = self.vc_mut(cur) {
-                x.state = VcpuState::Runnable;
+                x.set_state(VcpuState::Runnable, now);
                 x.yielded = false;
             }
             if keepable {
@@ -1181,7 +1252,7 @@ impl Scheduler {
                 .stats
                 .wait_ns
                 .saturating_add(now.saturating_sub(x.queued_at));
-            x.state = VcpuState::Running;
+            x.set_state(VcpuState::Running, now);
             x.acct_at = now;
             x.last_ran = now;
             if prev != Some(next) {

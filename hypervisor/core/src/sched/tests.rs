@@ -306,7 +306,7 @@ fn bad_ids_and_params_are_errors() {
     assert_eq!(dd.run, Some(v));
     s.offline(v, 5).unwrap();
     assert_eq!(s.wake(v, 6), Err(SchedError::Offline));
-    s.online(v).unwrap();
+    s.online(v, 6).unwrap();
     assert_eq!(s.wake(v, 7), Ok(Some(1)));
     assert_eq!(s.remove_domain(d, 8), Ok(0));
     assert_eq!(s.wake(v, 9), Err(SchedError::NoSuchVcpu));
@@ -473,7 +473,7 @@ fn random_mixes() {
                     let k = sim.sched.offline(v, now).unwrap();
                     sim.kick_opt(k);
                     sim.settle();
-                    sim.sched.online(v).unwrap();
+                    sim.sched.online(v, now).unwrap();
                     let k = sim.sched.wake(v, now).unwrap();
                     sim.kick_opt(k);
                 }
@@ -755,7 +755,7 @@ fn api_fuzz() {
                 5 => kicks |= one(s.remove_vcpu(v, now)),
                 6 => kicks |= one(s.offline(v, now)),
                 7 => {
-                    let _ = s.online(v);
+                    let _ = s.online(v, now);
                 }
                 8 => kicks |= one(s.set_affinity(v, mask, now)),
                 9 | 10 => kicks |= one(s.wake(v, now)),
@@ -791,4 +791,30 @@ fn api_fuzz() {
     }
     println!("api fuzz: {picked} decisions that ran a vCPU");
     assert!(picked > 1000);
+}
+
+#[test]
+fn the_runstate_adds_up_the_time_in_each_state() {
+    let mut s = Scheduler::new(SchedParams::with_cpus(1)).unwrap();
+    s.start_at(0);
+    let d = s.add_domain(256, 0).unwrap();
+    let v = s.add_vcpu_at(d, 1, 100).unwrap();
+    // Blocked from creation at 100.
+    let r = s.runstate(v, 150).unwrap();
+    assert_eq!((r.state, r.entry_ns, r.time_ns), (2, 100, [0, 0, 50, 0]));
+    s.wake(v, 200).unwrap();
+    s.schedule(0, 230).unwrap();
+    s.block(v, 1230).unwrap();
+    s.offline(v, 1300).unwrap();
+    s.online(v, 1400).unwrap();
+    let r = s.runstate(v, 1500).unwrap();
+    assert_eq!(r.state, 2);
+    assert_eq!(r.entry_ns, 1400);
+    // running 230..1230, runnable 200..230, blocked 100..200 + 1230..1300 + 1400..1500,
+    // offline 1300..1400.
+    assert_eq!(r.time_ns, [1000, 30, 270, 100]);
+    assert_eq!(r.time_ns.iter().sum::<u64>(), 1500 - 100);
+    // Asking with an earlier time than the last change adds nothing.
+    assert_eq!(s.runstate(v, 10).unwrap().time_ns, [1000, 30, 170, 100]);
+    assert_eq!(s.runstate(VcpuId(99), 0), Err(SchedError::NoSuchVcpu));
 }
