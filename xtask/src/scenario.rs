@@ -310,6 +310,20 @@ const HOSTILE_OK: &[&str] = &[
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
 
+/// The console storm beside an equal-weight burner on 1 pCPU: the burner keeps its
+/// half of the pCPU (within 5 points).
+fn check_console_share(log: &str) -> std::result::Result<String, String> {
+    let p = crate::sched_log::SchedLog::parse(log);
+    let shares = p.hv_shares(500.0)?;
+    let victim = *shares.get(&2).ok_or("no share for the victim (d2)")?;
+    let storm = shares.get(&1).copied().unwrap_or(0.0);
+    let text = format!("console storm d1: {storm:.1}% of the pCPU, burner d2: {victim:.1}%");
+    if (victim - 50.0).abs() > 5.0 {
+        return Err(format!("{text}: the victim is not within 5 points of 50%"));
+    }
+    Ok(text)
+}
+
 /// Every boot scenario, in the order `test` runs them.
 pub fn all() -> Vec<Scenario> {
     let base = |name, what, platform, firmware, cpus| Scenario {
@@ -680,6 +694,34 @@ pub fn all() -> Vec<Scenario> {
                 "the same attacks on 2 pCPUs, where the attacker's other vCPUs run while it is torn down",
                 2,
                 HOSTILE_CFG,
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "x-console.cfg",
+                    "name = \"x-console\"\nkernel = \"hostile.elf\"\nmemory = 8\ncmdline = \"mode=console\"\n",
+                ),
+                (
+                    "v-burn.cfg",
+                    "name = \"v-burn\"\nkernel = \"burn.elf\"\nmemory = 8\n",
+                ),
+            ],
+            expect: &[
+                r"\[d1 x-console\] hostile: console: writing 4096 bytes per console_io, forever",
+                r"\[d1 x-console\] \(\d+ bytes of console output dropped\)",
+                r"\[d2 v-burn\] burn: at \d+ ms",
+                r"sched: run time limit of \d+ ms reached",
+                r"power: powering off",
+            ],
+            forbid: CLEAN,
+            check: Some(check_console_share),
+            ..bochs_guests(
+                "hostile-console",
+                "a guest writing 4 KiB per console_io without end gets half of a shared pCPU, no more; its output is rate-limited",
+                1,
+                "on_ready = \"poweroff\"\nrun_for_ms = 2500\nsched_sample_ms = 100\n\
+                 domains = [\"x-console.cfg\", \"v-burn.cfg\"]\n",
             )
         },
         Scenario {

@@ -11,6 +11,10 @@
 //!   (whose pages go back to the allocator): the victim checks that it is not.
 //!   First it tries to shut the victim down (`SCHEDOP_remote_shutdown`: `-EPERM`).
 //!   Prints `hostile: teardown: shutting down after <n> binds` and powers off.
+//! - `console`: `console_io(CONSOLEIO_write, 4096)` in a loop, forever: a hypervisor
+//!   that prints all of it, waiting for the UART with a lock held and without
+//!   preemption, hands this domain most of a pCPU it shares with an equal-weight
+//!   victim (the scenario measures the victim's share) and fills the log for everyone.
 #![no_std]
 #![no_main]
 
@@ -38,6 +42,7 @@ fn main(info: &StartInfo) {
             };
             teardown(peer as u32, port as u32, num("after_ms").unwrap_or(300))
         }
+        Some("console") => console(),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -72,5 +77,30 @@ extern "C" fn binder(_n: u32) -> ! {
         if xen::bind_interdomain(peer, port).is_ok() {
             BINDS.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The console storm: see the module documentation.
+fn console() -> ! {
+    let mut text = [b'x'; 4096];
+    for (i, b) in text.iter_mut().enumerate() {
+        *b = match i % 64 {
+            63 => b'\n',
+            k => b'a' + (k % 26) as u8,
+        };
+    }
+    println!("hostile: console: writing 4096 bytes per console_io, forever");
+    loop {
+        // SAFETY: the hypervisor only reads the buffer.
+        unsafe {
+            oxen_guest_rt::hypercall(
+                oxen_guest_rt::abi::hypercall::CONSOLE_IO,
+                u64::from(oxen_guest_rt::abi::console_io::WRITE),
+                text.len() as u64,
+                text.as_ptr() as u64,
+                0,
+                0,
+            )
+        };
     }
 }

@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod archive;
 pub mod config;
+pub mod continuation;
 pub mod cpuid;
 pub mod elf;
 pub mod ept;
@@ -19,6 +20,7 @@ pub mod frames;
 pub mod grant;
 pub mod guest_walk;
 pub mod pvh;
+pub mod ratelimit;
 pub mod sched;
 pub mod time;
 pub mod units;

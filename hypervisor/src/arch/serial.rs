@@ -87,6 +87,55 @@ impl Write for Out {
     }
 }
 
+/// One formatted line, truncated to fit.
+struct LineBuf {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let n = s.len().min(room);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Logs one line on behalf of a guest, at level INFO, if the ring has room for it with
+/// half of the ring to spare (kept for the hypervisor's own lines). Never waits for
+/// the wire: false means the line was dropped.
+pub fn guest_line(args: core::fmt::Arguments<'_>) -> bool {
+    if !log::log_enabled!(log::Level::Info) {
+        return true;
+    }
+    let mut line = LineBuf {
+        bytes: [0; 512],
+        len: 0,
+    };
+    let _ = write!(line, "[{}] cpu{} INFO  {args}", uptime(), percpu::index());
+    line.len = line.len.min(line.bytes.len() - 1);
+    line.bytes[line.len] = b'\n';
+    line.len += 1;
+    let mut out = PORT.lock();
+    if out.port.is_none() {
+        return true;
+    }
+    let free = RING - (out.head - out.tail);
+    if free < RING / 2 + line.len {
+        return false;
+    }
+    for &b in &line.bytes[..line.len] {
+        let at = out.head % RING;
+        out.ring[at] = b;
+        out.head += 1;
+    }
+    PENDING.store(true, Ordering::Release);
+    out.pump();
+    true
+}
+
 /// Moves buffered log bytes to the UART if it can take some (never waits, and does
 /// nothing if another CPU is logging).
 pub fn pump() {

@@ -19,9 +19,9 @@ use super::vcpu::Vcpu;
 use super::{Domain, DomainState};
 use crate::arch::time;
 
-/// Most bytes one `console_io` write prints; the rest of a longer write is dropped (Xen
-/// prints it all through hypercall continuations).
-const CONSOLE_CHUNK: u64 = 4096;
+/// Most bytes one pass of a `console_io` write handles; a longer write continues (the
+/// guest re-executes the call for the rest), so it is preemptible between passes.
+const CONSOLE_CHUNK: u64 = 512;
 
 /// Guest memory as the page-table walker sees it.
 struct Ram<'a>(&'a Domain);
@@ -48,7 +48,6 @@ pub(super) fn copy_to_guest(vcpu: &Vcpu, gva: u64, data: &[u8]) -> Result<(), i6
 /// Handles a VMCALL.
 pub fn dispatch(vcpu: &mut Vcpu) -> Next {
     vcpu.hypercalls += 1;
-    vcpu.skip_instruction();
     let r = &vcpu.regs;
     let args = if vcpu.long_mode() {
         [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
@@ -57,11 +56,20 @@ pub fn dispatch(vcpu: &mut Vcpu) -> Next {
     };
     let number = r.rax;
     if vcpu.cpl() != 0 {
+        vcpu.skip_instruction();
         vcpu.regs.rax = (-EPERM) as u64;
         return Next::Resume;
     }
     let (result, next) = match u32::try_from(number) {
-        Ok(nr::CONSOLE_IO) => (console(vcpu, args), Next::Resume),
+        Ok(nr::CONSOLE_IO) => match console(vcpu, args) {
+            Ok(rc) => (rc, Next::Resume),
+            Err(Continue(rest)) => {
+                // The guest executes the call again for the rest (after whatever is due
+                // on this pCPU), as Xen's hypercall continuations do for HVM guests.
+                set_args(vcpu, rest);
+                return Next::Resume;
+            }
+        },
         Ok(nr::XEN_VERSION) => (version(vcpu, args), Next::Resume),
         Ok(nr::SCHED_OP) => sched(vcpu, args),
         Ok(nr::VCPU_OP) => vcpu_op(vcpu, args),
@@ -81,25 +89,44 @@ pub fn dispatch(vcpu: &mut Vcpu) -> Next {
         Ok(nr::DOMCTL) => (super::control::domctl(vcpu, args[0]), Next::Resume),
         _ => (-ENOSYS, Next::Resume),
     };
+    vcpu.skip_instruction();
     vcpu.regs.rax = result as u64;
     next
 }
 
-fn console(vcpu: &mut Vcpu, [op, len, ptr, ..]: [u64; 5]) -> i64 {
+/// A hypercall that did part of its work: the arguments that describe the rest.
+struct Continue([u64; 5]);
+
+/// Puts hypercall arguments back where the guest passes them (its RIP still points at
+/// the VMCALL, RAX still holds the number).
+fn set_args(vcpu: &mut Vcpu, a: [u64; 5]) {
+    let long = vcpu.long_mode();
+    let r = &mut vcpu.regs;
+    if long {
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8] = a;
+    } else {
+        [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi] = a.map(|v| v & 0xffff_ffff);
+    }
+}
+
+fn console(vcpu: &mut Vcpu, [op, len, ptr, a3, a4]: [u64; 5]) -> Result<i64, Continue> {
     match u32::try_from(op) {
         Ok(console_io::WRITE) => {
-            let len = len.min(CONSOLE_CHUNK);
-            let mut buf = vec![0u8; len as usize];
+            let (now, rest) = oxen_core::continuation::split_chunk(len, ptr, CONSOLE_CHUNK);
+            let mut buf = vec![0u8; now as usize];
             if let Err(e) = copy_from_guest(vcpu, ptr, &mut buf) {
-                return e;
+                return Ok(e);
             }
             let d = vcpu.domain.clone();
             d.emit(&d.console_line, "", &buf);
-            0
+            match rest {
+                Some((len, ptr)) => Err(Continue([op, len, ptr, a3, a4])),
+                None => Ok(0),
+            }
         }
         // No console input yet: nothing to read.
-        Ok(console_io::READ) => 0,
-        _ => -EINVAL,
+        Ok(console_io::READ) => Ok(0),
+        _ => Ok(-EINVAL),
     }
 }
 

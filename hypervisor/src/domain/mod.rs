@@ -23,17 +23,25 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
 use oxen_core::frames::FRAME_SIZE;
+use oxen_core::ratelimit::TokenBucket;
 use oxen_core::sched::DomId;
 use oxen_core::vcpu_state::StartState;
 use spin::Mutex;
 
-use crate::arch::paging;
+use crate::arch::{paging, serial};
 use crate::mm::frames;
 
 /// Where the hypervisor puts `hvm_start_info` and what follows it in guest memory.
 const START_INFO_GPA: u64 = 0x6000;
 /// The guest's RAM starts 2 MiB-aligned in host memory so the EPT can use 2 MiB pages.
 const RAM_ALIGN: u64 = 2 << 20;
+/// Each domain's console budget: bytes per second and at once. The UART moves about
+/// 11,500 bytes a second; a domain gets a third of that in the long run, and a burst
+/// of 16 KiB (a quarter of the log ring) for the lines of its boot.
+const CONSOLE_RATE: u64 = 4096;
+const CONSOLE_BURST: u64 = 16 * 1024;
+/// What a logged line costs beyond its text (the prefix and the newline).
+const LINE_OVERHEAD: u64 = 40;
 
 /// How a domain ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +101,9 @@ pub struct Domain {
     /// Partial output lines: `console_io` and port 0xE9.
     pub console_line: Mutex<String>,
     pub e9_line: Mutex<String>,
+    /// What the domain may still print (bytes), and what it printed beyond that.
+    console_budget: Mutex<TokenBucket>,
+    console_dropped: AtomicU64,
     /// The scheduler's handle.
     pub sched: DomId,
     /// May use the control hypercalls.
@@ -234,6 +245,12 @@ impl Domain {
             teardown: Mutex::new(lifecycle::Teardown::Pending),
             console_line: Mutex::new(String::new()),
             e9_line: Mutex::new(String::new()),
+            console_budget: Mutex::new(TokenBucket::new(
+                CONSOLE_RATE,
+                CONSOLE_BURST,
+                crate::arch::time::now(),
+            )),
+            console_dropped: AtomicU64::new(0),
             sched,
             privileged: cfg.privileged,
             vcpus: spin::Once::new(),
@@ -392,7 +409,7 @@ impl Domain {
         for &b in bytes {
             match b {
                 b'\n' => {
-                    log::info!("[d{} {}{source}] {}", self.id, self.name, line.as_str());
+                    self.print_line(source, &line);
                     line.clear();
                 }
                 b'\r' => {}
@@ -400,9 +417,36 @@ impl Domain {
                 _ => line.push('?'),
             }
             if line.len() >= 256 {
-                log::info!("[d{} {}{source}] {}", self.id, self.name, line.as_str());
+                self.print_line(source, &line);
                 line.clear();
             }
+        }
+    }
+
+    /// Logs one line of guest output, within the domain's console budget and without
+    /// ever waiting for the UART: lines beyond either are dropped and counted, and the
+    /// count is reported before the next line that gets through (Xen drops guest output
+    /// it cannot send too).
+    fn print_line(&self, source: &str, text: &str) {
+        let now = crate::arch::time::now();
+        let cost = text.len() as u64 + LINE_OVERHEAD;
+        if !self.console_budget.lock().take(cost, now) {
+            self.console_dropped
+                .fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
+            return;
+        }
+        let dropped = self.console_dropped.swap(0, Ordering::Relaxed);
+        if dropped != 0
+            && !serial::guest_line(format_args!(
+                "[d{} {}{source}] ({dropped} bytes of console output dropped)",
+                self.id, self.name
+            ))
+        {
+            self.console_dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        if !serial::guest_line(format_args!("[d{} {}{source}] {text}", self.id, self.name)) {
+            self.console_dropped
+                .fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
         }
     }
 }
