@@ -11,8 +11,9 @@
 //! Kinds: #DE (`div` by zero), #BP (`int3`), #UD (`ud2`), #UD injected by oxen
 //! (`vmxoff`), #GP injected by oxen (`rdmsr` of an MSR that does not exist), #PF (a read
 //! of an unmapped address, different per vCPU and iteration), #MF (`fwait` after an
-//! unmasked x87 divide by zero), #XM (`divss` by zero with the exception unmasked) and
-//! `int 0x81`.
+//! unmasked x87 divide by zero), #XM (`divss` by zero with the exception unmasked),
+//! `int 0x81`, and #DB from `int1` (ICEBP) and from general detect (DR7.GD, then a
+//! MOV DR: DR6.BD set and GD cleared; oxen intercepts #DB and reflects it).
 //!
 //! Command line: `iterations=N` (per vCPU, default 3000), `seed=N` (default 1). Prints
 //! `faults: PASS (...)` or `faults: FAIL ...` from vCPU 0 and powers off.
@@ -55,6 +56,7 @@ struct Probe {
     first_vector: u64,   // 472: the vector of the first failure
     first_iter: u64,     // 480: the iteration of the first failure
     wrong_reg: u64,      // 488: the first register found wrong (SDM number)
+    expect_bd: u64,      // 496: a #DB must report BD (general detect) in DR6
 }
 
 impl Probe {
@@ -79,6 +81,7 @@ impl Probe {
             first_vector: 0,
             first_iter: 0,
             wrong_reg: 0,
+            expect_bd: 0,
         }
     }
 }
@@ -101,7 +104,8 @@ mod why {
     pub const DEBUG_REGS: u64 = 1 << 13;
     pub const KERNEL_GS_BASE: u64 = 1 << 14;
     pub const RFLAGS: u64 = 1 << 15;
-    pub const NAMES: [&str; 16] = [
+    pub const DR6: u64 = 1 << 16;
+    pub const NAMES: [&str; 17] = [
         "vector",
         "error code",
         "saved RIP",
@@ -118,6 +122,7 @@ mod why {
         "debug registers",
         "KERNEL_GS_BASE",
         "saved RFLAGS",
+        "DR6 (or DR7.GD) after #DB",
     ];
 }
 
@@ -227,6 +232,21 @@ fn faults_handler(f: &mut ExceptionFrame) -> bool {
         bad |= why::CR2_LATER;
     }
     match f.vector {
+        1 => {
+            // DR7.GD must be clear by now (or this read faults again), DR6.BD set for
+            // general detect only.
+            let dr6: u64;
+            // SAFETY: reads DR6; with GD clear this has no side effects.
+            unsafe { asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack)) };
+            if (dr6 & (1 << 13) != 0) != (p.expect_bd != 0) {
+                fail(p, why::DR6, 1);
+            }
+            // SAFETY: back to the reset DR6 and DR7 (no breakpoint enabled).
+            unsafe {
+                asm!("mov dr6, {}", in(reg) 0xffff_0ff0u64, options(nomem, nostack));
+                asm!("mov dr7, {}", in(reg) 0x400u64, options(nomem, nostack));
+            }
+        }
         // SAFETY: clears the x87 exception flags the test raised (no other x87 state).
         16 => unsafe { asm!("fnclex", options(nomem, nostack)) },
         19 => {
@@ -328,6 +348,15 @@ trigger!(
     "1f"
 );
 trigger!(faults_intn, "", "int 0x81", "3f");
+// INT1 (ICEBP): a trap; oxen intercepts #DB and hands it back.
+trigger!(faults_db, "", ".byte 0xf1", "3f");
+// General detect: with DR7.GD set, any MOV DR faults with #DB (BD in DR6, GD cleared).
+trigger!(
+    faults_gd,
+    "mov eax, 0x2400\nmov dr7, rax",
+    "mov rax, dr6",
+    "1f"
+);
 
 unsafe extern "C" {
     fn faults_de(p: *mut Probe);
@@ -339,50 +368,72 @@ unsafe extern "C" {
     fn faults_mf(p: *mut Probe);
     fn faults_xm(p: *mut Probe);
     fn faults_intn(p: *mut Probe);
+    fn faults_db(p: *mut Probe);
+    fn faults_gd(p: *mut Probe);
 }
 
-/// A kind: its trigger and vector.
+/// A kind: its trigger and vector (and, for #DB, whether DR6 must say BD).
 struct Kind {
     trigger: unsafe extern "C" fn(*mut Probe),
     vector: u64,
+    bd: bool,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 11] = [
     Kind {
         trigger: faults_de,
         vector: 0,
+        bd: false,
     },
     Kind {
         trigger: faults_bp,
         vector: 3,
+        bd: false,
     },
     Kind {
         trigger: faults_ud,
         vector: 6,
+        bd: false,
     },
     Kind {
         trigger: faults_udx,
         vector: 6,
+        bd: false,
     },
     Kind {
         trigger: faults_gp,
         vector: 13,
+        bd: false,
     },
     Kind {
         trigger: faults_pf,
         vector: 14,
+        bd: false,
     },
     Kind {
         trigger: faults_mf,
         vector: 16,
+        bd: false,
     },
     Kind {
         trigger: faults_xm,
         vector: 19,
+        bd: false,
     },
     Kind {
         trigger: faults_intn,
         vector: 0x81,
+        bd: false,
+    },
+    Kind {
+        trigger: faults_db,
+        vector: 1,
+        bd: false,
+    },
+    Kind {
+        trigger: faults_gd,
+        vector: 1,
+        bd: true,
     },
 ];
 
@@ -480,6 +531,7 @@ fn run(n: u32) {
         pr.regs[1] = 0x1234_5678;
         pr.expect_vector = kind.vector;
         pr.expect_err = 0;
+        pr.expect_bd = u64::from(kind.bd);
         pr.zero = 0;
         let hits = pr.hits;
         if let Some(c) = last_cr2

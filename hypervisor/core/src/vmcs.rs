@@ -352,6 +352,39 @@ pub mod inject {
         info & DELIVER_ERROR_CODE != 0
     }
 
+    /// What to inject to hand the guest an exception that the exception bitmap
+    /// intercepted (`exit_info` is the exit's interruption information): the same
+    /// vector, type and error-code flag. `None` for what is not the guest's to take:
+    /// an invalid field, an external interrupt or an NMI. Types 4-6 need the exit's
+    /// instruction length ([`needs_length`]), an error code the exit's error code.
+    ///
+    /// The intercepted exceptions (#DB, #AC) are benign: if one happened while another
+    /// event was being delivered, the CPU would deliver it alone too, so this replaces
+    /// the event [`redeliver`] set up.
+    pub fn reflect(exit_info: u32) -> Option<u32> {
+        let kind = (exit_info >> 8) & 7;
+        (exit_info & VALID != 0 && matches!(kind, 3 | 5 | 6))
+            .then_some(exit_info & !(UNDEFINED_BIT12 | ENTRY_RESERVED))
+    }
+
+    /// DR6 as the guest must see it after a #DB that was intercepted: the CPU does not
+    /// write DR6 on such an exit but reports the bits in the exit qualification (B0-B3,
+    /// BD, BS; bit 16 set when an RTM region caused it, which DR6 shows as RTM clear).
+    /// B0-B3 are replaced, the other status bits are sticky, as on a native #DB.
+    pub fn debug_dr6(old: u64, qualification: u64) -> u64 {
+        const B0_B3: u64 = 0xf;
+        const BD_BS: u64 = 0x6000;
+        const RTM: u64 = 1 << 16;
+        // Bits that read as 1 (4-11 and 16, and the upper half of the low 32 bits).
+        const ONES: u64 = 0xffff_0ff0;
+        let mut dr6 = ((old & 0xffff_ffff) | ONES) & !B0_B3;
+        dr6 |= qualification & (B0_B3 | BD_BS);
+        if qualification & RTM != 0 {
+            dr6 &= !RTM;
+        }
+        dr6
+    }
+
     /// #GP(0).
     pub const GP: u32 = VALID | HARDWARE_EXCEPTION | DELIVER_ERROR_CODE | 13;
     /// #UD.
@@ -361,6 +394,38 @@ pub mod inject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intercepted_exceptions_are_reflected_as_they_came() {
+        // #AC(0): hardware exception with an error code.
+        let ac = (1 << 31) | (3 << 8) | (1 << 11) | 17;
+        assert_eq!(inject::reflect(ac), Some(ac));
+        assert!(inject::has_error_code(ac) && !inject::needs_length(ac));
+        // #DB from a breakpoint or single step, with "NMI unblocking" (bit 12) dropped.
+        let db = (1 << 31) | (3 << 8) | 1;
+        assert_eq!(inject::reflect(db | (1 << 12)), Some(db));
+        // INT1 (ICEBP): a privileged software exception, re-injected with its length.
+        let icebp = (1 << 31) | (5 << 8) | 1;
+        assert_eq!(inject::reflect(icebp), Some(icebp));
+        assert!(inject::needs_length(icebp));
+        // Not the guest's: invalid, external interrupts, NMIs.
+        assert_eq!(inject::reflect(3 << 8 | 1), None);
+        assert_eq!(inject::reflect((1 << 31) | 0x20), None);
+        assert_eq!(inject::reflect((1 << 31) | (2 << 8) | 2), None);
+    }
+
+    #[test]
+    fn dr6_after_an_intercepted_debug_exception() {
+        // From the reset value: a hit on DR2 sets B2.
+        assert_eq!(inject::debug_dr6(0xffff_0ff0, 1 << 2), 0xffff_0ff4);
+        // B0-B3 are replaced, BS is added and stays.
+        let a = inject::debug_dr6(0xffff_0ff1, 1 << 14);
+        assert_eq!(a, 0xffff_4ff0);
+        assert_eq!(inject::debug_dr6(a, 1 << 3), 0xffff_4ff8);
+        // RTM: qualification bit 16 clears DR6 bit 16; junk above bit 31 goes.
+        assert_eq!(inject::debug_dr6(u64::MAX, 1 << 16), 0xfffe_fff0);
+        assert_eq!(inject::debug_dr6(0, 1 << 13), 0xffff_2ff0);
+    }
 
     #[test]
     fn field_encodings_follow_the_sdm_scheme() {

@@ -101,6 +101,21 @@ pub fn cr2() -> u64 {
     v
 }
 
+/// Reads DR6 (while a vCPU is loaded: the guest's, see [`LazyState`]).
+pub fn dr6() -> u64 {
+    let v: u64;
+    // SAFETY: reading DR6 has no side effects.
+    unsafe { asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes DR6, a status register: it changes only what the next read sees (the
+/// hypervisor never relies on it; a loaded vCPU's DR6 lives there).
+pub fn set_dr6(v: u64) {
+    // SAFETY: DR6 only reports debug conditions; writing it triggers nothing.
+    unsafe { asm!("mov dr6, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
+}
+
 /// Stops this CPU for good: interrupts off, halt forever (NMIs wake it only to halt again).
 pub fn halt_forever() -> ! {
     loop {

@@ -189,7 +189,33 @@ fn exception_or_nmi(vcpu: &mut Vcpu) -> Next {
         }
         return Next::Resume;
     }
-    crash(vcpu, format!("unexpected exception exit, vector {vector}"))
+    // #DB and #AC are intercepted only so that a guest cannot make the CPU deliver them
+    // forever without an exit (CVE-2015-8104, CVE-2015-5307): each is handed back.
+    let Some(entry) = inject::reflect(info as u32) else {
+        return crash(vcpu, format!("unexpected exception exit, vector {vector}"));
+    };
+    if vector == 1 && kind == 3 {
+        // A debug trap or fault: the CPU left DR6 to us (ICEBP, type 5, sets nothing).
+        let q = vmcs::read(field::EXIT_QUALIFICATION);
+        cpu::set_dr6(inject::debug_dr6(cpu::dr6(), q));
+        // As on a native #DB, general detect ends with DR7.GD clear.
+        let dr7 = vmcs::read(field::GUEST_DR7);
+        vmcs::write(field::GUEST_DR7, dr7 & !(1 << 13));
+    }
+    vmcs::write(field::ENTRY_INTERRUPTION_INFO, u64::from(entry));
+    if inject::has_error_code(entry) {
+        vmcs::write(
+            field::ENTRY_EXCEPTION_ERROR_CODE,
+            vmcs::read(field::EXIT_INTERRUPTION_ERROR_CODE),
+        );
+    }
+    if inject::needs_length(entry) {
+        vmcs::write(
+            field::ENTRY_INSTRUCTION_LENGTH,
+            vmcs::read(field::EXIT_INSTRUCTION_LENGTH),
+        );
+    }
+    Next::Resume
 }
 
 fn cpuid(vcpu: &mut Vcpu) -> Next {

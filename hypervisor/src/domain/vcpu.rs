@@ -195,7 +195,9 @@ impl Vcpu {
             field::ENTRY_CONTROLS,
             u64::from(c.entry & !ctl::entry::IA32E_MODE_GUEST),
         );
-        vmcs::write(field::EXCEPTION_BITMAP, 0);
+        // #DB and #AC exit (and are reflected): without that a guest can make either
+        // recursive and hang the pCPU inside the CPU's event delivery.
+        vmcs::write(field::EXCEPTION_BITMAP, (1 << 1) | (1 << 17));
         vmcs::write(field::CR3_TARGET_COUNT, 0);
         vmcs::write(field::EXIT_MSR_STORE_COUNT, 0);
         vmcs::write(field::EXIT_MSR_LOAD_COUNT, 0);
