@@ -429,7 +429,7 @@ pub fn all() -> Vec<Scenario> {
                 r"acpi: no usable MADT \(the bootloader found no RSDP\)",
                 r"smp: no MADT; CPUID topology reports 2 logical CPU\(s\) in this package: starting APs by broadcast",
                 r"apic: local APIC in x2APIC mode",
-                r"vmx: rev 0x[0-9a-f]+, EPT yes \(2M yes, 1G yes, A/D yes\), VPID yes, unrestricted guest yes, preemption timer yes",
+                r"vmx: rev 0x[0-9a-f]+, EPT yes \(2M yes, 1G yes, A/D yes\), VPID yes, unrestricted guest yes, PAUSE-loop exiting (yes|no), preemption timer yes",
                 r"vmx: VMXON on cpu0; this CPU can run guests",
                 r"vmx: VMXON on cpu1",
                 r"smp: cpu1 online \(APIC id \d+, CR0 0x8[0-9a-f]{7}\)",
@@ -639,6 +639,25 @@ pub fn all() -> Vec<Scenario> {
                 "a 4-vCPU guest on 2 pCPUs brings up, downs and ups its vCPUs; vCPUs migrate",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"smp4.cfg\", \"hello.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[(
+                "handoff.cfg",
+                "name = \"handoff\"\nkernel = \"smp.elf\"\nmemory = 8\nvcpus = 2\ncmdline = \"handoff=200\"\n",
+            )],
+            expect: &[
+                r"\[d1 handoff\] smp: handoff: 200 round trips between spinning vCPUs in \d+ ms",
+                r"\[d1 handoff\] smp: PASS handoff",
+                r"  domain 1 \(handoff\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "sched-pause-loop",
+                "two vCPUs of one domain on 1 pCPU hand a token back and forth, each waiting in a PAUSE loop: PAUSE-loop exiting makes the spinner yield",
+                1,
+                "on_ready = \"poweroff\"\ndomains = [\"handoff.cfg\"]\n",
             )
         },
         Scenario {

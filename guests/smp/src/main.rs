@@ -3,6 +3,7 @@
 //! takes one down and up again, and checks the errors the vCPU and timer calls give
 //! for bad arguments, the runstates and the periodic timer. Prints `smp: PASS`, takes
 //! every vCPU down and so powers off (the last vCPU going down shuts the domain down).
+//! With `handoff=N` it runs only the PAUSE-loop test instead (see [`handoff`]).
 #![no_std]
 #![no_main]
 
@@ -52,7 +53,64 @@ fn wait_for(ms: u64, cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
-fn main(_info: &StartInfo) {
+/// The handoff test's flag: the round vCPU 1 is to answer next (odd: vCPU 1's turn).
+static TURN: AtomicU64 = AtomicU64::new(0);
+static ROUNDS: AtomicU64 = AtomicU64::new(0);
+
+/// vCPU 1 of the handoff test: answers every odd turn, spinning with PAUSE between.
+extern "C" fn answerer(_n: u32) -> ! {
+    let rounds = ROUNDS.load(Ordering::Acquire);
+    let mut want = 1;
+    while want < 2 * rounds {
+        while TURN.load(Ordering::Acquire) != want {
+            core::hint::spin_loop();
+        }
+        TURN.store(want + 1, Ordering::Release);
+        want += 2;
+    }
+    loop {
+        vcpu::block();
+    }
+}
+
+/// `handoff=N`: vCPUs 0 and 1 hand a token back and forth N times, each waiting in a
+/// PAUSE spin loop. On one pCPU every handoff needs the spinner to give the pCPU up:
+/// with PAUSE-loop exiting it yields within microseconds; without, it burns its slice.
+fn handoff(rounds: u64) {
+    ROUNDS.store(rounds, Ordering::Release);
+    check(
+        vcpu::initialise(1, answerer, vcpu::stack_top(1)) == 0 && vcpu::up(1) == 0,
+        "vCPU 1 comes up",
+    );
+    let start = time::now_ns();
+    for r in 0..rounds {
+        TURN.store(2 * r + 1, Ordering::Release);
+        while TURN.load(Ordering::Acquire) != 2 * r + 2 {
+            core::hint::spin_loop();
+        }
+    }
+    let ms = (time::now_ns() - start) / 1_000_000;
+    println!("smp: handoff: {rounds} round trips between spinning vCPUs in {ms} ms");
+    check(
+        ms < rounds / 4,
+        "a vCPU spinning with PAUSE gives its pCPU up at once (PAUSE-loop exiting)",
+    );
+    let failures = FAILURES.load(Ordering::Relaxed);
+    if failures == 0 {
+        println!("smp: PASS handoff");
+    } else {
+        panic!("smp: {failures} check(s) failed");
+    }
+}
+
+fn main(info: &StartInfo) {
+    if let Some(n) = info
+        .cmdline_arg("handoff")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        handoff(n.clamp(1, 10_000));
+        return;
+    }
     // Bad arguments first, while vCPU 1 is still down and uninitialised.
     check(
         vcpu::up(1) == -EINVAL,

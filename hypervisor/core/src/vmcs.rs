@@ -48,6 +48,8 @@ pub mod field {
     pub const ENTRY_EXCEPTION_ERROR_CODE: u32 = 0x4018;
     pub const ENTRY_INSTRUCTION_LENGTH: u32 = 0x401a;
     pub const PROC_BASED_CONTROLS2: u32 = 0x401e;
+    pub const PLE_GAP: u32 = 0x4020;
+    pub const PLE_WINDOW: u32 = 0x4022;
     // 32-bit read-only data.
     pub const VM_INSTRUCTION_ERROR: u32 = 0x4400;
     pub const EXIT_REASON: u32 = 0x4402;

@@ -57,6 +57,7 @@ pub mod ctl {
         pub const ENABLE_RDTSCP: u32 = 1 << 3;
         pub const ENABLE_VPID: u32 = 1 << 5;
         pub const UNRESTRICTED_GUEST: u32 = 1 << 7;
+        pub const PAUSE_LOOP_EXITING: u32 = 1 << 10;
         pub const ENABLE_INVPCID: u32 = 1 << 12;
         pub const ENABLE_XSAVES: u32 = 1 << 20;
     }
@@ -205,6 +206,8 @@ pub struct VmxCapabilities {
     pub preemption_timer: bool,
     /// The preemption timer counts down once every 2^rate TSC ticks.
     pub preemption_timer_rate: u8,
+    /// PAUSE-loop exiting (a spinning vCPU exits and yields).
+    pub pause_loop_exiting: bool,
     pub ept_4_level: bool,
     pub ept_write_back: bool,
     pub ept_2m_pages: bool,
@@ -243,6 +246,7 @@ impl VmxCapabilities {
             unrestricted_guest: ept && proc2.may_set(ctl::proc2::UNRESTRICTED_GUEST),
             preemption_timer: Allowed::from_msr(raw.pinbased).may_set(ctl::pin::PREEMPTION_TIMER),
             preemption_timer_rate: (raw.misc & 0x1f) as u8,
+            pause_loop_exiting: proc2.may_set(ctl::proc2::PAUSE_LOOP_EXITING),
             ept_4_level: ept && bit(6),
             ept_write_back: ept && bit(14),
             ept_2m_pages: ept && bit(16),
@@ -279,7 +283,7 @@ impl fmt::Display for VmxCapabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "rev {:#x}, EPT {} (2M {}, 1G {}, A/D {}), VPID {}, unrestricted guest {}, preemption timer {}",
+            "rev {:#x}, EPT {} (2M {}, 1G {}, A/D {}), VPID {}, unrestricted guest {}, PAUSE-loop exiting {}, preemption timer {}",
             self.revision_id,
             yes(self.ept),
             yes(self.ept_2m_pages),
@@ -287,6 +291,7 @@ impl fmt::Display for VmxCapabilities {
             yes(self.ept_accessed_dirty),
             yes(self.vpid),
             yes(self.unrestricted_guest),
+            yes(self.pause_loop_exiting),
             yes(self.preemption_timer),
         )?;
         if self.preemption_timer {
@@ -389,7 +394,10 @@ impl VmcsControls {
             ControlField::ProcBased2,
             secondary,
             proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
-            proc2::ENABLE_VPID | proc2::ENABLE_RDTSCP | proc2::ENABLE_INVPCID,
+            proc2::ENABLE_VPID
+                | proc2::ENABLE_RDTSCP
+                | proc2::ENABLE_INVPCID
+                | proc2::PAUSE_LOOP_EXITING,
         )?;
         let exit = check(
             ControlField::Exit,

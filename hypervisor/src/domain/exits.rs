@@ -82,6 +82,12 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
             vcpu.inject_ud();
             Next::Resume
         }
+        reason::PAUSE => {
+            // PAUSE-loop exiting: the vCPU spins on a lock whose holder may not be
+            // running; give the pCPU away (the PAUSE itself has done nothing yet).
+            vcpu.skip_instruction();
+            Next::Yield
+        }
         reason::INVD | reason::WBINVD => {
             // Caches are coherent for guests; nothing to write back on their behalf.
             vcpu.skip_instruction();

@@ -190,6 +190,12 @@ impl Vcpu {
         vmcs::write(field::PIN_BASED_CONTROLS, u64::from(c.pin));
         vmcs::write(field::PROC_BASED_CONTROLS, u64::from(c.proc));
         vmcs::write(field::PROC_BASED_CONTROLS2, u64::from(c.proc2));
+        if c.proc2 & ctl::proc2::PAUSE_LOOP_EXITING != 0 {
+            // Xen's defaults: PAUSEs at most 128 cycles apart form a spin loop; one
+            // longer than 4096 cycles exits, and the vCPU yields its pCPU.
+            vmcs::write(field::PLE_GAP, 128);
+            vmcs::write(field::PLE_WINDOW, 4096);
+        }
         vmcs::write(field::EXIT_CONTROLS, u64::from(c.exit));
         vmcs::write(
             field::ENTRY_CONTROLS,
