@@ -293,9 +293,14 @@ const HOSTILE_DOMAINS: &[(&str, &str)] = &[
         "target.cfg",
         "name = \"target\"\nkernel = \"burn.elf\"\nmemory = 8\n",
     ),
+    (
+        "x-physmap.cfg",
+        "name = \"x-physmap\"\nkernel = \"hostile.elf\"\nmemory = 8\n\
+         cmdline = \"mode=physmap hold_ms=1500\"\n",
+    ),
 ];
 const HOSTILE_CFG: &str = "on_ready = \"poweroff\"\n\
-                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\"]\n";
+                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\", \"x-physmap.cfg\"]\n";
 /// Every attack ran, every victim passed, every domain ended as it should.
 const HOSTILE_OK: &[&str] = &[
     r"\[d1 x-teardown\] hostile: teardown: shutting down after \d+ binds",
@@ -306,6 +311,10 @@ const HOSTILE_OK: &[&str] = &[
     r"\[d3 ctl\] schedctl: domain 4 shut down remotely",
     r"\[d3 ctl\] schedctl: PASS",
     r"  domain 4 \(target\): shutdown: poweroff",
+    r"domain 5 \(x-physmap\): EPT table quota reached \(272 frames\)",
+    r"\[d5 x-physmap\] hostile: physmap: 2000 moves of shared info, then \d+ far grant mappings before a refusal",
+    r"\[d5 x-physmap\] hostile: physmap: PASS",
+    r"  domain 5 \(x-physmap\): shutdown: poweroff",
     r"power: powering off",
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
@@ -699,7 +708,7 @@ pub fn all() -> Vec<Scenario> {
             forbid: HOSTILE_FORBID,
             ..bochs_guests(
                 "hostile-up",
-                "attacks of an unprivileged guest against victims that check their own state, 1 pCPU: teardown races",
+                "attacks of unprivileged guests beside victims that check their own state, 1 pCPU: teardown races, remote shutdown, physical-map exhaustion",
                 1,
                 HOSTILE_CFG,
             )

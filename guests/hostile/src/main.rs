@@ -11,6 +11,15 @@
 //!   (whose pages go back to the allocator): the victim checks that it is not.
 //!   First it tries to shut the victim down (`SCHEDOP_remote_shutdown`: `-EPERM`).
 //!   Prints `hostile: teardown: shutting down after <n> binds` and powers off.
+//! - `physmap [hold_ms=1500]`: tries to make the hypervisor spend memory on its
+//!   physical map. It moves its shared-info page to a new 1 GiB-aligned frame 2,000
+//!   times (the EPT tables each move needs must be given back: every move succeeds), asks
+//!   for a frame beyond its physical address width (`-EINVAL`), then maps a page of its
+//!   own through a grant at one new 2 MiB-aligned address after another until the
+//!   hypervisor refuses (its EPT table quota: a few hundred frames, not the 8,192
+//!   mappings its maptrack allows), unmaps them all and checks that mapping works
+//!   again. Holds its mappings until `hold_ms` (the victims run meanwhile), prints
+//!   `hostile: physmap: PASS ...` and powers off.
 //! - `console`: `console_io(CONSOLEIO_write, 4096)` in a loop, forever: a hypervisor
 //!   that prints all of it, waiting for the UART with a lock held and without
 //!   preemption, hands this domain most of a pCPU it shares with an equal-weight
@@ -43,6 +52,7 @@ fn main(info: &StartInfo) {
             teardown(peer as u32, port as u32, num("after_ms").unwrap_or(300))
         }
         Some("console") => console(),
+        Some("physmap") => physmap(num("hold_ms").unwrap_or(1500)),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -103,4 +113,85 @@ fn console() -> ! {
             )
         };
     }
+}
+
+/// Where the physmap attack's `i`th grant mapping goes: from 1 GiB up, one per 2 MiB,
+/// so that each needs a page table of its own.
+fn far(i: usize) -> u64 {
+    (1 << 30) + ((i as u64) << 21)
+}
+
+/// Grant references the physmap attack maps (100 mappings each).
+const GREFS: u32 = 10;
+
+/// A page of our own to grant to ourselves.
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+static mut GRANTED: Page = Page([0; 4096]);
+
+/// The physical-memory attack: see the module documentation.
+fn physmap(hold_ms: u64) {
+    use oxen_guest_rt::abi::errno::EINVAL;
+    use oxen_guest_rt::{arch, grant};
+    let t0 = time::now_ns();
+    let bits = arch::cpuid(0x8000_0008, 0).eax & 0xff;
+    let limit_gfn = 1u64 << (bits - 12);
+    // Shared info, moved far and wide.
+    let moves = 2000u64;
+    for k in 1..=moves {
+        let gfn = (k % (limit_gfn >> 18).max(2)).max(1) << 18;
+        if let Err(rc) = xen::add_to_physmap(xen::mapspace::SHARED_INFO, 0, gfn) {
+            panic!("hostile: FAIL physmap: move {k} of shared info to gfn {gfn:#x} = {rc}");
+        }
+    }
+    let rc = xen::add_to_physmap(xen::mapspace::SHARED_INFO, 0, limit_gfn);
+    if rc != Err(-EINVAL) {
+        panic!("hostile: FAIL physmap: a gfn at the {bits}-bit limit gave {rc:?}, not -EINVAL");
+    }
+    // Self-maps at far addresses until refused.
+    if let Err(e) = grant::init() {
+        panic!("hostile: FAIL physmap: grant table: {e:?}");
+    }
+    let me = xen::domid().unwrap_or(0);
+    let gfn = (&raw const GRANTED) as u64 >> 12;
+    // Xen allows 127 mappings of one grant: use several.
+    for r in 0..GREFS {
+        if grant::grant_access(grant::FIRST_FREE_REF + r, me, gfn, false).is_err() {
+            panic!("hostile: FAIL physmap: cannot grant my own page");
+        }
+    }
+    let mut handles = [0u32; GREFS as usize * 100];
+    let mut n = 0;
+    let refused = loop {
+        if n == handles.len() {
+            panic!("hostile: FAIL physmap: {n} far mappings and no refusal: no bound on the EPT");
+        }
+        let gpa = far(n);
+        let gref = grant::FIRST_FREE_REF + (n / 100) as u32;
+        match grant::map(me, gref, gpa, false) {
+            Ok(h) => {
+                handles[n] = h;
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    println!(
+        "hostile: physmap: {moves} moves of shared info, then {n} far grant mappings before a refusal ({refused:?}; {bits}-bit physical addresses)"
+    );
+    for (i, &h) in handles[..n].iter().enumerate() {
+        if let Err(e) = grant::unmap(far(i), h) {
+            panic!("hostile: FAIL physmap: unmap {i}: {e:?}");
+        }
+    }
+    // Everything is given back: mapping far away works again.
+    match grant::map(me, grant::FIRST_FREE_REF, 5 << 30, false) {
+        Ok(h) => {
+            let _ = grant::unmap(5 << 30, h);
+        }
+        Err(e) => panic!("hostile: FAIL physmap: after unmapping everything a map fails: {e:?}"),
+    }
+    vcpu::sleep_until(0, t0 + hold_ms * 1_000_000);
+    println!("hostile: physmap: PASS ({n} far mappings allowed)");
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
 }

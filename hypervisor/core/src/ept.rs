@@ -14,6 +14,8 @@ pub trait FrameSource {
     fn alloc_table(&mut self) -> Option<u64>;
     /// The 512 entries of the table at `hpa` (a frame this source handed out).
     fn table(&mut self, hpa: u64) -> &mut [u64; 512];
+    /// Takes back a table frame the EPT no longer uses (it is all zero).
+    fn free_table(&mut self, hpa: u64);
 }
 
 /// Access rights of a mapping: any combination of [`Perm::R`], [`Perm::W`], [`Perm::X`]
@@ -194,6 +196,7 @@ impl Ept {
                     // Only whole leaves inside [gpa, gpa + done) were made: no splits, so
                     // no allocation, so this cannot fail.
                     let _ = self.unmap(src, gpa, done);
+                    self.prune(src, g);
                     return Err(e);
                 }
             };
@@ -278,7 +281,9 @@ impl Ept {
     /// Unmaps every page in `[gpa, gpa + len)`; pages not mapped are skipped. A 2 MiB
     /// (or 1 GiB) leaf only partly inside the range is split first, which needs a table
     /// frame: if none is left, the part of the range before it has been unmapped and
-    /// [`EptError::OutOfFrames`] is returned. Table frames are never freed here.
+    /// [`EptError::OutOfFrames`] is returned. A table left empty goes back to the frame
+    /// source (the root stays), so mapping and unmapping far apart addresses costs
+    /// nothing in the long run.
     pub fn unmap(
         &mut self,
         src: &mut impl FrameSource,
@@ -307,6 +312,7 @@ impl Ept {
                 if is_leaf(e, level) {
                     if at.is_multiple_of(sz) && end - at >= sz {
                         src.table(table)[i] = 0;
+                        self.prune(src, at);
                         at = next;
                         continue 'outer;
                     }
@@ -327,6 +333,36 @@ impl Ept {
             }
         }
         Ok(())
+    }
+
+    /// Frees the tables on the path to `gpa` that hold no entry any more, from the
+    /// bottom up (never the root).
+    fn prune(&mut self, src: &mut impl FrameSource, gpa: u64) {
+        // path[k] = (table, index in it) at level 4 - k.
+        let mut path = [(0u64, 0usize); 4];
+        let mut table = self.root;
+        let mut depth = 0;
+        for level in (1..=4).rev() {
+            let i = index(gpa, level);
+            path[depth] = (table, i);
+            depth += 1;
+            let e = src.table(table)[i];
+            if !present(e) || is_leaf(e, level) {
+                break;
+            }
+            table = e & ADDR_MASK;
+        }
+        // Walk back up: an empty table below the root is unhooked and freed.
+        while depth > 1 {
+            let (t, _) = path[depth - 1];
+            if src.table(t).iter().any(|&e| e != 0) {
+                return;
+            }
+            let (parent, pi) = path[depth - 2];
+            src.table(parent)[pi] = 0;
+            src.free_table(t);
+            depth -= 1;
+        }
     }
 
     /// The host-physical address `gpa` maps to, the rights and the leaf size.
@@ -424,6 +460,13 @@ mod tests {
             self.tables
                 .get_mut(&hpa)
                 .expect("table handed out by this source")
+        }
+        fn free_table(&mut self, hpa: u64) {
+            let t = self
+                .tables
+                .remove(&hpa)
+                .expect("freed once, after it was handed out");
+            assert!(t.iter().all(|&e| e == 0), "a freed table is empty");
         }
     }
 
@@ -633,6 +676,43 @@ mod tests {
         for g in (gpa..gpa + len).step_by(K4 as usize) {
             assert_eq!(ept.translate(&mut f, g), None, "{g:#x}");
         }
+    }
+
+    #[test]
+    fn tables_left_empty_are_freed() {
+        let mut f = Frames::new();
+        let mut ept = Ept::new(&mut f).unwrap();
+        ept.map(&mut f, 0, 0x4000_0000, 8 * M2, Perm::RWX).unwrap();
+        let base = f.tables.len();
+        // A page at a new 1 GiB-aligned address each time, moved on like shared info:
+        // the tables follow it and none are left behind.
+        let mut at = None;
+        for k in 1..200u64 {
+            let gpa = k << 30;
+            if let Some(old) = at {
+                ept.unmap(&mut f, old, K4).unwrap();
+            }
+            ept.map(&mut f, gpa, 0x8000_0000, K4, Perm::RW).unwrap();
+            at = Some(gpa);
+            assert!(f.tables.len() <= base + 3, "{k}: {} tables", f.tables.len());
+        }
+        ept.unmap(&mut f, at.unwrap(), K4).unwrap();
+        assert_eq!(f.tables.len(), base);
+        // What stays mapped still translates; unmapping everything leaves the root.
+        check_range(&ept, &mut f, 0, 0x4000_0000, 8 * M2, Perm::RWX);
+        ept.unmap(&mut f, M2 + K4, K4).unwrap(); // splits one 2M leaf: a PT
+        assert_eq!(f.tables.len(), base + 1);
+        ept.unmap(&mut f, 0, 8 * M2).unwrap();
+        assert_eq!(f.tables.len(), 1, "only the root is left");
+        assert_eq!(ept.tables(&mut f), [ept.root]);
+        // A map that runs out of frames half way leaves no empty table behind.
+        let mut g = Frames::with_limit(3);
+        let mut e = Ept::new(&mut g).unwrap();
+        assert_eq!(
+            e.map(&mut g, 1 << 39, 0, K4, Perm::R),
+            Err(EptError::OutOfFrames)
+        );
+        assert_eq!(g.tables.len(), 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod frames;
 pub mod grant;
 pub mod guest_walk;
 pub mod pvh;
+pub mod quota;
 pub mod ratelimit;
 pub mod sched;
 pub mod time;

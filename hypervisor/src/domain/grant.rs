@@ -33,8 +33,6 @@ static TABLES: Mutex<Option<GrantTables>> = Mutex::new(None);
 const MAX_FRAMES: u32 = 32;
 /// Most elements one `grant_table_op` call handles (Xen continues longer batches).
 const MAX_BATCH: u64 = 1024;
-/// Guest frame numbers must stay within the EPT's 48-bit guest-physical space.
-const GFN_LIMIT: u64 = 1 << 36;
 
 fn with<R>(f: impl FnOnce(&mut GrantTables) -> R) -> R {
     let mut t = TABLES.lock();
@@ -148,7 +146,7 @@ impl GrantMemory for Mem {
 
     fn map_grant(&mut self, mapper: u16, gfn: u64, frame: u64, readonly: bool) -> Result<(), i16> {
         let d = super::by_id(u32::from(mapper)).ok_or(gntst::BAD_DOMAIN)?;
-        if gfn >= GFN_LIMIT || is_reserved(&d, gfn) {
+        if gfn >= d.gfn_limit || is_reserved(&d, gfn) {
             return Err(gntst::GENERAL_ERROR);
         }
         let perm = if readonly { Perm::R } else { Perm::RW };
@@ -158,7 +156,7 @@ impl GrantMemory for Mem {
 
     fn unmap_grant(&mut self, mapper: u16, gfn: u64, frame: u64) -> Result<(), i16> {
         let d = super::by_id(u32::from(mapper)).ok_or(gntst::BAD_DOMAIN)?;
-        let mut src = super::HostFrames;
+        let mut src = super::EptFrames::new(&d.ept_quota);
         let now = d.ept.lock().translate(&mut src, gfn << 12).map(|t| t.0);
         if now != Some(frame) {
             return Err(gntst::GENERAL_ERROR);
@@ -297,7 +295,7 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
     if a.domid != DOMID_SELF && u32::from(a.domid) != d.id {
         return if d.privileged { -ESRCH } else { -EPERM };
     }
-    if a.gpfn >= GFN_LIMIT || is_reserved(&d, a.gpfn) {
+    if a.gpfn >= d.gfn_limit || is_reserved(&d, a.gpfn) {
         return -EINVAL;
     }
     match a.space {
@@ -314,7 +312,7 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
                     *at = Some(a.gpfn);
                     0
                 }
-                Err(_) => -EINVAL,
+                Err(e) => physmap_error(e),
             }
         }
         mem_abi::MAPSPACE_GRANT_TABLE => {
@@ -343,9 +341,18 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
                     d.grant_frames.lock()[frame as usize].1 = Some(a.gpfn);
                     0
                 }
-                Err(_) => -EINVAL,
+                Err(e) => physmap_error(e),
             }
         }
+        _ => -EINVAL,
+    }
+}
+
+/// What `add_to_physmap` answers when the EPT refuses: `-ENOMEM` when the domain's
+/// table quota is spent (as Xen's P2M pool does), `-EINVAL` otherwise.
+fn physmap_error(e: oxen_core::ept::EptError) -> i64 {
+    match e {
+        oxen_core::ept::EptError::OutOfFrames => -oxen_abi::errno::ENOMEM,
         _ => -EINVAL,
     }
 }

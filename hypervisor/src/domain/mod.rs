@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
 use oxen_core::frames::FRAME_SIZE;
+use oxen_core::quota::Quota;
 use oxen_core::ratelimit::TokenBucket;
 use oxen_core::sched::DomId;
 use oxen_core::vcpu_state::StartState;
@@ -83,6 +84,13 @@ pub struct Domain {
     /// The EPT (changed by grant maps and `add_to_physmap`) and its pointer.
     pub ept: Mutex<Ept>,
     pub eptp: u64,
+    /// The EPT table frames it may make the hypervisor spend (charged as they are
+    /// allocated, given back as they are freed).
+    pub ept_quota: Quota,
+    ept_quota_hit: AtomicBool,
+    /// Guest frame numbers are below this: the physical address width its CPUID
+    /// reports (at most the EPT's 48 bits).
+    pub gfn_limit: u64,
     /// The shared-info page (hypervisor memory the guest may map with
     /// `add_to_physmap`) and where it is mapped.
     pub shared_info: u64,
@@ -119,12 +127,62 @@ pub struct Domain {
     pub hypercalls: AtomicU64,
 }
 
-/// Frames for EPT tables, from the global allocator (zeroed).
-pub struct HostFrames;
+/// Frames for a domain's EPT tables, from the global allocator (zeroed), charged to
+/// its quota: a domain that asks for more tables than its limit gets `OutOfFrames`
+/// (an error of its own) and nobody else notices. Tables the EPT lets go of are kept
+/// until [`EptFrames::free_released`], which the caller calls once no pCPU can still
+/// walk them (after `flush_ept_everywhere`).
+pub struct EptFrames<'a> {
+    quota: &'a Quota,
+    released: Vec<u64>,
+    /// An allocation was refused for the quota (not for want of memory).
+    pub over_quota: bool,
+}
 
-impl FrameSource for HostFrames {
+impl<'a> EptFrames<'a> {
+    pub fn new(quota: &'a Quota) -> Self {
+        EptFrames {
+            quota,
+            released: Vec::new(),
+            over_quota: false,
+        }
+    }
+
+    /// Returns the tables the EPT let go of to the allocator: call only when every
+    /// pCPU has dropped its cached translations of this EPT.
+    pub fn free_released(mut self) {
+        for t in self.released.drain(..) {
+            if frames::free_run(t, 1).is_ok() {
+                self.quota.release(1);
+            }
+        }
+    }
+}
+
+impl Drop for EptFrames<'_> {
+    fn drop(&mut self) {
+        if !self.released.is_empty() {
+            // A caller that forgot `free_released`: keeping the frames is safe, reusing
+            // them might not be.
+            log::error!(
+                "EPT: {} table frame(s) released without a flush; kept",
+                self.released.len()
+            );
+        }
+    }
+}
+
+impl FrameSource for EptFrames<'_> {
     fn alloc_table(&mut self) -> Option<u64> {
-        frames::alloc_zeroed(1).ok()
+        if !self.quota.try_charge(1) {
+            self.over_quota = true;
+            return None;
+        }
+        let f = frames::alloc_zeroed(1).ok();
+        if f.is_none() {
+            self.quota.release(1);
+        }
+        f
     }
 
     fn table(&mut self, hpa: u64) -> &mut [u64; 512] {
@@ -133,6 +191,10 @@ impl FrameSource for HostFrames {
         // exactly one EPT; the physical-memory window maps it; the EPT builder is the
         // only code that touches it and holds the unique reference while it does.
         unsafe { &mut *ptr }
+    }
+
+    fn free_table(&mut self, hpa: u64) {
+        self.released.push(hpa);
     }
 }
 
@@ -189,7 +251,11 @@ impl Domain {
                 ram_size as usize,
             )
         };
-        let mut src = HostFrames;
+        let ept_quota = Quota::new(oxen_core::quota::default_ept_frames(
+            cfg.vcpus,
+            cfg.memory_mib,
+        ));
+        let mut src = EptFrames::new(&ept_quota);
         let mut ept = match Ept::new(&mut src) {
             Ok(e) => e,
             Err(e) => {
@@ -198,6 +264,9 @@ impl Domain {
             }
         };
         if let Err(e) = ept.map(&mut src, 0, ram_hpa, ram_size, ept::Perm::RWX) {
+            for t in ept.tables(&mut src) {
+                let _ = frames::free_run(t, 1);
+            }
             free_ram(ram_hpa, ram_size);
             return Err(BuildError::Ept(e));
         }
@@ -222,6 +291,8 @@ impl Domain {
             }
         };
         let eptp = ept.eptp();
+        // Nothing was unmapped, so nothing waits to be freed.
+        drop(src);
         let domain = Domain {
             id,
             name: cfg.name.clone(),
@@ -229,6 +300,9 @@ impl Domain {
             ram_size,
             ept: Mutex::new(ept),
             eptp,
+            ept_quota,
+            ept_quota_hit: AtomicBool::new(false),
+            gfn_limit: guest_gfn_limit(),
             shared_info,
             shared_info_gfn: Mutex::new(None),
             events: event::DomainEvents::new(
@@ -350,10 +424,13 @@ impl Domain {
 
     /// Returns the domain's RAM, EPT tables and special pages to the frame allocator.
     pub fn release(&self) {
-        let mut src = HostFrames;
+        // No pCPU runs the domain any more and each flushes before its next entry
+        // (the caller bumps the EPT generation), so the tables can go at once.
+        let mut src = EptFrames::new(&self.ept_quota);
         for table in self.ept.lock().tables(&mut src) {
             let _ = frames::free_run(table, 1);
         }
+        src.free_released();
         free_ram(self.ram_hpa, self.ram_size);
         let _ = frames::free_run(self.shared_info, 1);
         let _ = frames::free_run(self.events.console_frame, 1);
@@ -375,14 +452,27 @@ impl Domain {
         let gpa = gfn
             .checked_mul(FRAME_SIZE)
             .ok_or(ept::EptError::OutOfRange)?;
-        let mut src = HostFrames;
-        {
-            let mut e = self.ept.lock();
-            e.unmap(&mut src, gpa, FRAME_SIZE)?;
-            e.map(&mut src, gpa, hpa, FRAME_SIZE, perm)?;
+        if gfn >= self.gfn_limit {
+            return Err(ept::EptError::OutOfRange);
         }
+        let mut src = EptFrames::new(&self.ept_quota);
+        let r = {
+            let mut e = self.ept.lock();
+            e.unmap(&mut src, gpa, FRAME_SIZE)
+                .and_then(|()| e.map(&mut src, gpa, hpa, FRAME_SIZE, perm))
+        };
         sched::flush_ept_everywhere();
-        Ok(())
+        let over_quota = src.over_quota;
+        src.free_released();
+        if over_quota && !self.ept_quota_hit.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "domain {} ({}): EPT table quota reached ({} frames); its new mappings fail (-ENOMEM) until it unmaps",
+                self.id,
+                self.name,
+                self.ept_quota.limit()
+            );
+        }
+        r
     }
 
     /// Undoes [`Domain::map_special`]: RAM comes back where it was, a hole stays a hole.
@@ -391,16 +481,18 @@ impl Domain {
         let gpa = gfn
             .checked_mul(FRAME_SIZE)
             .ok_or(ept::EptError::OutOfRange)?;
-        let mut src = HostFrames;
-        {
+        let mut src = EptFrames::new(&self.ept_quota);
+        let r = {
             let mut e = self.ept.lock();
-            e.unmap(&mut src, gpa, FRAME_SIZE)?;
-            if let Some(hpa) = self.ram_frame(gfn) {
-                e.map(&mut src, gpa, hpa, FRAME_SIZE, ept::Perm::RWX)?;
-            }
-        }
+            e.unmap(&mut src, gpa, FRAME_SIZE)
+                .and_then(|()| match self.ram_frame(gfn) {
+                    Some(hpa) => e.map(&mut src, gpa, hpa, FRAME_SIZE, ept::Perm::RWX),
+                    None => Ok(()),
+                })
+        };
         sched::flush_ept_everywhere();
-        Ok(())
+        src.free_released();
+        r
     }
 
     /// Appends guest output to a line buffer and logs every complete line.
@@ -449,6 +541,15 @@ impl Domain {
                 .fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
         }
     }
+}
+
+/// The guest-frame-number limit every domain gets: what CPUID leaf 0x80000008 tells
+/// it about physical addresses (passed through from the host), at most the 48 bits a
+/// 4-level EPT translates.
+fn guest_gfn_limit() -> u64 {
+    let bits = crate::arch::cpu::cpuid(0x8000_0008, 0).eax & 0xff;
+    let bits = if bits == 0 { 36 } else { bits.min(48) };
+    1 << (bits - 12)
 }
 
 fn free_ram(hpa: u64, size: u64) {
