@@ -268,7 +268,56 @@ fn control_registers() {
 /// DR7, KERNEL_GS_BASE (through SWAPGS), TSC_AUX (through RDTSCP), the SYSCALL MSRs'
 /// checks, CR0.CD; and instructions a guest must not reach the hardware with (RDPMC,
 /// MONITOR, MWAIT).
+/// CPUID leaves 7 and 0xD offer only what oxen keeps per vCPU and emulates, and the
+/// CR4 bits of what is hidden are refused.
+fn cpuid_policy() {
+    let l7 = arch::cpuid(7, 0);
+    check!(
+        l7.ecx & ((1 << 3) | (1 << 4) | (1 << 16)) == 0,
+        "CPUID.7.0:ECX offers PKU/OSPKE/LA57 ({:#x})",
+        l7.ecx
+    );
+    check!(
+        l7.edx & ((1 << 26) | (1 << 29)) == 0,
+        "CPUID.7.0:EDX offers IBRS or ARCH_CAPABILITIES, whose MSRs #GP ({:#x})",
+        l7.edx
+    );
+    let d0 = arch::cpuid(0xd, 0);
+    check!(
+        d0.eax & !0xe7 == 0 && d0.edx == 0,
+        "CPUID.0xD.0 offers XCR0 components oxen does not keep ({:#x}:{:#x})",
+        d0.edx,
+        d0.eax
+    );
+    check!(
+        d0.ecx >= 576 && d0.ecx <= 4096,
+        "CPUID.0xD.0:ECX (XSAVE area size) is {}",
+        d0.ecx
+    );
+    let d1 = arch::cpuid(0xd, 1);
+    check!(
+        d1.eax & (1 << 3) == 0 && d1.ecx == 0 && d1.edx == 0,
+        "CPUID.0xD.1 offers XSAVES or supervisor states ({:#x})",
+        d1.eax
+    );
+    check!(
+        arch::cpuid(0xd, 9).eax == 0,
+        "CPUID.0xD.9 describes PKRU, which oxen does not keep"
+    );
+    let cr4 = arch::read_cr4();
+    for bit in [12u32, 22, 23] {
+        // SAFETY: a CR4 bit the hypervisor refuses (#GP, caught); nothing changes.
+        let v = expect_fault(|| unsafe {
+            asm!("mov cr4, {}", in(reg) cr4 | (1u64 << bit), options(nomem, nostack))
+        });
+        check!(v == Some(GP), "MOV CR4 with bit {bit} gave {v:?}, want #GP");
+    }
+    check!(arch::read_cr4() == cr4, "CR4 changed after refused writes");
+    println!("exits: CPUID leaves 7 and 0xD offer only what is kept; CR4 LA57/PKE/CET are refused");
+}
+
 fn own_state() {
+    cpuid_policy();
     // CR8: the guest's own task priority. With the physical TPR at 15 the pCPU's timer
     // could not interrupt any more, and HLT would never return.
     // SAFETY: CR8 only gates interrupt delivery; the guest takes none here.

@@ -41,6 +41,12 @@ pub struct Asker {
     pub domid: u32,
     /// The TSC frequency (the time leaf reports it and oxen's system-time scale).
     pub tsc_hz: u64,
+    /// The XCR0 components a guest may enable (those the host has and oxen keeps per
+    /// vCPU), and the XSAVE area size they need ([`xsave_size`]).
+    pub xcr0_allowed: u64,
+    pub xsave_size: u32,
+    /// Whether INVPCID works in the guest (the VMCS control is on).
+    pub invpcid: bool,
 }
 
 /// The guest's answer for `leaf`/`subleaf`, given the host's answer for the same leaf.
@@ -56,6 +62,8 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
         },
         // Monitor/MWAIT, thermal and power, performance monitoring: not offered.
         5 | 6 | 0xa => Regs::default(),
+        7 => leaf7(subleaf, host, who),
+        0xd => leaf_d(subleaf, host, who),
         BASE => Regs {
             eax: BASE + 4,
             ebx: SIGNATURE[0],
@@ -109,6 +117,99 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
     }
 }
 
+/// Leaf 7 subleaf 0 EBX bits hidden: SGX (2), MPX (14: its XCR0 states are not kept),
+/// RDT monitoring and allocation (12, 15: their MSRs #GP), processor trace (25).
+const LEAF7_EBX_HIDDEN: u32 = (1 << 2) | (1 << 12) | (1 << 14) | (1 << 15) | (1 << 25);
+/// The AVX-512 feature bits of leaf 7 EBX (F, DQ, IFMA, PF, ER, CD, BW, VL).
+const LEAF7_EBX_AVX512: u32 =
+    (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
+/// Leaf 7 ECX bits hidden: PKU and OSPKE (3, 4: PKRU is not kept per vCPU, CR4.PKE is
+/// refused), WAITPKG (5: UMWAIT would idle the pCPU), CET shadow stacks (7: CR4.CET is
+/// refused), LA57 (16: oxen walks 4-level guest page tables only), ENQCMD (29), SGX
+/// launch control (30), PKS (31).
+const LEAF7_ECX_HIDDEN: u32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 16) | (1 << 29) | (1 << 30) | (1 << 31);
+/// The AVX-512 bits of leaf 7 ECX (VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ).
+const LEAF7_ECX_AVX512: u32 = (1 << 1) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14);
+/// Leaf 7 EDX bits hidden: AVX-512 4VNNIW/4FMAPS/VP2INTERSECT/FP16 unless AVX-512 is
+/// allowed (2, 3, 8, 23), and every feature whose MSR oxen does not offer (their
+/// RDMSR/WRMSR would #GP where the guest expects them to work): CET IBT (20),
+/// IBRS/IBPB (26), STIBP (27), L1D_FLUSH (28), ARCH_CAPABILITIES (29),
+/// CORE_CAPABILITIES (30), SSBD (31); also PCONFIG (18) and hybrid (15) stays.
+const LEAF7_EDX_HIDDEN: u32 =
+    (1 << 18) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 29) | (1 << 30) | (1 << 31);
+const LEAF7_EDX_AVX512: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 23);
+
+/// Leaf 7: structured extended features, limited to what oxen emulates consistently.
+/// Only subleaf 0 is offered (EAX, the highest subleaf, says 0).
+fn leaf7(subleaf: u32, host: Regs, who: Asker) -> Regs {
+    if subleaf != 0 {
+        return Regs::default();
+    }
+    let avx512 = who.xcr0_allowed & 0xe0 == 0xe0;
+    let mut ebx = host.ebx & !LEAF7_EBX_HIDDEN;
+    let mut ecx = host.ecx & !LEAF7_ECX_HIDDEN;
+    let mut edx = host.edx & !LEAF7_EDX_HIDDEN;
+    if !avx512 {
+        ebx &= !LEAF7_EBX_AVX512;
+        ecx &= !LEAF7_ECX_AVX512;
+        edx &= !LEAF7_EDX_AVX512;
+    }
+    if who.xcr0_allowed & 4 == 0 {
+        // AVX2 (5) and VAES/VPCLMULQDQ (9, 10) need the AVX state.
+        ebx &= !(1 << 5);
+        ecx &= !((1 << 9) | (1 << 10));
+    }
+    if !who.invpcid {
+        ebx &= !(1 << 10);
+    }
+    Regs {
+        eax: 0,
+        ebx,
+        ecx,
+        edx,
+    }
+}
+
+/// Leaf 0xD: XSAVE, limited to the components a guest may enable. Subleaf 0: the
+/// allowed XCR0 bits, the size for the XCR0 the guest has now (EBX: the CPU holds the
+/// guest's XCR0 while its CPUID exit is handled), the size for all allowed ones.
+/// Subleaf 1: XSAVEOPT, XSAVEC and XGETBV(1) stay; XSAVES (no IA32_XSS, no VMCS
+/// control) and XFD go; no supervisor states. Subleaves 2-63: a component's size and
+/// offset if it is allowed, else zero.
+fn leaf_d(subleaf: u32, host: Regs, who: Asker) -> Regs {
+    let allowed = who.xcr0_allowed;
+    match subleaf {
+        0 => Regs {
+            eax: host.eax & allowed as u32,
+            ebx: host.ebx,
+            ecx: who.xsave_size,
+            edx: host.edx & (allowed >> 32) as u32,
+        },
+        1 => Regs {
+            eax: host.eax & 0b111,
+            ebx: host.ebx,
+            ecx: 0,
+            edx: 0,
+        },
+        n if n < 64 && allowed & (1 << n) != 0 => host,
+        _ => Regs::default(),
+    }
+}
+
+/// Bytes of an XSAVE area (standard format) holding the components in `mask`: the
+/// legacy region and header (576), then each component `n` >= 2 at the offset and
+/// with the size CPUID leaf 0xD subleaf `n` reports (`component(n)` = (size, offset)).
+pub fn xsave_size(mask: u64, component: impl Fn(u32) -> (u32, u32)) -> u32 {
+    (2..63)
+        .filter(|n| mask & (1 << n) != 0)
+        .map(|n| {
+            let (size, offset) = component(n);
+            offset.saturating_add(size)
+        })
+        .fold(576, u32::max)
+}
+
 /// Submap `index` of `XENVER_get_features` for an HVM/PVH guest: exactly the features
 /// of `public/features.h` that oxen honours. A translated guest may write its own page
 /// tables (0) and has an auto-translated physmap (2); the upcall is delivered by vector
@@ -155,7 +256,84 @@ mod tests {
             vcpu,
             domid,
             tsc_hz: 2_000_000_000,
+            xcr0_allowed: 0x7,
+            xsave_size: 832,
+            invpcid: true,
         }
+    }
+
+    #[test]
+    fn leaf7_offers_only_what_is_emulated() {
+        let r = guest_view(7, 0, all_ones(), who(0, 1));
+        assert_eq!(r.eax, 0, "only subleaf 0");
+        // PKU/OSPKE, LA57, WAITPKG, CET: hidden.
+        for bit in [3, 4, 5, 7, 16] {
+            assert_eq!(r.ecx & (1 << bit), 0, "ecx bit {bit}");
+        }
+        // The MSR-backed speculation controls and ARCH_CAPABILITIES: hidden.
+        for bit in [20, 26, 27, 28, 29, 30, 31] {
+            assert_eq!(r.edx & (1 << bit), 0, "edx bit {bit}");
+        }
+        // SGX, MPX, PT hidden; SMEP (7), ERMS (9), SMAP (20), AVX2 (5) kept with AVX.
+        assert_eq!(r.ebx & ((1 << 2) | (1 << 14) | (1 << 25)), 0);
+        assert_eq!(
+            r.ebx & ((1 << 7) | (1 << 9) | (1 << 20) | (1 << 5)),
+            0x1002a0
+        );
+        // Without AVX-512 in XCR0, no AVX-512 feature bit.
+        assert_eq!(r.ebx & (1 << 16), 0);
+        assert_eq!(r.ecx & (1 << 1), 0);
+        let mut w = who(0, 1);
+        w.xcr0_allowed = 0xe7;
+        assert_ne!(guest_view(7, 0, all_ones(), w).ebx & (1 << 16), 0);
+        // Without AVX, no AVX2; without the INVPCID control, no INVPCID.
+        w.xcr0_allowed = 0x3;
+        w.invpcid = false;
+        let r = guest_view(7, 0, all_ones(), w);
+        assert_eq!(r.ebx & ((1 << 5) | (1 << 10)), 0);
+        assert_eq!(guest_view(7, 1, all_ones(), who(0, 1)), Regs::default());
+    }
+
+    #[test]
+    fn leaf_d_describes_the_allowed_components_only() {
+        let w = who(0, 1);
+        let r = guest_view(0xd, 0, all_ones(), w);
+        assert_eq!((r.eax, r.edx, r.ecx), (0x7, 0, 832));
+        assert_eq!(
+            r.ebx, !0,
+            "the size for the current XCR0 comes from the CPU"
+        );
+        let r = guest_view(0xd, 1, all_ones(), w);
+        assert_eq!(
+            (r.eax, r.ecx, r.edx),
+            (0b111, 0, 0),
+            "no XSAVES, XFD, XSS states"
+        );
+        let avx = Regs {
+            eax: 256,
+            ebx: 576,
+            ecx: 0,
+            edx: 0,
+        };
+        assert_eq!(guest_view(0xd, 2, avx, w), avx);
+        assert_eq!(guest_view(0xd, 5, all_ones(), w), Regs::default());
+        assert_eq!(guest_view(0xd, 9, all_ones(), w), Regs::default(), "PKRU");
+        assert_eq!(guest_view(0xd, 99, all_ones(), w), Regs::default());
+    }
+
+    #[test]
+    fn xsave_size_covers_the_last_component() {
+        // Sizes and offsets as a Skylake-SP reports them.
+        let comp = |n: u32| match n {
+            2 => (256, 576),
+            5 => (64, 1088),
+            6 => (512, 1152),
+            7 => (1024, 1664),
+            _ => (0, 0),
+        };
+        assert_eq!(xsave_size(0x3, comp), 576);
+        assert_eq!(xsave_size(0x7, comp), 832);
+        assert_eq!(xsave_size(0xe7, comp), 2688);
     }
 
     #[test]
@@ -232,7 +410,7 @@ mod tests {
             edx: 4,
         };
         assert_eq!(guest_view(0, 0, host, who(0, 1)), host);
-        assert_eq!(guest_view(7, 0, host, who(0, 1)), host);
+        assert_eq!(guest_view(0x8000_0001, 0, host, who(0, 1)), host);
         assert_eq!(guest_view(6, 0, host, who(0, 1)), Regs::default());
     }
 

@@ -143,10 +143,16 @@ static XSAVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::n
 /// The XCR0 components oxen saves for guests (and lets them enable): those of x87, SSE,
 /// AVX and AVX-512 the CPU has; their state fits a 4 KiB area.
 static FPU_MASK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+static XSAVE_SIZE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(576);
 
 /// Whether XSAVE, XRSTOR and XSETBV may be used.
 pub fn has_xsave() -> bool {
     XSAVE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Bytes of an XSAVE area for [`fpu_mask`] (what CPUID tells guests they need).
+pub fn xsave_size() -> u32 {
+    XSAVE_SIZE.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// The XCR0 components whose state vCPUs keep ([`FPU_MASK`]).
@@ -162,7 +168,13 @@ pub fn enable_xsave() {
     XSAVE.store(true, core::sync::atomic::Ordering::Relaxed);
     let leaf = cpuid(0xd, 0);
     let supported = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
-    FPU_MASK.store(supported & 0xe7, core::sync::atomic::Ordering::Relaxed);
+    let mask = supported & 0xe7;
+    FPU_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
+    let size = oxen_core::cpuid::xsave_size(mask, |n| {
+        let c = cpuid(0xd, n);
+        (c.eax, c.ebx)
+    });
+    XSAVE_SIZE.store(size, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: CPUID reports XSAVE, so CR4.OSXSAVE may be set; the hypervisor itself
     // uses no extended state (soft-float target), so nothing else changes.
     unsafe {

@@ -9,7 +9,7 @@ use oxen_core::cpuid::{self, Regs};
 use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, inject, reason};
 use oxen_core::vmx::ctl;
 
-use super::vcpu::{CR4_HOST_OWNED, Vcpu, guest_cr0};
+use super::vcpu::{CR4_HOST_OWNED, CR4_VMXE, Vcpu, guest_cr0};
 use super::{DomainState, hypercall};
 use crate::arch::cpu;
 use crate::vmx::vmcs;
@@ -238,6 +238,10 @@ fn cpuid(vcpu: &mut Vcpu) -> Next {
         vcpu: vcpu.id,
         domid: vcpu.domain.id,
         tsc_hz: crate::arch::serial::tsc_hz(),
+        xcr0_allowed: cpu::fpu_mask(),
+        xsave_size: cpu::xsave_size(),
+        invpcid: vmcs::read(field::PROC_BASED_CONTROLS2) & u64::from(ctl::proc2::ENABLE_INVPCID)
+            != 0,
     };
     let mut r = cpuid::guest_view(leaf, subleaf, host, who);
     if leaf == 1 {
@@ -318,12 +322,12 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
         CrAccess::MovTo { cr: 4, gpr: g } => {
             let value = gpr(vcpu, g);
             if value & CR4_HOST_OWNED != 0 {
-                // CR4.VMXE: VMX is not offered.
+                // VMX, PKE, CET, LA57 and the rest: not offered (CPUID hides them).
                 vcpu.inject_gp();
                 return Next::Resume;
             }
             vmcs::write(field::CR4_READ_SHADOW, value);
-            vmcs::write(field::GUEST_CR4, value | CR4_HOST_OWNED);
+            vmcs::write(field::GUEST_CR4, value | CR4_VMXE);
         }
         CrAccess::MovTo { cr: 8, gpr: g } => {
             // The guest's task priority is its own (CR8 exits both ways); the

@@ -25,8 +25,13 @@ pub const CR0_HOST_OWNED: u64 = (1 << 31) | cpu::CR0_CACHES_OFF | (1 << 5);
 pub fn guest_cr0(cr0: u64) -> u64 {
     (cr0 | (1 << 5)) & !cpu::CR0_CACHES_OFF
 }
-/// CR4 bits the host owns: VMXE (forced on by VMX, hidden from the guest).
-pub const CR4_HOST_OWNED: u64 = 1 << 13;
+/// CR4.VMXE: forced on by VMX operation, hidden from the guest.
+pub const CR4_VMXE: u64 = 1 << 13;
+/// CR4 bits the host owns: a guest write that sets one exits and gets #GP. VMXE, and
+/// every feature oxen hides because it would make state shared or walks it cannot
+/// follow: LA57 (12), SMXE (14), PKE (22), CET (23), PKS (24), UINTR (25).
+pub const CR4_HOST_OWNED: u64 =
+    CR4_VMXE | (1 << 12) | (1 << 14) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
 
 /// MSR and I/O bitmaps shared by every vCPU: all ones, so every MSR access and every
 /// port access exits and meets oxen's policy.
@@ -241,7 +246,7 @@ impl Vcpu {
         vmcs::write(CR0_READ_SHADOW, st.cr0);
         vmcs::write(GUEST_CR0, guest_cr0(st.cr0));
         vmcs::write(CR4_READ_SHADOW, st.cr4);
-        vmcs::write(GUEST_CR4, st.cr4 | CR4_HOST_OWNED);
+        vmcs::write(GUEST_CR4, st.cr4 | CR4_VMXE);
         vmcs::write(GUEST_CR3, st.cr3);
         vmcs::write(GUEST_IA32_EFER, st.efer);
         let controls = vmcs::read(ENTRY_CONTROLS);
