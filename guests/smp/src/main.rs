@@ -168,6 +168,7 @@ fn main(info: &StartInfo) {
         "a 5 ms sleep lasts 5 ms",
     );
 
+    hostile_contexts();
     check(
         vcpu::initialise(1, secondary, vcpu::stack_top(1)) == 0,
         "initialise vCPU 1",
@@ -228,6 +229,60 @@ fn main(info: &StartInfo) {
     }
     let rc = vcpu::down(0);
     panic!("smp: FAIL VCPUOP_down of the last vCPU returned {rc} instead of shutting down");
+}
+
+/// Contexts that would fail VM entry get `-EINVAL` (and leave vCPU 1 uninitialised):
+/// SS with DPL 3, an execute-only code segment as DS, a 4 GiB CS limit with G = 0,
+/// EFER.LMA without paging, CR3 beyond the physical address width.
+fn hostile_contexts() {
+    use oxen_guest_rt::abi::vcpu::{HvmContext, HvmSegment};
+    let seg = |ar| HvmSegment {
+        base: 0,
+        limit: 0xffff_ffff,
+        ar,
+    };
+    let base = |segs: [HvmSegment; 5], efer: u64| HvmContext::Mode32 {
+        gprs: [0; 8],
+        eip: 0x1000,
+        eflags: 0x2,
+        cr0: 0x11,
+        cr3: 0,
+        cr4: 0,
+        efer,
+        segs,
+    };
+    let flat = [seg(0xc9b), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)];
+    let mut ss_dpl3 = flat;
+    ss_dpl3[2] = seg(0xcf3);
+    let mut xo_ds = flat;
+    xo_ds[1] = seg(0xc99);
+    let mut cs_g0 = flat;
+    cs_g0[0] = seg(0x49b);
+    let bits = oxen_guest_rt::arch::cpuid(0x8000_0008, 0).eax & 0xff;
+    let far_cr3 = HvmContext::Mode64 {
+        gprs: [0; 8],
+        rip: 0x1000,
+        rflags: 0x2,
+        cr0: 0x8000_0011,
+        cr3: 1 << bits.clamp(32, 51),
+        cr4: 0x20,
+        efer: 0x100,
+    };
+    let cases = [
+        ("SS with DPL 3", base(ss_dpl3, 0)),
+        ("an execute-only DS", base(xo_ds, 0)),
+        ("a 4 GiB CS limit with G = 0", base(cs_g0, 0)),
+        ("EFER.LMA without paging", base(flat, 0x400)),
+        ("CR3 beyond the physical address width", far_cr3),
+    ];
+    for (what, ctx) in cases {
+        let rc = vcpu::initialise_raw(1, &ctx.to_bytes());
+        if rc != -EINVAL {
+            println!("smp: FAIL VCPUOP_initialise with {what} returned {rc}, not -EINVAL");
+            FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    check(vcpu::up(1) == -EINVAL, "vCPU 1 is still uninitialised");
 }
 
 /// `VCPUOP_get_runstate_info`: vCPU 0 runs, vCPU 1 was never up.

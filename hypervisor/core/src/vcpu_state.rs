@@ -130,8 +130,11 @@ impl StartState {
         }
     }
 
-    /// The state `VCPUOP_initialise` asks for, or why it is refused.
-    pub fn from_hvm(ctx: &HvmContext) -> Result<Self, &'static str> {
+    /// The state `VCPUOP_initialise` asks for, or why it is refused: whatever would
+    /// fail the VM-entry checks on guest state (SDM Vol. 3C, 27.3.1) is refused here,
+    /// so a context Xen takes with `-EINVAL` never reaches the CPU. `phys_bits` is the
+    /// guest's physical address width (CR3 must lie below it).
+    pub fn from_hvm(ctx: &HvmContext, phys_bits: u32) -> Result<Self, &'static str> {
         match *ctx {
             HvmContext::Mode64 {
                 gprs,
@@ -162,7 +165,7 @@ impl StartState {
                     segs: flat_segments(AR_CODE64),
                     long_mode: true,
                 };
-                s.check_common()
+                s.check_common(phys_bits)
             }
             HvmContext::Mode32 {
                 gprs,
@@ -214,13 +217,14 @@ impl StartState {
                 for (d, s) in gp.iter_mut().zip(gprs) {
                     *d = u64::from(s);
                 }
-                let s = StartState {
+                let mut s = StartState {
                     gprs: gp,
                     rip: u64::from(eip),
                     rflags: u64::from(eflags),
                     cr0: u64::from(cr0),
                     cr3: u64::from(cr3),
                     cr4: u64::from(cr4),
+                    // LMA follows LME and PG; one asked for without them is refused below.
                     efer: if long { efer | EFER_LMA } else { efer },
                     segs: [
                         cs,
@@ -234,12 +238,87 @@ impl StartState {
                     ],
                     long_mode: long,
                 };
-                s.check_common()
+                s.check_segments()?;
+                s.check_common(phys_bits)
             }
         }
     }
 
-    fn check_common(mut self) -> Result<Self, &'static str> {
+    /// The VM-entry checks on segment registers (SDM 27.3.1.2) for a protected-mode
+    /// context: present, S = 1 code in CS (non-conforming with DPL 0, or conforming),
+    /// SS a writable data segment with DPL 0 (its selector's RPL), DS and ES data or
+    /// readable code, every usable segment's limit consistent with its granularity,
+    /// CS.L only with long mode and then CS.D clear. The accessed bits are set, as
+    /// loading the segment would.
+    fn check_segments(&mut self) -> Result<(), &'static str> {
+        const ACCESSED: u32 = 1;
+        let granular = |s: &Segment| {
+            let g = s.ar & (1 << 15) != 0;
+            (s.limit & 0xfff == 0xfff || !g) && (s.limit >> 20 == 0 || g)
+        };
+        let (dpl, present, code) = (
+            |s: &Segment| (s.ar >> 5) & 3,
+            |s: &Segment| s.ar & 0x80 != 0 && s.ar & 0x10 != 0,
+            |s: &Segment| s.ar & 0x8 != 0,
+        );
+        let reserved = |s: &Segment| s.ar & 0xfffe_0f00 != 0;
+        let cs = &mut self.segs[seg::CS];
+        cs.ar |= ACCESSED;
+        let conforming = cs.ar & 0x4 != 0;
+        if !present(cs) || !code(cs) || reserved(cs) {
+            return Err("CS must be a present code segment");
+        }
+        if !conforming && dpl(cs) != 0 {
+            return Err("CS must have DPL 0");
+        }
+        if !granular(cs) {
+            return Err("CS limit and granularity disagree");
+        }
+        let l = cs.ar & (1 << 13) != 0;
+        if l && (!self.long_mode || cs.ar & (1 << 14) != 0) {
+            return Err("CS.L needs long mode and CS.D clear");
+        }
+        let ss = &mut self.segs[seg::SS];
+        if ss.ar & AR_UNUSABLE == 0 {
+            ss.ar |= ACCESSED;
+            if !present(ss) || code(ss) || ss.ar & 0x2 == 0 || reserved(ss) {
+                return Err("SS must be a present writable data segment");
+            }
+            if dpl(ss) != 0 {
+                return Err("SS must have DPL 0");
+            }
+            if !granular(ss) {
+                return Err("SS limit and granularity disagree");
+            }
+        } else if !self.long_mode {
+            return Err("SS must be usable outside long mode");
+        }
+        for i in [seg::DS, seg::ES] {
+            let d = &mut self.segs[i];
+            if d.ar & AR_UNUSABLE != 0 {
+                continue;
+            }
+            d.ar |= ACCESSED;
+            if !present(d) || reserved(d) {
+                return Err("DS and ES must be present (or unusable)");
+            }
+            if code(d) && d.ar & 0x2 == 0 {
+                return Err("DS and ES cannot be execute-only code");
+            }
+            if !granular(d) {
+                return Err("a data segment's limit and granularity disagree");
+            }
+        }
+        if !granular(&self.segs[seg::TR]) {
+            return Err("TR limit and granularity disagree");
+        }
+        if !self.long_mode && self.rip >> 32 != 0 {
+            return Err("RIP beyond 4 GiB outside long mode");
+        }
+        Ok(())
+    }
+
+    fn check_common(mut self, phys_bits: u32) -> Result<Self, &'static str> {
         if self.rflags & !RFLAGS_ALLOWED & !0x2 != 0 {
             return Err("RFLAGS has reserved bits set");
         }
@@ -250,8 +329,14 @@ impl StartState {
         if self.efer & !(EFER_LME | EFER_LMA | EFER_NXE | 1) != 0 {
             return Err("EFER has bits oxen does not offer");
         }
-        if self.cr0 >> 32 != 0 || self.cr3 >> 52 != 0 {
-            return Err("CR0 or CR3 has reserved bits set");
+        if self.cr0 >> 32 != 0 || self.cr3 >> phys_bits.clamp(32, 52) != 0 {
+            return Err("CR0 or CR3 has reserved bits set (CR3 beyond the physical address width)");
+        }
+        if self.cr0 & CR0_PG != 0 && self.cr0 & CR0_PE == 0 {
+            return Err("CR0.PG without CR0.PE");
+        }
+        if self.efer & EFER_LMA != 0 && !self.long_mode {
+            return Err("EFER.LMA without long mode");
         }
         Ok(self)
     }
@@ -285,7 +370,7 @@ mod tests {
 
     #[test]
     fn long_mode_context_is_accepted() {
-        let s = StartState::from_hvm(&ctx64(0xffff_8000_0000_1000)).unwrap();
+        let s = StartState::from_hvm(&ctx64(0xffff_8000_0000_1000), 40).unwrap();
         assert!(s.long_mode);
         assert_eq!(s.efer, 0x500, "LMA added");
         assert_eq!(s.segs[seg::CS].ar, 0xa09b);
@@ -294,11 +379,11 @@ mod tests {
 
     #[test]
     fn hostile_contexts_are_refused() {
-        assert!(StartState::from_hvm(&ctx64(0x0000_8000_0000_0000)).is_err());
+        assert!(StartState::from_hvm(&ctx64(0x0000_8000_0000_0000), 40).is_err());
         let bad = |f: fn(&mut HvmContext)| {
             let mut c = ctx64(0x1000);
             f(&mut c);
-            StartState::from_hvm(&c)
+            StartState::from_hvm(&c, 40)
         };
         let cases: [fn(&mut HvmContext); 6] = [
             |c| {
@@ -354,7 +439,7 @@ mod tests {
             efer: 0,
             segs: [seg(0xc9b), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)],
         };
-        let s = StartState::from_hvm(&c).unwrap();
+        let s = StartState::from_hvm(&c, 40).unwrap();
         assert_eq!(s.segs[seg::CS].ar, 0xc09b);
         assert_eq!(s.segs[seg::SS].ar, 0xc093);
         assert_eq!(s.segs[seg::TR].ar, 0x8b);
@@ -374,17 +459,23 @@ mod tests {
                 unreachable!()
             };
             let mut segs = segs;
-            segs[4] = seg(tr_ar);
-            StartState::from_hvm(&HvmContext::Mode32 {
-                gprs,
-                eip,
-                eflags,
-                cr0,
-                cr3,
-                cr4,
-                efer,
-                segs,
-            })
+            segs[4] = HvmSegment {
+                limit: 0x67,
+                ..seg(tr_ar)
+            };
+            StartState::from_hvm(
+                &HvmContext::Mode32 {
+                    gprs,
+                    eip,
+                    eflags,
+                    cr0,
+                    cr3,
+                    cr4,
+                    efer,
+                    segs,
+                },
+                40,
+            )
         };
         assert_eq!(with_tr(0x8b).unwrap().segs[seg::TR].ar, 0x8b);
         assert!(with_tr(0x93).is_err());
@@ -413,6 +504,69 @@ mod tests {
             efer,
             segs: [seg(0xc93), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)],
         };
-        assert!(StartState::from_hvm(&c).is_err());
+        assert!(StartState::from_hvm(&c, 40).is_err());
+    }
+
+    /// A 32-bit context with flat segments, changed by `f`.
+    fn ctx32(f: impl FnOnce(&mut [HvmSegment; 5], &mut u32, &mut u32, &mut u64)) -> HvmContext {
+        let seg = |ar| HvmSegment {
+            base: 0,
+            limit: 0xffff_ffff,
+            ar,
+        };
+        let mut segs = [seg(0xc9b), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)];
+        let (mut cr0, mut cr3, mut efer) = (0x11u32, 0u32, 0u64);
+        f(&mut segs, &mut cr0, &mut cr3, &mut efer);
+        HvmContext::Mode32 {
+            gprs: [0; 8],
+            eip: 0x2000,
+            eflags: 0x2,
+            cr0,
+            cr3,
+            cr4: 0,
+            efer,
+            segs,
+        }
+    }
+
+    #[test]
+    fn contexts_that_would_fail_vm_entry_are_refused() {
+        let ok = StartState::from_hvm(&ctx32(|_, _, _, _| {}), 40).unwrap();
+        assert_eq!(ok.segs[seg::CS].ar & 1, 1, "accessed bit set");
+        // The cases: SS.DPL 3, an execute-only code segment as DS, a 4 GiB CS
+        // limit with G = 0, EFER.LMA without paging.
+        let cases: [(&str, fn(&mut [HvmSegment; 5], &mut u32, &mut u32, &mut u64)); 7] = [
+            ("SS.DPL 3", |s, _, _, _| s[2].ar = 0xcf3),
+            ("execute-only DS", |s, _, _, _| s[1].ar = 0xc99),
+            ("4 GiB CS limit with G = 0", |s, _, _, _| s[0].ar = 0x49b),
+            ("EFER.LMA without paging", |_, _, _, e| *e = 0x400),
+            ("CS with DPL 3", |s, _, _, _| s[0].ar = 0xcfb),
+            ("code as SS", |s, _, _, _| s[2].ar = 0xc9b),
+            ("a system segment as DS", |s, _, _, _| s[1].ar = 0xc83),
+        ];
+        for (what, f) in cases {
+            assert!(
+                StartState::from_hvm(&ctx32(f), 40).is_err(),
+                "{what} must be refused"
+            );
+        }
+        // Limit 0xfffff with G = 0 is fine; with G = 1 the low 12 bits must be ones.
+        let small = ctx32(|s, _, _, _| {
+            s[1].limit = 0xf_ffff;
+            s[1].ar = 0x493;
+        });
+        assert!(StartState::from_hvm(&small, 40).is_ok());
+        let ragged = ctx32(|s, _, _, _| s[3].limit = 0xffff_f000);
+        assert!(StartState::from_hvm(&ragged, 40).is_err());
+        // Readable code is a valid data segment; an unusable DS is fine too.
+        assert!(StartState::from_hvm(&ctx32(|s, _, _, _| s[1].ar = 0xc9b), 40).is_ok());
+        assert!(StartState::from_hvm(&ctx32(|s, _, _, _| s[1].ar = 0), 40).is_ok());
+        // CR3 beyond the physical address width: refused for 40 bits, not for 48.
+        let mut c = ctx64(0x1000);
+        if let HvmContext::Mode64 { cr3, .. } = &mut c {
+            *cr3 = 1 << 47;
+        }
+        assert!(StartState::from_hvm(&c, 40).is_err());
+        assert!(StartState::from_hvm(&c, 48).is_ok());
     }
 }

@@ -287,10 +287,11 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             let Some(ctx) = HvmContext::from_bytes(&raw) else {
                 return (-EINVAL, Next::Resume);
             };
-            let state = match StartState::from_hvm(&ctx) {
+            let state = match StartState::from_hvm(&ctx, domain.phys_bits()) {
                 Ok(s) => s,
                 Err(why) => {
-                    log::warn!(
+                    // Debug only: a guest could otherwise fill the log with refusals.
+                    log::debug!(
                         "domain {} vcpu{}: VCPUOP_initialise of vcpu{target} refused: {why}",
                         domain.id,
                         vcpu.id

@@ -439,6 +439,11 @@ impl Domain {
         }
     }
 
+    /// The guest's physical address width in bits (what its CPUID says).
+    pub fn phys_bits(&self) -> u32 {
+        self.gfn_limit.trailing_zeros() + 12
+    }
+
     /// The host address of guest frame `gfn` if it is RAM.
     pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
         let gpa = gfn.checked_mul(FRAME_SIZE)?;
