@@ -545,6 +545,35 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            domains: &[
+                (
+                    "fuzz-race.cfg",
+                    "name = \"fuzz-race\"\nkernel = \"hcall-fuzz.elf\"\nmemory = 16\nvcpus = 3\ncmdline = \"rounds=10 race=1\"\n",
+                ),
+                (
+                    "v-faults.cfg",
+                    "name = \"v-faults\"\nkernel = \"faults.elf\"\nmemory = 8\ncmdline = \"iterations=30000 seed=7\"\n",
+                ),
+            ],
+            expect: &[
+                r"\[d1 fuzz-race\] hcall-fuzz: 2 more vCPU\(s\) race the implemented hypercalls",
+                r"\[d1 fuzz-race\] hcall-fuzz: 2 racing vCPU\(s\) made \d+ calls so far; powering off under them",
+                r"\[d1 fuzz-race\] hcall-fuzz: PASS",
+                r"domain 1 \(fuzz-race\): memory returned",
+                r"\[d2 v-faults\] faults: PASS",
+                r"  domain 1 \(fuzz-race\): shutdown: poweroff",
+                r"  domain 2 \(v-faults\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "faults: FAIL"],
+            ..bochs_guests(
+                "guest-hcall-fuzz-race",
+                "three vCPUs fuzz every hypercall family while vCPU 0 powers the domain off under them (2 pCPUs); a victim beside them checks its registers",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"fuzz-race.cfg\", \"v-faults.cfg\"]\n",
+            )
+        },
+        Scenario {
             expect: &[
                 r"\[d1 spin\] spin: spinning forever",
                 r"\[d2 hello\] hello: PASS",

@@ -12,12 +12,18 @@
 //! own image, as an address or as a frame number, is redirected to scratch memory, which
 //! lives in free RAM above the image. Needs about 8.5 MiB of RAM.
 //!
-//! Command line: `rounds=N` (default 30), `seed=HEX` (default: the TSC) to replay a run.
+//! Command line: `rounds=N` (default 30), `seed=HEX` (default: the TSC) to replay a run,
+//! `race=1`: every other vCPU of the domain fuzzes the implemented hypercall families
+//! (event channels, grants, HVM, vCPU, scheduler, domctl, memory) without end, each with
+//! its own scratch area, while vCPU 0 fuzzes, passes and powers the domain off under
+//! them: the hypervisor must tear the domain down with its vCPUs inside hypercalls.
 #![no_std]
 #![no_main]
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use oxen_guest_rt::abi::{errno, hypercall as nr};
-use oxen_guest_rt::{StartInfo, arch, println, vmcall};
+use oxen_guest_rt::{StartInfo, arch, println, vcpu, vmcall};
 
 oxen_guest_rt::entry!(main);
 
@@ -193,6 +199,59 @@ fn sanitize(f: &mut Fuzz, call: u32, a: &mut [u64; 5]) {
     }
 }
 
+/// What the racing vCPUs need from vCPU 0: image bounds, scratch base, RAM end, seed.
+static RACE: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+/// Calls the racing vCPUs made.
+static RACE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The implemented hypercall families, for the deep phase and the racers.
+const FAMILIES: [u32; 7] = [
+    nr::EVENT_CHANNEL_OP,
+    nr::GRANT_TABLE_OP,
+    nr::HVM_OP,
+    nr::VCPU_OP,
+    nr::SCHED_OP,
+    nr::DOMCTL,
+    nr::MEMORY_OP,
+];
+
+/// One call of `call` with real-looking sub-op arguments (the deep phase's recipe).
+fn deep_call(f: &mut Fuzz, call: u32) -> i64 {
+    f.fill_scratch(64);
+    let mut a = [0u64; 5];
+    for x in a.iter_mut() {
+        let v = f.value();
+        *x = f.safe(v);
+    }
+    a[0] = f.rng.below(16);
+    if f.rng.below(2) == 0 {
+        a[1] = f.scratch + 8 * f.rng.below(64);
+    }
+    if f.rng.below(2) == 0 {
+        a[2] = f.rng.below(4);
+    }
+    sanitize(f, call, &mut a);
+    // SAFETY: no argument points into our image; what the hypervisor may write is
+    // this vCPU's scratch or not ours.
+    unsafe { vmcall(u64::from(call), a[0], a[1], a[2], a[3], a[4]) }
+}
+
+/// A racing vCPU: fuzzes the implemented families until the domain is torn down.
+extern "C" fn racer(n: u32) -> ! {
+    let r = |i: usize| RACE[i].load(Ordering::Acquire);
+    let mut f = Fuzz {
+        rng: Rng((r(4) ^ u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1),
+        image: (r(0), r(1)),
+        scratch: r(2) + u64::from(n) * SCRATCH_LEN,
+        ram_end: r(3),
+    };
+    loop {
+        let call = FAMILIES[f.rng.below(FAMILIES.len() as u64) as usize];
+        let _ = deep_call(&mut f, call);
+        RACE_CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn main(info: &StartInfo) {
     let rounds: u32 = info
         .cmdline_arg("rounds")
@@ -219,6 +278,27 @@ fn main(info: &StartInfo) {
         "hcall-fuzz: {rounds} rounds x 64 hypercalls x {CALLS_PER_ROUND}, seed {seed:#x}, image {:#x}..{:#x}, scratch {scratch:#x}",
         image.0, image.1
     );
+    let race = info.cmdline_arg("race") == Some("1");
+    let racers = if race {
+        for (i, v) in [image.0, image.1, scratch, ram_end, seed]
+            .into_iter()
+            .enumerate()
+        {
+            RACE[i].store(v, Ordering::Release);
+        }
+        let n = vcpu::start_all(racer);
+        assert!(
+            scratch + u64::from(n) * SCRATCH_LEN + 2 * PAGE_2M <= ram_end,
+            "hcall-fuzz: need more RAM for {n} vCPUs' scratch"
+        );
+        println!(
+            "hcall-fuzz: {} more vCPU(s) race the implemented hypercalls",
+            n - 1
+        );
+        n - 1
+    } else {
+        0
+    };
     let mut f = Fuzz {
         rng: Rng(seed),
         image,
@@ -272,32 +352,9 @@ fn main(info: &StartInfo) {
     // Then the hypercalls oxen implements, with their real sub-op numbers and small
     // counts, so that the fuzz reaches past argument decoding into each operation.
     let mut deep = 0u64;
-    for call in [
-        nr::EVENT_CHANNEL_OP,
-        nr::GRANT_TABLE_OP,
-        nr::HVM_OP,
-        nr::VCPU_OP,
-        nr::SCHED_OP,
-        nr::DOMCTL,
-        nr::MEMORY_OP,
-    ] {
+    for call in FAMILIES {
         for _ in 0..DEEP_CALLS {
-            f.fill_scratch(64);
-            let mut a = [0u64; 5];
-            for x in a.iter_mut() {
-                let v = f.value();
-                *x = f.safe(v);
-            }
-            a[0] = f.rng.below(16);
-            if f.rng.below(2) == 0 {
-                a[1] = f.scratch + 8 * f.rng.below(64);
-            }
-            if f.rng.below(2) == 0 {
-                a[2] = f.rng.below(4);
-            }
-            sanitize(&mut f, call, &mut a);
-            // SAFETY: as above.
-            let rc = unsafe { vmcall(u64::from(call), a[0], a[1], a[2], a[3], a[4]) };
+            let rc = deep_call(&mut f, call);
             calls += 1;
             deep += 1;
             match hist[..used].iter_mut().find(|(v, _)| *v == rc) {
@@ -318,6 +375,12 @@ fn main(info: &StartInfo) {
     }
     if other > 0 {
         println!("hcall-fuzz: rc (other values) x {other}");
+    }
+    if racers > 0 {
+        println!(
+            "hcall-fuzz: {racers} racing vCPU(s) made {} calls so far; powering off under them",
+            RACE_CALLS.load(Ordering::Relaxed)
+        );
     }
     println!("hcall-fuzz: PASS survived {calls} calls");
     break_console();
