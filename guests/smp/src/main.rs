@@ -191,6 +191,8 @@ fn main(info: &StartInfo) {
         println!("smp: all {n} vCPUs ran");
     }
 
+    nmis();
+
     // Down and up again.
     check(vcpu::down(1) == 0, "VCPUOP_down(1)");
     check(vcpu::is_up(1) == 0, "vCPU 1 is down");
@@ -283,6 +285,48 @@ fn hostile_contexts() {
         }
     }
     check(vcpu::up(1) == -EINVAL, "vCPU 1 is still uninitialised");
+}
+
+/// NMIs taken (vector 2 through the runtime's stubs), by any vCPU.
+static NMIS: AtomicU64 = AtomicU64::new(0);
+
+fn nmi_hook(f: &mut oxen_guest_rt::ExceptionFrame) -> bool {
+    if f.vector != 2 {
+        return false;
+    }
+    NMIS.fetch_add(1, Ordering::SeqCst);
+    true
+}
+
+/// `VCPUOP_send_nmi`: an NMI to ourselves and to vCPU 1, each taken once; an argument
+/// is -EINVAL.
+fn nmis() {
+    const SEND_NMI: u32 = oxen_guest_rt::abi::vcpu::op::SEND_NMI;
+    oxen_guest_rt::set_exception_hook(nmi_hook);
+    // SAFETY: no argument is read for a valid call; a non-null one is refused.
+    let rc = unsafe { vcpu::vcpu_op(SEND_NMI, 0, 0x1000) };
+    check(rc == -EINVAL, "send_nmi with an argument is -EINVAL");
+    let before = NMIS.load(Ordering::SeqCst);
+    // SAFETY: as above.
+    let rc = unsafe { vcpu::vcpu_op(SEND_NMI, 0, 0) };
+    check(rc == 0, "send_nmi to ourselves");
+    check(
+        wait_for(100, || NMIS.load(Ordering::SeqCst) == before + 1),
+        "the NMI sent to ourselves is taken once",
+    );
+    // SAFETY: as above.
+    let rc = unsafe { vcpu::vcpu_op(SEND_NMI, 1, 0) };
+    check(rc == 0, "send_nmi to vCPU 1");
+    check(
+        wait_for(1000, || NMIS.load(Ordering::SeqCst) == before + 2),
+        "the NMI sent to vCPU 1 is taken (once)",
+    );
+    wait_for(20, || false);
+    check(
+        NMIS.load(Ordering::SeqCst) == before + 2,
+        "no NMI is taken twice",
+    );
+    println!("smp: NMIs sent with VCPUOP_send_nmi are taken, once each");
 }
 
 /// `VCPUOP_get_runstate_info`: vCPU 0 runs, vCPU 1 was never up.

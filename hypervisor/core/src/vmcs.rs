@@ -389,6 +389,8 @@ pub mod inject {
 
     /// #GP(0).
     pub const GP: u32 = VALID | HARDWARE_EXCEPTION | DELIVER_ERROR_CODE | 13;
+    /// An NMI (type 2, vector 2).
+    pub const NMI: u32 = VALID | (2 << 8) | 2;
     /// #UD.
     pub const UD: u32 = VALID | HARDWARE_EXCEPTION | 6;
 }

@@ -555,6 +555,19 @@ fn set_interrupt_window(on: bool) {
 /// The current vCPU has an upcall pending: inject `vector` as an external interrupt if
 /// the guest can take one now (RFLAGS.IF set, no STI/MOV SS shadow, nothing else being
 /// injected), else exit as soon as it can.
+/// Injects an NMI (`VCPUOP_send_nmi`) if the guest can take one on this entry: no
+/// other event is being injected and it is not blocking NMIs (after an NMI, until its
+/// IRET) or in an STI or MOV SS shadow. False: it stays pending for a later entry.
+pub fn offer_nmi() -> bool {
+    if vmcs::read(field::ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0
+        || vmcs::read(field::GUEST_INTERRUPTIBILITY) & 0b1011 != 0
+    {
+        return false;
+    }
+    vmcs::write(field::ENTRY_INTERRUPTION_INFO, u64::from(inject::NMI));
+    true
+}
+
 pub fn offer_upcall(vector: u8) {
     if vmcs::read(field::ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0 {
         return;

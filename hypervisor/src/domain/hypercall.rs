@@ -415,6 +415,18 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
                 Err(e) => (e, Next::Resume),
             }
         }
+        vcpu_abi::op::SEND_NMI => {
+            // As Xen: no argument; the NMI is delivered at the vCPU's next entry where
+            // it can take one (at most one pending, as on hardware).
+            if arg != 0 {
+                return (-EINVAL, Next::Resume);
+            }
+            if !slot.nmi_pending.swap(true, Ordering::AcqRel) {
+                glue::wake(slot, now);
+                glue::poke_running(slot);
+            }
+            (0, Next::Resume)
+        }
         // Accepted and ignored: oxen keeps no runstate area up to date yet.
         vcpu_abi::op::REGISTER_RUNSTATE_MEMORY_AREA => (0, Next::Resume),
         _ => (-ENOSYS, Next::Resume),

@@ -421,6 +421,9 @@ impl Pcpu {
                     ticks.clamp(1, u64::from(u32::MAX)),
                 );
             }
+            if c.slot.nmi_pending.load(Ordering::Acquire) && exits::offer_nmi() {
+                c.slot.nmi_pending.store(false, Ordering::Release);
+            }
             let vector = c.vcpu.domain.events.callback_vector.load(Ordering::Relaxed);
             if vector != 0 && event::upcall_pending(&c.vcpu.domain.events, c.vcpu.id) {
                 exits::offer_upcall(vector);

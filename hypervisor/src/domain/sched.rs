@@ -55,6 +55,8 @@ pub struct VcpuSlot {
     pub up: AtomicBool,
     /// The armed single-shot timer's deadline in system time (0 = none).
     pub timer: AtomicU64,
+    /// `VCPUOP_send_nmi` came and the NMI is not delivered yet.
+    pub nmi_pending: AtomicBool,
     /// The periodic timer's period (0 = off) and its next deadline.
     pub period: AtomicU64,
     pub periodic_next: AtomicU64,
@@ -87,6 +89,7 @@ impl VcpuSlot {
             held: Mutex::new(Held::Here(Box::new(vcpu))),
             start: Mutex::new(start),
             timer: AtomicU64::new(0),
+            nmi_pending: AtomicBool::new(false),
             period: AtomicU64::new(0),
             periodic_next: AtomicU64::new(0),
             woke_at: AtomicU64::new(0),
