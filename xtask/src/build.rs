@@ -80,6 +80,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-faults", "faults"),
     ("oxen-guest-hostile", "hostile"),
     ("oxen-guest-victim", "victim"),
+    ("oxen-guest-apic", "apic"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -333,6 +333,19 @@ fn check_console_share(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// The APIC guest: 3 vCPUs (vCPU 1 started with VCPUOP_up, vCPU 2 with INIT/SIPI).
+const APIC_DOMAINS: &[(&str, &str)] = &[(
+    "apic.cfg",
+    "name = \"apic\"\nkernel = \"apic.elf\"\nmemory = 8\nvcpus = 3\n",
+)];
+const APIC_CFG: &str = "on_ready = \"poweroff\"\ndomains = [\"apic.cfg\"]\n";
+const APIC_OK: &[&str] = &[
+    r"\[d1 apic\] apic: periodic timer: \d+ ticks of 1 ms in 20 ms",
+    r"\[d1 apic\] apic: PASS \(\d+ checks\)",
+    r"  domain 1 \(apic\): shutdown: poweroff",
+    r"power: powering off",
+];
+
 /// Every boot scenario, in the order `test` runs them.
 pub fn all() -> Vec<Scenario> {
     let base = |name, what, platform, firmware, cpus| Scenario {
@@ -696,6 +709,28 @@ pub fn all() -> Vec<Scenario> {
                 "two vCPUs of one domain on 1 pCPU hand a token back and forth, each waiting in a PAUSE loop: PAUSE-loop exiting makes the spinner yield",
                 1,
                 "on_ready = \"poweroff\"\ndomains = [\"handoff.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: APIC_DOMAINS,
+            expect: APIC_OK,
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "guest-apic-up",
+                "the local APIC in x2APIC mode: registers, self-IPIs with EOI and priorities, the timer, an IPI to a sibling vCPU, INIT and SIPI (1 pCPU)",
+                1,
+                APIC_CFG,
+            )
+        },
+        Scenario {
+            domains: APIC_DOMAINS,
+            expect: APIC_OK,
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "guest-apic-smp2",
+                "the same on 2 pCPUs (IPIs to a vCPU running or halted on the other pCPU)",
+                2,
+                APIC_CFG,
             )
         },
         Scenario {

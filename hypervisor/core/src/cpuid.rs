@@ -17,7 +17,7 @@ pub const XEN_MAJOR: u32 = 4;
 pub const XEN_MINOR: u32 = 17;
 
 /// Leaf 1 ECX bits hidden from guests: VMX, SMX, MONITOR, DTES64, DS-CPL, EST, TM2,
-/// PDCM, x2APIC (not emulated yet), TSC-deadline.
+/// PDCM, TSC-deadline (the APIC timer offers one-shot and periodic only).
 const LEAF1_ECX_HIDDEN: u32 = (1 << 5)
     | (1 << 6)
     | (1 << 3)
@@ -26,8 +26,9 @@ const LEAF1_ECX_HIDDEN: u32 = (1 << 5)
     | (1 << 7)
     | (1 << 8)
     | (1 << 15)
-    | (1 << 21)
     | (1 << 24);
+/// Leaf 1 ECX bit 21: x2APIC (every vCPU's APIC is emulated in x2APIC mode).
+const LEAF1_ECX_X2APIC: u32 = 1 << 21;
 /// Leaf 1 ECX bit 31: "running under a hypervisor".
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// Leaf 1 EDX bits hidden: MCE, MTRR, MCA, ACPI thermal, TM, PBE, DS.
@@ -57,12 +58,36 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
             eax: host.eax,
             // APIC id = vCPU id, one logical processor per package, keep CLFLUSH size.
             ebx: (vcpu << 24) | (1 << 16) | (host.ebx & 0xffff),
-            ecx: (host.ecx & !LEAF1_ECX_HIDDEN) | LEAF1_ECX_HYPERVISOR,
+            ecx: (host.ecx & !LEAF1_ECX_HIDDEN) | LEAF1_ECX_HYPERVISOR | LEAF1_ECX_X2APIC,
             edx: host.edx & !LEAF1_EDX_HIDDEN,
         },
         // Monitor/MWAIT, thermal and power, performance monitoring: not offered.
         5 | 6 | 0xa => Regs::default(),
         7 => leaf7(subleaf, host, who),
+        // x2APIC topology: every vCPU is a package of its own (level 0 SMT, level 1
+        // core, one logical processor each; EDX the x2APIC id = the vCPU id). Leaf 0x1F
+        // says nothing, so guests fall back to 0xB.
+        0xb => match subleaf {
+            0 => Regs {
+                eax: 0,
+                ebx: 1,
+                ecx: 1 << 8,
+                edx: vcpu,
+            },
+            1 => Regs {
+                eax: 0,
+                ebx: 1,
+                ecx: (2 << 8) | 1,
+                edx: vcpu,
+            },
+            n => Regs {
+                eax: 0,
+                ebx: 0,
+                ecx: n & 0xff,
+                edx: vcpu,
+            },
+        },
+        0x1f => Regs::default(),
         0xd => leaf_d(subleaf, host, who),
         BASE => Regs {
             eax: BASE + 4,
@@ -263,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn x2apic_is_offered_and_the_topology_matches_the_apic_ids() {
+        let r = guest_view(1, 0, all_ones(), who(5, 1));
+        assert_ne!(r.ecx & (1 << 21), 0, "x2APIC");
+        assert_eq!(r.ecx & (1 << 24), 0, "no TSC-deadline");
+        assert_eq!(r.ebx >> 24, 5, "initial APIC id");
+        for sub in 0..3 {
+            assert_eq!(guest_view(0xb, sub, all_ones(), who(5, 1)).edx, 5);
+        }
+        let l0 = guest_view(0xb, 0, all_ones(), who(5, 1));
+        assert_eq!((l0.eax, l0.ebx & 0xffff, (l0.ecx >> 8) & 0xff), (0, 1, 1));
+        let l2 = guest_view(0xb, 2, all_ones(), who(5, 1));
+        assert_eq!((l2.ebx, (l2.ecx >> 8) & 0xff), (0, 0), "level 2 is invalid");
+        assert_eq!(guest_view(0x1f, 0, all_ones(), who(5, 1)), Regs::default());
+    }
+
+    #[test]
     fn leaf7_offers_only_what_is_emulated() {
         let r = guest_view(7, 0, all_ones(), who(0, 1));
         assert_eq!(r.eax, 0, "only subleaf 0");
@@ -367,7 +408,7 @@ mod tests {
         let r = guest_view(1, 0, all_ones(), who(3, 7));
         assert_eq!(r.ecx & (1 << 5), 0, "VMX hidden");
         assert_ne!(r.ecx & (1 << 31), 0, "hypervisor bit");
-        assert_eq!(r.ecx & (1 << 21), 0, "x2APIC hidden");
+        assert_ne!(r.ecx & (1 << 21), 0, "x2APIC offered (emulated)");
         assert_eq!(r.edx & (1 << 12), 0, "MTRR hidden");
         assert_ne!(r.edx & 1, 0, "FPU kept");
         assert_eq!(r.ebx >> 24, 3, "APIC id is the vCPU id");

@@ -19,6 +19,7 @@ pub mod evtchn;
 pub mod frames;
 pub mod grant;
 pub mod guest_walk;
+pub mod lapic;
 pub mod pvh;
 pub mod quota;
 pub mod ratelimit;

@@ -47,6 +47,11 @@ const AR_CODE64: u32 = 0xa09b;
 const AR_CODE32: u32 = 0xc09b;
 const AR_DATA: u32 = 0xc093;
 const AR_TSS32: u32 = 0x8b;
+/// Real mode: 16-bit code (execute/read, accessed), data (read/write, accessed), a
+/// 16-bit busy TSS.
+const AR_REAL_CODE: u32 = 0x9b;
+const AR_REAL_DATA: u32 = 0x93;
+const AR_TSS16: u32 = 0x83;
 const AR_UNUSABLE: u32 = 1 << 16;
 
 /// Everything a vCPU's first VM entry needs from the guest's side.
@@ -126,6 +131,42 @@ impl StartState {
             cr4: 0,
             efer: 0,
             segs: flat_segments(AR_CODE32),
+            long_mode: false,
+        }
+    }
+
+    /// Where a start-up IPI with `vector` starts a vCPU: real mode at `vector << 12`
+    /// (CS = `vector << 8`, IP = 0), the state an AP is in after INIT and SIPI.
+    pub fn real_mode(vector: u8) -> Self {
+        let real = |selector: u16, base: u64, ar: u32| Segment {
+            selector,
+            base,
+            limit: 0xffff,
+            ar,
+        };
+        let cs = u16::from(vector) << 8;
+        let data = real(0, 0, AR_REAL_DATA);
+        StartState {
+            gprs: [0; 8],
+            rip: 0,
+            rflags: 0x2,
+            cr0: CR0_ET,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            segs: [
+                real(cs, u64::from(vector) << 12, AR_REAL_CODE),
+                data,
+                data,
+                data,
+                data,
+                data,
+                Segment {
+                    selector: 0,
+                    ..tss(AR_TSS16)
+                },
+                unusable(),
+            ],
             long_mode: false,
         }
     }
@@ -356,6 +397,21 @@ mod tests {
             cr4: 0x20,
             efer: 0x100,
         }
+    }
+
+    #[test]
+    fn a_start_up_ipi_starts_in_real_mode() {
+        let s = StartState::real_mode(0x9a);
+        let cs = s.segs[seg::CS];
+        assert_eq!(
+            (cs.selector, cs.base, cs.limit, cs.ar),
+            (0x9a00, 0x9a000, 0xffff, 0x9b)
+        );
+        assert_eq!(s.rip, 0);
+        assert_eq!(s.cr0 & CR0_PE, 0, "real mode");
+        assert!(!s.long_mode);
+        assert_eq!(s.segs[seg::SS].ar, 0x93);
+        assert_eq!(s.segs[seg::TR].ar, 0x83);
     }
 
     #[test]

@@ -337,10 +337,15 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
                 vcpu.inject_gp();
                 return Next::Resume;
             }
-            vcpu.tpr = value as u8;
+            if let Some(slot) = vcpu.domain.clone().vcpu(u64::from(vcpu.id)) {
+                super::vlapic::set_cr8(slot, value);
+            }
         }
         CrAccess::MovFrom { cr: 8, gpr: g } => {
-            let v = u64::from(vcpu.tpr);
+            let d = vcpu.domain.clone();
+            let v = d
+                .vcpu(u64::from(vcpu.id))
+                .map_or(0, |s| super::vlapic::cr8(s));
             set_gpr(vcpu, g, v);
         }
         CrAccess::MovFrom { cr: 3, gpr: g } => {
@@ -426,8 +431,12 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
         MSR_SYSENTER_CS => Some(vmcs::read(field::GUEST_SYSENTER_CS)),
         MSR_SYSENTER_ESP => Some(vmcs::read(field::GUEST_SYSENTER_ESP)),
         MSR_SYSENTER_EIP => Some(vmcs::read(field::GUEST_SYSENTER_EIP)),
-        // xAPIC at the usual address, enabled; bit 8 (BSP) for vCPU 0.
-        MSR_APIC_BASE => Some(0xfee0_0000 | (1 << 11) | if vcpu.id == 0 { 1 << 8 } else { 0 }),
+        MSR_APIC_BASE => Some(super::vlapic::apic_base(vcpu.id)),
+        m if super::vlapic::is_apic_msr(m) => {
+            let d = vcpu.domain.clone();
+            d.vcpu(u64::from(vcpu.id))
+                .and_then(|s| super::vlapic::read(s, m))
+        }
         MSR_MISC_ENABLE => Some(1),
         // No branch tracing or LBRs are offered: DEBUGCTL reads 0 (Xen's policy).
         MSR_DEBUGCTL => Some(vmcs::read(field::GUEST_IA32_DEBUGCTL)),
@@ -501,8 +510,14 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
         MSR_HYPERCALL => hypercall::install_page(vcpu, value),
         // Only 0 is accepted: none of its features is offered.
         MSR_DEBUGCTL => value == 0,
-        // Writes to the APIC base and MISC_ENABLE are ignored.
+        // Writes to the APIC base and MISC_ENABLE are ignored (the APIC stays enabled
+        // in x2APIC mode).
         MSR_APIC_BASE | MSR_MISC_ENABLE => true,
+        m if super::vlapic::is_apic_msr(m) => {
+            let d = vcpu.domain.clone();
+            d.vcpu(u64::from(vcpu.id))
+                .is_some_and(|s| super::vlapic::write(&d, s, m, value))
+        }
         // KERNEL_GS_BASE, the SYSCALL MSRs and TSC_AUX, checked and loaded in the CPU
         // while the vCPU runs (SYSCALL, SWAPGS and RDTSCP use them); any other MSR is
         // refused there.
@@ -568,9 +583,13 @@ pub fn offer_nmi() -> bool {
     true
 }
 
-pub fn offer_upcall(vector: u8) {
+/// Injects external interrupt `vector` (the upcall, or a vector of the vCPU's APIC) if
+/// the guest can take one on this entry: RFLAGS.IF set, no STI or MOV SS shadow, no
+/// other event being injected. Otherwise asks for an interrupt-window exit. Returns
+/// whether it was injected.
+pub fn offer_interrupt(vector: u8) -> bool {
     if vmcs::read(field::ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0 {
-        return;
+        return false;
     }
     let can = vmcs::read(field::GUEST_RFLAGS) & (1 << 9) != 0
         && vmcs::read(field::GUEST_INTERRUPTIBILITY) & 3 == 0;
@@ -584,4 +603,5 @@ pub fn offer_upcall(vector: u8) {
     } else {
         set_interrupt_window(true);
     }
+    can
 }

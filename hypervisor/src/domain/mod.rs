@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod run;
 pub mod sched;
 pub mod vcpu;
+pub mod vlapic;
 
 use alloc::string::String;
 use alloc::sync::Arc;

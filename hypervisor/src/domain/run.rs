@@ -21,7 +21,7 @@ use oxen_core::vmx::{VmcsControls, ctl};
 use super::exits::{self, Next};
 use super::sched::{self as glue, EPT_GENERATION, VcpuSlot};
 use super::vcpu::Vcpu;
-use super::{DOMAINS, Domain, DomainState, event};
+use super::{DOMAINS, Domain, DomainState, event, vlapic};
 use crate::arch::{apic, percpu, power, serial, time};
 
 /// How often a pCPU feeds the UART while log output waits.
@@ -236,7 +236,9 @@ impl Pcpu {
     fn step(&mut self) {
         serial::pump();
         let now = time::now();
-        glue::fire_timers(self.me, now);
+        for slot in glue::fire_timers(self.me, now) {
+            super::vlapic::timer_fired(&slot, now);
+        }
         if self.me == 0 {
             self.housekeeping(now);
         }
@@ -426,7 +428,13 @@ impl Pcpu {
             }
             let vector = c.vcpu.domain.events.callback_vector.load(Ordering::Relaxed);
             if vector != 0 && event::upcall_pending(&c.vcpu.domain.events, c.vcpu.id) {
-                exits::offer_upcall(vector);
+                // The callback vector needs no EOI (Xen's): it does not go through the
+                // APIC's IRR and ISR.
+                exits::offer_interrupt(vector);
+            } else if let Some(v) = vlapic::deliverable(&c.slot)
+                && exits::offer_interrupt(v)
+            {
+                vlapic::acknowledge(&c.slot, v);
             }
             glue::IN_GUEST[me].store(self.ept_gen, Ordering::Release);
             let entered = entry::run(&mut c.vcpu.regs, c.vcpu.launched);
@@ -475,6 +483,7 @@ impl Pcpu {
                         } else {
                             slot.wake_pending.swap(false, Ordering::AcqRel)
                                 || event::upcall_pending(&d.events, v)
+                                || vlapic::deliverable(slot).is_some()
                         };
                         (!pending).then(|| s.block(id, now))
                     });

@@ -55,8 +55,14 @@ pub struct VcpuSlot {
     pub up: AtomicBool,
     /// The armed single-shot timer's deadline in system time (0 = none).
     pub timer: AtomicU64,
-    /// `VCPUOP_send_nmi` came and the NMI is not delivered yet.
+    /// `VCPUOP_send_nmi` (or an NMI IPI) came and the NMI is not delivered yet.
     pub nmi_pending: AtomicBool,
+    /// The vCPU's local APIC (`apic.rs`), a hint that its IRR is not empty, whether an
+    /// INIT left it waiting for a start-up IPI, and its timer's armed deadline.
+    pub lapic: Mutex<oxen_core::lapic::Lapic>,
+    pub lapic_pending: AtomicBool,
+    pub wait_for_sipi: AtomicBool,
+    pub apic_timer: AtomicU64,
     /// The periodic timer's period (0 = off) and its next deadline.
     pub period: AtomicU64,
     pub periodic_next: AtomicU64,
@@ -90,6 +96,10 @@ impl VcpuSlot {
             start: Mutex::new(start),
             timer: AtomicU64::new(0),
             nmi_pending: AtomicBool::new(false),
+            lapic: Mutex::new(oxen_core::lapic::Lapic::new(index)),
+            lapic_pending: AtomicBool::new(false),
+            wait_for_sipi: AtomicBool::new(false),
+            apic_timer: AtomicU64::new(0),
             period: AtomicU64::new(0),
             periodic_next: AtomicU64::new(0),
             woke_at: AtomicU64::new(0),
@@ -258,6 +268,8 @@ enum Kind {
     SingleShot,
     /// `VCPUOP_set_periodic_timer`.
     Periodic,
+    /// The local APIC's timer.
+    Apic,
 }
 
 /// Timers armed on each pCPU: (deadline, vCPU, kind). An entry whose vCPU has since
@@ -300,6 +312,18 @@ pub fn set_periodic(slot: &VcpuSlot, period_ns: u64, now: u64) {
     queue(slot, first, Kind::Periodic);
 }
 
+/// Arms `slot`'s APIC timer on this pCPU for `deadline` (replacing its other entry).
+pub fn arm_apic_timer(slot: &VcpuSlot, deadline: u64) {
+    let deadline = deadline.max(1);
+    slot.apic_timer.store(deadline, Ordering::Release);
+    queue(slot, deadline, Kind::Apic);
+}
+
+/// Stops `slot`'s APIC timer.
+pub fn stop_apic_timer(slot: &VcpuSlot) {
+    slot.apic_timer.store(0, Ordering::Release);
+}
+
 /// Stops `slot`'s periodic timer.
 pub fn stop_periodic(slot: &VcpuSlot) {
     slot.period.store(0, Ordering::Release);
@@ -312,10 +336,12 @@ pub fn next_timer(cpu: usize) -> u64 {
 }
 
 /// Fires this pCPU's expired timers: each raises `VIRQ_TIMER` and wakes its vCPU; a
-/// periodic one is queued again for its next period.
-pub fn fire_timers(cpu: usize, now: u64) {
+/// periodic one is queued again for its next period. Returns the vCPUs whose APIC
+/// timer expired, for the caller to hand to their APICs.
+pub fn fire_timers(cpu: usize, now: u64) -> Vec<Arc<VcpuSlot>> {
+    let mut apic = Vec::new();
     if next_timer(cpu) > now {
-        return;
+        return apic;
     }
     let mut due = Vec::new();
     {
@@ -334,6 +360,16 @@ pub fn fire_timers(cpu: usize, now: u64) {
     for (t, v, kind) in due {
         let Some(slot) = slot(v) else { continue };
         let fired = match kind {
+            Kind::Apic => {
+                if slot
+                    .apic_timer
+                    .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    apic.push(slot);
+                }
+                continue;
+            }
             Kind::SingleShot => slot
                 .timer
                 .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -362,6 +398,7 @@ pub fn fire_timers(cpu: usize, now: u64) {
             wake(&slot, now);
         }
     }
+    apic
 }
 
 // ------------------------------------------------------------------ domain teardown
@@ -386,6 +423,7 @@ pub fn remove_domain(d: &Domain) -> u64 {
     for slot in slots {
         stop_timer(slot);
         stop_periodic(slot);
+        stop_apic_timer(slot);
     }
     kicks
 }

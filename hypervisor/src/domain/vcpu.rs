@@ -83,8 +83,6 @@ pub struct Vcpu {
     /// CR2, the debug registers and the SYSCALL/SWAPGS/RDTSCP MSRs: in the CPU while
     /// the vCPU is loaded, here while it is not.
     pub lazy: cpu::LazyState,
-    /// The task priority the guest set with MOV to CR8 (its own, never the APIC's).
-    pub tpr: u8,
     /// Exits and hypercalls handled, for the final report.
     pub exits: u64,
     pub hypercalls: u64,
@@ -122,7 +120,6 @@ impl Vcpu {
             regs: GuestRegs::default(),
             xcr0: 1,
             lazy: cpu::LazyState::default(),
-            tpr: 0,
             exits: 0,
             hypercalls: 0,
         })
@@ -341,6 +338,13 @@ impl Vcpu {
             field::GUEST_RIP,
             vmcs::read(field::GUEST_RIP).wrapping_add(len),
         );
+        // The instruction completed, so a shadow it sat in (STI; HLT, MOV SS; ...) is
+        // over, as on hardware: without this an interrupt that ends a HLT after STI
+        // would wait behind the shadow and then behind the guest's CLI.
+        let shadow = vmcs::read(field::GUEST_INTERRUPTIBILITY);
+        if shadow & 3 != 0 {
+            vmcs::write(field::GUEST_INTERRUPTIBILITY, shadow & !3);
+        }
     }
 
     /// Raises #GP(0) in the guest on the next entry (the instruction is not skipped).
