@@ -512,6 +512,8 @@ pub fn all() -> Vec<Scenario> {
             expect: &[
                 r"sched: cpu0 runs guests",
                 r"sched: cpu1 runs guests",
+                r"\[d\d exits e9\] exits: hello through rep outsb",
+                r"\[d\d exits\] exits: string I/O ok",
                 r"\[d\d exits\] exits: PASS",
                 r"\[d\d hello\] hello: PASS",
                 r"domain \d \(exits\): shutdown: poweroff",

@@ -148,6 +148,56 @@ fn io() {
         "IN dword from {UNHANDLED_PORT:#x} gave {l:#x}"
     );
     println!("exits: port I/O ok (0xe9 out, {UNHANDLED_PORT:#x} reads all-ones)");
+    string_io();
+}
+
+/// INS/OUTS with and without REP, both directions of RFLAGS.DF: the same port policy as
+/// IN/OUT, and RSI/RDI/RCX as the CPU leaves them.
+fn string_io() {
+    let text = b"exits: hello through rep outsb\n";
+    let (rsi, rcx): (u64, u64);
+    // SAFETY: reads `text` (in bounds: RCX = its length) and writes it to port 0xE9.
+    unsafe {
+        asm!("cld", "rep outsb",
+             inout("rsi") text.as_ptr() as u64 => rsi, inout("rcx") text.len() as u64 => rcx,
+             in("dx") 0xe9u16, options(nostack, readonly));
+    }
+    check!(
+        rsi == text.as_ptr() as u64 + text.len() as u64 && rcx == 0,
+        "rep outsb left RSI {rsi:#x}, RCX {rcx}"
+    );
+    // 6,000 words in from a port nobody backs: all ones, over two continued exits.
+    let mut buf = [0u16; 6000];
+    let (rdi, rcx): (u64, u64);
+    // SAFETY: writes exactly `buf` (RCX words from its start, DF clear).
+    unsafe {
+        asm!("cld", "rep insw",
+             inout("rdi") buf.as_mut_ptr() as u64 => rdi, inout("rcx") buf.len() as u64 => rcx,
+             in("dx") UNHANDLED_PORT, options(nostack));
+    }
+    check!(
+        buf.iter().all(|&w| w == 0xffff),
+        "rep insw did not read all ones"
+    );
+    check!(
+        rdi == buf.as_ptr() as u64 + 2 * buf.len() as u64 && rcx == 0,
+        "rep insw left RDI {rdi:#x}, RCX {rcx}"
+    );
+    // One INSB with DF set: one byte, RDI counts down, RCX untouched.
+    let mut two = [0u8; 2];
+    let (rdi, rcx): (u64, u64);
+    // SAFETY: writes `two[1]` only; DF is cleared again at once.
+    unsafe {
+        asm!("std", "insb", "cld",
+             inout("rdi") two.as_mut_ptr() as u64 + 1 => rdi, inout("rcx") 5u64 => rcx,
+             in("dx") UNHANDLED_PORT, options(nostack));
+    }
+    check!(two == [0, 0xff], "insb with DF wrote {two:?}");
+    check!(
+        rdi == two.as_ptr() as u64 && rcx == 5,
+        "insb with DF left RDI {rdi:#x}, RCX {rcx}"
+    );
+    println!("exits: string I/O ok (rep outsb to 0xe9, rep insw and insb with DF read all-ones)");
 }
 
 fn hlt() {

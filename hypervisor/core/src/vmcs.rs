@@ -286,6 +286,65 @@ impl IoAccess {
     }
 }
 
+/// The part of a string I/O instruction (INS/OUTS, maybe with REP) one exit handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StringIo {
+    /// Elements to move now (each `size` bytes), at the exit's linear address and then
+    /// `stride` bytes apart (negative with RFLAGS.DF).
+    pub count: u64,
+    pub stride: i64,
+    /// The mask of the address size (RSI/RDI/RCX wrap within it).
+    pub mask: u64,
+    /// Whether the instruction is complete after these (else the guest executes it
+    /// again for the rest, with RCX counting what is left).
+    pub complete: bool,
+}
+
+impl StringIo {
+    /// Plans one exit's share of a string I/O: `io` the decoded qualification,
+    /// `instruction_info` the exit's instruction information (bits 9:7: address size
+    /// 16, 32 or 64 bits), `rcx` and `df` the guest's, at most `batch` elements.
+    /// `None` for an address size the SDM reserves.
+    pub fn plan(
+        io: IoAccess,
+        instruction_info: u32,
+        rcx: u64,
+        df: bool,
+        batch: u64,
+    ) -> Option<Self> {
+        let mask = match (instruction_info >> 7) & 7 {
+            0 => 0xffff,
+            1 => 0xffff_ffff,
+            2 => u64::MAX,
+            _ => return None,
+        };
+        let wanted = if io.rep { rcx & mask } else { 1 };
+        let count = wanted.min(batch.max(1));
+        let size = i64::from(io.size);
+        Some(StringIo {
+            count,
+            stride: if df { -size } else { size },
+            mask,
+            complete: count == wanted,
+        })
+    }
+
+    /// A register (RSI or RDI) after `self.count` elements, within the address size.
+    pub fn advance(&self, reg: u64) -> u64 {
+        let moved = (self.count as i64).wrapping_mul(self.stride) as u64;
+        (reg & !self.mask) | (reg.wrapping_add(moved) & self.mask)
+    }
+
+    /// RCX after them (a REP count; unchanged without REP).
+    pub fn remaining(&self, io: IoAccess, rcx: u64) -> u64 {
+        if io.rep {
+            (rcx & !self.mask) | ((rcx & self.mask) - self.count)
+        } else {
+            rcx
+        }
+    }
+}
+
 /// An EPT violation (exit qualification of reason 48).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EptViolation {
@@ -398,6 +457,39 @@ pub mod inject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_io_moves_in_batches_and_wraps_in_its_address_size() {
+        // rep outsb to port 0xe9, 32-bit addresses, RCX = 10,000, batches of 4,096.
+        let io = IoAccess::decode((0xe9 << 16) | (1 << 5) | (1 << 4));
+        assert!(io.string && io.rep && !io.is_in && io.size == 1);
+        let p = StringIo::plan(io, 1 << 7, 10_000, false, 4096).unwrap();
+        assert_eq!((p.count, p.stride, p.complete), (4096, 1, false));
+        assert_eq!(p.remaining(io, 10_000), 10_000 - 4096);
+        assert_eq!(p.advance(0x1000), 0x2000);
+        // The last batch completes; upper halves outside the address size stay.
+        let p = StringIo::plan(io, 1 << 7, 0xdead_0000_0000_0010, false, 4096).unwrap();
+        assert_eq!((p.count, p.complete), (0x10, true));
+        assert_eq!(
+            p.remaining(io, 0xdead_0000_0000_0010),
+            0xdead_0000_0000_0000
+        );
+        assert_eq!(
+            p.advance(0x1_ffff_fff8),
+            0x1_0000_0008,
+            "ESI wraps at 4 GiB"
+        );
+        // Without REP: one element, RCX untouched; DF counts down; 16-bit addresses.
+        let insw = IoAccess::decode((0x60 << 16) | (1 << 4) | (1 << 3) | 1);
+        let p = StringIo::plan(insw, 0, 77, true, 4096).unwrap();
+        assert_eq!((p.count, p.stride, p.complete), (1, -2, true));
+        assert_eq!(p.remaining(insw, 77), 77);
+        assert_eq!(p.advance(0xabcd_0001), 0xabcd_ffff);
+        // REP with RCX = 0 moves nothing and is complete; a reserved size is refused.
+        let p = StringIo::plan(io, 2 << 7, 0, false, 4096).unwrap();
+        assert_eq!((p.count, p.complete), (0, true));
+        assert_eq!(StringIo::plan(io, 3 << 7, 1, false, 4096), None);
+    }
 
     #[test]
     fn intercepted_exceptions_are_reflected_as_they_came() {

@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::String;
 
 use oxen_core::cpuid::{self, Regs};
-use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, field, inject, reason};
+use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, StringIo, field, inject, reason};
 use oxen_core::vmx::ctl;
 
 use super::vcpu::{CR4_HOST_OWNED, CR4_VMXE, Vcpu, guest_cr0};
@@ -377,13 +377,7 @@ fn cr_access(vcpu: &mut Vcpu) -> Next {
 fn io(vcpu: &mut Vcpu) -> Next {
     let io = IoAccess::decode(vmcs::read(field::EXIT_QUALIFICATION));
     if io.string {
-        return crash(
-            vcpu,
-            format!(
-                "string I/O (INS/OUTS) on port {:#x} is not emulated",
-                io.port
-            ),
-        );
+        return string_io(vcpu, io);
     }
     if io.is_in {
         let mask = match io.size {
@@ -403,6 +397,59 @@ fn io(vcpu: &mut Vcpu) -> Next {
         d.emit(&d.e9_line, " e9", &[byte]);
     }
     vcpu.skip_instruction();
+    Next::Resume
+}
+
+/// Most elements one exit moves for a string I/O instruction; a longer REP is
+/// continued by the guest executing it again (RCX counts what is left).
+const STRING_IO_BATCH: u64 = 4096;
+
+/// INS/OUTS (with or without REP), with the port policy of IN/OUT: OUTS to 0xE9 goes
+/// to the domain's log line (the low byte of each element), other ports drop what is
+/// written; INS reads all ones. The memory operand is at the exit's guest-linear
+/// address, then one element apart (backwards with RFLAGS.DF).
+fn string_io(vcpu: &mut Vcpu, io: IoAccess) -> Next {
+    let info = vmcs::read(field::EXIT_INSTRUCTION_INFO) as u32;
+    let df = vmcs::read(field::GUEST_RFLAGS) & (1 << 10) != 0;
+    let Some(plan) = StringIo::plan(io, info, vcpu.regs.rcx, df, STRING_IO_BATCH) else {
+        return crash(
+            vcpu,
+            format!("string I/O with a reserved address size ({info:#x})"),
+        );
+    };
+    let size = usize::from(io.size);
+    let mut at = vmcs::read(field::GUEST_LINEAR_ADDRESS);
+    let d = vcpu.domain.clone();
+    for _ in 0..plan.count {
+        let mut buf = [0xffu8; 4];
+        let r = if io.is_in {
+            hypercall::copy_to_guest(vcpu, at, &buf[..size])
+        } else {
+            hypercall::copy_from_guest(vcpu, at, &mut buf[..size])
+        };
+        if r.is_err() {
+            return crash(
+                vcpu,
+                format!(
+                    "string I/O on port {:#x} with an unmapped memory operand at {at:#x}",
+                    io.port
+                ),
+            );
+        }
+        if !io.is_in && io.port == 0xe9 {
+            d.emit(&d.e9_line, " e9", &buf[..1]);
+        }
+        at = at.wrapping_add(plan.stride as u64);
+    }
+    if io.is_in {
+        vcpu.regs.rdi = plan.advance(vcpu.regs.rdi);
+    } else {
+        vcpu.regs.rsi = plan.advance(vcpu.regs.rsi);
+    }
+    vcpu.regs.rcx = plan.remaining(io, vcpu.regs.rcx);
+    if plan.complete {
+        vcpu.skip_instruction();
+    }
     Next::Resume
 }
 
