@@ -298,9 +298,19 @@ const HOSTILE_DOMAINS: &[(&str, &str)] = &[
         "name = \"x-physmap\"\nkernel = \"hostile.elf\"\nmemory = 8\n\
          cmdline = \"mode=physmap hold_ms=1500\"\n",
     ),
+    (
+        "x-instr.cfg",
+        "name = \"x-instr\"\nkernel = \"hostile.elf\"\nmemory = 8\nvcpus = 2\n\
+         cmdline = \"mode=instructions for_ms=800\"\n",
+    ),
+    (
+        "v-regs.cfg",
+        "name = \"v-regs\"\nkernel = \"faults.elf\"\nmemory = 8\nvcpus = 2\n\
+         cmdline = \"iterations=8000 seed=5\"\n",
+    ),
 ];
 const HOSTILE_CFG: &str = "on_ready = \"poweroff\"\n\
-                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\", \"x-physmap.cfg\"]\n";
+                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\", \"x-physmap.cfg\", \"x-instr.cfg\", \"v-regs.cfg\"]\n";
 /// Every attack ran, every victim passed, every domain ended as it should.
 const HOSTILE_OK: &[&str] = &[
     r"\[d1 x-teardown\] hostile: teardown: shutting down after \d+ binds",
@@ -315,6 +325,10 @@ const HOSTILE_OK: &[&str] = &[
     r"\[d5 x-physmap\] hostile: physmap: 2000 moves of shared info, then \d+ far grant mappings before a refusal",
     r"\[d5 x-physmap\] hostile: physmap: PASS",
     r"  domain 5 \(x-physmap\): shutdown: poweroff",
+    r"\[d6 x-instr\] hostile: instructions: PASS \d+ rounds",
+    r"  domain 6 \(x-instr\): shutdown: poweroff",
+    r"\[d7 v-regs\] faults: PASS \(16000 exceptions checked on 2 vCPU",
+    r"  domain 7 \(v-regs\): shutdown: poweroff",
     r"power: powering off",
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
@@ -774,7 +788,7 @@ pub fn all() -> Vec<Scenario> {
             forbid: HOSTILE_FORBID,
             ..bochs_guests(
                 "hostile-up",
-                "attacks of unprivileged guests beside victims that check their own state, 1 pCPU: teardown races, remote shutdown, physical-map exhaustion",
+                "attacks of unprivileged guests beside victims that check their own state, 1 pCPU: teardown races, remote shutdown, physical-map exhaustion, XCR0/CR8/debug-register/MSR instructions",
                 1,
                 HOSTILE_CFG,
             )

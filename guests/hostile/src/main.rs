@@ -20,6 +20,13 @@
 //!   mappings its maptrack allows), unmaps them all and checks that mapping works
 //!   again. Holds its mappings until `hold_ms` (the victims run meanwhile), prints
 //!   `hostile: physmap: PASS ...` and powers off.
+//! - `instructions [for_ms=1000]`: on every vCPU, for `for_ms`: XSETBV with XCR0 = 0x27
+//!   (AVX-512 opmask without the ZMM states: #GP, not a hypervisor crash), MOV CR8 = 15
+//!   and HLT (the physical TPR must stay the host's: timers and IPIs on this pCPU keep
+//!   working for the victims beside it), its own values in DR0-DR3, DR6, DR7,
+//!   KERNEL_GS_BASE and TSC_AUX (which must never reach another domain), RDPMC (#GP),
+//!   MONITOR (#UD) and the PAUSE spin loops; each refused instruction must fault as
+//!   Xen's guests see it. Prints `hostile: instructions: PASS <n> rounds` and powers off.
 //! - `console`: `console_io(CONSOLEIO_write, 4096)` in a loop, forever: a hypervisor
 //!   that prints all of it, waiting for the UART with a lock held and without
 //!   preemption, hands this domain most of a pCPU it shares with an equal-weight
@@ -53,6 +60,7 @@ fn main(info: &StartInfo) {
         }
         Some("console") => console(),
         Some("physmap") => physmap(num("hold_ms").unwrap_or(1500)),
+        Some("instructions") => instructions(num("for_ms").unwrap_or(1000)),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -193,5 +201,103 @@ fn physmap(hold_ms: u64) {
     }
     vcpu::sleep_until(0, t0 + hold_ms * 1_000_000);
     println!("hostile: physmap: PASS ({n} far mappings allowed)");
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
+}
+
+/// Rounds of the instruction attacks, over all vCPUs.
+static ROUNDS: AtomicU64 = AtomicU64::new(0);
+static UNTIL: AtomicU64 = AtomicU64::new(0);
+static WRONG: AtomicU64 = AtomicU64::new(0);
+
+/// One round of the instruction attacks on vCPU `n`.
+fn attack_round(n: u32, k: u64) {
+    use core::arch::asm;
+    use oxen_guest_rt::{arch, expect_fault};
+    let wrong = |what: &str, got: Option<u8>| {
+        WRONG.fetch_add(1, Ordering::Relaxed);
+        println!("hostile: FAIL instructions: vcpu{n}: {what} gave {got:?}");
+    };
+    // XSETBV with an inconsistent XCR0 (needs CR4.OSXSAVE, which the runtime sets).
+    if arch::read_cr4() & (1 << 18) != 0 {
+        // SAFETY: the hypervisor refuses the value (#GP, caught); XCR0 stays.
+        let v = expect_fault(|| unsafe {
+            asm!("xsetbv", in("ecx") 0u32, in("eax") 0x27u32, in("edx") 0u32, options(nostack))
+        });
+        if v != Some(13) {
+            wrong("XSETBV XCR0=0x27", v);
+        }
+    }
+    // The highest task priority, then a halt: only a virtual TPR lets the pCPU's own
+    // timer end it.
+    // SAFETY: CR8 and HLT only affect this vCPU's own interrupt delivery.
+    unsafe {
+        asm!("mov cr8, {}", in(reg) 15u64, options(nomem, nostack));
+        asm!("hlt", options(nomem, nostack));
+        asm!("mov cr8, {}", in(reg) 0u64, options(nomem, nostack));
+    }
+    // Debug registers, KERNEL_GS_BASE and TSC_AUX of our own: a victim on the same
+    // pCPU checks its own.
+    let junk = 0x5a5a_0000_0000_0000u64 | (k << 12) | u64::from(n);
+    // SAFETY: DR0-3 only hold addresses (no enable bit in DR7); DR6 is status.
+    unsafe {
+        asm!("mov dr0, {}", "mov dr1, {}", "mov dr2, {}", "mov dr3, {}",
+             in(reg) junk & 0x7fff_ffff_fff8, in(reg) junk & 0x7fff_ffff_fff0,
+             in(reg) junk & 0x7fff_ffff_ffe8, in(reg) junk & 0x7fff_ffff_ffe0,
+             options(nomem, nostack));
+        asm!("mov dr6, {}", in(reg) 0xffff_4ff0u64, options(nomem, nostack));
+        asm!("mov dr7, {}", in(reg) 0x00ff_0400u64, options(nomem, nostack));
+        arch::wrmsr(0xc000_0102, junk & 0x7fff_ffff_f000);
+        arch::wrmsr(0xc000_0103, junk as u32 as u64);
+    }
+    // Performance counters and MONITOR are not offered.
+    // SAFETY: faults (caught).
+    let v = expect_fault(|| unsafe {
+        asm!("rdpmc", in("ecx") 0u32, out("eax") _, out("edx") _, options(nomem, nostack))
+    });
+    if v != Some(13) {
+        wrong("RDPMC", v);
+    }
+    let line = 0u64;
+    // SAFETY: faults (caught).
+    let v = expect_fault(|| unsafe {
+        asm!("monitor", in("rax") &raw const line, in("ecx") 0u32, in("edx") 0u32, options(nostack))
+    });
+    if v != Some(6) {
+        wrong("MONITOR", v);
+    }
+    // A PAUSE spin of its own (PAUSE-loop exiting hands the pCPU on).
+    for _ in 0..20_000 {
+        core::hint::spin_loop();
+    }
+    ROUNDS.fetch_add(1, Ordering::Relaxed);
+}
+
+extern "C" fn attacker_vcpu(n: u32) -> ! {
+    let mut k = 0;
+    while time::now_ns() < UNTIL.load(Ordering::Relaxed) {
+        attack_round(n, k);
+        k += 1;
+    }
+    loop {
+        vcpu::block();
+    }
+}
+
+/// The instruction attacks: see the module documentation.
+fn instructions(for_ms: u64) {
+    UNTIL.store(time::now_ns() + for_ms * 1_000_000, Ordering::Relaxed);
+    let n = vcpu::start_all(attacker_vcpu);
+    println!("hostile: instructions: {n} vCPU(s) attacking for {for_ms} ms");
+    let mut k = 0;
+    while time::now_ns() < UNTIL.load(Ordering::Relaxed) {
+        attack_round(0, k);
+        k += 1;
+    }
+    let wrong = WRONG.load(Ordering::Relaxed);
+    let rounds = ROUNDS.load(Ordering::Relaxed);
+    if wrong != 0 {
+        panic!("hostile: FAIL instructions: {wrong} wrong answers in {rounds} rounds");
+    }
+    println!("hostile: instructions: PASS {rounds} rounds");
     shutdown(sched_op::SHUTDOWN_POWEROFF);
 }
