@@ -304,13 +304,17 @@ const HOSTILE_DOMAINS: &[(&str, &str)] = &[
          cmdline = \"mode=instructions for_ms=800\"\n",
     ),
     (
+        "x-ac.cfg",
+        "name = \"x-ac\"\nkernel = \"hostile.elf\"\nmemory = 8\ncmdline = \"mode=ac count=500\"\n",
+    ),
+    (
         "v-regs.cfg",
         "name = \"v-regs\"\nkernel = \"faults.elf\"\nmemory = 8\nvcpus = 2\n\
          cmdline = \"iterations=8000 seed=5\"\n",
     ),
 ];
 const HOSTILE_CFG: &str = "on_ready = \"poweroff\"\n\
-                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\", \"x-physmap.cfg\", \"x-instr.cfg\", \"v-regs.cfg\"]\n";
+                           domains = [\"x-teardown.cfg\", \"v-teardown.cfg\", \"ctl.cfg\", \"target.cfg\", \"x-physmap.cfg\", \"x-instr.cfg\", \"x-ac.cfg\", \"v-regs.cfg\"]\n";
 /// Every attack ran, every victim passed, every domain ended as it should.
 const HOSTILE_OK: &[&str] = &[
     r"\[d1 x-teardown\] hostile: teardown: shutting down after \d+ binds",
@@ -327,8 +331,10 @@ const HOSTILE_OK: &[&str] = &[
     r"  domain 5 \(x-physmap\): shutdown: poweroff",
     r"\[d6 x-instr\] hostile: instructions: PASS \d+ rounds",
     r"  domain 6 \(x-instr\): shutdown: poweroff",
-    r"\[d7 v-regs\] faults: PASS \(16000 exceptions checked on 2 vCPU",
-    r"  domain 7 \(v-regs\): shutdown: poweroff",
+    r"\[d7 x-ac\] hostile: ac: PASS 500 alignment checks from CPL 3",
+    r"  domain 7 \(x-ac\): shutdown: poweroff",
+    r"\[d8 v-regs\] faults: PASS \(16000 exceptions checked on 2 vCPU",
+    r"  domain 8 \(v-regs\): shutdown: poweroff",
     r"power: powering off",
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];

@@ -27,6 +27,12 @@
 //!   KERNEL_GS_BASE and TSC_AUX (which must never reach another domain), RDPMC (#GP),
 //!   MONITOR (#UD) and the PAUSE spin loops; each refused instruction must fault as
 //!   Xen's guests see it. Prints `hostile: instructions: PASS <n> rounds` and powers off.
+//! - `ac [count=1000]`: alignment checks from user mode: it builds a GDT with user
+//!   segments and a TSS, makes its memory user-accessible, sets CR0.AM, and `count`
+//!   times drops to CPL 3 with RFLAGS.AC set and reads a misaligned word. Each #AC
+//!   (which oxen intercepts, as every hypervisor must since CVE-2015-5307) must reach
+//!   its handler with error code 0 and the user CS, which returns to the kernel.
+//!   Prints `hostile: ac: PASS <n> alignment checks from CPL 3` and powers off.
 //! - `console`: `console_io(CONSOLEIO_write, 4096)` in a loop, forever: a hypervisor
 //!   that prints all of it, waiting for the UART with a lock held and without
 //!   preemption, hands this domain most of a pCPU it shares with an equal-weight
@@ -61,6 +67,7 @@ fn main(info: &StartInfo) {
         Some("console") => console(),
         Some("physmap") => physmap(num("hold_ms").unwrap_or(1500)),
         Some("instructions") => instructions(num("for_ms").unwrap_or(1000)),
+        Some("ac") => alignment_checks(num("count").unwrap_or(1000)),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -299,5 +306,149 @@ fn instructions(for_ms: u64) {
         panic!("hostile: FAIL instructions: {wrong} wrong answers in {rounds} rounds");
     }
     println!("hostile: instructions: PASS {rounds} rounds");
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
+}
+
+// ----------------------------------------------------------------- #AC from CPL 3
+
+/// GDT: null, kernel code (0x08) and data (0x10) as the runtime's, user data (0x18,
+/// selector 0x1b) and user 64-bit code (0x20, selector 0x23), then the TSS (0x28).
+#[repr(C, align(16))]
+struct Gdt([u64; 7]);
+static mut GDT: Gdt = Gdt([
+    0,
+    0x00af_9b00_0000_ffff,
+    0x00cf_9300_0000_ffff,
+    0x00cf_f300_0000_ffff,
+    0x00af_fb00_0000_ffff,
+    0,
+    0,
+]);
+/// The 64-bit TSS: RSP0 at offset 4 (the stack an exception from CPL 3 lands on).
+#[repr(C, align(16))]
+struct Tss([u8; 104]);
+static mut TSS: Tss = Tss([0; 104]);
+#[repr(C, align(16))]
+struct Stack([u8; 16384]);
+static mut RING0_STACK: Stack = Stack([0; 16384]);
+static mut USER_STACK: Stack = Stack([0; 16384]);
+
+/// What the kernel side saved before dropping to CPL 3 (RSP after the pushes).
+static KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
+static AC_TAKEN: AtomicU64 = AtomicU64::new(0);
+static AC_WRONG: AtomicU64 = AtomicU64::new(0);
+
+core::arch::global_asm!(
+    ".pushsection .text.hostile_user, \"ax\"",
+    // hostile_to_user(user_rsp): saves the callee-saved registers, records RSP, and
+    // IRETQs to hostile_user_code at CPL 3 with RFLAGS.AC (bit 18) set.
+    ".global hostile_to_user",
+    "hostile_to_user:",
+    "push rbx", "push rbp", "push r12", "push r13", "push r14", "push r15",
+    "mov [rip + {krsp}], rsp",
+    "push 0x1b",
+    "push rdi",
+    "push 0x40002",
+    "push 0x23",
+    "lea rax, [rip + hostile_user_code]",
+    "push rax",
+    "iretq",
+    // The handler sends the kernel back here, on the stack it left.
+    ".global hostile_back_in_kernel",
+    "hostile_back_in_kernel:",
+    "mov rsp, [rip + {krsp}]",
+    "pop r15", "pop r14", "pop r13", "pop r12", "pop rbp", "pop rbx",
+    "ret",
+    // CPL 3: a misaligned load (#AC), and if that ever returned, UD2.
+    ".global hostile_user_code",
+    "hostile_user_code:",
+    "mov eax, [rsp + 1]",
+    "ud2",
+    ".popsection",
+    krsp = sym KERNEL_RSP,
+);
+
+unsafe extern "C" {
+    fn hostile_to_user(user_rsp: u64);
+    fn hostile_back_in_kernel();
+    fn hostile_user_code();
+}
+
+fn ac_hook(f: &mut oxen_guest_rt::ExceptionFrame) -> bool {
+    if f.cs & 3 != 3 {
+        return false;
+    }
+    if f.vector == 17
+        && f.error_code == 0
+        && f.cs == 0x23
+        && f.ss == 0x1b
+        && f.rip == hostile_user_code as *const () as u64
+    {
+        AC_TAKEN.fetch_add(1, Ordering::SeqCst);
+    } else {
+        AC_WRONG.fetch_add(1, Ordering::SeqCst);
+        println!(
+            "hostile: FAIL ac: vector {} err {:#x} cs {:#x} rip {:#x}",
+            f.vector, f.error_code, f.cs, f.rip
+        );
+    }
+    // Back to the kernel side of `hostile_to_user`.
+    f.cs = 0x08;
+    f.ss = 0x10;
+    f.rip = hostile_back_in_kernel as *const () as u64;
+    f.rsp = KERNEL_RSP.load(Ordering::SeqCst);
+    f.rflags = 0x2;
+    true
+}
+
+/// The #AC test: see the module documentation.
+fn alignment_checks(count: u64) {
+    use core::arch::asm;
+    use oxen_guest_rt::arch;
+    // SAFETY: builds this vCPU's own descriptor tables and page-table bits before
+    // anything uses them; the runtime's code and data selectors stay valid.
+    unsafe {
+        let tss = &raw mut TSS as u64;
+        let stack_top = (&raw mut RING0_STACK as u64) + 16384;
+        core::ptr::write_unaligned((tss + 4) as *mut u64, stack_top);
+        core::ptr::write_unaligned((tss + 102) as *mut u16, 104); // no I/O bitmap
+        let limit = 103u64;
+        let low = limit | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | (((tss >> 24) & 0xff) << 56);
+        let gdt = &raw mut GDT as *mut u64;
+        gdt.add(5).write_volatile(low);
+        gdt.add(6).write_volatile(tss >> 32);
+        let ptr: [u64; 2] = [(7 * 8 - 1) | ((gdt as u64) << 16), (gdt as u64) >> 48];
+        // GDTR: 16-bit limit, then the 64-bit base (bytes 2..10 of `ptr`).
+        asm!("lgdt [{}]", in(reg) &raw const ptr as u64, options(nostack));
+        asm!("ltr {0:x}", in(reg) 0x28u16, options(nostack));
+        // User access to the first GiB (PML4[0], PDPT[0], every 2 MiB PDE).
+        let pml4 = arch::read_cr3() & !0xfff;
+        let e = pml4 as *mut u64;
+        e.write_volatile(e.read_volatile() | 4);
+        let pdpt = (e.read_volatile() & 0x000f_ffff_ffff_f000) as *mut u64;
+        pdpt.write_volatile(pdpt.read_volatile() | 4);
+        let pd = (pdpt.read_volatile() & 0x000f_ffff_ffff_f000) as *mut u64;
+        for i in 0..512 {
+            pd.add(i).write_volatile(pd.add(i).read_volatile() | 4);
+        }
+        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack));
+        // CR0.AM: alignment checks at CPL 3 with RFLAGS.AC.
+        asm!("mov {0}, cr0", "or {0}, {1}", "mov cr0, {0}", out(reg) _, in(reg) 1u64 << 18, options(nostack));
+    }
+    oxen_guest_rt::set_exception_hook(ac_hook);
+    let user_rsp = ((&raw mut USER_STACK as u64) + 16384 - 64) & !15;
+    for _ in 0..count {
+        // SAFETY: the kernel side saves and restores every callee-saved register and
+        // comes back on its own stack; the user side only reads its own stack.
+        unsafe { hostile_to_user(user_rsp) };
+    }
+    let (taken, wrong) = (
+        AC_TAKEN.load(Ordering::SeqCst),
+        AC_WRONG.load(Ordering::SeqCst),
+    );
+    if taken != count || wrong != 0 {
+        panic!("hostile: FAIL ac: {taken} of {count} alignment checks taken, {wrong} wrong");
+    }
+    println!("hostile: ac: PASS {taken} alignment checks from CPL 3");
     shutdown(sched_op::SHUTDOWN_POWEROFF);
 }
