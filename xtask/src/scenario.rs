@@ -550,8 +550,11 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             expect: &[
-                r"domain \d \(isolation-outside\) crashed: EPT violation: (read|write) at guest-physical 0x1000000 \(outside its memory",
-                r"domain \d \(isolation-hv\) crashed: EPT violation: (read|write) at guest-physical 0x[0-9a-f]+ \(outside its memory",
+                r"\[d\d isolation-outside\] isolation: 0x1000000 reads all ones and drops writes",
+                r"domain \d \(isolation-outside\) crashed: EPT violation: instruction fetch at guest-physical 0x1000000 \(outside its memory",
+                r"\[d\d isolation-hv\] isolation: 0x100000000 reads all ones and drops writes",
+                r"\[d\d isolation-hv\] isolation: 0xfee00000 reads all ones and drops writes",
+                r"domain \d \(isolation-hv\) crashed: EPT violation: instruction fetch at guest-physical 0x100000000 \(outside its memory",
                 r"domain \d \(triple\) crashed: triple fault",
                 r"domain \d \(hello\): shutdown: poweroff",
                 r"domain \d \(triple\): crashed: triple fault",
@@ -559,7 +562,7 @@ pub fn all() -> Vec<Scenario> {
             ],
             ..bochs_guests(
                 "guest-crashes",
-                "isolation and triple-fault guests are crashed with their reasons; hello completes",
+                "memory nobody backs reads all ones and drops writes; executing there and a triple fault crash the domain with the reason; hello completes",
                 2,
                 "domains = [\"isolation-outside.cfg\", \"isolation-hv.cfg\", \"triple.cfg\", \"hello.cfg\"]\n",
             )

@@ -13,6 +13,7 @@ pub mod archive;
 pub mod config;
 pub mod continuation;
 pub mod cpuid;
+pub mod decode;
 pub mod elf;
 pub mod ept;
 pub mod evtchn;

@@ -355,6 +355,9 @@ pub struct EptViolation {
     pub mapped: bool,
     /// Whether the guest linear address field is valid.
     pub linear_valid: bool,
+    /// Whether the access was to the linear address an instruction used (bit 8, with
+    /// `linear_valid`), not to a paging structure during its translation.
+    pub data_access: bool,
 }
 
 impl EptViolation {
@@ -366,7 +369,14 @@ impl EptViolation {
             execute: bit(2),
             mapped: qualification & 0b111_000 != 0,
             linear_valid: bit(7),
+            data_access: bit(7) && bit(8),
         }
+    }
+
+    /// Whether an instruction's own load or store caused it (not a fetch, not a walk of
+    /// the guest's page tables): the accesses an MMIO emulator may complete.
+    pub fn is_data_access(&self) -> bool {
+        self.data_access && !self.execute
     }
 
     /// "read", "write" or "instruction fetch".
@@ -625,6 +635,12 @@ mod tests {
         assert!(v.execute && v.mapped);
         assert_eq!(v.kind(), "instruction fetch");
         assert_eq!(EptViolation::decode(1).kind(), "read");
+        // A data read at a translated linear address may be emulated; a fetch, a walk
+        // of the guest's page tables (bit 8 clear) or an unknown address may not.
+        assert!(EptViolation::decode(0b1_1000_0001).is_data_access());
+        assert!(!EptViolation::decode(0b0_1000_0001).is_data_access());
+        assert!(!EptViolation::decode(0b1_1000_0100).is_data_access());
+        assert!(!EptViolation::decode(0b1_0000_0001).is_data_access());
     }
 
     #[test]

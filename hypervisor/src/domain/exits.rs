@@ -111,6 +111,10 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
         reason::EPT_VIOLATION => {
             let q = EptViolation::decode(vmcs::read(field::EXIT_QUALIFICATION));
             let gpa = vmcs::read(field::GUEST_PHYSICAL_ADDRESS);
+            let unbacked = gpa >= vcpu.domain.ram_size && gpa >> vcpu.domain.phys_bits() == 0;
+            if unbacked && q.is_data_access() {
+                return unbacked_mmio(vcpu, gpa);
+            }
             let linear = if q.linear_valid {
                 format!(", linear {:#x}", vmcs::read(field::GUEST_LINEAR_ADDRESS))
             } else {
@@ -397,6 +401,69 @@ fn io(vcpu: &mut Vcpu) -> Next {
         d.emit(&d.e9_line, " e9", &[byte]);
     }
     vcpu.skip_instruction();
+    Next::Resume
+}
+
+/// A load or store of guest-physical memory that nothing backs (no RAM, no device: an
+/// HPET or I/O APIC a PVH guest probes, say): as Xen does for a PVH guest without a
+/// device model, reads return all ones and writes are dropped. The instruction is
+/// decoded from the guest's RIP (`oxen_core::decode`: the MOV forms); one oxen does
+/// not emulate crashes the domain with its first byte.
+fn unbacked_mmio(vcpu: &mut Vcpu, gpa: u64) -> Next {
+    use oxen_core::decode::{Access, decode_mov, merge_load};
+    let long = vcpu.long_mode();
+    let rip = vmcs::read(field::GUEST_RIP);
+    let at = if long {
+        rip
+    } else {
+        vmcs::read(field::GUEST_CS_BASE).wrapping_add(rip) & 0xffff_ffff
+    };
+    let mut bytes = [0u8; 15];
+    let mut n = 0;
+    while n < bytes.len() {
+        if hypercall::copy_from_guest(vcpu, at.wrapping_add(n as u64), &mut bytes[n..n + 1])
+            .is_err()
+        {
+            break;
+        }
+        n += 1;
+    }
+    let default32 = vmcs::read(field::GUEST_CS_ACCESS_RIGHTS) & (1 << 14) != 0;
+    let m = match decode_mov(&bytes[..n], long, default32) {
+        Ok(m) => m,
+        Err(e) => {
+            return crash(
+                vcpu,
+                format!(
+                    "access to guest-physical {gpa:#x} (no memory there) by an instruction oxen does not emulate ({e:?}, bytes {:02x?})",
+                    &bytes[..n.min(4)]
+                ),
+            );
+        }
+    };
+    if let Access::Load {
+        dst,
+        zero_extend_to,
+    } = m.access
+    {
+        let ones = if m.size == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * m.size)) - 1
+        };
+        let old = if dst.num == 4 {
+            vmcs::read(field::GUEST_RSP)
+        } else {
+            vcpu.regs.get(dst.num)
+        };
+        let new = merge_load(old, ones, zero_extend_to, dst.high_byte);
+        set_gpr(vcpu, dst.num, new);
+    }
+    vmcs::write(field::GUEST_RIP, rip.wrapping_add(u64::from(m.len)));
+    let shadow = vmcs::read(field::GUEST_INTERRUPTIBILITY);
+    if shadow & 3 != 0 {
+        vmcs::write(field::GUEST_INTERRUPTIBILITY, shadow & !3);
+    }
     Next::Resume
 }
 
