@@ -19,6 +19,7 @@ pub mod ept;
 pub mod evtchn;
 pub mod frames;
 pub mod grant;
+pub mod guest_acpi;
 pub mod guest_walk;
 pub mod lapic;
 pub mod pvh;

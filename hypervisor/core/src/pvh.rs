@@ -12,7 +12,8 @@ fn align8(v: usize) -> usize {
 /// The bytes to place at guest-physical `base_gpa`: [`HvmStartInfo`] (version 1) at +0,
 /// then the memory map, the module list and the NUL-terminated command line, each
 /// 8-byte aligned. Every `*_paddr` field is an absolute guest-physical address (zero
-/// for an empty memory map or module list; `rsdp_paddr` is zero); modules have no
+/// for an empty memory map or module list; `rsdp_paddr` is the caller's, 0 for none);
+/// modules have no
 /// command line. The caller picks `base_gpa` (8-byte aligned, below 4 GiB — below 1 GiB
 /// for Linux) where the whole block fits in guest RAM.
 ///
@@ -22,6 +23,7 @@ pub fn build(
     cmdline: &str,
     memmap: &[HvmMemmapEntry],
     modules: &[(u64, u64)],
+    rsdp_paddr: u64,
 ) -> Vec<u8> {
     let memmap_off = align8(HvmStartInfo::SIZE);
     let modlist_off = align8(memmap_off + memmap.len() * HvmMemmapEntry::SIZE);
@@ -40,7 +42,7 @@ pub fn build(
             at(modlist_off)
         },
         cmdline_paddr: at(cmdline_off),
-        rsdp_paddr: 0,
+        rsdp_paddr,
         memmap_paddr: if memmap.is_empty() { 0 } else { at(memmap_off) },
         memmap_entries: memmap.len() as u32,
         reserved: 0,
@@ -132,14 +134,14 @@ mod tests {
         let map = memmap_for(0x1000_0000, &[(0xa_0000, 0x6_0000), (0xfee0_0000, 0x1000)]);
         let mods = [(0x200_0000u64, 0x1234u64), (0x300_0000, 0x10)];
         let cmd = "console=hvc0 root=/dev/xvda";
-        let b = build(base, cmd, &map, &mods);
+        let b = build(base, cmd, &map, &mods, 0xf_0000);
         assert_eq!(b.len() % 8, 0);
 
         let si = HvmStartInfo::from_bytes(&b).unwrap();
         assert_eq!(si.magic, 0x336e_c578);
         assert_eq!(si.version, 1);
         assert_eq!(si.flags, 0);
-        assert_eq!(si.rsdp_paddr, 0);
+        assert_eq!(si.rsdp_paddr, 0xf_0000);
         assert_eq!(si.reserved, 0);
         assert_eq!(si.memmap_entries as usize, map.len());
         assert_eq!(si.nr_modules, 2);
@@ -187,7 +189,7 @@ mod tests {
 
     #[test]
     fn empty_lists_have_zero_addresses() {
-        let b = build(0x1_0000, "", &[], &[]);
+        let b = build(0x1_0000, "", &[], &[], 0);
         let si = HvmStartInfo::from_bytes(&b).unwrap();
         assert_eq!((si.memmap_paddr, si.memmap_entries), (0, 0));
         assert_eq!((si.modlist_paddr, si.nr_modules), (0, 0));

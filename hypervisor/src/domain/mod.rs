@@ -35,6 +35,9 @@ use crate::mm::frames;
 
 /// Where the hypervisor puts `hvm_start_info` and what follows it in guest memory.
 const START_INFO_GPA: u64 = 0x6000;
+/// Where the guest's ACPI tables go, and the reserved range they sit in.
+const ACPI_GPA: u64 = 0xf_0000;
+const ACPI_SIZE: u64 = 0x1_0000;
 /// The guest's RAM starts 2 MiB-aligned in host memory so the EPT can use 2 MiB pages.
 const RAM_ALIGN: u64 = 2 << 20;
 /// Each domain's console budget: bytes per second and at once. The UART moves about
@@ -356,8 +359,25 @@ impl Domain {
             domain.release();
             return Err(BuildError::Ept(e));
         }
-        let memmap = oxen_core::pvh::memmap_for(ram_size, &[event::reserved_range(ram_size)]);
-        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[]);
+        // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT with one LAPIC per vCPU) in a
+        // reserved 64 KiB below 1 MiB, where a kernel image never goes.
+        let (acpi, rsdp) = oxen_core::guest_acpi::build(ACPI_GPA, cfg.vcpus);
+        let overlaps = image
+            .segments
+            .iter()
+            .any(|seg| seg.paddr < ACPI_GPA + ACPI_SIZE && seg.paddr + seg.mem_size > ACPI_GPA);
+        if overlaps || acpi.len() as u64 > ACPI_SIZE || !domain.write_ram(ACPI_GPA, &acpi) {
+            domain.release();
+            return Err(BuildError::SegmentOutsideRam {
+                paddr: ACPI_GPA,
+                size: ACPI_SIZE,
+            });
+        }
+        let memmap = oxen_core::pvh::memmap_for(
+            ram_size,
+            &[event::reserved_range(ram_size), (ACPI_GPA, ACPI_SIZE)],
+        );
+        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[], rsdp);
         if !domain.write_ram(START_INFO_GPA, &info) {
             domain.release();
             let size = info.len() as u64;
