@@ -563,6 +563,9 @@ mod tests {
         assert!(StartState::from_hvm(&c, 40).is_err());
     }
 
+    /// A change to a 32-bit context: its segments, CR0, CR3 and EFER.
+    type Tweak = fn(&mut [HvmSegment; 5], &mut u32, &mut u32, &mut u64);
+
     /// A 32-bit context with flat segments, changed by `f`.
     fn ctx32(f: impl FnOnce(&mut [HvmSegment; 5], &mut u32, &mut u32, &mut u64)) -> HvmContext {
         let seg = |ar| HvmSegment {
@@ -591,7 +594,7 @@ mod tests {
         assert_eq!(ok.segs[seg::CS].ar & 1, 1, "accessed bit set");
         // The cases: SS.DPL 3, an execute-only code segment as DS, a 4 GiB CS
         // limit with G = 0, EFER.LMA without paging.
-        let cases: [(&str, fn(&mut [HvmSegment; 5], &mut u32, &mut u32, &mut u64)); 7] = [
+        let cases: [(&str, Tweak); 7] = [
             ("SS.DPL 3", |s, _, _, _| s[2].ar = 0xcf3),
             ("execute-only DS", |s, _, _, _| s[1].ar = 0xc99),
             ("4 GiB CS limit with G = 0", |s, _, _, _| s[0].ar = 0x49b),
