@@ -120,6 +120,9 @@ pub fn stop_timer(me: u32) -> i64 {
     unsafe { vcpu_op(abi::op::STOP_SINGLESHOT_TIMER, me, 0) }
 }
 
+/// `VCPUOP_register_runstate_memory_area`'s number, for [`vcpu_op`].
+pub const REGISTER_RUNSTATE_MEMORY_AREA: u32 = abi::op::REGISTER_RUNSTATE_MEMORY_AREA;
+
 /// `VCPUOP_set_periodic_timer` of vCPU `n`: `VIRQ_TIMER` every `period_ns`.
 pub fn set_periodic_timer(n: u32, period_ns: u64) -> i64 {
     let arg = abi::PeriodicTimer { period_ns }.to_bytes();

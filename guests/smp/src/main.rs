@@ -355,6 +355,26 @@ fn runstates() {
         vcpu::runstate(999) == Err(-ENOENT),
         "get_runstate_info of vCPU 999 is -ENOENT",
     );
+    // A registered runstate area is written whenever the vCPU is put on a pCPU.
+    static mut AREA: [u8; 48] = [0xee; 48];
+    let area = &raw mut AREA as u64;
+    let arg = area.to_le_bytes();
+    // SAFETY: the hypervisor reads the 8-byte address and later writes 48 bytes there.
+    let rc = unsafe { vcpu::vcpu_op(vcpu::REGISTER_RUNSTATE_MEMORY_AREA, 0, arg.as_ptr() as u64) };
+    check(rc == 0, "register_runstate_memory_area");
+    vcpu::sleep_until(0, time::now_ns() + 5_000_000);
+    // SAFETY: our own static, written by the hypervisor while we were switched out.
+    let bytes = unsafe { core::ptr::read_volatile(&raw const AREA) };
+    let r = oxen_guest_rt::abi::vcpu::RunstateInfo::from_bytes(&bytes).unwrap_or_default();
+    check(r.state == runstate::RUNNING, "the area says running");
+    check(
+        r.time_blocked >= 4_000_000,
+        "the area counts the 5 ms sleep as blocked",
+    );
+    check(
+        r.state_entry_time <= time::now_ns(),
+        "the area's entry time is in the past",
+    );
 }
 
 /// `VCPUOP_set_periodic_timer`: Xen's bounds, then VIRQ_TIMER ticks every period until

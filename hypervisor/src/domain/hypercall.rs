@@ -427,10 +427,45 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             }
             (0, Next::Resume)
         }
-        // Accepted and ignored: oxen keeps no runstate area up to date yet.
-        vcpu_abi::op::REGISTER_RUNSTATE_MEMORY_AREA => (0, Next::Resume),
+        vcpu_abi::op::REGISTER_RUNSTATE_MEMORY_AREA => {
+            let mut raw = [0u8; vcpu_abi::RegisterRunstateMemoryArea::SIZE];
+            if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+                return (e, Next::Resume);
+            }
+            let Some(r) = vcpu_abi::RegisterRunstateMemoryArea::from_bytes(&raw) else {
+                return (-EINVAL, Next::Resume);
+            };
+            // A guest-virtual address, written whenever the vCPU's runstate changes
+            // (each time it is put on or taken off a pCPU), as Xen does; 0 stops it.
+            slot.runstate_area.store(r.addr, Ordering::Release);
+            if is_self {
+                update_runstate_area(vcpu, slot);
+            }
+            (0, Next::Resume)
+        }
         _ => (-ENOSYS, Next::Resume),
     }
+}
+
+/// Writes the loaded vCPU's runstate into the area it registered, if any. A bad address
+/// is the guest's problem: nothing is written (Xen ignores the failure too).
+pub fn update_runstate_area(vcpu: &Vcpu, slot: &glue::VcpuSlot) {
+    let at = slot.runstate_area.load(Ordering::Acquire);
+    if at == 0 {
+        return;
+    }
+    let Some(r) = glue::with(|s| s.runstate(slot.sched, time::now()).ok()) else {
+        return;
+    };
+    let info = vcpu_abi::RunstateInfo {
+        state: r.state,
+        state_entry_time: r.entry_ns,
+        time_running: r.time_ns[0],
+        time_runnable: r.time_ns[1],
+        time_blocked: r.time_ns[2],
+        time_offline: r.time_ns[3],
+    };
+    let _ = copy_to_guest(vcpu, at, &info.to_bytes());
 }
 
 /// The guest wrote the hypercall-page MSR: fill that page with 32-byte stubs

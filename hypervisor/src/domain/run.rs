@@ -314,6 +314,7 @@ impl Pcpu {
         next.ran(now);
         event::poll_done(&vcpu.domain, vcpu.id);
         event::update_time(&vcpu.domain, vcpu.id);
+        super::hypercall::update_runstate_area(&vcpu, &next);
         self.current = Some(Current { slot: next, vcpu });
         if switching {
             let c = &COSTS[self.me];
@@ -326,6 +327,8 @@ impl Pcpu {
     /// Unloads the running vCPU and puts it back in its slot.
     fn switch_out(&mut self, c: Current) {
         let Current { slot, mut vcpu } = c;
+        // Still loaded: its page tables translate the area's address.
+        super::hypercall::update_runstate_area(&vcpu, &slot);
         vcpu.unload();
         let domain = vcpu.domain.clone();
         slot.put(vcpu);

@@ -63,6 +63,8 @@ pub struct VcpuSlot {
     pub lapic_pending: AtomicBool,
     pub wait_for_sipi: AtomicBool,
     pub apic_timer: AtomicU64,
+    /// The guest-virtual address of its registered runstate area (0: none).
+    pub runstate_area: AtomicU64,
     /// The periodic timer's period (0 = off) and its next deadline.
     pub period: AtomicU64,
     pub periodic_next: AtomicU64,
@@ -100,6 +102,7 @@ impl VcpuSlot {
             lapic_pending: AtomicBool::new(false),
             wait_for_sipi: AtomicBool::new(false),
             apic_timer: AtomicU64::new(0),
+            runstate_area: AtomicU64::new(0),
             period: AtomicU64::new(0),
             periodic_next: AtomicU64::new(0),
             woke_at: AtomicU64::new(0),
