@@ -168,6 +168,7 @@ fn main(info: &StartInfo) {
         "a 5 ms sleep lasts 5 ms",
     );
 
+    reservations(info);
     hostile_contexts();
     check(
         vcpu::initialise(1, secondary, vcpu::stack_top(1)) == 0,
@@ -231,6 +232,30 @@ fn main(info: &StartInfo) {
     }
     let rc = vcpu::down(0);
     panic!("smp: FAIL VCPUOP_down of the last vCPU returned {rc} instead of shutting down");
+}
+
+/// `XENMEM_current_reservation`, `maximum_reservation` and `maximum_gpfn` of ourselves
+/// (DOMID_SELF): our RAM in pages, and the last frame of it; another domain's: -EPERM.
+fn reservations(info: &StartInfo) {
+    let q = |cmd: u32, dom: u16| {
+        let d = dom.to_le_bytes();
+        // SAFETY: the hypervisor reads the 2-byte domid.
+        unsafe { hypercall(12, u64::from(cmd), d.as_ptr() as u64, 0, 0, 0) }
+    };
+    let (cur, max, gpfn) = (q(3, 0x7ff0), q(4, 0x7ff0), q(14, 0x7ff0));
+    check(
+        cur > 0 && cur as u64 * 4096 == info.ram_end(),
+        "current_reservation is our RAM in pages",
+    );
+    check(
+        max == cur,
+        "maximum_reservation equals it (no ballooning yet)",
+    );
+    check(gpfn == cur - 1, "maximum_gpfn is our last frame");
+    check(
+        q(3, 999) == -EPERM,
+        "another domain's reservation is -EPERM",
+    );
 }
 
 /// Contexts that would fail VM entry get `-EINVAL` (and leave vCPU 1 uninitialised):

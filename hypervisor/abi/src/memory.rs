@@ -2,6 +2,11 @@
 
 /// `XENMEM_add_to_physmap`.
 pub const ADD_TO_PHYSMAP: u32 = 7;
+/// `XENMEM_current_reservation`, `XENMEM_maximum_reservation`, `XENMEM_maximum_gpfn`:
+/// the argument is a `domid_t *`, the answer the hypercall's result.
+pub const CURRENT_RESERVATION: u32 = 3;
+pub const MAXIMUM_RESERVATION: u32 = 4;
+pub const MAXIMUM_GPFN: u32 = 14;
 
 /// `XENMAPSPACE_*`.
 pub const MAPSPACE_SHARED_INFO: u32 = 0;

@@ -929,6 +929,9 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("HVM_NR_PARAMS", hvm::param::NR),
         konst!("HVM_PARAM_CALLBACK_TYPE_VECTOR", hvm::CALLBACK_TYPE_VECTOR),
         konst!("XENMEM_add_to_physmap", memory::ADD_TO_PHYSMAP),
+        konst!("XENMEM_current_reservation", memory::CURRENT_RESERVATION),
+        konst!("XENMEM_maximum_reservation", memory::MAXIMUM_RESERVATION),
+        konst!("XENMEM_maximum_gpfn", memory::MAXIMUM_GPFN),
         konst!("XENMAPSPACE_shared_info", memory::MAPSPACE_SHARED_INFO),
         konst!("XENMAPSPACE_grant_table", memory::MAPSPACE_GRANT_TABLE),
         konst!(

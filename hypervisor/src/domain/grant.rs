@@ -279,10 +279,16 @@ pub fn grant_table_op(vcpu: &mut Vcpu, cmd: u64, uop: u64, count: u64) -> i64 {
     }
 }
 
-/// `memory_op(cmd, arg)`: `XENMEM_add_to_physmap` for shared info and grant frames.
+/// `memory_op(cmd, arg)`: `XENMEM_add_to_physmap` for shared info and grant frames, and
+/// the reservation queries.
 pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
-    if cmd != u64::from(mem_abi::ADD_TO_PHYSMAP) {
-        return -ENOSYS;
+    // The sub-op is the low bits; the rest is the start extent of a continued call.
+    match u32::try_from(cmd & 0x3f) {
+        Ok(mem_abi::CURRENT_RESERVATION | mem_abi::MAXIMUM_RESERVATION | mem_abi::MAXIMUM_GPFN) => {
+            return reservation(vcpu, cmd as u32 & 0x3f, arg);
+        }
+        _ if cmd != u64::from(mem_abi::ADD_TO_PHYSMAP) => return -ENOSYS,
+        _ => {}
     }
     let mut raw = [0u8; AddToPhysmap::SIZE];
     if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
@@ -345,6 +351,33 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
             }
         }
         _ => -EINVAL,
+    }
+}
+
+/// The reservation queries on the domain the `domid_t` at `arg` names (itself, or any
+/// for a privileged caller, as Xen's default policy): pages of RAM (current and maximum
+/// are the same: oxen does not balloon yet), or the highest guest frame with RAM.
+fn reservation(vcpu: &mut Vcpu, cmd: u32, arg: u64) -> i64 {
+    let mut raw = [0u8; 2];
+    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
+        return e;
+    }
+    let domid = u16::from_le_bytes(raw);
+    let d = vcpu.domain.clone();
+    let target = if domid == DOMID_SELF || u32::from(domid) == d.id {
+        d
+    } else if !d.privileged {
+        return -EPERM;
+    } else {
+        match super::by_id(u32::from(domid)).filter(|t| t.running()) {
+            Some(t) => t,
+            None => return -ESRCH,
+        }
+    };
+    let pages = target.ram_size / 4096;
+    match cmd {
+        mem_abi::MAXIMUM_GPFN => pages as i64 - 1,
+        _ => pages as i64,
     }
 }
 
