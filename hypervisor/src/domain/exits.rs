@@ -160,12 +160,15 @@ fn redeliver_interrupted_event() {
     let Some(info) = inject::redeliver(vmcs::read(field::IDT_VECTORING_INFO) as u32) else {
         return;
     };
+    inject_again(info, field::IDT_VECTORING_ERROR_CODE);
+}
+
+/// Sets up the event `info` for the next entry as the exit reported it: its error code
+/// from the exit field `error_code`, the exit's instruction length for software events.
+fn inject_again(info: u32, error_code: u32) {
     vmcs::write(field::ENTRY_INTERRUPTION_INFO, u64::from(info));
     if inject::has_error_code(info) {
-        vmcs::write(
-            field::ENTRY_EXCEPTION_ERROR_CODE,
-            vmcs::read(field::IDT_VECTORING_ERROR_CODE),
-        );
+        vmcs::write(field::ENTRY_EXCEPTION_ERROR_CODE, vmcs::read(error_code));
     }
     if inject::needs_length(info) {
         vmcs::write(
@@ -212,19 +215,7 @@ fn exception_or_nmi(vcpu: &mut Vcpu) -> Next {
         let dr7 = vmcs::read(field::GUEST_DR7);
         vmcs::write(field::GUEST_DR7, dr7 & !(1 << 13));
     }
-    vmcs::write(field::ENTRY_INTERRUPTION_INFO, u64::from(entry));
-    if inject::has_error_code(entry) {
-        vmcs::write(
-            field::ENTRY_EXCEPTION_ERROR_CODE,
-            vmcs::read(field::EXIT_INTERRUPTION_ERROR_CODE),
-        );
-    }
-    if inject::needs_length(entry) {
-        vmcs::write(
-            field::ENTRY_INSTRUCTION_LENGTH,
-            vmcs::read(field::EXIT_INSTRUCTION_LENGTH),
-        );
-    }
+    inject_again(entry, field::EXIT_INTERRUPTION_ERROR_CODE);
     Next::Resume
 }
 

@@ -386,16 +386,8 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             (0, Next::Resume)
         }
         vcpu_abi::op::GET_RUNSTATE_INFO => {
-            let Some(r) = glue::with(|s| s.runstate(slot.sched, now).ok()) else {
+            let Some(info) = runstate_info(slot, now) else {
                 return (-ENOENT, Next::Resume);
-            };
-            let info = vcpu_abi::RunstateInfo {
-                state: r.state,
-                state_entry_time: r.entry_ns,
-                time_running: r.time_ns[0],
-                time_runnable: r.time_ns[1],
-                time_blocked: r.time_ns[2],
-                time_offline: r.time_ns[3],
             };
             match copy_to_guest(vcpu, arg, &info.to_bytes()) {
                 Ok(()) => (0, Next::Resume),
@@ -454,18 +446,23 @@ pub fn update_runstate_area(vcpu: &Vcpu, slot: &glue::VcpuSlot) {
     if at == 0 {
         return;
     }
-    let Some(r) = glue::with(|s| s.runstate(slot.sched, time::now()).ok()) else {
-        return;
-    };
-    let info = vcpu_abi::RunstateInfo {
+    if let Some(info) = runstate_info(slot, time::now()) {
+        let _ = copy_to_guest(vcpu, at, &info.to_bytes());
+    }
+}
+
+/// Xen's `vcpu_runstate_info` of `slot`'s vCPU as of `now`, from the scheduler.
+fn runstate_info(slot: &glue::VcpuSlot, now: u64) -> Option<vcpu_abi::RunstateInfo> {
+    let r = glue::with(|s| s.runstate(slot.sched, now).ok())?;
+    let [running, runnable, blocked, offline] = r.time_ns;
+    Some(vcpu_abi::RunstateInfo {
         state: r.state,
         state_entry_time: r.entry_ns,
-        time_running: r.time_ns[0],
-        time_runnable: r.time_ns[1],
-        time_blocked: r.time_ns[2],
-        time_offline: r.time_ns[3],
-    };
-    let _ = copy_to_guest(vcpu, at, &info.to_bytes());
+        time_running: running,
+        time_runnable: runnable,
+        time_blocked: blocked,
+        time_offline: offline,
+    })
 }
 
 /// The guest wrote the hypercall-page MSR: fill that page with 32-byte stubs
