@@ -235,8 +235,7 @@ fn cpuid(vcpu: &mut Vcpu) -> Next {
         tsc_hz: crate::arch::serial::tsc_hz(),
         xcr0_allowed: cpu::fpu_mask(),
         xsave_size: cpu::xsave_size(),
-        invpcid: vmcs::read(field::PROC_BASED_CONTROLS2) & u64::from(ctl::proc2::ENABLE_INVPCID)
-            != 0,
+        invpcid: super::vcpu::INVPCID.load(core::sync::atomic::Ordering::Relaxed),
     };
     let mut r = cpuid::guest_view(leaf, subleaf, host, who);
     if leaf == 1 {

@@ -25,6 +25,10 @@ pub const CR0_HOST_OWNED: u64 = (1 << 31) | cpu::CR0_CACHES_OFF | (1 << 5);
 pub fn guest_cr0(cr0: u64) -> u64 {
     (cr0 | (1 << 5)) & !cpu::CR0_CACHES_OFF
 }
+/// Whether guests run with INVPCID enabled (the same controls for every vCPU): what
+/// CPUID tells them, without a VMREAD per CPUID exit.
+pub static INVPCID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// CR4.VMXE: forced on by VMX operation, hidden from the guest.
 pub const CR4_VMXE: u64 = 1 << 13;
 /// CR4 bits the host owns: a guest write that sets one exits and gets #GP. VMXE, and
@@ -192,6 +196,10 @@ impl Vcpu {
         vmcs::write(field::PIN_BASED_CONTROLS, u64::from(c.pin));
         vmcs::write(field::PROC_BASED_CONTROLS, u64::from(c.proc));
         vmcs::write(field::PROC_BASED_CONTROLS2, u64::from(c.proc2));
+        INVPCID.store(
+            c.proc2 & ctl::proc2::ENABLE_INVPCID != 0,
+            core::sync::atomic::Ordering::Relaxed,
+        );
         if c.proc2 & ctl::proc2::PAUSE_LOOP_EXITING != 0 {
             // Xen's defaults: PAUSEs at most 128 cycles apart form a spin loop; one
             // longer than 4096 cycles exits, and the vCPU yields its pCPU.
