@@ -25,12 +25,17 @@ pub fn load_archive(ramdisk: Option<&'static [u8]>) -> (BootConfig, Option<Archi
     (config, Some(archive))
 }
 
-/// The domain configurations the boot configuration names, with their kernel images.
-/// A domain whose configuration or kernel is missing or invalid is reported and skipped.
-pub fn domain_configs(
-    config: &BootConfig,
-    archive: &Archive<'static>,
-) -> Vec<(DomainConfig, &'static [u8])> {
+/// A boot-time domain: its configuration and the archive entries it names.
+pub struct BootDomain {
+    pub cfg: DomainConfig,
+    pub kernel: &'static [u8],
+    pub ramdisk: Option<&'static [u8]>,
+}
+
+/// The domain configurations the boot configuration names, with their kernel images
+/// and ramdisks. A domain whose configuration, kernel or ramdisk is missing or invalid
+/// is reported and skipped.
+pub fn domain_configs(config: &BootConfig, archive: &Archive<'static>) -> Vec<BootDomain> {
     let mut out = Vec::new();
     for name in &config.domains {
         let Some(entry) = archive.get(name) else {
@@ -47,10 +52,25 @@ pub fn domain_configs(
                 continue;
             }
         };
-        match archive.get(&cfg.kernel) {
-            Some(kernel) => out.push((cfg, kernel.data)),
-            None => log::error!("boot: {name}: kernel {} is not in the archive", cfg.kernel),
-        }
+        let Some(kernel) = archive.get(&cfg.kernel) else {
+            log::error!("boot: {name}: kernel {} is not in the archive", cfg.kernel);
+            continue;
+        };
+        let ramdisk = match &cfg.ramdisk {
+            None => None,
+            Some(r) => match archive.get(r) {
+                Some(e) => Some(e.data),
+                None => {
+                    log::error!("boot: {name}: ramdisk {r} is not in the archive");
+                    continue;
+                }
+            },
+        };
+        out.push(BootDomain {
+            cfg,
+            kernel: kernel.data,
+            ramdisk,
+        });
     }
     out
 }

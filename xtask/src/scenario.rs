@@ -513,7 +513,8 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             expect: &[
-                r"domain 1 \(hello\): 16 MiB, kernel hello\.elf, 1 vCPU\(s\), weight 256, cap 0, cpus 0x1",
+                r"domain 1 \(hello\): 16 MiB, kernel hello\.elf, ramdisk hello\.cfg, 1 vCPU\(s\), weight 256, cap 0, cpus 0x1",
+                r##"\[d1 hello\] hello: module 0 at 0x[0-9a-f]+, \d+ bytes: "# The hello test guest\.""##,
                 r"\[d1 hello\] hello: PASS",
                 r"domain 1 \(hello\) shut down \(poweroff\)",
                 r"domain 1 \(hello\): memory returned \(16 MiB\)",

@@ -11,6 +11,14 @@ oxen_guest_rt::entry!(main);
 
 fn main(info: &StartInfo) {
     println!("hello: started, start_info at {:#x}", info.paddr());
+    for (i, (addr, len)) in info.modules().enumerate() {
+        // SAFETY: the hypervisor put the module in our RAM below 1 GiB (identity-mapped)
+        // and nothing else writes it.
+        let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) };
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let first = core::str::from_utf8(first).unwrap_or("(not text)");
+        println!("hello: module {i} at {addr:#x}, {len} bytes: \"{first}\"");
+    }
 
     let base = arch::cpuid(cpuid::BASE, 0);
     let sig = [base.ebx, base.ecx, base.edx];

@@ -92,6 +92,13 @@ impl StartInfo {
         })
     }
 
+    /// The modules (`hvm_modlist_entry`): (guest-physical address, bytes) of each.
+    pub fn modules(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let base = read_u64(self.paddr + 16);
+        let n = if base == 0 { 0 } else { self.nr_modules() };
+        (0..u64::from(n)).map(move |i| (read_u64(base + 32 * i), read_u64(base + 32 * i + 8)))
+    }
+
     /// Total bytes of RAM in the memory map.
     pub fn ram_bytes(&self) -> u64 {
         self.memmap()

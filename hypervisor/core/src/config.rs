@@ -348,6 +348,9 @@ pub struct DomainConfig {
     /// May use the control hypercalls (`privileged = 1`; until dom0 exists this names
     /// the boot-time control domain).
     pub privileged: bool,
+    /// A module for the guest (`ramdisk`, xl's initrd): an entry of the boot archive,
+    /// loaded after the kernel and listed in `hvm_start_info`'s module list.
+    pub ramdisk: Option<String>,
 }
 
 impl DomainConfig {
@@ -358,11 +361,12 @@ impl DomainConfig {
     /// Parses a domain configuration: `name` and `kernel` are required; `memory` (MiB,
     /// default 32), `vcpus` (default 1), `cmdline` (or `extra`), `cpu_weight` (default
     /// 256), `cap` (percent, default 0 = none), `cpus` (default "all") and `privileged`
-    /// (default 0) are optional.
+    /// (default 0) and `ramdisk` (an archive entry) are optional.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let (mut name, mut kernel, mut memory_mib, mut vcpus, mut cmdline) =
             (None, None, 32, 1, String::new());
         let (mut weight, mut cap, mut affinity, mut privileged) = (256, 0, u64::MAX, false);
+        let mut ramdisk = None;
         for s in parse(text)? {
             let line = s.line;
             match (s.key.as_str(), &s.value) {
@@ -380,6 +384,7 @@ impl DomainConfig {
                     name = Some(v.clone());
                 }
                 ("kernel", Value::Str(v)) => kernel = Some(v.clone()),
+                ("ramdisk", Value::Str(v)) => ramdisk = Some(v.clone()),
                 ("memory", Value::Int(v)) => {
                     if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
                         return Err(err(
@@ -419,7 +424,7 @@ impl DomainConfig {
                 }
                 ("privileged", Value::Int(v @ (0 | 1))) => privileged = *v == 1,
                 ("privileged", _) => return Err(err(line, "'privileged' takes 0 or 1")),
-                ("name" | "kernel" | "cmdline" | "extra", _) => {
+                ("name" | "kernel" | "ramdisk" | "cmdline" | "extra", _) => {
                     return Err(err(line, alloc::format!("'{}' takes a string", s.key)));
                 }
                 ("memory" | "vcpus" | "cpu_weight" | "cap", _) => {
@@ -438,6 +443,7 @@ impl DomainConfig {
             cap,
             affinity,
             privileged,
+            ramdisk,
         })
     }
 }
@@ -562,8 +568,11 @@ mod tests {
                 cap: 0,
                 affinity: u64::MAX,
                 privileged: false,
+                ramdisk: None,
             }
         );
+        let d = DomainConfig::parse("name='r'\nkernel='k'\nramdisk = \"initrd.cpio\"").unwrap();
+        assert_eq!(d.ramdisk.as_deref(), Some("initrd.cpio"));
         let d = DomainConfig::parse(
             "name='s'\nkernel='k'\ncpu_weight = 1024\ncap = 25\ncpus = \"0-3,^1\"\nprivileged = 1",
         )
@@ -586,6 +595,7 @@ mod tests {
             ("name = 'n'\nkernel='k'\nvcpus = 0", "outside"),
             ("name = 'n'\nkernel='k'\nmemory = '16'", "takes an integer"),
             ("name = 1\nkernel='k'", "takes a string"),
+            ("name = 'n'\nkernel='k'\nramdisk = 3", "takes a string"),
             ("name = 'n'\nkernel='k'\ncolour = 'red'", "unknown setting"),
             ("name = 'n'\nkernel='k'\ncpu_weight = 0", "outside 1..65535"),
             (

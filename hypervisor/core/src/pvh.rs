@@ -9,6 +9,16 @@ fn align8(v: usize) -> usize {
     (v + 7) & !7
 }
 
+/// Where a module (an initrd) of `len` bytes goes: at the first page boundary at or
+/// above `after` (the end of the kernel's highest segment) and 1 MiB, wholly below
+/// `ram_end` and 1 GiB (Linux reads modules through its early map of the first GiB).
+/// `None` if it does not fit.
+pub fn place_module(after: u64, len: u64, ram_end: u64) -> Option<u64> {
+    let at = after.max(1 << 20).checked_add(0xfff)? & !0xfff;
+    let end = at.checked_add(len)?;
+    (end <= ram_end && end <= 1 << 30).then_some(at)
+}
+
 /// The bytes to place at guest-physical `base_gpa`: [`HvmStartInfo`] (version 1) at +0,
 /// then the memory map, the module list and the NUL-terminated command line, each
 /// 8-byte aligned. Every `*_paddr` field is an absolute guest-physical address (zero
@@ -126,6 +136,34 @@ mod tests {
     /// The bytes at guest-physical `gpa` inside a block built at `base`.
     fn at(block: &[u8], base: u64, gpa: u64) -> &[u8] {
         &block[(gpa - base) as usize..]
+    }
+
+    #[test]
+    fn modules_go_after_the_kernel_within_ram_and_the_first_gib() {
+        assert_eq!(
+            place_module(0x4a0_1234, 0x10_0000, 256 << 20),
+            Some(0x4a0_2000)
+        );
+        assert_eq!(
+            place_module(0x4a0_0000, 0x10_0000, 256 << 20),
+            Some(0x4a0_0000)
+        );
+        assert_eq!(
+            place_module(0x1000, 0x100, 16 << 20),
+            Some(0x10_0000),
+            "not below 1 MiB"
+        );
+        assert_eq!(
+            place_module(0xf0_0000, 0x20_0000, 16 << 20),
+            None,
+            "past RAM"
+        );
+        assert_eq!(
+            place_module(0x3ff0_0000, 0x20_0000, 2 << 30),
+            None,
+            "past 1 GiB"
+        );
+        assert_eq!(place_module(u64::MAX - 10, 1, u64::MAX), None);
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl Domain {
     pub fn build(
         cfg: &DomainConfig,
         kernel: &[u8],
+        ramdisk: Option<&[u8]>,
         sched: DomId,
     ) -> Result<(Domain, StartState), BuildError> {
         let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
@@ -373,11 +374,32 @@ impl Domain {
                 size: ACPI_SIZE,
             });
         }
+        // The ramdisk, if any, after the kernel: module 0 of `hvm_start_info`.
+        let mut modules = Vec::new();
+        if let Some(data) = ramdisk {
+            let kernel_end = image
+                .segments
+                .iter()
+                .map(|seg| seg.paddr + seg.mem_size)
+                .max()
+                .unwrap_or(0);
+            let len = data.len() as u64;
+            let placed = oxen_core::pvh::place_module(kernel_end, len, ram_size)
+                .filter(|&at| domain.write_ram(at, data));
+            let Some(at) = placed else {
+                domain.release();
+                return Err(BuildError::SegmentOutsideRam {
+                    paddr: kernel_end,
+                    size: len,
+                });
+            };
+            modules.push((at, len));
+        }
         let memmap = oxen_core::pvh::memmap_for(
             ram_size,
             &[event::reserved_range(ram_size), (ACPI_GPA, ACPI_SIZE)],
         );
-        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &[], rsdp);
+        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &modules, rsdp);
         if !domain.write_ram(START_INFO_GPA, &info) {
             domain.release();
             let size = info.len() as u64;

@@ -70,7 +70,7 @@ fn usable_cpus() -> u64 {
 /// Installs the scheduler, builds the boot-time domains and wakes their vCPU 0.
 pub fn start_domains(
     boot: &BootConfig,
-    configs: &[(DomainConfig, &[u8])],
+    configs: &[crate::boot::BootDomain],
     controls: VmcsControls,
     revision: u32,
 ) -> usize {
@@ -102,8 +102,9 @@ pub fn start_domains(
     );
     event::init_wallclock();
     let mut started = 0;
-    for (cfg, kernel) in configs {
-        match build(cfg, kernel) {
+    for bd in configs {
+        let cfg = &bd.cfg;
+        match build(cfg, bd.kernel, bd.ramdisk) {
             Ok(d) => {
                 started += 1;
                 DOMAINS.lock().push(d);
@@ -128,7 +129,11 @@ pub fn start_domains(
 }
 
 /// Builds one domain with all its vCPUs (vCPU 0 ready to start, the others down).
-fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string::String> {
+fn build(
+    cfg: &DomainConfig,
+    kernel: &[u8],
+    ramdisk: Option<&[u8]>,
+) -> Result<Arc<Domain>, alloc::string::String> {
     let affinity = cfg.affinity & usable_cpus();
     if affinity == 0 {
         return Err(format!(
@@ -138,7 +143,7 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
         ));
     }
     let dom = glue::with(|s| s.add_domain(cfg.weight, cfg.cap)).map_err(|e| format!("{e:?}"))?;
-    let (domain, start) = Domain::build(cfg, kernel, dom).map_err(|e| format!("{e}"))?;
+    let (domain, start) = Domain::build(cfg, kernel, ramdisk, dom).map_err(|e| format!("{e}"))?;
     let domain = Arc::new(domain);
     super::grant::add_domain(&domain);
     event::write_wallclock(&domain);
@@ -163,11 +168,15 @@ fn build(cfg: &DomainConfig, kernel: &[u8]) -> Result<Arc<Domain>, alloc::string
     }
     domain.vcpus.call_once(|| slots);
     log::info!(
-        "domain {} ({}): {} MiB, kernel {}, {} vCPU(s), weight {}, cap {}, cpus {affinity:#x}{}",
+        "domain {} ({}): {} MiB, kernel {}{}, {} vCPU(s), weight {}, cap {}, cpus {affinity:#x}{}",
         domain.id,
         domain.name,
         cfg.memory_mib,
         cfg.kernel,
+        cfg.ramdisk
+            .as_ref()
+            .map(|r| format!(", ramdisk {r}"))
+            .unwrap_or_default(),
         cfg.vcpus,
         cfg.weight,
         cfg.cap,

@@ -103,9 +103,9 @@ fn send(d: &Domain, from: u32, ipi: Ipi) {
             // INIT resets a vCPU that was never started and makes it wait for a
             // start-up IPI; one that has run ignores it (oxen cannot reset a vCPU's
             // state yet, and a start-up IPI would not reach a VMCS already in use).
-            for s in targets.filter(|s| {
-                !s.up.load(Ordering::Acquire) && !s.initialised.load(Ordering::Acquire)
-            }) {
+            for s in targets
+                .filter(|s| !s.up.load(Ordering::Acquire) && !s.initialised.load(Ordering::Acquire))
+            {
                 s.lapic.lock().reset();
                 s.wait_for_sipi.store(true, Ordering::Release);
             }
