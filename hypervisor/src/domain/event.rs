@@ -23,7 +23,7 @@ use spin::{Mutex, MutexGuard};
 use super::hypercall::{copy_from_guest, copy_to_guest};
 use super::sched as glue;
 use super::vcpu::Vcpu;
-use super::{DOMAINS, Domain};
+use super::{Domain, registry};
 use crate::arch::{paging, time};
 
 /// The most event channels an ordinary domain may open (Xen's default `max_evtchn_port`
@@ -447,11 +447,9 @@ pub fn domain_dying(d: &Arc<Domain>) {
     while reset(d).is_err() {
         core::hint::spin_loop();
     }
-    let others: Vec<_> = DOMAINS
-        .lock()
-        .iter()
+    let others: Vec<_> = registry::all()
+        .into_iter()
         .filter(|o| o.privileged && o.id != d.id && o.running())
-        .cloned()
         .collect();
     for o in others {
         raise_virq(&o, virq::DOM_EXC, 0);

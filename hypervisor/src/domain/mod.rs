@@ -10,6 +10,7 @@ pub mod exits;
 pub mod grant;
 pub mod hypercall;
 pub mod lifecycle;
+pub mod registry;
 pub mod run;
 pub mod sched;
 pub mod vcpu;
@@ -19,7 +20,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
@@ -209,7 +210,12 @@ pub enum BuildError {
     Ept(ept::EptError),
     Elf(oxen_core::elf::ElfError),
     NoPvhEntry,
-    SegmentOutsideRam { paddr: u64, size: u64 },
+    SegmentOutsideRam {
+        paddr: u64,
+        size: u64,
+    },
+    /// Every ordinary domain id is taken.
+    NoDomainId,
 }
 
 impl fmt::Display for BuildError {
@@ -222,6 +228,7 @@ impl fmt::Display for BuildError {
                 f,
                 "kernel image has no XEN_ELFNOTE_PHYS32_ENTRY note (not a PVH kernel)"
             ),
+            Self::NoDomainId => write!(f, "no domain id is free"),
             Self::SegmentOutsideRam { paddr, size } => {
                 write!(
                     f,
@@ -231,8 +238,6 @@ impl fmt::Display for BuildError {
         }
     }
 }
-
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 impl Domain {
     /// Builds a domain from its configuration and kernel image: RAM, EPT, the PVH
@@ -275,7 +280,13 @@ impl Domain {
             free_ram(ram_hpa, ram_size);
             return Err(BuildError::Ept(e));
         }
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let Some(id) = registry::free_id() else {
+            for t in ept.tables(&mut src) {
+                let _ = frames::free_run(t, 1);
+            }
+            free_ram(ram_hpa, ram_size);
+            return Err(BuildError::NoDomainId);
+        };
         let special = |what| match frames::alloc_zeroed(1) {
             Ok(f) => Ok(f),
             Err(e) => Err((what, e)),
@@ -606,18 +617,14 @@ fn free_ram(hpa: u64, size: u64) {
     }
 }
 
-/// Every domain ever built (the finished ones stay, for the final report).
-pub static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
-
 /// Whether every domain has finished and given its memory back.
 pub fn all_done() -> bool {
-    DOMAINS
-        .lock()
+    registry::all()
         .iter()
         .all(|d| !d.running() && d.released.load(Ordering::Acquire))
 }
 
 /// The domain with id `id`, if it exists (finished ones included).
 pub fn by_id(id: u32) -> Option<Arc<Domain>> {
-    DOMAINS.lock().iter().find(|d| d.id == id).cloned()
+    registry::by_id(id)
 }

@@ -21,7 +21,7 @@ use oxen_core::vmx::{VmcsControls, ctl};
 use super::exits::{self, Next};
 use super::sched::{self as glue, EPT_GENERATION, VcpuSlot};
 use super::vcpu::Vcpu;
-use super::{DOMAINS, Domain, DomainState, event, vlapic};
+use super::{Domain, DomainState, event, registry, vlapic};
 use crate::arch::{apic, percpu, power, serial, time};
 
 /// How often a pCPU feeds the UART while log output waits.
@@ -107,7 +107,7 @@ pub fn start_domains(
         match build(cfg, bd.kernel, bd.ramdisk) {
             Ok(d) => {
                 started += 1;
-                DOMAINS.lock().push(d);
+                registry::insert(d);
             }
             Err(e) => log::error!("domain {}: not started: {e}", cfg.name),
         }
@@ -118,7 +118,7 @@ pub fn start_domains(
         "sched: domains start at {} ms of system time",
         t0 / 1_000_000
     );
-    for d in DOMAINS.lock().iter() {
+    for d in registry::all() {
         if let Some(v0) = d.vcpu(0) {
             v0.up.store(true, Ordering::Release);
             glue::wake(v0, time::now());
@@ -543,11 +543,9 @@ impl Pcpu {
                 limit / 1_000_000
             );
             print_accounting(now);
-            let running: Vec<_> = DOMAINS
-                .lock()
-                .iter()
+            let running: Vec<_> = registry::all()
+                .into_iter()
                 .filter(|d| d.running())
-                .cloned()
                 .collect();
             for d in running {
                 d.finish(DomainState::Destroyed("run time limit"));
@@ -573,7 +571,7 @@ fn exits_crash_unloaded(slot: &VcpuSlot, vcpu: Box<Vcpu>, why: &str) {
 
 /// Run time per domain so far (ns), summed over its vCPUs.
 fn domain_run_ns(now: u64) -> Vec<(Arc<Domain>, u64)> {
-    let domains: Vec<_> = DOMAINS.lock().clone();
+    let domains = registry::all();
     glue::with(|s| {
         s.sync(now);
         domains
@@ -665,7 +663,7 @@ fn print_accounting(now: u64) {
 fn report_and_power_off() -> ! {
     print_accounting(time::now());
     log::info!("all domains have finished:");
-    for d in DOMAINS.lock().iter() {
+    for d in registry::all() {
         let state = d.state.lock().clone();
         let verdict = match &state {
             DomainState::Shutdown(r) => format!("shutdown: {r}"),
