@@ -165,6 +165,34 @@ pub fn archive_files() -> Files {
     files
 }
 
+/// The files of the folder `OXEN_FILES` names (not its subfolders), for the archive:
+/// a user's own kernels, ramdisks and domain configurations next to the demo's.
+fn user_files() -> Result<Files> {
+    let Some(dir) = std::env::var_os("OXEN_FILES") else {
+        return Ok(Vec::new());
+    };
+    let dir = PathBuf::from(dir);
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("OXEN_FILES {}: {e}", dir.display()))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((name, bytes))
+        })
+        .collect()
+}
+
 /// Builds everything `run` needs for `firmware` with the configuration at `config`.
 pub fn images(config: &Path, firmware: Firmware) -> Result<PathBuf> {
     let kernel = hypervisor(&[])?;
@@ -173,6 +201,7 @@ pub fn images(config: &Path, firmware: Firmware) -> Result<PathBuf> {
     let ramdisk = dir.join("boot.oxar");
     let mut files = archive_files();
     files.extend(guests()?);
+    files.extend(user_files()?);
     write_archive(&ramdisk, &text, &files)?;
     let image = dir.join(format!("oxen-{}.img", firmware.name()));
     disk_image(&kernel, &ramdisk, firmware, &image)?;
