@@ -23,8 +23,9 @@ use crate::watch::Fired;
 pub struct Transaction {
     /// Changed nodes (`None`: deleted in this transaction).
     overlay: BTreeMap<String, Option<Node>>,
-    /// Committed generation of every node accessed (`None`: was absent).
-    accessed: BTreeMap<String, Option<u64>>,
+    /// Every committed node accessed, as first seen (`None`: was absent).
+    /// Later reads are served from here: the read set is a snapshot.
+    accessed: BTreeMap<String, Option<Node>>,
     /// Change in owned-node counts per domain.
     owned_delta: BTreeMap<DomId, isize>,
     /// Events to fire on commit, in order.
@@ -61,7 +62,9 @@ impl Transaction {
         let conflict = self
             .accessed
             .iter()
-            .any(|(path, generation)| tree.get(path).map(|n| n.generation) != *generation);
+            .any(|(path, seen)| {
+                tree.get(path).map(|n| n.generation) != seen.as_ref().map(|n| n.generation)
+            });
         if conflict {
             return Err(XsError::Again);
         }
@@ -74,11 +77,14 @@ impl Transaction {
         Ok(self.events)
     }
 
-    fn note_access(&mut self, tree: &Tree, path: &str) {
+    /// The node at `path` as the transaction first saw it, recording it on
+    /// first access.
+    fn seen(&mut self, tree: &Tree, path: &str) -> Option<&Node> {
         if !self.accessed.contains_key(path) {
-            let generation = tree.get(path).map(|n| n.generation);
-            self.accessed.insert(String::from(path), generation);
+            self.accessed
+                .insert(String::from(path), tree.get(path).cloned());
         }
+        self.accessed.get(path).and_then(Option::as_ref)
     }
 
     fn adjust(&mut self, domid: DomId, by: isize) {
@@ -103,8 +109,7 @@ impl Store for TxView<'_> {
         if self.tx.overlay.contains_key(path) {
             return self.tx.overlay.get(path).and_then(Option::as_ref);
         }
-        self.tx.note_access(self.tree, path);
-        self.tree.get(path)
+        self.tx.seen(self.tree, path)
     }
 
     fn put(&mut self, path: &str, mut node: Node) {
@@ -163,6 +168,19 @@ mod tests {
         assert_eq!(tx.commit(&mut tree), Err(XsError::Again));
         assert_eq!(tree.get("/b"), before.get("/b"));
         assert_eq!(tree.len(), before.len());
+    }
+
+    #[test]
+    fn reads_are_a_snapshot() {
+        let mut tree = Tree::new();
+        tree.put("/a", node(b"0"));
+        let mut tx = Transaction::new();
+        assert_eq!(tx.view(&tree).node("/a").unwrap().value, b"0");
+        tree.put("/a", node(b"1"));
+        tree.put("/b", node(b"1"));
+        assert_eq!(tx.view(&tree).node("/a").unwrap().value, b"0");
+        assert_eq!(tx.commit(&mut tree), Err(XsError::Again));
+        assert_eq!(tree.get("/a").unwrap().value, b"1");
     }
 
     #[test]
