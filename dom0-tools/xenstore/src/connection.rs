@@ -59,6 +59,33 @@ impl ConnKind {
     }
 }
 
+/// Why the engine closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A header announced a payload longer than
+    /// [`PAYLOAD_MAX`](crate::wire::PAYLOAD_MAX) bytes (`len`): the stream
+    /// cannot be trusted to be in step any more.
+    Oversized {
+        /// The announced payload length.
+        len: u32,
+    },
+    /// The connection's domain was released.
+    Released,
+}
+
+impl core::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Oversized { len } => write!(
+                f,
+                "header announces a {len}-byte payload (limit {})",
+                crate::wire::PAYLOAD_MAX
+            ),
+            Self::Released => f.write_str("its domain was released"),
+        }
+    }
+}
+
 /// One queued outgoing message.
 #[derive(Debug)]
 struct Outgoing {

@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::DomId;
-use crate::connection::{ConnId, ConnKind, Connection};
+use crate::connection::{CloseReason, ConnId, ConnKind, Connection};
 use crate::domain::{Domain, Domains};
 use crate::error::{XsError, XsResult};
 use crate::ops::{self, OpCtx};
@@ -115,6 +115,8 @@ pub struct Engine {
     domains: Domains,
     quotas: Quotas,
     access_log: Option<Vec<String>>,
+    /// Connections the engine closed itself, not yet reported.
+    closed: Vec<(ConnId, CloseReason)>,
 }
 
 impl Engine {
@@ -172,6 +174,19 @@ impl Engine {
         self.conns.remove(&id);
     }
 
+    /// Connections the engine closed on its own since the last call, and
+    /// why. The transport should drop their transports (and may log the
+    /// reason); the engine has already forgotten them.
+    pub fn take_closed(&mut self) -> Vec<(ConnId, CloseReason)> {
+        core::mem::take(&mut self.closed)
+    }
+
+    fn close(&mut self, id: ConnId, reason: CloseReason) {
+        if self.conns.remove(&id).is_some() {
+            self.closed.push((id, reason));
+        }
+    }
+
     /// A connection's state, if it is still open. A connection disappears
     /// when its domain is released.
     pub fn connection(&self, id: ConnId) -> Option<&Connection> {
@@ -207,7 +222,9 @@ impl Engine {
     }
 
     /// Feeds bytes received on connection `id` and handles every complete
-    /// request in them. Fails with `ENOENT` if the connection is closed.
+    /// request in them. Fails with `ENOENT` if the connection is closed,
+    /// including when these bytes made the engine close it (see
+    /// [`take_closed`](Self::take_closed)).
     pub fn feed(&mut self, id: ConnId, mut bytes: &[u8]) -> XsResult<()> {
         let mut decoder = match self.conns.get_mut(&id) {
             Some(conn) => core::mem::take(&mut conn.decoder),
@@ -217,22 +234,19 @@ impl Engine {
             match frame {
                 Ok(msg) => self.handle(id, &msg),
                 Err(Oversized(h)) => {
-                    let reply = Message::new(MsgType::Error, h.req_id, h.tx_id, with_nul("E2BIG"));
                     self.log(
                         id,
                         h.msg_type,
                         h.req_id,
                         h.tx_id,
-                        "<oversized>",
+                        "<oversized: connection closed>",
                         Err(XsError::TooBig),
                     );
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.push_reply(reply.to_bytes());
-                    }
+                    self.close(id, CloseReason::Oversized { len: h.len });
                 }
             }
             if !self.conns.contains_key(&id) {
-                return Ok(());
+                return Err(XsError::NoEnt);
             }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -535,8 +549,15 @@ impl Engine {
         let domid = domid_arg(args(msg, 1)?[0])?;
         self.domains.release(domid)?;
         // The domain's own connections go away with it.
-        self.conns
-            .retain(|cid, c| *cid == id || c.kind.domid != domid || c.kind.privileged);
+        let doomed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(cid, c)| **cid != id && c.kind.domid == domid && !c.kind.privileged)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in doomed {
+            self.close(cid, CloseReason::Released);
+        }
         Ok(Outcome::ok_firing([self.special_event(RELEASE_DOMAIN)]))
     }
 

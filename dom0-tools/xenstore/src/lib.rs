@@ -52,7 +52,7 @@ pub mod tree;
 pub mod watch;
 pub mod wire;
 
-pub use connection::{ConnId, ConnKind, Connection};
+pub use connection::{CloseReason, ConnId, ConnKind, Connection};
 pub use domain::Domain;
 pub use engine::Engine;
 pub use error::{XsError, XsResult};

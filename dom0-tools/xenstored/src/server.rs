@@ -241,6 +241,10 @@ pub fn run(args: &Args) -> io::Result<()> {
                 gone.push(*id);
             }
         }
+        for (id, reason) in engine.take_closed() {
+            eprintln!("oxen-xenstored: closing connection {}: {reason}", id.0);
+            gone.push(id);
+        }
         for id in gone {
             engine.disconnect(id);
             clients.remove(&id);
