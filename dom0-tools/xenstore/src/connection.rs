@@ -86,6 +86,16 @@ impl core::fmt::Display for CloseReason {
     }
 }
 
+/// A transaction id's state on its connection.
+#[derive(Debug)]
+pub(crate) enum TxSlot {
+    /// Running: its private view of the tree.
+    Open(Transaction),
+    /// Ended by the store (too old): its state is gone; requests in it fail
+    /// with `EAGAIN` until the client ends it.
+    Expired,
+}
+
 /// One queued outgoing message.
 #[derive(Debug)]
 struct Outgoing {
@@ -105,7 +115,7 @@ pub struct Connection {
     queued_events: usize,
     dropped_events: u64,
     pub(crate) watches: Vec<Watch>,
-    pub(crate) transactions: BTreeMap<u32, Transaction>,
+    pub(crate) transactions: BTreeMap<u32, TxSlot>,
     next_tx: u32,
 }
 

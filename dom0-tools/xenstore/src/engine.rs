@@ -1,13 +1,13 @@
 //! The engine: the tree, the connections and the request dispatcher.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::DomId;
-use crate::connection::{CloseReason, ConnId, ConnKind, Connection};
+use crate::connection::{CloseReason, ConnId, ConnKind, Connection, TxSlot};
 use crate::domain::{Domain, Domains};
 use crate::error::{XsError, XsResult};
 use crate::ops::{self, OpCtx};
@@ -117,6 +117,14 @@ pub struct Engine {
     access_log: Option<Vec<String>>,
     /// Connections the engine closed itself, not yet reported.
     closed: Vec<(ConnId, CloseReason)>,
+    /// Operator-visible events (expired transactions), not yet reported.
+    notices: Vec<String>,
+    /// The transport's clock, in milliseconds (see [`Engine::set_time`]).
+    now_ms: u64,
+    /// Every running transaction by start time, oldest first.
+    running: BTreeSet<(u64, ConnId, u32)>,
+    /// Open transactions (running or expired) per domain.
+    domain_txs: BTreeMap<DomId, usize>,
 }
 
 impl Engine {
@@ -171,7 +179,98 @@ impl Engine {
 
     /// Closes a connection, dropping its watches and open transactions.
     pub fn disconnect(&mut self, id: ConnId) {
-        self.conns.remove(&id);
+        if let Some(mut conn) = self.conns.remove(&id) {
+            self.forget_transactions(id, &mut conn);
+        }
+    }
+
+    /// Advances the engine's clock (milliseconds, from any fixed origin;
+    /// it must not go backwards) and ends every transaction older than the
+    /// `transaction-timeout` quota. The engine never reads a clock itself.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let Some(limit) = self.tx_limit_ms() else {
+            return;
+        };
+        while let Some(&(started, conn, tx_id)) = self.running.first() {
+            if self.now_ms.saturating_sub(started) < limit {
+                break;
+            }
+            self.expire(conn, tx_id);
+        }
+    }
+
+    /// When (on the [`set_time`](Self::set_time) clock) the oldest running
+    /// transaction reaches its age limit, if there is a limit and one runs.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let limit = self.tx_limit_ms()?;
+        let &(started, _, _) = self.running.first()?;
+        Some(started.saturating_add(limit))
+    }
+
+    /// Operator-visible events since the last call (one line each), e.g.
+    /// transactions the store ended.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.notices)
+    }
+
+    fn tx_limit_ms(&self) -> Option<u64> {
+        let secs = self.quotas.transaction_timeout_secs;
+        (secs > 0).then(|| (secs as u64).saturating_mul(1000))
+    }
+
+    /// Ends a running transaction on the store's initiative.
+    fn expire(&mut self, id: ConnId, tx_id: u32) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(slot) = conn.transactions.get_mut(&tx_id) else {
+            return;
+        };
+        if let TxSlot::Open(tx) = core::mem::replace(slot, TxSlot::Expired) {
+            self.running.remove(&(tx.started_ms, id, tx_id));
+            let age = self.now_ms.saturating_sub(tx.started_ms) / 1000;
+            self.notices.push(format!(
+                "transaction {tx_id} of connection {} (domain {}) ended after {age} s \
+                 (transaction-timeout {} s); it fails with EAGAIN",
+                id.0, conn.kind.domid, self.quotas.transaction_timeout_secs
+            ));
+        }
+    }
+
+    /// Expires transaction `tx_id` of `id` if it is over the age limit.
+    fn check_age(&mut self, id: ConnId, tx_id: u32) {
+        let Some(limit) = self.tx_limit_ms() else {
+            return;
+        };
+        let started = match self.conns.get(&id).and_then(|c| c.transactions.get(&tx_id)) {
+            Some(TxSlot::Open(tx)) => tx.started_ms,
+            _ => return,
+        };
+        if self.now_ms.saturating_sub(started) >= limit {
+            self.expire(id, tx_id);
+        }
+    }
+
+    /// Removes one transaction slot's traces from the engine's indexes.
+    fn forget_transaction(&mut self, id: ConnId, domid: DomId, tx_id: u32, slot: &TxSlot) {
+        if let TxSlot::Open(tx) = slot {
+            self.running.remove(&(tx.started_ms, id, tx_id));
+        }
+        if let Some(n) = self.domain_txs.get_mut(&domid) {
+            *n -= 1;
+            if *n == 0 {
+                self.domain_txs.remove(&domid);
+            }
+        }
+    }
+
+    /// Drops every transaction of a connection.
+    fn forget_transactions(&mut self, id: ConnId, conn: &mut Connection) {
+        let domid = conn.kind.domid;
+        for (tx_id, slot) in core::mem::take(&mut conn.transactions) {
+            self.forget_transaction(id, domid, tx_id, &slot);
+        }
     }
 
     /// Connections the engine closed on its own since the last call, and
@@ -182,7 +281,8 @@ impl Engine {
     }
 
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        if self.conns.remove(&id).is_some() {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            self.forget_transactions(id, &mut conn);
             self.closed.push((id, reason));
         }
     }
@@ -388,9 +488,10 @@ impl Engine {
             MsgType::TransactionStart => self.transaction_start(id, msg),
             MsgType::TransactionEnd => self.transaction_end(id, msg),
             MsgType::ResetWatches => {
-                let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+                let mut conn = self.conns.remove(&id).ok_or(XsError::NoEnt)?;
                 conn.watches.clear();
-                conn.transactions.clear();
+                self.forget_transactions(id, &mut conn);
+                self.conns.insert(id, conn);
                 Ok(Outcome::ok())
             }
             MsgType::GetDomainPath => {
@@ -428,16 +529,23 @@ impl Engine {
         ty: MsgType,
         msg: &Message,
     ) -> XsResult<Outcome> {
+        let tx_id = msg.header.tx_id;
+        if tx_id != 0 {
+            self.check_age(id, tx_id);
+        }
         let ctx = OpCtx {
             caller,
             quotas: &self.quotas,
         };
-        let tx_id = msg.header.tx_id;
         if tx_id == 0 {
             return run_node_op(&mut self.tree, &ctx, ty, msg);
         }
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let tx = conn.transactions.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
+        let tx = match conn.transactions.get_mut(&tx_id) {
+            Some(TxSlot::Open(tx)) => tx,
+            Some(TxSlot::Expired) => return Err(XsError::Again),
+            None => return Err(XsError::NoEnt),
+        };
         if !caller.privileged && tx.footprint() >= self.quotas.transaction_nodes {
             return Err(XsError::NoSpc);
         }
@@ -509,8 +617,16 @@ impl Engine {
         if conn.transactions.len() >= self.quotas.transactions_per_connection {
             return Err(XsError::NoSpc);
         }
+        let domid = conn.kind.domid;
+        let domain_open = self.domain_txs.get(&domid).copied().unwrap_or(0);
+        if !conn.kind.privileged && domain_open >= self.quotas.transactions_per_domain {
+            return Err(XsError::NoSpc);
+        }
         let tx_id = conn.allocate_tx_id();
-        conn.transactions.insert(tx_id, Transaction::new());
+        let tx = Transaction::started_at(self.now_ms);
+        self.running.insert((tx.started_ms, id, tx_id));
+        conn.transactions.insert(tx_id, TxSlot::Open(tx));
+        *self.domain_txs.entry(domid).or_insert(0) += 1;
         Ok(Outcome::reply(with_nul(&format!("{tx_id}"))))
     }
 
@@ -520,11 +636,17 @@ impl Engine {
             b"F" => false,
             _ => return Err(XsError::Inval),
         };
+        let tx_id = msg.header.tx_id;
+        self.check_age(id, tx_id);
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let tx = conn
-            .transactions
-            .remove(&msg.header.tx_id)
-            .ok_or(XsError::NoEnt)?;
+        let domid = conn.kind.domid;
+        let slot = conn.transactions.remove(&tx_id).ok_or(XsError::NoEnt)?;
+        self.forget_transaction(id, domid, tx_id, &slot);
+        let tx = match slot {
+            TxSlot::Open(tx) => tx,
+            TxSlot::Expired if commit => return Err(XsError::Again),
+            TxSlot::Expired => return Ok(Outcome::ok()),
+        };
         if !commit {
             return Ok(Outcome::ok());
         }

@@ -257,6 +257,8 @@ mod tests {
         queued_watch_events: 4,
         perms_per_node: 2,
         transaction_nodes: 8,
+        transactions_per_domain: 3,
+        transaction_timeout_secs: 0,
     };
 
     fn dom(d: u32) -> OpCtx<'static> {

@@ -2,9 +2,10 @@
 //!
 //! Quotas bound what one caller can make the store hold or do. Exceeding one
 //! only ever fails that caller's request. Node, value-size, watch and
-//! permission-count, outstanding-request and transaction-size quotas apply to unprivileged
-//! domains only (dom0's toolstack is trusted, as in Xen); the transaction
-//! and watch-event quotas apply to every connection.
+//! permission-count, outstanding-request, per-domain transaction and
+//! transaction-size quotas apply to unprivileged domains only (dom0's
+//! toolstack is trusted, as in Xen); the per-connection transaction,
+//! transaction age and watch-event limits apply to every connection.
 
 use alloc::format;
 use alloc::string::String;
@@ -34,6 +35,14 @@ pub struct Quotas {
     /// Nodes one transaction may access; once reached, further requests in
     /// that transaction fail with `ENOSPC`.
     pub transaction_nodes: usize,
+    /// Open transactions per unprivileged domain, all its connections
+    /// together (`ENOSPC` beyond).
+    pub transactions_per_domain: usize,
+    /// Age limit of a transaction, in seconds; 0 (the default, as in Xen)
+    /// means none. An older transaction is ended by the store: its state is
+    /// dropped and every later request in it, its commit included, fails
+    /// with `EAGAIN` (an abort answers `OK`). Applies to every connection.
+    pub transaction_timeout_secs: usize,
 }
 
 impl Default for Quotas {
@@ -47,12 +56,14 @@ impl Default for Quotas {
             queued_watch_events: 1024,
             perms_per_node: 5,
             transaction_nodes: 1024,
+            transactions_per_domain: 10,
+            transaction_timeout_secs: 0,
         }
     }
 }
 
 /// Names accepted by [`Quotas::set`], in display order.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 10] = [
     "nodes",
     "value-size",
     "watches",
@@ -61,6 +72,8 @@ pub const NAMES: [&str; 8] = [
     "watch-events",
     "perms",
     "transaction-nodes",
+    "domain-transactions",
+    "transaction-timeout",
 ];
 
 impl Quotas {
@@ -74,6 +87,8 @@ impl Quotas {
             "watch-events" => &mut self.queued_watch_events,
             "perms" => &mut self.perms_per_node,
             "transaction-nodes" => &mut self.transaction_nodes,
+            "domain-transactions" => &mut self.transactions_per_domain,
+            "transaction-timeout" => &mut self.transaction_timeout_secs,
             _ => return Err(XsError::Inval),
         })
     }

@@ -32,12 +32,22 @@ pub struct Transaction {
     events: Vec<Fired>,
     /// Generation source for nodes changed inside the transaction.
     local_generation: u64,
+    /// When it started, on the engine's clock (milliseconds).
+    pub(crate) started_ms: u64,
 }
 
 impl Transaction {
     /// A fresh, empty transaction.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh transaction started at `now_ms` on the engine's clock.
+    pub fn started_at(now_ms: u64) -> Self {
+        Self {
+            started_ms: now_ms,
+            ..Self::default()
+        }
     }
 
     /// The transaction's view of `tree`.

@@ -8,7 +8,7 @@ use oxen_xenstore::{DomId, Quotas};
 pub const USAGE: &str = "usage: oxen-xenstored --unix-socket PATH [--ro-socket PATH] \
 [--access-log FILE] [--quota NAME=VALUE]... [--guest-socket DOMID:PATH]...
 quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms,
-transaction-nodes
+transaction-nodes, domain-transactions, transaction-timeout (seconds, 0: none)
 --guest-socket serves unprivileged connections acting as domain DOMID (a stand-in
 for that guest's ring, for testing)";
 

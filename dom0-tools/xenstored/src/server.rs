@@ -134,6 +134,19 @@ fn write_log(log: &mut Option<File>, engine: &mut Engine) {
     }
 }
 
+/// Logs what the engine did on its own (closed connections, ended
+/// transactions) to stderr; returns the connections it closed.
+fn report(engine: &mut Engine) -> Vec<ConnId> {
+    for notice in engine.take_notices() {
+        eprintln!("oxen-xenstored: {notice}");
+    }
+    let closed = engine.take_closed();
+    for (id, reason) in &closed {
+        eprintln!("oxen-xenstored: closing connection {}: {reason}", id.0);
+    }
+    closed.into_iter().map(|(id, _)| id).collect()
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub fn run(args: &Args) -> io::Result<()> {
     let (mut signal_rx, signal_tx) = UnixStream::pair()?;
@@ -164,8 +177,14 @@ pub fn run(args: &Args) -> io::Result<()> {
     }
     let mut clients: BTreeMap<ConnId, UnixStream> = BTreeMap::new();
     let mut accept_paused_until: Option<Instant> = None;
+    let epoch = Instant::now();
+    let clock = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     loop {
+        engine.set_time(clock());
+        for id in report(&mut engine) {
+            clients.remove(&id);
+        }
         let outstanding = engine.quotas().outstanding_requests;
         let mut fds = vec![pollfd(signal_rx.as_raw_fd(), libc::POLLIN)];
         // While accepting fails (e.g. out of file descriptors), stop polling
@@ -173,12 +192,19 @@ pub fn run(args: &Args) -> io::Result<()> {
         let now = Instant::now();
         let accepting = accept_paused_until.is_none_or(|until| now >= until);
         let listen_events = if accepting { libc::POLLIN } else { 0 };
-        let timeout_ms = match accept_paused_until {
+        let mut timeout_ms = match accept_paused_until {
             Some(until) if !accepting => i32::try_from((until - now).as_millis())
                 .unwrap_or(i32::MAX)
                 .max(1),
             _ => -1,
         };
+        // Wake up when the oldest transaction reaches its age limit.
+        if let Some(deadline) = engine.next_deadline() {
+            let wait = i32::try_from(deadline.saturating_sub(clock()))
+                .unwrap_or(i32::MAX)
+                .max(1);
+            timeout_ms = if timeout_ms < 0 { wait } else { timeout_ms.min(wait) };
+        }
         fds.extend(
             listeners
                 .iter()
@@ -241,10 +267,7 @@ pub fn run(args: &Args) -> io::Result<()> {
                 gone.push(*id);
             }
         }
-        for (id, reason) in engine.take_closed() {
-            eprintln!("oxen-xenstored: closing connection {}: {reason}", id.0);
-            gone.push(id);
-        }
+        gone.extend(report(&mut engine));
         for id in gone {
             engine.disconnect(id);
             clients.remove(&id);

@@ -214,3 +214,26 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn a_forgotten_transaction_is_ended_by_the_daemon() {
+    let d = Daemon::start_with(&["--quota", "transaction-timeout=1"]);
+    let mut s = d.connect();
+    s.write_all(&request(6, 1, b"\0")).unwrap();
+    let (ty, _, id) = reply(&mut s);
+    assert_eq!(ty, 6, "TRANSACTION_START");
+    let tx: u32 = std::str::from_utf8(id.strip_suffix(b"\0").unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut write = header(WRITE, 2, tx, 4);
+    write.extend_from_slice(b"/t\0v");
+    s.write_all(&write).unwrap();
+    assert_eq!(reply(&mut s), (ERROR, 2, b"EAGAIN\0".to_vec()));
+    let mut end = header(7, 3, tx, 2);
+    end.extend_from_slice(b"T\0");
+    s.write_all(&end).unwrap();
+    assert_eq!(reply(&mut s), (ERROR, 3, b"EAGAIN\0".to_vec()));
+    assert!(!d.tool("xenstore-exists", &["/t"]).status.success());
+}
