@@ -11,6 +11,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::DomId;
+use crate::ops::DirCursor;
 use crate::transaction::Transaction;
 use crate::watch::Watch;
 use crate::wire::Decoder;
@@ -117,6 +118,8 @@ pub struct Connection {
     pub(crate) watches: Vec<Watch>,
     pub(crate) transactions: BTreeMap<u32, TxSlot>,
     next_tx: u32,
+    /// Where the last `DIRECTORY_PART` ended, and in which transaction.
+    pub(crate) dir_cursor: Option<(u32, DirCursor)>,
 }
 
 impl Connection {
@@ -132,6 +135,7 @@ impl Connection {
             watches: Vec::new(),
             transactions: BTreeMap::new(),
             next_tx: 1,
+            dir_cursor: None,
         }
     }
 

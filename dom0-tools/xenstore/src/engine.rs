@@ -537,10 +537,17 @@ impl Engine {
             caller,
             quotas: &self.quotas,
         };
-        if tx_id == 0 {
-            return run_node_op(&mut self.tree, &ctx, ty, msg);
-        }
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
+        let mut cursor = conn
+            .dir_cursor
+            .take()
+            .filter(|(t, _)| *t == tx_id)
+            .map(|(_, c)| c);
+        if tx_id == 0 {
+            let outcome = run_node_op(&mut self.tree, &ctx, ty, msg, &mut cursor);
+            conn.dir_cursor = cursor.map(|c| (tx_id, c));
+            return outcome;
+        }
         let tx = match conn.transactions.get_mut(&tx_id) {
             Some(TxSlot::Open(tx)) => tx,
             Some(TxSlot::Expired) => return Err(XsError::Again),
@@ -549,7 +556,9 @@ impl Engine {
         if !caller.privileged && tx.footprint() >= self.quotas.transaction_nodes {
             return Err(XsError::NoSpc);
         }
-        let mut outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg)?;
+        let outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg, &mut cursor);
+        conn.dir_cursor = cursor.map(|c| (tx_id, c));
+        let mut outcome = outcome?;
         tx.defer(core::mem::take(&mut outcome.fired));
         Ok(outcome)
     }
@@ -769,6 +778,7 @@ fn run_node_op<S: Store>(
     ctx: &OpCtx<'_>,
     ty: MsgType,
     msg: &Message,
+    cursor: &mut Option<ops::DirCursor>,
 ) -> XsResult<Outcome> {
     let domid = ctx.caller.domid;
     match ty {
@@ -794,7 +804,7 @@ fn run_node_op<S: Store>(
             let a = args(msg, 2)?;
             let node = canonicalize(domid, a[0])?;
             let offset = usize::try_from(parse_number(a[1])?).map_err(|_| XsError::Inval)?;
-            ops::directory_part(store, ctx, &node, offset).map(Outcome::reply)
+            ops::directory_part(store, ctx, &node, offset, cursor).map(Outcome::reply)
         }
         _ => {
             let node = canonicalize(domid, args(msg, 1)?[0])?;

@@ -288,7 +288,11 @@ mod tests {
         assert_eq!(d.decode(&mut input), None);
         let more = good.to_bytes();
         let mut input = &more[..];
-        assert_eq!(d.decode(&mut input), None, "nothing decodes after the error");
+        assert_eq!(
+            d.decode(&mut input),
+            None,
+            "nothing decodes after the error"
+        );
         assert!(input.is_empty());
     }
 

@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use oxen_xenstore::{CloseReason, Quotas, XsError};
 use oxen_xenstore::wire::{HEADER_LEN, Header, Message, MsgType, PAYLOAD_MAX};
+use oxen_xenstore::{CloseReason, Quotas, XsError};
 use proptest::prelude::*;
 
 fn error_string(msg: &Message) -> String {
@@ -36,7 +36,12 @@ fn oversize_header_closes_the_connection() {
     assert!(h.engine.drain_output(bad).is_empty(), "no reply");
     assert_eq!(
         h.engine.take_closed(),
-        vec![(bad, CloseReason::Oversized { len: PAYLOAD_MAX as u32 + 1 })]
+        vec![(
+            bad,
+            CloseReason::Oversized {
+                len: PAYLOAD_MAX as u32 + 1
+            }
+        )]
     );
     assert_eq!(h.engine.feed(bad, b"more"), Err(XsError::NoEnt));
     // Others carry on.

@@ -67,18 +67,30 @@ fn an_old_transaction_is_ended_by_the_store() {
     h.engine.set_time(4_000);
     let young = h.start(d0);
     h.engine.set_time(5_999);
-    assert_eq!(h.read(c, old, "/local/domain/3"), val(""), "still young enough");
+    assert_eq!(
+        h.read(c, old, "/local/domain/3"),
+        val(""),
+        "still young enough"
+    );
     // The sweep ends the old one at its deadline and frees its state.
     h.engine.set_time(6_000);
     let notices = h.engine.take_notices();
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(notices[0].contains("ended after 5 s"), "{notices:?}");
-    assert_eq!(h.engine.next_deadline(), Some(9_000), "the young one is next");
+    assert_eq!(
+        h.engine.next_deadline(),
+        Some(9_000),
+        "the young one is next"
+    );
     // Every later use fails with EAGAIN, the commit too.
     assert_eq!(h.read(c, old, "/local/domain/3"), err("EAGAIN"));
     assert_eq!(h.write(c, old, "x", "1"), err("EAGAIN"));
     assert_eq!(h.end(c, old, true), err("EAGAIN"));
-    assert_eq!(h.end(c, old, true), err("ENOENT"), "and then the id is gone");
+    assert_eq!(
+        h.end(c, old, true),
+        err("ENOENT"),
+        "and then the id is gone"
+    );
     assert_eq!(h.read(c, 0, "x"), err("ENOENT"), "nothing was applied");
     // The younger transaction is unaffected.
     assert_eq!(h.write(d0, young, "/y", "1"), ok());
@@ -99,7 +111,10 @@ fn an_old_transaction_expires_on_use_too() {
     h.engine.set_time(5_000);
     assert_eq!(h.write(c, tx, "/a", "1"), ok());
     // A limit set later applies to running transactions at their next use.
-    assert_eq!(control(&mut h, c, b"quota\0transaction-timeout\01\0"), ok());
+    assert_eq!(
+        control(&mut h, c, b"quota\0transaction-timeout\0\x31\0"),
+        ok()
+    );
     assert_eq!(h.write(c, tx, "/b", "1"), err("EAGAIN"));
     assert_eq!(h.end(c, tx, true), err("EAGAIN"));
     assert_eq!(h.read(c, 0, "/a"), err("ENOENT"));

@@ -203,7 +203,11 @@ pub fn run(args: &Args) -> io::Result<()> {
             let wait = i32::try_from(deadline.saturating_sub(clock()))
                 .unwrap_or(i32::MAX)
                 .max(1);
-            timeout_ms = if timeout_ms < 0 { wait } else { timeout_ms.min(wait) };
+            timeout_ms = if timeout_ms < 0 {
+                wait
+            } else {
+                timeout_ms.min(wait)
+            };
         }
         fds.extend(
             listeners
