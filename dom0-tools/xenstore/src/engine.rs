@@ -125,6 +125,10 @@ pub struct Engine {
     running: BTreeSet<(u64, ConnId, u32)>,
     /// Open transactions (running or expired) per domain.
     domain_txs: BTreeMap<DomId, usize>,
+    /// Connections with at least one watch: the only ones events visit.
+    watching: BTreeSet<ConnId>,
+    /// Connections that had output queued since the last `take_dirty`.
+    dirty: BTreeSet<ConnId>,
 }
 
 impl Engine {
@@ -182,6 +186,8 @@ impl Engine {
         if let Some(mut conn) = self.conns.remove(&id) {
             self.forget_transactions(id, &mut conn);
         }
+        self.watching.remove(&id);
+        self.dirty.remove(&id);
     }
 
     /// Advances the engine's clock (milliseconds, from any fixed origin;
@@ -281,10 +287,19 @@ impl Engine {
     }
 
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            self.forget_transactions(id, &mut conn);
+        if self.conns.contains_key(&id) {
+            self.disconnect(id);
             self.closed.push((id, reason));
         }
+    }
+
+    /// Connections that had replies or events queued since the last call
+    /// (and are still open): what a readiness-driven transport must try
+    /// to send to, without visiting the others.
+    pub fn take_dirty(&mut self) -> BTreeSet<ConnId> {
+        let mut dirty = core::mem::take(&mut self.dirty);
+        dirty.retain(|id| self.conns.contains_key(id));
+        dirty
     }
 
     /// A connection's state, if it is still open. A connection disappears
@@ -409,6 +424,7 @@ impl Engine {
             ),
         };
         if let Some(conn) = self.conns.get_mut(&id) {
+            self.dirty.insert(id);
             conn.push_reply(reply.to_bytes());
             if let Some(event) = initial {
                 let msg = Message::new(MsgType::WatchEvent, 0, 0, event);
@@ -429,7 +445,10 @@ impl Engine {
     /// Queues watch events for `fired` to every connection entitled to them.
     fn fire(&mut self, fired: &[Fired]) {
         for f in fired {
-            for conn in self.conns.values_mut() {
+            for id in &self.watching {
+                let Some(conn) = self.conns.get_mut(id) else {
+                    continue;
+                };
                 let caller = Caller {
                     domid: conn.kind.domid,
                     privileged: conn.kind.privileged,
@@ -448,6 +467,7 @@ impl Engine {
                 for payload in events {
                     let msg = Message::new(MsgType::WatchEvent, 0, 0, payload);
                     conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
+                    self.dirty.insert(*id);
                 }
             }
         }
@@ -490,6 +510,7 @@ impl Engine {
             MsgType::ResetWatches => {
                 let mut conn = self.conns.remove(&id).ok_or(XsError::NoEnt)?;
                 conn.watches.clear();
+                self.watching.remove(&id);
                 self.forget_transactions(id, &mut conn);
                 self.conns.insert(id, conn);
                 Ok(Outcome::ok())
@@ -600,6 +621,7 @@ impl Engine {
         let watch = Watch { path, token, home };
         let initial = watch.event_payload(&watch.path);
         conn.watches.push(watch);
+        self.watching.insert(id);
         Ok(Outcome {
             initial: Some(initial),
             ..Outcome::ok()
@@ -615,6 +637,9 @@ impl Engine {
             .position(|w| w.path == path && w.token == token)
             .ok_or(XsError::NoEnt)?;
         conn.watches.remove(index);
+        if conn.watches.is_empty() {
+            self.watching.remove(&id);
+        }
         Ok(Outcome::ok())
     }
 
