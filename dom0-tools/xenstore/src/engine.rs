@@ -7,6 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::DomId;
+use crate::account::{Accounts, Usage};
 use crate::connection::{CloseReason, ConnId, ConnKind, Connection, TxSlot};
 use crate::domain::{Domain, Domains};
 use crate::error::{XsError, XsResult};
@@ -18,7 +19,7 @@ use crate::path::{
 use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
 use crate::transaction::Transaction;
-use crate::tree::{Store, Tree};
+use crate::tree::{Owned, Store, Tree};
 use crate::watch::{Fired, Watch};
 use crate::wire::{Message, MsgType, Oversized, PAYLOAD_MAX};
 
@@ -123,8 +124,8 @@ pub struct Engine {
     now_ms: u64,
     /// Every running transaction by start time, oldest first.
     running: BTreeSet<(u64, ConnId, u32)>,
-    /// Open transactions (running or expired) per domain.
-    domain_txs: BTreeMap<DomId, usize>,
+    /// What each domain's connections hold together.
+    accounts: Accounts,
     /// Connections with at least one watch: the only ones events visit.
     watching: BTreeSet<ConnId>,
     /// Connections that had output queued since the last `take_dirty`.
@@ -185,6 +186,9 @@ impl Engine {
     pub fn disconnect(&mut self, id: ConnId) {
         if let Some(mut conn) = self.conns.remove(&id) {
             self.forget_transactions(id, &mut conn);
+            let domid = conn.kind.domid;
+            self.accounts
+                .settle(domid, &mut conn.accounted, Usage::default());
         }
         self.watching.remove(&id);
         self.dirty.remove(&id);
@@ -242,6 +246,58 @@ impl Engine {
                 id.0, conn.kind.domid, self.quotas.transaction_timeout_secs
             ));
         }
+        self.settle(id);
+    }
+
+    /// Brings connection `id`'s contribution to its domain's account up to
+    /// date.
+    fn settle(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            let now = conn.usage();
+            self.accounts
+                .settle(conn.kind.domid, &mut conn.accounted, now);
+        }
+    }
+
+    /// What domain `domid` makes the store hold: the nodes it owns, and
+    /// what its connections hold (watches, queues, transactions).
+    pub fn usage(&self, domid: DomId) -> (Owned, Usage) {
+        (self.tree.owned_by(domid), self.accounts.get(domid))
+    }
+
+    /// Queues one watch event for `id`, within the per-connection limit
+    /// and, for unprivileged domains, the per-domain ones: the oldest
+    /// events of the receiving connection make room, or else the new event
+    /// is dropped.
+    fn queue_event(&mut self, id: ConnId, payload: Vec<u8>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let bytes = Message::new(MsgType::WatchEvent, 0, 0, payload).to_bytes();
+        let domid = conn.kind.domid;
+        let mut refused = false;
+        while !conn.kind.privileged {
+            let held = self.accounts.get(domid);
+            let over = held.queued_events >= self.quotas.watch_events_per_domain
+                || held.queued_bytes + bytes.len() > self.quotas.queue_memory_per_domain;
+            if !over {
+                break;
+            }
+            if !conn.drop_oldest_event() {
+                refused = true;
+                break;
+            }
+            let now = conn.usage();
+            self.accounts.settle(domid, &mut conn.accounted, now);
+        }
+        if refused {
+            conn.refuse_event();
+        } else {
+            conn.push_event(bytes, self.quotas.queued_watch_events);
+            self.dirty.insert(id);
+        }
+        let now = conn.usage();
+        self.accounts.settle(domid, &mut conn.accounted, now);
     }
 
     /// Expires transaction `tx_id` of `id` if it is over the age limit.
@@ -259,23 +315,16 @@ impl Engine {
     }
 
     /// Removes one transaction slot's traces from the engine's indexes.
-    fn forget_transaction(&mut self, id: ConnId, domid: DomId, tx_id: u32, slot: &TxSlot) {
+    fn forget_transaction(&mut self, id: ConnId, tx_id: u32, slot: &TxSlot) {
         if let TxSlot::Open(tx) = slot {
             self.running.remove(&(tx.started_ms, id, tx_id));
-        }
-        if let Some(n) = self.domain_txs.get_mut(&domid) {
-            *n -= 1;
-            if *n == 0 {
-                self.domain_txs.remove(&domid);
-            }
         }
     }
 
     /// Drops every transaction of a connection.
     fn forget_transactions(&mut self, id: ConnId, conn: &mut Connection) {
-        let domid = conn.kind.domid;
         for (tx_id, slot) in core::mem::take(&mut conn.transactions) {
-            self.forget_transaction(id, domid, tx_id, &slot);
+            self.forget_transaction(id, tx_id, &slot);
         }
     }
 
@@ -308,6 +357,16 @@ impl Engine {
         self.conns.get(&id)
     }
 
+    /// Whether the transport should take more requests from `id`: fewer
+    /// than `outstanding` replies are queued for it. Transports stop
+    /// reading from a connection while this is `false` (backpressure, for
+    /// privileged connections too).
+    pub fn wants_input(&self, id: ConnId) -> bool {
+        self.conns
+            .get(&id)
+            .is_some_and(|c| c.queued_replies() < self.quotas.outstanding_requests)
+    }
+
     /// Bytes waiting to go to connection `id` (empty if none).
     pub fn output(&self, id: ConnId) -> &[u8] {
         self.conns.get(&id).map_or(&[], Connection::output)
@@ -317,6 +376,7 @@ impl Engine {
     pub fn consume(&mut self, id: ConnId, n: usize) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.consume(n);
+            self.settle(id);
         }
     }
 
@@ -333,6 +393,7 @@ impl Engine {
             let n = chunk.len();
             conn.consume(n);
         }
+        self.settle(id);
         out
     }
 
@@ -396,7 +457,13 @@ impl Engine {
         };
         let h = msg.header;
         let limited = !conn.kind.privileged;
-        let result = if limited && conn.queued_replies() >= self.quotas.outstanding_requests {
+        let held = self.accounts.get(conn.kind.domid);
+        if limited && held.queued_bytes >= self.quotas.queue_memory_per_domain {
+            self.close(id, CloseReason::QueueFull);
+            return;
+        }
+        let outstanding = held.queued_replies;
+        let result = if limited && outstanding >= self.quotas.outstanding_requests {
             Err(XsError::Quota)
         } else {
             self.dispatch(id, msg)
@@ -426,10 +493,10 @@ impl Engine {
         if let Some(conn) = self.conns.get_mut(&id) {
             self.dirty.insert(id);
             conn.push_reply(reply.to_bytes());
-            if let Some(event) = initial {
-                let msg = Message::new(MsgType::WatchEvent, 0, 0, event);
-                conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
-            }
+        }
+        self.settle(id);
+        if let Some(event) = initial {
+            self.queue_event(id, event);
         }
         self.fire(&fired);
     }
@@ -445,8 +512,9 @@ impl Engine {
     /// Queues watch events for `fired` to every connection entitled to them.
     fn fire(&mut self, fired: &[Fired]) {
         for f in fired {
+            let mut deliveries = Vec::new();
             for id in &self.watching {
-                let Some(conn) = self.conns.get_mut(id) else {
+                let Some(conn) = self.conns.get(id) else {
                     continue;
                 };
                 let caller = Caller {
@@ -454,21 +522,19 @@ impl Engine {
                     privileged: conn.kind.privileged,
                     target: self.domains.target_of(conn.kind.domid),
                 };
-                let allowed = f.perms.iter().any(|p| caller.can_read(p));
-                if !allowed {
+                if !f.perms.iter().any(|p| caller.can_read(p)) {
                     continue;
                 }
-                let events: Vec<Vec<u8>> = conn
-                    .watches
-                    .iter()
-                    .filter_map(|w| w.event_path(f).map(|p| w.event_payload(p)))
-                    .filter(|payload| payload.len() <= PAYLOAD_MAX)
-                    .collect();
-                for payload in events {
-                    let msg = Message::new(MsgType::WatchEvent, 0, 0, payload);
-                    conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
-                    self.dirty.insert(*id);
-                }
+                deliveries.extend(
+                    conn.watches()
+                        .iter()
+                        .filter_map(|w| w.event_path(f).map(|p| w.event_payload(p)))
+                        .filter(|payload| payload.len() <= PAYLOAD_MAX)
+                        .map(|payload| (*id, payload)),
+                );
+            }
+            for (id, payload) in deliveries {
+                self.queue_event(id, payload);
             }
         }
     }
@@ -509,7 +575,7 @@ impl Engine {
             MsgType::TransactionEnd => self.transaction_end(id, msg),
             MsgType::ResetWatches => {
                 let mut conn = self.conns.remove(&id).ok_or(XsError::NoEnt)?;
-                conn.watches.clear();
+                conn.clear_watches();
                 self.watching.remove(&id);
                 self.forget_transactions(id, &mut conn);
                 self.conns.insert(id, conn);
@@ -577,6 +643,12 @@ impl Engine {
         if !caller.privileged && tx.footprint() >= self.quotas.transaction_nodes {
             return Err(XsError::NoSpc);
         }
+        if !caller.privileged
+            && self.accounts.get(caller.domid).transaction_bytes
+                >= self.quotas.transaction_memory_per_domain
+        {
+            return Err(XsError::NoMem);
+        }
         let outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg, &mut cursor);
         conn.dir_cursor = cursor.map(|c| (tx_id, c));
         let mut outcome = outcome?;
@@ -601,15 +673,10 @@ impl Engine {
 
     fn watch(&mut self, id: ConnId, caller: Caller, msg: &Message) -> XsResult<Outcome> {
         let (path, home, token) = Self::watch_args(caller, msg)?;
-        let domain_watches: usize = self
-            .conns
-            .values()
-            .filter(|c| c.kind.domid == caller.domid)
-            .map(|c| c.watches.len())
-            .sum();
+        let domain_watches = self.accounts.get(caller.domid).watches;
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
         if conn
-            .watches
+            .watches()
             .iter()
             .any(|w| w.path == path && w.token == token)
         {
@@ -620,7 +687,7 @@ impl Engine {
         }
         let watch = Watch { path, token, home };
         let initial = watch.event_payload(&watch.path);
-        conn.watches.push(watch);
+        conn.add_watch(watch);
         self.watching.insert(id);
         Ok(Outcome {
             initial: Some(initial),
@@ -632,12 +699,12 @@ impl Engine {
         let (path, _, token) = Self::watch_args(caller, msg)?;
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
         let index = conn
-            .watches
+            .watches()
             .iter()
             .position(|w| w.path == path && w.token == token)
             .ok_or(XsError::NoEnt)?;
-        conn.watches.remove(index);
-        if conn.watches.is_empty() {
+        conn.remove_watch(index);
+        if conn.watches().is_empty() {
             self.watching.remove(&id);
         }
         Ok(Outcome::ok())
@@ -651,8 +718,7 @@ impl Engine {
         if conn.transactions.len() >= self.quotas.transactions_per_connection {
             return Err(XsError::NoSpc);
         }
-        let domid = conn.kind.domid;
-        let domain_open = self.domain_txs.get(&domid).copied().unwrap_or(0);
+        let domain_open = self.accounts.get(conn.kind.domid).transactions;
         if !conn.kind.privileged && domain_open >= self.quotas.transactions_per_domain {
             return Err(XsError::NoSpc);
         }
@@ -660,7 +726,6 @@ impl Engine {
         let tx = Transaction::started_at(self.now_ms);
         self.running.insert((tx.started_ms, id, tx_id));
         conn.transactions.insert(tx_id, TxSlot::Open(tx));
-        *self.domain_txs.entry(domid).or_insert(0) += 1;
         Ok(Outcome::reply(with_nul(&format!("{tx_id}"))))
     }
 
@@ -673,9 +738,8 @@ impl Engine {
         let tx_id = msg.header.tx_id;
         self.check_age(id, tx_id);
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let domid = conn.kind.domid;
         let slot = conn.transactions.remove(&tx_id).ok_or(XsError::NoEnt)?;
-        self.forget_transaction(id, domid, tx_id, &slot);
+        self.forget_transaction(id, tx_id, &slot);
         let tx = match slot {
             TxSlot::Open(tx) => tx,
             TxSlot::Expired if commit => return Err(XsError::Again),
@@ -773,14 +837,30 @@ impl Engine {
                 Ok(Outcome::ok())
             }
             [b"memreport", ..] => {
-                let watches: usize = self.conns.values().map(|c| c.watches.len()).sum();
+                let watches: usize = self.conns.values().map(|c| c.watches().len()).sum();
                 let txs: usize = self.conns.values().map(|c| c.transactions.len()).sum();
-                let report = format!(
+                let mut report = format!(
                     "nodes {}\nconnections {}\nwatches {watches}\ntransactions {txs}\ndomains {}\n",
                     self.tree.len(),
                     self.conns.len(),
                     self.domains.len()
                 );
+                for (domid, u) in self.accounts.iter() {
+                    let owned = self.tree.owned_by(domid);
+                    report.push_str(&format!(
+                        "domain {domid}: nodes {} node-bytes {} watches {} watch-bytes {} \
+                         events {} replies {} queue-bytes {} transactions {} transaction-bytes {}\n",
+                        owned.nodes,
+                        owned.bytes,
+                        u.watches,
+                        u.watch_bytes,
+                        u.queued_events,
+                        u.queued_replies,
+                        u.queued_bytes,
+                        u.transactions,
+                        u.transaction_bytes
+                    ));
+                }
                 Ok(Outcome::reply(with_nul(&report)))
             }
             [b"help"] => Ok(Outcome::reply(with_nul(

@@ -10,11 +10,12 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::DomId;
 use crate::error::{XsError, XsResult};
 use crate::path::{basename, join, parent};
 use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
-use crate::tree::{Node, Store};
+use crate::tree::{Node, Store, node_cost};
 use crate::watch::Fired;
 use crate::wire::PAYLOAD_MAX;
 
@@ -31,6 +32,29 @@ impl OpCtx<'_> {
     fn limited(&self) -> bool {
         !self.caller.privileged
     }
+
+    /// Checks that `owner` may own `more` nodes costing `bytes` more bytes
+    /// (`ENOSPC` for the node count, `ENOMEM` for node memory). Privileged
+    /// callers are exempt.
+    fn charge<S: Store>(&self, s: &S, owner: DomId, more: usize, bytes: isize) -> XsResult<()> {
+        if !self.limited() {
+            return Ok(());
+        }
+        let owned = s.owned(owner);
+        if owned.nodes.saturating_add(more) > self.quotas.nodes_per_domain {
+            return Err(XsError::NoSpc);
+        }
+        if bytes > 0
+            && owned.bytes.saturating_add_signed(bytes) > self.quotas.node_memory_per_domain
+        {
+            return Err(XsError::NoMem);
+        }
+        Ok(())
+    }
+}
+
+fn signed(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
 }
 
 /// The error for a missing node: `ENOENT` if the caller could have seen it
@@ -184,13 +208,15 @@ fn create<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str, value: Vec<u8>) -> X
     } else {
         top.perms
     };
-    if ctx.limited()
-        && s.owned_by(perms.owner())
-            .saturating_add(missing_nodes.len())
-            > ctx.quotas.nodes_per_domain
-    {
-        return Err(XsError::NoSpc);
-    }
+    let cost: usize = missing_nodes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let len = if i == 0 { value.len() } else { 0 };
+            node_cost(p, &Node::new(Vec::new(), perms.clone())) + len
+        })
+        .sum();
+    ctx.charge(s, perms.owner(), missing_nodes.len(), signed(cost))?;
     let mut value = Some(value);
     for (i, p) in missing_nodes.iter().enumerate().rev() {
         let dir = parent(p).ok_or(XsError::Inval)?;
@@ -215,6 +241,8 @@ pub fn write<S: Store>(s: &mut S, ctx: &OpCtx<'_>, path: &str, value: &[u8]) -> 
             if !ctx.caller.rights(&node.perms).contains(Rights::WRITE) {
                 return Err(XsError::Acces);
             }
+            let growth = signed(value.len()) - signed(node.value.len());
+            ctx.charge(s, node.perms.owner(), 0, growth)?;
             node.value = value.to_vec();
             let perms = node.perms.clone();
             s.put(path, node);
@@ -276,6 +304,8 @@ pub fn set_perms<S: Store>(
         if perms.entries().len() > ctx.quotas.perms_per_node {
             return Err(XsError::NoSpc);
         }
+        let growth = 8 * (signed(perms.entries().len()) - signed(node.perms.entries().len()));
+        ctx.charge(s, perms.owner(), 0, growth)?;
     }
     let old = core::mem::replace(&mut node.perms, perms.clone());
     s.put(path, node);
@@ -285,7 +315,7 @@ pub fn set_perms<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::Tree;
+    use crate::tree::{Owned, Tree};
 
     const DOM0: OpCtx<'static> = OpCtx {
         caller: Caller::PRIVILEGED,
@@ -302,6 +332,10 @@ mod tests {
         transaction_nodes: 8,
         transactions_per_domain: 3,
         transaction_timeout_secs: 0,
+        node_memory_per_domain: 1000,
+        watch_events_per_domain: 4,
+        queue_memory_per_domain: 4096,
+        transaction_memory_per_domain: 4096,
     };
 
     fn dom(d: u32) -> OpCtx<'static> {
@@ -425,7 +459,7 @@ mod tests {
                 visit(n)
             });
         }
-        fn owned_by(&self, domid: u32) -> usize {
+        fn owned(&self, domid: u32) -> Owned {
             self.tree.owned_by(domid)
         }
     }

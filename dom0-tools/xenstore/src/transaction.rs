@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 
 use crate::DomId;
 use crate::error::{XsError, XsResult};
-use crate::tree::{Node, Store, Tree, visit_after};
+use crate::tree::{Node, Owned, Store, Tree, node_cost, visit_after};
 use crate::watch::Fired;
 
 /// An open transaction.
@@ -40,8 +40,10 @@ pub struct Transaction {
     /// The children of every directory listed, as first listed, with the
     /// transaction's own changes applied.
     listed: BTreeMap<String, BTreeSet<String>>,
-    /// Change in owned-node counts per domain.
-    owned_delta: BTreeMap<DomId, isize>,
+    /// Change in owned nodes and bytes per domain.
+    owned_delta: BTreeMap<DomId, (isize, isize)>,
+    /// Bytes the transaction's records hold (approximate, never lowered).
+    bytes: usize,
     /// Events to fire on commit, in order.
     events: Vec<Fired>,
     /// Generation source for nodes changed inside the transaction.
@@ -112,14 +114,28 @@ impl Transaction {
     /// first access.
     fn seen(&mut self, tree: &Tree, path: &str) -> Option<&Node> {
         if !self.accessed.contains_key(path) {
-            self.accessed
-                .insert(String::from(path), tree.get(path).cloned());
+            let node = tree.get(path).cloned();
+            self.charge(path, node.as_ref());
+            self.accessed.insert(String::from(path), node);
         }
         self.accessed.get(path).and_then(Option::as_ref)
     }
 
-    fn adjust(&mut self, domid: DomId, by: isize) {
-        *self.owned_delta.entry(domid).or_insert(0) += by;
+    /// Bytes the transaction makes the store hold: its read set, listings,
+    /// overlay and child changes (an upper bound: it never shrinks).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn adjust(&mut self, domid: DomId, nodes: isize, bytes: usize) {
+        let bytes = isize::try_from(bytes).unwrap_or(isize::MAX);
+        let delta = self.owned_delta.entry(domid).or_insert((0, 0));
+        delta.0 += nodes;
+        delta.1 += nodes.signum() * bytes;
+    }
+
+    fn charge(&mut self, path: &str, node: Option<&Node>) {
+        self.bytes += crate::tree::NODE_OVERHEAD + path.len() + node.map_or(0, |n| n.value.len());
     }
 
     fn next_generation(&mut self) -> u64 {
@@ -135,8 +151,10 @@ pub struct TxView<'a> {
 }
 
 impl TxView<'_> {
-    fn current_owner(&mut self, path: &str) -> Option<DomId> {
-        self.node(path).map(|n| n.perms.owner())
+    /// The owner and cost of the node at `path` in this view.
+    fn current(&mut self, path: &str) -> Option<(DomId, usize)> {
+        self.node(path)
+            .map(|n| (n.perms.owner(), node_cost(path, n)))
     }
 
     /// Records a change to `dir`'s children: the directory itself changes.
@@ -145,6 +163,8 @@ impl TxView<'_> {
             return;
         };
         node.generation = self.tx.next_generation();
+        self.tx.charge(dir, Some(&node));
+        self.tx.bytes += name.len();
         self.tx.overlay.insert(String::from(dir), Some(node));
         self.tx
             .child_changes
@@ -176,6 +196,10 @@ impl TxView<'_> {
                     names.remove(name);
                 }
             }
+            self.tx.bytes += names
+                .iter()
+                .map(|n| n.len() + crate::tree::NODE_OVERHEAD / 2)
+                .sum::<usize>();
             self.tx.listed.insert(String::from(dir), names);
         }
         self.tx.listed.get(dir)
@@ -191,22 +215,25 @@ impl Store for TxView<'_> {
     }
 
     fn put(&mut self, path: &str, mut node: Node) {
-        match self.current_owner(path) {
-            Some(owner) => self.tx.adjust(owner, -1),
+        match self.current(path) {
+            Some((owner, bytes)) => self.tx.adjust(owner, -1, bytes),
             None => {
                 self.tx.fresh.insert(String::from(path));
                 self.tx.listed.remove(path);
                 self.tx.child_changes.remove(path);
             }
         }
-        self.tx.adjust(node.perms.owner(), 1);
+        self.tx
+            .adjust(node.perms.owner(), 1, node_cost(path, &node));
         node.generation = self.tx.next_generation();
+        self.tx.charge(path, Some(&node));
         self.tx.overlay.insert(String::from(path), Some(node));
     }
 
     fn delete(&mut self, path: &str) {
-        if let Some(owner) = self.current_owner(path) {
-            self.tx.adjust(owner, -1);
+        if let Some((owner, bytes)) = self.current(path) {
+            self.tx.adjust(owner, -1, bytes);
+            self.tx.charge(path, None);
             self.tx.overlay.insert(String::from(path), None);
             self.tx.fresh.remove(path);
             self.tx.listed.remove(path);
@@ -228,9 +255,13 @@ impl Store for TxView<'_> {
         }
     }
 
-    fn owned_by(&self, domid: DomId) -> usize {
-        let delta = self.tx.owned_delta.get(&domid).copied().unwrap_or(0);
-        self.tree.count(domid).saturating_add_signed(delta)
+    fn owned(&self, domid: DomId) -> Owned {
+        let (nodes, bytes) = self.tx.owned_delta.get(&domid).copied().unwrap_or((0, 0));
+        let committed = self.tree.owned_by(domid);
+        Owned {
+            nodes: committed.nodes.saturating_add_signed(nodes),
+            bytes: committed.bytes.saturating_add_signed(bytes),
+        }
     }
 }
 
@@ -261,7 +292,17 @@ mod tests {
         assert_eq!(tx.view(&tree).node("/a").unwrap().value, b"1");
         assert_eq!(names(&mut tx.view(&tree), "/"), ["a"]);
         assert!(tree.get("/a").is_none());
-        assert_eq!(tx.view(&tree).owned_by(0), 2);
+        assert_eq!(
+            tx.view(&tree).owned(0),
+            tree.owned_by(0)
+                .nodes
+                .checked_add(1)
+                .map(|n| Owned {
+                    nodes: n,
+                    bytes: tree.owned_by(0).bytes + node_cost("/a", &node(b"1"))
+                })
+                .unwrap()
+        );
         tx.commit(&mut tree).unwrap();
         assert_eq!(tree.get("/a").unwrap().value, b"1");
         assert_eq!(names(&mut tree, "/"), ["a"]);

@@ -40,6 +40,24 @@ impl Node {
     }
 }
 
+/// Bytes a node makes the store hold, charged to its owner: its path,
+/// value and permission list, plus a fixed overhead for bookkeeping.
+pub fn node_cost(path: &str, node: &Node) -> usize {
+    NODE_OVERHEAD + path.len() + node.value.len() + 8 * node.perms.entries().len()
+}
+
+/// Fixed bookkeeping cost counted per node (map entry, child name, sets).
+pub const NODE_OVERHEAD: usize = 64;
+
+/// What one domain owns in a store: nodes and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Their [`node_cost`], summed.
+    pub bytes: usize,
+}
+
 /// Where operations read and write nodes: the committed tree itself, or a
 /// transaction's private view of it.
 pub trait Store {
@@ -58,8 +76,8 @@ pub trait Store {
     /// Calls `visit` with the children of `dir` in name order, starting
     /// after `after` (from the first if `None`), until it returns `false`.
     fn children(&mut self, dir: &str, after: Option<&str>, visit: &mut dyn FnMut(&str) -> bool);
-    /// How many nodes `domid` owns as seen through this store.
-    fn owned_by(&self, domid: DomId) -> usize;
+    /// What `domid` owns as seen through this store.
+    fn owned(&self, domid: DomId) -> Owned;
 }
 
 /// Visits the members of `set` after `after`, in order, while `visit` says so.
@@ -87,7 +105,7 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct Tree {
     nodes: BTreeMap<String, Entry>,
-    owned: BTreeMap<DomId, usize>,
+    owned: BTreeMap<DomId, Owned>,
     next_generation: u64,
 }
 
@@ -136,7 +154,12 @@ impl Tree {
 
     /// Number of nodes owned by `domid`.
     pub fn count(&self, domid: DomId) -> usize {
-        self.owned.get(&domid).copied().unwrap_or(0)
+        self.owned_by(domid).nodes
+    }
+
+    /// What `domid` owns in the committed tree.
+    pub fn owned_by(&self, domid: DomId) -> Owned {
+        self.owned.get(&domid).copied().unwrap_or_default()
     }
 
     /// Inserts `node` at `path` with no children, replacing any node there
@@ -152,10 +175,17 @@ impl Tree {
         generation
     }
 
-    fn uncount(&mut self, domid: DomId) {
-        if let Some(n) = self.owned.get_mut(&domid) {
-            *n -= 1;
-            if *n == 0 {
+    fn count_in(&mut self, domid: DomId, bytes: usize) {
+        let owned = self.owned.entry(domid).or_default();
+        owned.nodes += 1;
+        owned.bytes += bytes;
+    }
+
+    fn uncount(&mut self, domid: DomId, bytes: usize) {
+        if let Some(owned) = self.owned.get_mut(&domid) {
+            owned.nodes -= 1;
+            owned.bytes -= bytes;
+            if owned.nodes == 0 {
                 self.owned.remove(&domid);
             }
         }
@@ -176,9 +206,12 @@ impl Store for Tree {
 
     fn put(&mut self, path: &str, mut node: Node) {
         node.generation = self.stamp();
-        *self.owned.entry(node.perms.owner()).or_insert(0) += 1;
-        let old_owner = match self.nodes.get_mut(path) {
-            Some(entry) => Some(core::mem::replace(&mut entry.node, node).perms.owner()),
+        self.count_in(node.perms.owner(), node_cost(path, &node));
+        let old = match self.nodes.get_mut(path) {
+            Some(entry) => {
+                let old = core::mem::replace(&mut entry.node, node);
+                Some((old.perms.owner(), node_cost(path, &old)))
+            }
             None => {
                 let entry = Entry {
                     node,
@@ -188,14 +221,14 @@ impl Store for Tree {
                 None
             }
         };
-        if let Some(owner) = old_owner {
-            self.uncount(owner);
+        if let Some((owner, bytes)) = old {
+            self.uncount(owner, bytes);
         }
     }
 
     fn delete(&mut self, path: &str) {
         if let Some(old) = self.nodes.remove(path) {
-            self.uncount(old.node.perms.owner());
+            self.uncount(old.node.perms.owner(), node_cost(path, &old.node));
         }
     }
 
@@ -217,8 +250,8 @@ impl Store for Tree {
         }
     }
 
-    fn owned_by(&self, domid: DomId) -> usize {
-        self.count(domid)
+    fn owned(&self, domid: DomId) -> Owned {
+        self.owned_by(domid)
     }
 }
 
@@ -236,8 +269,10 @@ mod tests {
         t.put("/a", Node::new(b"y".to_vec(), Perms::owned_by(4)));
         assert_eq!((t.count(3), t.count(4)), (0, 1));
         assert!(t.get("/a").unwrap().generation > g0);
+        let bytes = t.owned_by(4).bytes;
+        assert_eq!(bytes, NODE_OVERHEAD + 2 + 1 + 8);
         t.delete("/a");
-        assert_eq!(t.count(4), 0);
+        assert_eq!(t.owned_by(4), Owned::default());
         assert_eq!(t.len(), 1);
     }
 

@@ -258,7 +258,6 @@ pub fn run(args: &Args) -> io::Result<()> {
             engine.disconnect(*id);
             clients.remove(id);
         }
-        let outstanding = engine.quotas().outstanding_requests;
         for id in dirty.iter().chain(&touched) {
             let (Some(client), Some(conn)) = (clients.get_mut(id), engine.connection(*id)) else {
                 continue;
@@ -266,7 +265,7 @@ pub fn run(args: &Args) -> io::Result<()> {
             // Stop reading from a client with `outstanding` replies queued
             // until it collects them; watch for room while output waits.
             let want = Interest {
-                read: conn.queued_replies() < outstanding,
+                read: engine.wants_input(*id),
                 write: conn.has_output(),
             };
             if want != client.interest {
