@@ -39,7 +39,7 @@ impl Usage {
         self.watch_bytes + self.queued_bytes + self.transaction_bytes
     }
 
-    fn add(&mut self, other: &Self) {
+    pub(crate) fn add(&mut self, other: &Self) {
         self.watches += other.watches;
         self.watch_bytes += other.watch_bytes;
         self.queued_events += other.queued_events;

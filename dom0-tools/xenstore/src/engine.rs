@@ -357,6 +357,51 @@ impl Engine {
         self.conns.get(&id)
     }
 
+    /// Checks the engine's invariants (the tree's, see [`Tree::check`];
+    /// every connection's usage is what its domain's account counts; the
+    /// indexes of watching connections and running transactions match the
+    /// connections). Describes the first violation. O(size of the store):
+    /// for tests, fuzzing and `CONTROL check` (which answers `EIO` if it
+    /// fails).
+    pub fn check(&self) -> Result<(), String> {
+        self.tree.check()?;
+        let mut sums: BTreeMap<DomId, Usage> = BTreeMap::new();
+        let mut running = BTreeSet::new();
+        for (id, conn) in &self.conns {
+            let usage = conn.usage();
+            if conn.accounted != usage {
+                return Err(format!(
+                    "connection {} accounted {:?}, holds {usage:?}",
+                    id.0, conn.accounted
+                ));
+            }
+            sums.entry(conn.kind.domid).or_default().add(&usage);
+            if self.watching.contains(id) == conn.watches().is_empty() {
+                return Err(format!("connection {} watching index is stale", id.0));
+            }
+            for (tx_id, slot) in &conn.transactions {
+                if let TxSlot::Open(tx) = slot {
+                    running.insert((tx.started_ms, *id, *tx_id));
+                }
+            }
+        }
+        for (domid, sum) in &sums {
+            if self.accounts.get(*domid) != *sum {
+                return Err(format!(
+                    "domain {domid} accounted {:?}, connections hold {sum:?}",
+                    self.accounts.get(*domid)
+                ));
+            }
+        }
+        if self.accounts.iter().any(|(d, _)| !sums.contains_key(&d)) {
+            return Err(String::from("an account without connections"));
+        }
+        if running != self.running {
+            return Err(String::from("running-transaction index is stale"));
+        }
+        Ok(())
+    }
+
     /// Whether the transport should take more requests from `id`: fewer
     /// than `outstanding` replies are queued for it. Transports stop
     /// reading from a connection while this is `false` (backpressure, for
@@ -826,7 +871,10 @@ impl Engine {
                 .map_err(|_| XsError::Inval)
         };
         match a.as_slice() {
-            [b"check"] | [b"check", ..] => Ok(Outcome::ok()),
+            [b"check"] | [b"check", ..] => self
+                .check()
+                .map(|()| Outcome::ok())
+                .map_err(|_| XsError::Io),
             [b"print", ..] => Ok(Outcome::ok()),
             [b"log", b"on"] => {
                 self.enable_access_log();
