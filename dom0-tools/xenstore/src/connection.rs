@@ -75,8 +75,8 @@ pub enum CloseReason {
     },
     /// The connection's domain was released.
     Released,
-    /// An unprivileged connection kept sending requests while its domain
-    /// had `queue-memory` bytes of replies and events queued: its transport
+    /// An unprivileged connection kept sending requests while it had
+    /// `queue-memory` bytes of replies and events queued: its transport
     /// ignores backpressure.
     QueueFull,
 }
@@ -90,9 +90,9 @@ impl core::fmt::Display for CloseReason {
                 crate::wire::PAYLOAD_MAX
             ),
             Self::Released => f.write_str("its domain was released"),
-            Self::QueueFull => f.write_str(
-                "it keeps sending requests with its domain's queue-memory full of unread output",
-            ),
+            Self::QueueFull => {
+                f.write_str("it keeps sending requests with queue-memory bytes of unread output")
+            }
         }
     }
 }

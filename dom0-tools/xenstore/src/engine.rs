@@ -502,12 +502,14 @@ impl Engine {
         };
         let h = msg.header;
         let limited = !conn.kind.privileged;
-        let held = self.accounts.get(conn.kind.domid);
-        if limited && held.queued_bytes >= self.quotas.queue_memory_per_domain {
+        // A transport that keeps feeding requests to a connection whose own
+        // output already fills the domain's queue quota ignores
+        // backpressure: the connection is closed.
+        if limited && conn.usage().queued_bytes >= self.quotas.queue_memory_per_domain {
             self.close(id, CloseReason::QueueFull);
             return;
         }
-        let outstanding = held.queued_replies;
+        let outstanding = self.accounts.get(conn.kind.domid).queued_replies;
         let result = if limited && outstanding >= self.quotas.outstanding_requests {
             Err(XsError::Quota)
         } else {

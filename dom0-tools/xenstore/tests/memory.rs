@@ -181,6 +181,7 @@ fn outstanding_replies_are_bounded_per_domain() {
     h.write(d0, 0, "/pub", &"x".repeat(3000)).unwrap();
     h.set_perms(d0, 0, "/pub", &["r0"]).unwrap();
     let g = h.domu(9);
+    let polite = h.domu(9);
     let mut closed = false;
     for _ in 0..10 {
         if h.engine.feed(g, &read).is_err() {
@@ -191,4 +192,6 @@ fn outstanding_replies_are_bounded_per_domain() {
     assert!(closed);
     assert_eq!(h.engine.take_closed(), vec![(g, CloseReason::QueueFull)]);
     assert_eq!(h.engine.usage(9).1, Default::default());
+    // Only the flooding connection is closed, not the rest of its domain.
+    assert_eq!(h.read(polite, 0, "/pub"), Ok("x".repeat(3000).into_bytes()));
 }

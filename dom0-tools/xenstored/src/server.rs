@@ -241,11 +241,13 @@ pub fn run(args: &Args) -> io::Result<()> {
             if (r.readable || r.hangup) && !receive(&mut engine, id, &mut client.stream) {
                 gone.push(id);
             }
+            // Send what this input caused at once (its replies, and events
+            // for others), so output never piles up in the engine for the
+            // length of a round.
+            send_dirty(&mut engine, &mut clients, &mut touched, &mut gone);
         }
-        // Send only to connections that were writable or got new output
-        // (one client's request may queue events for others).
-        let dirty = engine.take_dirty();
-        for id in dirty.iter().chain(&touched) {
+        // Then to connections that had room to write.
+        for id in &touched {
             let Some(client) = clients.get_mut(id) else {
                 continue;
             };
@@ -253,12 +255,13 @@ pub fn run(args: &Args) -> io::Result<()> {
                 gone.push(*id);
             }
         }
+        send_dirty(&mut engine, &mut clients, &mut touched, &mut gone);
         gone.extend(report(&mut engine));
         for id in &gone {
             engine.disconnect(*id);
             clients.remove(id);
         }
-        for id in dirty.iter().chain(&touched) {
+        for id in &touched {
             let (Some(client), Some(conn)) = (clients.get_mut(id), engine.connection(*id)) else {
                 continue;
             };
@@ -278,6 +281,25 @@ pub fn run(args: &Args) -> io::Result<()> {
     write_log(&mut log, &mut engine);
     drop(listeners);
     Ok(())
+}
+
+/// Writes out to every connection the engine queued something for since
+/// the last call, adding them to `touched`; peers found gone go to `gone`.
+fn send_dirty(
+    engine: &mut Engine,
+    clients: &mut BTreeMap<ConnId, Client>,
+    touched: &mut BTreeSet<ConnId>,
+    gone: &mut Vec<ConnId>,
+) {
+    for id in engine.take_dirty() {
+        let Some(client) = clients.get_mut(&id) else {
+            continue;
+        };
+        touched.insert(id);
+        if !flush(engine, id, &mut client.stream) {
+            gone.push(id);
+        }
+    }
 }
 
 /// Accepts every pending connection on `listener`. Returns `true` if

@@ -237,3 +237,66 @@ fn a_forgotten_transaction_is_ended_by_the_daemon() {
     assert_eq!(reply(&mut s), (ERROR, 3, b"EAGAIN\0".to_vec()));
     assert!(!d.tool("xenstore-exists", &["/t"]).status.success());
 }
+
+/// `CONTROL memreport`'s numbers for `domain <domid>:` (name, value pairs).
+fn domain_report(s: &mut UnixStream, domid: u32) -> Vec<(String, usize)> {
+    s.write_all(&request(0, 99, b"memreport\0")).unwrap();
+    let (_, _, text) = loop {
+        let r = reply(s);
+        if r.0 != 15 {
+            break r;
+        }
+    };
+    let text = String::from_utf8(text).unwrap();
+    let prefix = format!("domain {domid}: ");
+    let Some(line) = text.lines().find(|l| l.starts_with(&prefix)) else {
+        return Vec::new();
+    };
+    let words: Vec<&str> = line[prefix.len()..].split(' ').collect();
+    words
+        .chunks(2)
+        .map(|p| (p[0].to_string(), p[1].parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn deaf_guest_connections_neither_grow_the_store_nor_stall_dom0() {
+    let mut d = Daemon::start_full_with(&["--quota", "queue-memory=65536"], &[7]);
+    d.ok("xenstore-write", &["/pub", ""]);
+    d.ok("xenstore-chmod", &["/pub", "n0", "r7"]);
+    // A hostile guest: many connections, each watching /pub with a big
+    // token, none ever reading.
+    let token = "t".repeat(2000);
+    let mut deaf = Vec::new();
+    for i in 0..100 {
+        let mut s = UnixStream::connect(d.guest_socket(7)).unwrap();
+        s.write_all(&request(4, 1, format!("/pub\0{i}{token}\0").as_bytes()))
+            .unwrap();
+        deaf.push(s);
+    }
+    let mut s = d.connect();
+    let mut worst = Duration::ZERO;
+    for i in 0..2000u32 {
+        let started = std::time::Instant::now();
+        let payload = format!("/pub\0{i}");
+        s.write_all(&request(WRITE, i, payload.as_bytes())).unwrap();
+        assert_eq!(reply(&mut s).1, i);
+        worst = worst.max(started.elapsed());
+    }
+    let report = domain_report(&mut s, 7);
+    let get = |name: &str| {
+        report
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    eprintln!(
+        "worst dom0 write round trip beside 100 deaf guest connections: {worst:?}; {report:?}"
+    );
+    assert_eq!(get("watches"), 100);
+    assert!(get("queue-bytes") <= 65536, "{report:?}");
+    assert!(get("events") <= 1024, "{report:?}");
+    assert!(worst < Duration::from_secs(2), "dom0 stalled for {worst:?}");
+    drop(deaf);
+    assert_eq!(d.terminate().code(), Some(0));
+}
