@@ -1,5 +1,8 @@
 //! The engine: the tree, the connections and the request dispatcher.
 
+mod accounting;
+mod lifetime;
+
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
@@ -18,10 +21,9 @@ use crate::path::{
 };
 use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
-use crate::transaction::Transaction;
-use crate::tree::{Owned, Store, Tree};
+use crate::tree::{Store, Tree};
 use crate::watch::{Fired, Watch};
-use crate::wire::{Message, MsgType, Oversized, PAYLOAD_MAX};
+use crate::wire::{Message, MsgType, Oversized};
 
 /// The outcome of one request, before it is queued.
 struct Outcome {
@@ -194,140 +196,6 @@ impl Engine {
         self.dirty.remove(&id);
     }
 
-    /// Advances the engine's clock (milliseconds, from any fixed origin;
-    /// it must not go backwards) and ends every transaction older than the
-    /// `transaction-timeout` quota. The engine never reads a clock itself.
-    pub fn set_time(&mut self, now_ms: u64) {
-        self.now_ms = self.now_ms.max(now_ms);
-        let Some(limit) = self.tx_limit_ms() else {
-            return;
-        };
-        while let Some(&(started, conn, tx_id)) = self.running.first() {
-            if self.now_ms.saturating_sub(started) < limit {
-                break;
-            }
-            self.expire(conn, tx_id);
-        }
-    }
-
-    /// When (on the [`set_time`](Self::set_time) clock) the oldest running
-    /// transaction reaches its age limit, if there is a limit and one runs.
-    pub fn next_deadline(&self) -> Option<u64> {
-        let limit = self.tx_limit_ms()?;
-        let &(started, _, _) = self.running.first()?;
-        Some(started.saturating_add(limit))
-    }
-
-    /// Operator-visible events since the last call (one line each), e.g.
-    /// transactions the store ended.
-    pub fn take_notices(&mut self) -> Vec<String> {
-        core::mem::take(&mut self.notices)
-    }
-
-    fn tx_limit_ms(&self) -> Option<u64> {
-        let secs = self.quotas.transaction_timeout_secs;
-        (secs > 0).then(|| (secs as u64).saturating_mul(1000))
-    }
-
-    /// Ends a running transaction on the store's initiative.
-    fn expire(&mut self, id: ConnId, tx_id: u32) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let Some(slot) = conn.transactions.get_mut(&tx_id) else {
-            return;
-        };
-        if let TxSlot::Open(tx) = core::mem::replace(slot, TxSlot::Expired) {
-            self.running.remove(&(tx.started_ms, id, tx_id));
-            let age = self.now_ms.saturating_sub(tx.started_ms) / 1000;
-            self.notices.push(format!(
-                "transaction {tx_id} of connection {} (domain {}) ended after {age} s \
-                 (transaction-timeout {} s); it fails with EAGAIN",
-                id.0, conn.kind.domid, self.quotas.transaction_timeout_secs
-            ));
-        }
-        self.settle(id);
-    }
-
-    /// Brings connection `id`'s contribution to its domain's account up to
-    /// date.
-    fn settle(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(&id) {
-            let now = conn.usage();
-            self.accounts
-                .settle(conn.kind.domid, &mut conn.accounted, now);
-        }
-    }
-
-    /// What domain `domid` makes the store hold: the nodes it owns, and
-    /// what its connections hold (watches, queues, transactions).
-    pub fn usage(&self, domid: DomId) -> (Owned, Usage) {
-        (self.tree.owned_by(domid), self.accounts.get(domid))
-    }
-
-    /// Queues one watch event for `id`, within the per-connection limit
-    /// and, for unprivileged domains, the per-domain ones: the oldest
-    /// events of the receiving connection make room, or else the new event
-    /// is dropped.
-    fn queue_event(&mut self, id: ConnId, payload: Vec<u8>) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let bytes = Message::new(MsgType::WatchEvent, 0, 0, payload).to_bytes();
-        let domid = conn.kind.domid;
-        let mut refused = false;
-        while !conn.kind.privileged {
-            let held = self.accounts.get(domid);
-            let over = held.queued_events >= self.quotas.watch_events_per_domain
-                || held.queued_bytes + bytes.len() > self.quotas.queue_memory_per_domain;
-            if !over {
-                break;
-            }
-            if !conn.drop_oldest_event() {
-                refused = true;
-                break;
-            }
-            let now = conn.usage();
-            self.accounts.settle(domid, &mut conn.accounted, now);
-        }
-        if refused {
-            conn.refuse_event();
-        } else {
-            conn.push_event(bytes, self.quotas.queued_watch_events);
-            self.dirty.insert(id);
-        }
-        let now = conn.usage();
-        self.accounts.settle(domid, &mut conn.accounted, now);
-    }
-
-    /// Expires transaction `tx_id` of `id` if it is over the age limit.
-    fn check_age(&mut self, id: ConnId, tx_id: u32) {
-        let Some(limit) = self.tx_limit_ms() else {
-            return;
-        };
-        let started = match self.conns.get(&id).and_then(|c| c.transactions.get(&tx_id)) {
-            Some(TxSlot::Open(tx)) => tx.started_ms,
-            _ => return,
-        };
-        if self.now_ms.saturating_sub(started) >= limit {
-            self.expire(id, tx_id);
-        }
-    }
-
-    /// Removes one transaction slot's traces from the engine's indexes.
-    fn forget_transaction(&mut self, id: ConnId, tx_id: u32, slot: &TxSlot) {
-        if let TxSlot::Open(tx) = slot {
-            self.running.remove(&(tx.started_ms, id, tx_id));
-        }
-    }
-
-    /// Drops every transaction of a connection.
-    fn forget_transactions(&mut self, id: ConnId, conn: &mut Connection) {
-        for (tx_id, slot) in core::mem::take(&mut conn.transactions) {
-            self.forget_transaction(id, tx_id, &slot);
-        }
-    }
-
     /// Connections the engine closed on its own since the last call, and
     /// why. The transport should drop their transports (and may log the
     /// reason); the engine has already forgotten them.
@@ -355,61 +223,6 @@ impl Engine {
     /// when its domain is released.
     pub fn connection(&self, id: ConnId) -> Option<&Connection> {
         self.conns.get(&id)
-    }
-
-    /// Checks the engine's invariants (the tree's, see [`Tree::check`];
-    /// every connection's usage is what its domain's account counts; the
-    /// indexes of watching connections and running transactions match the
-    /// connections). Describes the first violation. O(size of the store):
-    /// for tests, fuzzing and `CONTROL check` (which answers `EIO` if it
-    /// fails).
-    pub fn check(&self) -> Result<(), String> {
-        self.tree.check()?;
-        let mut sums: BTreeMap<DomId, Usage> = BTreeMap::new();
-        let mut running = BTreeSet::new();
-        for (id, conn) in &self.conns {
-            let usage = conn.usage();
-            if conn.accounted != usage {
-                return Err(format!(
-                    "connection {} accounted {:?}, holds {usage:?}",
-                    id.0, conn.accounted
-                ));
-            }
-            sums.entry(conn.kind.domid).or_default().add(&usage);
-            if self.watching.contains(id) == conn.watches().is_empty() {
-                return Err(format!("connection {} watching index is stale", id.0));
-            }
-            for (tx_id, slot) in &conn.transactions {
-                if let TxSlot::Open(tx) = slot {
-                    running.insert((tx.started_ms, *id, *tx_id));
-                }
-            }
-        }
-        for (domid, sum) in &sums {
-            if self.accounts.get(*domid) != *sum {
-                return Err(format!(
-                    "domain {domid} accounted {:?}, connections hold {sum:?}",
-                    self.accounts.get(*domid)
-                ));
-            }
-        }
-        if self.accounts.iter().any(|(d, _)| !sums.contains_key(&d)) {
-            return Err(String::from("an account without connections"));
-        }
-        if running != self.running {
-            return Err(String::from("running-transaction index is stale"));
-        }
-        Ok(())
-    }
-
-    /// Whether the transport should take more requests from `id`: fewer
-    /// than `outstanding` replies are queued for it. Transports stop
-    /// reading from a connection while this is `false` (backpressure, for
-    /// privileged connections too).
-    pub fn wants_input(&self, id: ConnId) -> bool {
-        self.conns
-            .get(&id)
-            .is_some_and(|c| c.queued_replies() < self.quotas.outstanding_requests)
     }
 
     /// Bytes waiting to go to connection `id` (empty if none).
@@ -553,36 +366,6 @@ impl Engine {
             domid: kind.domid,
             privileged: kind.privileged,
             target: self.domains.target_of(kind.domid),
-        }
-    }
-
-    /// Queues watch events for `fired` to every connection entitled to them.
-    fn fire(&mut self, fired: &[Fired]) {
-        for f in fired {
-            let mut deliveries = Vec::new();
-            for id in &self.watching {
-                let Some(conn) = self.conns.get(id) else {
-                    continue;
-                };
-                let caller = Caller {
-                    domid: conn.kind.domid,
-                    privileged: conn.kind.privileged,
-                    target: self.domains.target_of(conn.kind.domid),
-                };
-                if !f.perms.iter().any(|p| caller.can_read(p)) {
-                    continue;
-                }
-                deliveries.extend(
-                    conn.watches()
-                        .iter()
-                        .filter_map(|w| w.event_path(f).map(|p| w.event_payload(p)))
-                        .filter(|payload| payload.len() <= PAYLOAD_MAX)
-                        .map(|payload| (*id, payload)),
-                );
-            }
-            for (id, payload) in deliveries {
-                self.queue_event(id, payload);
-            }
         }
     }
 
@@ -755,48 +538,6 @@ impl Engine {
             self.watching.remove(&id);
         }
         Ok(Outcome::ok())
-    }
-
-    fn transaction_start(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
-        if msg.header.tx_id != 0 {
-            return Err(XsError::Busy);
-        }
-        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        if conn.transactions.len() >= self.quotas.transactions_per_connection {
-            return Err(XsError::NoSpc);
-        }
-        let domain_open = self.accounts.get(conn.kind.domid).transactions;
-        if !conn.kind.privileged && domain_open >= self.quotas.transactions_per_domain {
-            return Err(XsError::NoSpc);
-        }
-        let tx_id = conn.allocate_tx_id();
-        let tx = Transaction::started_at(self.now_ms);
-        self.running.insert((tx.started_ms, id, tx_id));
-        conn.transactions.insert(tx_id, TxSlot::Open(tx));
-        Ok(Outcome::reply(with_nul(&format!("{tx_id}"))))
-    }
-
-    fn transaction_end(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
-        let commit = match args(msg, 1)?[0] {
-            b"T" => true,
-            b"F" => false,
-            _ => return Err(XsError::Inval),
-        };
-        let tx_id = msg.header.tx_id;
-        self.check_age(id, tx_id);
-        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let slot = conn.transactions.remove(&tx_id).ok_or(XsError::NoEnt)?;
-        self.forget_transaction(id, tx_id, &slot);
-        let tx = match slot {
-            TxSlot::Open(tx) => tx,
-            TxSlot::Expired if commit => return Err(XsError::Again),
-            TxSlot::Expired => return Ok(Outcome::ok()),
-        };
-        if !commit {
-            return Ok(Outcome::ok());
-        }
-        let fired = tx.commit(&mut self.tree)?;
-        Ok(Outcome::ok_firing(fired))
     }
 
     fn introduce(&mut self, msg: &Message) -> XsResult<Outcome> {
