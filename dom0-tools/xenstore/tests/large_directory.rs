@@ -62,8 +62,9 @@ fn a_hundred_thousand_children() {
     let built = started.elapsed();
     eprintln!("built {CHILDREN} children in {built:?}");
     assert_eq!(h.engine.tree().child_names("/big").unwrap().len(), CHILDREN);
-    // Generous: about 0.2 s in this profile on the development machine.
-    assert!(built < Duration::from_secs(20), "took {built:?}");
+    // The requirement is 2 s; it takes about 0.2 s in this profile on the
+    // development machine (the copying code took 38 s for 20,000).
+    assert!(built < Duration::from_secs(2), "took {built:?}");
 
     let started = Instant::now();
     let names = page(&mut h, c, 0);
