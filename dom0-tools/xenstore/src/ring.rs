@@ -52,6 +52,11 @@ pub struct Activity {
 /// Services connection `id` over `page` once. Fails with `EIO` if the guest
 /// published impossible indexes (more than a ring's worth outstanding); the
 /// caller should then report `XENSTORE_ERROR_RINGIDX` and stop serving it.
+/// Fails with `ENOENT` once the engine has closed the connection (for
+/// instance after an oversize header; see
+/// [`Engine::take_closed`](crate::Engine::take_closed)). Takes no requests
+/// while [`Engine::wants_input`](crate::Engine::wants_input) says the guest
+/// has too many replies uncollected.
 pub fn service(engine: &mut Engine, id: ConnId, page: &mut impl RingPage) -> XsResult<Activity> {
     let (cons, prod) = page.req_indexes();
     let mut available = prod.wrapping_sub(cons);
