@@ -97,7 +97,7 @@ impl Engine {
         }
     }
 
-    /// Checks the engine's invariants (the tree's, see [`Tree::check`];
+    /// Checks the engine's invariants (the tree's, see [`Tree::check`](crate::tree::Tree::check);
     /// every connection's usage is what its domain's account counts; the
     /// indexes of watching connections and running transactions match the
     /// connections). Describes the first violation. O(size of the store):
