@@ -12,7 +12,7 @@ use crate::account::Usage;
 use crate::connection::{ConnId, TxSlot};
 use crate::perms::Caller;
 use crate::tree::Owned;
-use crate::watch::Fired;
+use crate::watch::{Fired, WatchIndex};
 use crate::wire::{Message, MsgType, PAYLOAD_MAX};
 
 impl Engine {
@@ -71,7 +71,7 @@ impl Engine {
     pub(super) fn fire(&mut self, fired: &[Fired]) {
         for f in fired {
             let mut deliveries = Vec::new();
-            for id in &self.watching {
+            for id in &self.watching.candidates(f) {
                 let Some(conn) = self.conns.get(id) else {
                     continue;
                 };
@@ -99,7 +99,7 @@ impl Engine {
 
     /// Checks the engine's invariants (the tree's, see [`Tree::check`](crate::tree::Tree::check);
     /// every connection's usage is what its domain's account counts; the
-    /// indexes of watching connections and running transactions match the
+    /// index of watches and of running transactions match the
     /// connections). Describes the first violation. O(size of the store):
     /// for tests, fuzzing and `CONTROL check` (which answers `EIO` if it
     /// fails).
@@ -107,6 +107,7 @@ impl Engine {
         self.tree.check()?;
         let mut sums: BTreeMap<DomId, Usage> = BTreeMap::new();
         let mut running = BTreeSet::new();
+        let mut index = WatchIndex::default();
         for (id, conn) in &self.conns {
             let usage = conn.usage();
             if conn.accounted != usage {
@@ -116,8 +117,8 @@ impl Engine {
                 ));
             }
             sums.entry(conn.kind.domid).or_default().add(&usage);
-            if self.watching.contains(id) == conn.watches().is_empty() {
-                return Err(format!("connection {} watching index is stale", id.0));
+            for watch in conn.watches() {
+                index.add(&watch.path, *id);
             }
             for (tx_id, slot) in &conn.transactions {
                 if let TxSlot::Open(tx) = slot {
@@ -135,6 +136,9 @@ impl Engine {
         }
         if self.accounts.iter().any(|(d, _)| !sums.contains_key(&d)) {
             return Err(String::from("an account without connections"));
+        }
+        if index != self.watching {
+            return Err(String::from("watch index is stale"));
         }
         if running != self.running {
             return Err(String::from("running-transaction index is stale"));

@@ -22,7 +22,7 @@ use crate::path::{
 use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
 use crate::tree::{Store, Tree};
-use crate::watch::{Fired, Watch};
+use crate::watch::{Fired, Watch, WatchIndex};
 use crate::wire::{Message, MsgType, Oversized};
 
 /// The outcome of one request, before it is queued.
@@ -128,8 +128,8 @@ pub struct Engine {
     running: BTreeSet<(u64, ConnId, u32)>,
     /// What each domain's connections hold together.
     accounts: Accounts,
-    /// Connections with at least one watch: the only ones events visit.
-    watching: BTreeSet<ConnId>,
+    /// Who watches which path: an event visits only the candidates.
+    watching: WatchIndex,
     /// Connections that had output queued since the last `take_dirty`.
     dirty: BTreeSet<ConnId>,
 }
@@ -191,8 +191,10 @@ impl Engine {
             let domid = conn.kind.domid;
             self.accounts
                 .settle(domid, &mut conn.accounted, Usage::default());
+            for watch in conn.watches() {
+                self.watching.remove(&watch.path, id);
+            }
         }
-        self.watching.remove(&id);
         self.dirty.remove(&id);
     }
 
@@ -405,8 +407,10 @@ impl Engine {
             MsgType::TransactionEnd => self.transaction_end(id, msg),
             MsgType::ResetWatches => {
                 let mut conn = self.conns.remove(&id).ok_or(XsError::NoEnt)?;
+                for watch in conn.watches() {
+                    self.watching.remove(&watch.path, id);
+                }
                 conn.clear_watches();
-                self.watching.remove(&id);
                 self.forget_transactions(id, &mut conn);
                 self.conns.insert(id, conn);
                 Ok(Outcome::ok())
@@ -517,8 +521,8 @@ impl Engine {
         }
         let watch = Watch { path, token, home };
         let initial = watch.event_payload(&watch.path);
+        self.watching.add(&watch.path, id);
         conn.add_watch(watch);
-        self.watching.insert(id);
         Ok(Outcome {
             initial: Some(initial),
             ..Outcome::ok()
@@ -534,9 +538,7 @@ impl Engine {
             .position(|w| w.path == path && w.token == token)
             .ok_or(XsError::NoEnt)?;
         conn.remove_watch(index);
-        if conn.watches().is_empty() {
-            self.watching.remove(&id);
-        }
+        self.watching.remove(&path, id);
         Ok(Outcome::ok())
     }
 
