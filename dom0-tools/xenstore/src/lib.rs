@@ -38,6 +38,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod account;
 pub mod connection;
 pub mod domain;
 pub mod engine;
@@ -52,7 +53,8 @@ pub mod tree;
 pub mod watch;
 pub mod wire;
 
-pub use connection::{ConnId, ConnKind, Connection};
+pub use account::Usage;
+pub use connection::{CloseReason, ConnId, ConnKind, Connection};
 pub use domain::Domain;
 pub use engine::Engine;
 pub use error::{XsError, XsResult};

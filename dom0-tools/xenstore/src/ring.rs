@@ -52,17 +52,28 @@ pub struct Activity {
 /// Services connection `id` over `page` once. Fails with `EIO` if the guest
 /// published impossible indexes (more than a ring's worth outstanding); the
 /// caller should then report `XENSTORE_ERROR_RINGIDX` and stop serving it.
+/// Fails with `ENOENT` once the engine has closed the connection (for
+/// instance after an oversize header; see
+/// [`Engine::take_closed`](crate::Engine::take_closed)). Takes no requests
+/// while [`Engine::wants_input`](crate::Engine::wants_input) says the guest
+/// has too many replies uncollected.
 pub fn service(engine: &mut Engine, id: ConnId, page: &mut impl RingPage) -> XsResult<Activity> {
     let (cons, prod) = page.req_indexes();
-    let available = prod.wrapping_sub(cons);
+    let mut available = prod.wrapping_sub(cons);
     if available > RING_SIZE {
         return Err(XsError::Io);
     }
-    let bytes: Vec<u8> = (0..available)
-        .map(|i| page.req_byte(mask(cons.wrapping_add(i))))
-        .collect();
-    page.set_req_cons(prod);
-    engine.feed(id, &bytes)?;
+    // Backpressure: requests wait in the guest's ring while its replies
+    // are not collected.
+    if engine.wants_input(id) {
+        let bytes: Vec<u8> = (0..available)
+            .map(|i| page.req_byte(mask(cons.wrapping_add(i))))
+            .collect();
+        page.set_req_cons(prod);
+        engine.feed(id, &bytes)?;
+    } else {
+        available = 0;
+    }
 
     let (rsp_cons, mut rsp_prod) = page.rsp_indexes();
     let used = rsp_prod.wrapping_sub(rsp_cons);
@@ -225,6 +236,29 @@ mod tests {
         let read = Message::new(MsgType::Read, 3, 0, b"/big\0".to_vec());
         engine.feed(dom0, &read.to_bytes()).unwrap();
         assert_eq!(replies(&engine.drain_output(dom0))[0].payload, value);
+    }
+
+    #[test]
+    fn a_guest_that_never_collects_replies_is_held_back() {
+        let quotas = Quotas {
+            outstanding_requests: 4,
+            ..Quotas::default()
+        };
+        let mut engine = Engine::new(quotas);
+        let guest = engine.connect(ConnKind::domain(3));
+        let mut page = MemoryRing::default();
+        // Replies of about 300 bytes each: the response ring holds three.
+        let mut request = b"/local/domain/3/".to_vec();
+        request.extend(vec![b'a'; 280]);
+        request.push(0);
+        let one = Message::new(MsgType::Read, 1, 0, request).to_bytes();
+        for _ in 0..50 {
+            page.guest_send(&one);
+            service(&mut engine, guest, &mut page).unwrap();
+        }
+        let conn = engine.connection(guest).unwrap();
+        assert!(conn.queued_replies() <= 4, "{}", conn.queued_replies());
+        assert!(page.req_prod != page.req_cons, "requests wait in the ring");
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! `@releaseDomain`) fire when the engine signals those events. A
 //! connection only receives events for nodes it may read.
 
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Bound;
 
-use crate::path::{is_self_or_ancestor, relative_to};
+use crate::connection::ConnId;
+use crate::path::{is_self_or_ancestor, parent, relative_to};
 use crate::perms::Perms;
 
 /// Something that happened and may fire watches.
@@ -106,6 +109,80 @@ impl Watch {
     }
 }
 
+/// Which connections watch which paths, so that an event visits only the
+/// connections holding a watch that can fire: those on the changed path
+/// and its ancestors (O(depth · log w) lookups) and, for a removal, those
+/// below it (one range).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WatchIndex {
+    /// Watch path (canonical, or special name) → connection → watches.
+    by_path: BTreeMap<String, BTreeMap<ConnId, usize>>,
+}
+
+impl WatchIndex {
+    /// Records a watch of `conn` on `path`.
+    pub fn add(&mut self, path: &str, conn: ConnId) {
+        *self
+            .by_path
+            .entry(String::from(path))
+            .or_default()
+            .entry(conn)
+            .or_insert(0) += 1;
+    }
+
+    /// Forgets one watch of `conn` on `path`.
+    pub fn remove(&mut self, path: &str, conn: ConnId) {
+        let Some(conns) = self.by_path.get_mut(path) else {
+            return;
+        };
+        if let Some(n) = conns.get_mut(&conn) {
+            *n -= 1;
+            if *n == 0 {
+                conns.remove(&conn);
+            }
+        }
+        if conns.is_empty() {
+            self.by_path.remove(path);
+        }
+    }
+
+    /// The connections that may hold a watch `fired` fires, in id order.
+    pub fn candidates(&self, fired: &Fired) -> BTreeSet<ConnId> {
+        let mut out = BTreeSet::new();
+        let mut take = |path: &str| {
+            if let Some(conns) = self.by_path.get(path) {
+                out.extend(conns.keys().copied());
+            }
+        };
+        if fired.is_special() {
+            take(&fired.path);
+            return out;
+        }
+        let mut at = Some(fired.path.as_str());
+        while let Some(p) = at {
+            take(p);
+            at = parent(p);
+        }
+        if fired.recursive {
+            let prefix = if fired.path == "/" {
+                String::from("/")
+            } else {
+                let mut prefix = fired.path.clone();
+                prefix.push('/');
+                prefix
+            };
+            let below = self
+                .by_path
+                .range::<str, _>((Bound::Excluded(prefix.as_str()), Bound::Unbounded))
+                .take_while(|(path, _)| path.starts_with(&prefix));
+            for (_, conns) in below {
+                out.extend(conns.keys().copied());
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +219,32 @@ mod tests {
         );
         let other = Fired::special("@introduceDomain", Perms::owned_by(0));
         assert_eq!(s.event_path(&other), None);
+    }
+
+    #[test]
+    fn index_finds_exactly_the_candidates() {
+        let p = Perms::owned_by(0);
+        let mut index = WatchIndex::default();
+        let (a, b, c, d) = (ConnId(1), ConnId(2), ConnId(3), ConnId(4));
+        index.add("/", a);
+        index.add("/x/y", b);
+        index.add("/x/y", b);
+        index.add("/x/yz/w", c);
+        index.add("@releaseDomain", d);
+        let changed = Fired::changed("/x/y/z", alloc::vec![p.clone()]);
+        assert_eq!(index.candidates(&changed), [a, b].into());
+        let removed = Fired::removed("/x", p.clone());
+        assert_eq!(index.candidates(&removed), [a, b, c].into());
+        let removed = Fired::removed("/x/y", p.clone());
+        assert_eq!(index.candidates(&removed), [a, b].into());
+        let root = Fired::removed("/", p.clone());
+        assert_eq!(index.candidates(&root), [a, b, c].into());
+        let special = Fired::special("@releaseDomain", p.clone());
+        assert_eq!(index.candidates(&special), [d].into());
+        index.remove("/x/y", b);
+        assert_eq!(index.candidates(&changed), [a, b].into());
+        index.remove("/x/y", b);
+        assert_eq!(index.candidates(&changed), [a].into());
     }
 
     #[test]

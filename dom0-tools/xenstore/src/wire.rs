@@ -5,8 +5,10 @@
 //! which may not exceed [`PAYLOAD_MAX`] bytes. [`Decoder`] is incremental:
 //! feed it whatever bytes arrived and it yields whole messages, buffering at
 //! most one header and one maximal payload. A header announcing an oversize
-//! payload is reported as an error and its payload is then skipped, so the
-//! stream stays in step and only that request fails.
+//! payload is a framing error the stream cannot recover from (whatever
+//! follows cannot be trusted to be in step): the decoder reports it once and
+//! then discards all further input. The engine closes such a connection, as
+//! Xen's stores do.
 
 use alloc::vec::Vec;
 
@@ -169,7 +171,7 @@ pub struct Oversized(pub Header);
 pub struct Decoder {
     buffer: Vec<u8>,
     header: Option<Header>,
-    skip: u64,
+    failed: bool,
 }
 
 impl Decoder {
@@ -180,7 +182,12 @@ impl Decoder {
 
     /// Whether the decoder holds a partial message.
     pub fn is_mid_message(&self) -> bool {
-        !self.buffer.is_empty() || self.header.is_some() || self.skip > 0
+        !self.buffer.is_empty() || self.header.is_some()
+    }
+
+    /// Whether the stream hit a framing error (all later input is discarded).
+    pub fn has_failed(&self) -> bool {
+        self.failed
     }
 
     /// Consumes bytes from the front of `input` until one message (or a
@@ -188,15 +195,9 @@ impl Decoder {
     /// without completing one.
     pub fn decode(&mut self, input: &mut &[u8]) -> Option<Result<Message, Oversized>> {
         loop {
-            if self.skip > 0 {
-                let n = usize::try_from(self.skip)
-                    .unwrap_or(usize::MAX)
-                    .min(input.len());
-                *input = &input[n..];
-                self.skip -= n as u64;
-                if self.skip > 0 {
-                    return None;
-                }
+            if self.failed {
+                *input = &[];
+                return None;
             }
             match self.header {
                 None => {
@@ -212,7 +213,8 @@ impl Decoder {
                     self.buffer.clear();
                     let header = Header::decode(&raw);
                     if header.len as usize > PAYLOAD_MAX {
-                        self.skip = u64::from(header.len);
+                        self.failed = true;
+                        *input = &[];
                         return Some(Err(Oversized(header)));
                     }
                     self.header = Some(header);
@@ -268,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn oversize_is_skipped() {
+    fn oversize_fails_the_stream() {
         let bad = Header {
             msg_type: 2,
             req_id: 9,
@@ -282,8 +284,16 @@ mod tests {
         let mut d = Decoder::new();
         let mut input = &bytes[..];
         assert_eq!(d.decode(&mut input), Some(Err(Oversized(bad))));
-        assert_eq!(d.decode(&mut input), Some(Ok(good)));
+        assert!(d.has_failed());
         assert_eq!(d.decode(&mut input), None);
+        let more = good.to_bytes();
+        let mut input = &more[..];
+        assert_eq!(
+            d.decode(&mut input),
+            None,
+            "nothing decodes after the error"
+        );
+        assert!(input.is_empty());
     }
 
     #[test]

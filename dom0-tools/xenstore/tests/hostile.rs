@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use oxen_xenstore::Quotas;
 use oxen_xenstore::wire::{HEADER_LEN, Header, Message, MsgType, PAYLOAD_MAX};
+use oxen_xenstore::{CloseReason, Quotas, XsError};
 use proptest::prelude::*;
 
 fn error_string(msg: &Message) -> String {
@@ -17,30 +17,42 @@ fn error_string(msg: &Message) -> String {
 }
 
 #[test]
-fn oversize_payload_is_refused_and_skipped() {
+fn oversize_header_closes_the_connection() {
     let mut h = Harness::new();
     let bad = h.dom0();
     let good = h.dom0();
+    assert_eq!(h.write(good, 0, "/ok", "1"), ok());
     let header = Header {
         msg_type: MsgType::Write as u32,
         req_id: 77,
         tx_id: 0,
         len: PAYLOAD_MAX as u32 + 1,
     };
-    let reply = h.raw(bad, &header.encode());
-    assert_eq!(error_string(&reply), "E2BIG");
-    assert_eq!(reply.header.req_id, 77);
-    // Others carry on meanwhile.
-    assert_eq!(h.write(good, 0, "/ok", "1"), ok());
-    // The announced payload is skipped, then the stream is back in step.
-    h.engine.feed(bad, &vec![b'A'; PAYLOAD_MAX + 1]).unwrap();
-    assert_eq!(h.read(bad, 0, "/ok"), val("1"));
+    // A whole valid request follows in the same bytes: it is not served.
+    let mut bytes = header.encode().to_vec();
+    bytes.extend(Message::new(MsgType::Write, 78, 0, b"/evil\0x".to_vec()).to_bytes());
+    assert_eq!(h.engine.feed(bad, &bytes), Err(XsError::NoEnt));
+    assert!(h.engine.connection(bad).is_none(), "connection closed");
+    assert!(h.engine.drain_output(bad).is_empty(), "no reply");
+    assert_eq!(
+        h.engine.take_closed(),
+        vec![(
+            bad,
+            CloseReason::Oversized {
+                len: PAYLOAD_MAX as u32 + 1
+            }
+        )]
+    );
+    assert_eq!(h.engine.feed(bad, b"more"), Err(XsError::NoEnt));
+    // Others carry on.
+    assert_eq!(h.read(good, 0, "/ok"), val("1"));
+    assert_eq!(h.read(good, 0, "/evil"), err("ENOENT"));
 }
 
 #[test]
-fn huge_length_does_not_allocate_or_stall() {
+fn huge_length_closes_at_once() {
     let mut h = Harness::new();
-    let bad = h.dom0();
+    let bad = h.domu(5);
     let good = h.dom0();
     let header = Header {
         msg_type: 2,
@@ -48,13 +60,26 @@ fn huge_length_does_not_allocate_or_stall() {
         tx_id: 0,
         len: u32::MAX,
     };
-    assert_eq!(error_string(&h.raw(bad, &header.encode())), "E2BIG");
-    h.engine.feed(bad, &[0u8; 1 << 16]).unwrap();
-    assert!(
-        h.engine.drain_output(bad).is_empty(),
-        "skipped bytes produce nothing"
+    // Split header: nothing happens until it is complete.
+    let bytes = header.encode();
+    h.engine.feed(bad, &bytes[..7]).unwrap();
+    assert!(h.engine.connection(bad).is_some());
+    assert_eq!(h.engine.feed(bad, &bytes[7..]), Err(XsError::NoEnt));
+    assert_eq!(
+        h.engine.take_closed(),
+        vec![(bad, CloseReason::Oversized { len: u32::MAX })]
     );
     assert_eq!(h.read(good, 0, "/"), val(""));
+}
+
+#[test]
+fn largest_payload_is_still_accepted() {
+    let mut h = Harness::new();
+    let c = h.dom0();
+    let mut payload = b"/max\0".to_vec();
+    payload.resize(PAYLOAD_MAX, b'v');
+    assert_eq!(h.request(c, MsgType::Write, 0, &payload), ok());
+    assert!(h.engine.connection(c).is_some());
 }
 
 #[test]
@@ -216,10 +241,14 @@ proptest! {
     fn garbage_never_hurts_others(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..40)) {
         let mut h = Harness::new();
         let victim = h.dom0();
-        let attacker = h.domu(9);
+        let mut attacker = h.domu(9);
         h.write(victim, 0, "/v", "safe").unwrap();
         for chunk in &chunks {
-            h.engine.feed(attacker, chunk).unwrap();
+            if h.engine.feed(attacker, chunk).is_err() {
+                // Closed for a framing error: only the attacker noticed.
+                prop_assert!(h.engine.connection(attacker).is_none());
+                attacker = h.domu(9);
+            }
             let _ = h.engine.drain_output(attacker);
             prop_assert_eq!(h.read(victim, 0, "/v"), val("safe"));
         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use oxen_xenstore::wire::MsgType;
+use oxen_xenstore::wire::{Message, MsgType};
 use oxen_xenstore::{ConnKind, Quotas};
 
 fn ev(path: &str, token: &str) -> (String, String) {
@@ -569,4 +569,26 @@ fn special_watch_events_follow_the_special_names_permissions() {
         "not a node"
     );
     assert_eq!(h.read(d0, 0, "@introduceDomain"), err("EINVAL"));
+}
+
+#[test]
+fn take_dirty_names_only_connections_with_new_output() {
+    let mut h = Harness::new();
+    let writer = h.dom0();
+    let watcher = h.dom0();
+    let idle: Vec<_> = (0..100).map(|_| h.dom0()).collect();
+    h.watch(watcher, "/w", "t").unwrap();
+    h.events(watcher);
+    h.engine.take_dirty();
+    h.engine
+        .feed(
+            writer,
+            &Message::new(MsgType::Write, 1, 0, b"/w\0x".to_vec()).to_bytes(),
+        )
+        .unwrap();
+    let dirty = h.engine.take_dirty();
+    assert_eq!(dirty.into_iter().collect::<Vec<_>>(), vec![writer, watcher]);
+    assert!(h.engine.take_dirty().is_empty());
+    h.engine.disconnect(idle[0]);
+    assert!(h.engine.take_dirty().is_empty());
 }

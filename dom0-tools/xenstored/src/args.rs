@@ -8,7 +8,8 @@ use oxen_xenstore::{DomId, Quotas};
 pub const USAGE: &str = "usage: oxen-xenstored --unix-socket PATH [--ro-socket PATH] \
 [--access-log FILE] [--quota NAME=VALUE]... [--guest-socket DOMID:PATH]...
 quota names: nodes, value-size, watches, transactions, outstanding, watch-events, perms,
-transaction-nodes
+transaction-nodes, domain-transactions, transaction-timeout (seconds, 0: none), node-memory,
+domain-watch-events, queue-memory, transaction-memory (bytes)
 --guest-socket serves unprivileged connections acting as domain DOMID (a stand-in
 for that guest's ring, for testing)";
 
@@ -31,7 +32,7 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// Serve.
-    Run(Args),
+    Run(Box<Args>),
     /// Print usage.
     Help,
 }
@@ -79,13 +80,13 @@ impl Args {
             }
         }
         let unix_socket = unix_socket.ok_or("--unix-socket is required")?;
-        Ok(Parsed::Run(Self {
+        Ok(Parsed::Run(Box::new(Self {
             unix_socket,
             ro_socket,
             access_log,
             quotas,
             guest_sockets,
-        }))
+        })))
     }
 }
 

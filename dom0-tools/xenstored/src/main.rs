@@ -7,6 +7,7 @@
 //! on SIGTERM (or SIGINT) removes its sockets and exits 0.
 
 mod args;
+mod epoll;
 mod server;
 
 use std::process::ExitCode;

@@ -1,13 +1,16 @@
 //! The Unix-socket adapter: a single-threaded poll loop over the engine.
 //!
-//! Every socket is non-blocking. Each round the loop polls the signal pipe,
-//! the listeners and every client; reads are fed to the engine and whatever
-//! the engine queued (replies, and watch events for any client) is written
-//! out as far as each socket accepts. A client that stops reading only
-//! stalls itself: the loop stops reading its requests once it has
-//! `outstanding` replies queued, and its watch events are capped.
+//! Every socket is non-blocking and registered with one epoll instance.
+//! Each round handles only what is ready: new connections, clients with
+//! input (fed to the engine) and clients with room to write, then writes
+//! out to the connections the engine queued something for (replies, and
+//! watch events for any client). Idle connections cost nothing per round;
+//! a closed one is removed from the engine and the table at once. A client
+//! that stops reading only stalls itself: the loop stops reading its
+//! requests once it has `outstanding` replies queued, and its watch events
+//! are capped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -19,9 +22,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use oxen_xenstore::{ConnId, ConnKind, Engine};
 
 use crate::args::Args;
+use crate::epoll::{Epoll, Interest};
 
 /// How long to stop accepting after `accept` failed for lack of resources.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// epoll tokens: the signal pipe, listeners from `LISTENER`, clients from
+/// `CLIENT` (plus their connection id).
+const SIGNAL: u64 = 0;
+const LISTENER: u64 = 1;
+const CLIENT: u64 = 1 << 32;
+/// Ready descriptors handled per round (the rest stay ready for the next).
+const MAX_EVENTS: usize = 256;
+
+/// A client socket and what epoll watches it for.
+struct Client {
+    stream: UnixStream,
+    interest: Interest,
+}
 
 /// A bound socket that is removed again when dropped.
 struct Listener {
@@ -60,31 +78,6 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
-    }
-}
-
-/// Polls `fds` for at most `timeout_ms` (-1: no limit), retrying on EINTR.
-fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<()> {
-    let count = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::other("too many fds"))?;
-    loop {
-        // SAFETY: `fds` is a valid, exclusively borrowed slice of `count`
-        // initialised pollfd structs that outlives the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), count, timeout_ms) };
-        if rc >= 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-fn pollfd(fd: i32, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }
 
@@ -134,6 +127,19 @@ fn write_log(log: &mut Option<File>, engine: &mut Engine) {
     }
 }
 
+/// Logs what the engine did on its own (closed connections, ended
+/// transactions) to stderr; returns the connections it closed.
+fn report(engine: &mut Engine) -> Vec<ConnId> {
+    for notice in engine.take_notices() {
+        eprintln!("oxen-xenstored: {notice}");
+    }
+    let closed = engine.take_closed();
+    for (id, reason) in &closed {
+        eprintln!("oxen-xenstored: closing connection {}: {reason}", id.0);
+    }
+    closed.into_iter().map(|(id, _)| id).collect()
+}
+
 /// Serves until SIGTERM or SIGINT.
 pub fn run(args: &Args) -> io::Result<()> {
     let (mut signal_rx, signal_tx) = UnixStream::pair()?;
@@ -162,92 +168,175 @@ pub fn run(args: &Args) -> io::Result<()> {
     if log.is_some() {
         engine.enable_access_log();
     }
-    let mut clients: BTreeMap<ConnId, UnixStream> = BTreeMap::new();
+    let epoll = Epoll::new()?;
+    epoll.add(signal_rx.as_raw_fd(), SIGNAL, Interest::READ)?;
+    for (i, l) in listeners.iter().enumerate() {
+        epoll.add(l.socket.as_raw_fd(), LISTENER + i as u64, Interest::READ)?;
+    }
+    let mut clients: BTreeMap<ConnId, Client> = BTreeMap::new();
     let mut accept_paused_until: Option<Instant> = None;
+    let epoch = Instant::now();
+    let clock = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-    loop {
-        let outstanding = engine.quotas().outstanding_requests;
-        let mut fds = vec![pollfd(signal_rx.as_raw_fd(), libc::POLLIN)];
-        // While accepting fails (e.g. out of file descriptors), stop polling
-        // the listeners for a moment instead of spinning on them.
+    'serve: loop {
+        engine.set_time(clock());
+        for id in report(&mut engine) {
+            clients.remove(&id);
+        }
+        // While accepting fails (e.g. out of file descriptors), the
+        // listeners are not watched for a moment instead of spinning on them.
         let now = Instant::now();
-        let accepting = accept_paused_until.is_none_or(|until| now >= until);
-        let listen_events = if accepting { libc::POLLIN } else { 0 };
-        let timeout_ms = match accept_paused_until {
-            Some(until) if !accepting => i32::try_from((until - now).as_millis())
+        let mut timeout_ms = -1;
+        if let Some(until) = accept_paused_until {
+            if now >= until {
+                accept_paused_until = None;
+                for (i, l) in listeners.iter().enumerate() {
+                    epoll.modify(l.socket.as_raw_fd(), LISTENER + i as u64, Interest::READ)?;
+                }
+            } else {
+                timeout_ms = i32::try_from((until - now).as_millis())
+                    .unwrap_or(i32::MAX)
+                    .max(1);
+            }
+        }
+        // Wake up when the oldest transaction reaches its age limit.
+        if let Some(deadline) = engine.next_deadline() {
+            let wait = i32::try_from(deadline.saturating_sub(clock()))
                 .unwrap_or(i32::MAX)
-                .max(1),
-            _ => -1,
-        };
-        fds.extend(
-            listeners
-                .iter()
-                .map(|l| pollfd(l.socket.as_raw_fd(), listen_events)),
-        );
-        let order: Vec<ConnId> = clients.keys().copied().collect();
-        for id in &order {
-            let conn = engine.connection(*id);
-            let mut events = 0;
-            if conn.is_some_and(|c| c.queued_replies() < outstanding) {
-                events |= libc::POLLIN;
-            }
-            if conn.is_some_and(|c| c.has_output()) {
-                events |= libc::POLLOUT;
-            }
-            fds.push(pollfd(clients[id].as_raw_fd(), events));
+                .max(1);
+            timeout_ms = if timeout_ms < 0 {
+                wait
+            } else {
+                timeout_ms.min(wait)
+            };
         }
-        poll(&mut fds, timeout_ms)?;
+        let ready = epoll.wait(MAX_EVENTS, timeout_ms)?;
 
-        if fds[0].revents != 0 {
-            let mut drain = [0u8; 64];
-            let _ = signal_rx.read(&mut drain);
-            break;
-        }
-        for (listener, fd) in listeners.iter().zip(&fds[1..]) {
-            if fd.revents & libc::POLLIN == 0 {
-                continue;
+        let mut gone = Vec::new();
+        let mut touched = BTreeSet::new();
+        for r in ready {
+            if r.token == SIGNAL {
+                let mut drain = [0u8; 64];
+                let _ = signal_rx.read(&mut drain);
+                break 'serve;
             }
-            loop {
-                match listener.socket.accept() {
-                    Ok((stream, _)) => {
-                        if stream.set_nonblocking(true).is_ok() {
-                            clients.insert(engine.connect(listener.kind), stream);
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        eprintln!("oxen-xenstored: accept: {e}; pausing new connections");
-                        accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                        break;
+            if r.token < CLIENT {
+                let Some(listener) = listeners.get((r.token - LISTENER) as usize) else {
+                    continue;
+                };
+                if accept(&mut engine, &epoll, listener, &mut clients)? {
+                    accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    for (i, l) in listeners.iter().enumerate() {
+                        let none = Interest::default();
+                        epoll.modify(l.socket.as_raw_fd(), LISTENER + i as u64, none)?;
                     }
                 }
+                continue;
             }
-        }
-        let client_fds = &fds[1 + listeners.len()..];
-        let mut gone = Vec::new();
-        for (id, fd) in order.iter().zip(client_fds) {
-            let Some(stream) = clients.get_mut(id) else {
+            let id = ConnId((r.token - CLIENT) as u32);
+            let Some(client) = clients.get_mut(&id) else {
                 continue;
             };
-            let hangup = fd.revents & (libc::POLLHUP | libc::POLLERR) != 0;
-            if (fd.revents & libc::POLLIN != 0 || hangup) && !receive(&mut engine, *id, stream) {
+            touched.insert(id);
+            if (r.readable || r.hangup) && !receive(&mut engine, id, &mut client.stream) {
+                gone.push(id);
+            }
+            // Send what this input caused at once (its replies, and events
+            // for others), so output never piles up in the engine for the
+            // length of a round.
+            send_dirty(&mut engine, &mut clients, &mut touched, &mut gone);
+        }
+        // Then to connections that had room to write.
+        for id in &touched {
+            let Some(client) = clients.get_mut(id) else {
+                continue;
+            };
+            if !flush(&mut engine, *id, &mut client.stream) {
                 gone.push(*id);
             }
         }
-        // Flush every client: one client's request may queue events for others.
-        for (id, stream) in clients.iter_mut() {
-            if engine.connection(*id).is_none() || !flush(&mut engine, *id, stream) {
-                gone.push(*id);
-            }
+        send_dirty(&mut engine, &mut clients, &mut touched, &mut gone);
+        gone.extend(report(&mut engine));
+        for id in &gone {
+            engine.disconnect(*id);
+            clients.remove(id);
         }
-        for id in gone {
-            engine.disconnect(id);
-            clients.remove(&id);
+        for id in &touched {
+            let (Some(client), Some(conn)) = (clients.get_mut(id), engine.connection(*id)) else {
+                continue;
+            };
+            // Stop reading from a client with `outstanding` replies queued
+            // until it collects them; watch for room while output waits.
+            let want = Interest {
+                read: engine.wants_input(*id),
+                write: conn.has_output(),
+            };
+            if want != client.interest {
+                epoll.modify(client.stream.as_raw_fd(), CLIENT + u64::from(id.0), want)?;
+                client.interest = want;
+            }
         }
         write_log(&mut log, &mut engine);
     }
     write_log(&mut log, &mut engine);
     drop(listeners);
     Ok(())
+}
+
+/// Writes out to every connection the engine queued something for since
+/// the last call, adding them to `touched`; peers found gone go to `gone`.
+fn send_dirty(
+    engine: &mut Engine,
+    clients: &mut BTreeMap<ConnId, Client>,
+    touched: &mut BTreeSet<ConnId>,
+    gone: &mut Vec<ConnId>,
+) {
+    for id in engine.take_dirty() {
+        let Some(client) = clients.get_mut(&id) else {
+            continue;
+        };
+        touched.insert(id);
+        if !flush(engine, id, &mut client.stream) {
+            gone.push(id);
+        }
+    }
+}
+
+/// Accepts every pending connection on `listener`. Returns `true` if
+/// accepting failed for lack of resources (the caller pauses accepting).
+fn accept(
+    engine: &mut Engine,
+    epoll: &Epoll,
+    listener: &Listener,
+    clients: &mut BTreeMap<ConnId, Client>,
+) -> io::Result<bool> {
+    loop {
+        match listener.socket.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let id = engine.connect(listener.kind);
+                let token = CLIENT + u64::from(id.0);
+                if let Err(e) = epoll.add(stream.as_raw_fd(), token, Interest::READ) {
+                    eprintln!("oxen-xenstored: epoll: {e}; dropping a new connection");
+                    engine.disconnect(id);
+                    continue;
+                }
+                clients.insert(
+                    id,
+                    Client {
+                        stream,
+                        interest: Interest::READ,
+                    },
+                );
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => {
+                eprintln!("oxen-xenstored: accept: {e}; pausing new connections");
+                return Ok(true);
+            }
+        }
+    }
 }

@@ -34,6 +34,11 @@ impl Daemon {
         Self::start_full(&[], guests)
     }
 
+    /// Extra arguments and `--guest-socket` for each domain in `guests`.
+    pub fn start_full_with(extra: &[&str], guests: &[u32]) -> Self {
+        Self::start_full(extra, guests)
+    }
+
     fn start_full(extra: &[&str], guests: &[u32]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let guest_args: Vec<String> = guests

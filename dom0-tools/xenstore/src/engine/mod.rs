@@ -1,13 +1,17 @@
 //! The engine: the tree, the connections and the request dispatcher.
 
-use alloc::collections::BTreeMap;
+mod accounting;
+mod lifetime;
+
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::DomId;
-use crate::connection::{ConnId, ConnKind, Connection};
+use crate::account::{Accounts, Usage};
+use crate::connection::{CloseReason, ConnId, ConnKind, Connection, TxSlot};
 use crate::domain::{Domain, Domains};
 use crate::error::{XsError, XsResult};
 use crate::ops::{self, OpCtx};
@@ -17,10 +21,9 @@ use crate::path::{
 };
 use crate::perms::{Caller, Perms, Rights};
 use crate::quota::Quotas;
-use crate::transaction::Transaction;
 use crate::tree::{Store, Tree};
-use crate::watch::{Fired, Watch};
-use crate::wire::{Message, MsgType, Oversized, PAYLOAD_MAX};
+use crate::watch::{Fired, Watch, WatchIndex};
+use crate::wire::{Message, MsgType, Oversized};
 
 /// The outcome of one request, before it is queued.
 struct Outcome {
@@ -115,6 +118,20 @@ pub struct Engine {
     domains: Domains,
     quotas: Quotas,
     access_log: Option<Vec<String>>,
+    /// Connections the engine closed itself, not yet reported.
+    closed: Vec<(ConnId, CloseReason)>,
+    /// Operator-visible events (expired transactions), not yet reported.
+    notices: Vec<String>,
+    /// The transport's clock, in milliseconds (see [`Engine::set_time`]).
+    now_ms: u64,
+    /// Every running transaction by start time, oldest first.
+    running: BTreeSet<(u64, ConnId, u32)>,
+    /// What each domain's connections hold together.
+    accounts: Accounts,
+    /// Who watches which path: an event visits only the candidates.
+    watching: WatchIndex,
+    /// Connections that had output queued since the last `take_dirty`.
+    dirty: BTreeSet<ConnId>,
 }
 
 impl Engine {
@@ -169,7 +186,39 @@ impl Engine {
 
     /// Closes a connection, dropping its watches and open transactions.
     pub fn disconnect(&mut self, id: ConnId) {
-        self.conns.remove(&id);
+        if let Some(mut conn) = self.conns.remove(&id) {
+            self.forget_transactions(id, &mut conn);
+            let domid = conn.kind.domid;
+            self.accounts
+                .settle(domid, &mut conn.accounted, Usage::default());
+            for watch in conn.watches() {
+                self.watching.remove(&watch.path, id);
+            }
+        }
+        self.dirty.remove(&id);
+    }
+
+    /// Connections the engine closed on its own since the last call, and
+    /// why. The transport should drop their transports (and may log the
+    /// reason); the engine has already forgotten them.
+    pub fn take_closed(&mut self) -> Vec<(ConnId, CloseReason)> {
+        core::mem::take(&mut self.closed)
+    }
+
+    fn close(&mut self, id: ConnId, reason: CloseReason) {
+        if self.conns.contains_key(&id) {
+            self.disconnect(id);
+            self.closed.push((id, reason));
+        }
+    }
+
+    /// Connections that had replies or events queued since the last call
+    /// (and are still open): what a readiness-driven transport must try
+    /// to send to, without visiting the others.
+    pub fn take_dirty(&mut self) -> BTreeSet<ConnId> {
+        let mut dirty = core::mem::take(&mut self.dirty);
+        dirty.retain(|id| self.conns.contains_key(id));
+        dirty
     }
 
     /// A connection's state, if it is still open. A connection disappears
@@ -187,6 +236,7 @@ impl Engine {
     pub fn consume(&mut self, id: ConnId, n: usize) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.consume(n);
+            self.settle(id);
         }
     }
 
@@ -203,11 +253,14 @@ impl Engine {
             let n = chunk.len();
             conn.consume(n);
         }
+        self.settle(id);
         out
     }
 
     /// Feeds bytes received on connection `id` and handles every complete
-    /// request in them. Fails with `ENOENT` if the connection is closed.
+    /// request in them. Fails with `ENOENT` if the connection is closed,
+    /// including when these bytes made the engine close it (see
+    /// [`take_closed`](Self::take_closed)).
     pub fn feed(&mut self, id: ConnId, mut bytes: &[u8]) -> XsResult<()> {
         let mut decoder = match self.conns.get_mut(&id) {
             Some(conn) => core::mem::take(&mut conn.decoder),
@@ -217,22 +270,19 @@ impl Engine {
             match frame {
                 Ok(msg) => self.handle(id, &msg),
                 Err(Oversized(h)) => {
-                    let reply = Message::new(MsgType::Error, h.req_id, h.tx_id, with_nul("E2BIG"));
                     self.log(
                         id,
                         h.msg_type,
                         h.req_id,
                         h.tx_id,
-                        "<oversized>",
+                        "<oversized: connection closed>",
                         Err(XsError::TooBig),
                     );
-                    if let Some(conn) = self.conns.get_mut(&id) {
-                        conn.push_reply(reply.to_bytes());
-                    }
+                    self.close(id, CloseReason::Oversized { len: h.len });
                 }
             }
             if !self.conns.contains_key(&id) {
-                return Ok(());
+                return Err(XsError::NoEnt);
             }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -267,7 +317,15 @@ impl Engine {
         };
         let h = msg.header;
         let limited = !conn.kind.privileged;
-        let result = if limited && conn.queued_replies() >= self.quotas.outstanding_requests {
+        // A transport that keeps feeding requests to a connection whose own
+        // output already fills the domain's queue quota ignores
+        // backpressure: the connection is closed.
+        if limited && conn.usage().queued_bytes >= self.quotas.queue_memory_per_domain {
+            self.close(id, CloseReason::QueueFull);
+            return;
+        }
+        let outstanding = self.accounts.get(conn.kind.domid).queued_replies;
+        let result = if limited && outstanding >= self.quotas.outstanding_requests {
             Err(XsError::Quota)
         } else {
             self.dispatch(id, msg)
@@ -295,11 +353,12 @@ impl Engine {
             ),
         };
         if let Some(conn) = self.conns.get_mut(&id) {
+            self.dirty.insert(id);
             conn.push_reply(reply.to_bytes());
-            if let Some(event) = initial {
-                let msg = Message::new(MsgType::WatchEvent, 0, 0, event);
-                conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
-            }
+        }
+        self.settle(id);
+        if let Some(event) = initial {
+            self.queue_event(id, event);
         }
         self.fire(&fired);
     }
@@ -309,33 +368,6 @@ impl Engine {
             domid: kind.domid,
             privileged: kind.privileged,
             target: self.domains.target_of(kind.domid),
-        }
-    }
-
-    /// Queues watch events for `fired` to every connection entitled to them.
-    fn fire(&mut self, fired: &[Fired]) {
-        for f in fired {
-            for conn in self.conns.values_mut() {
-                let caller = Caller {
-                    domid: conn.kind.domid,
-                    privileged: conn.kind.privileged,
-                    target: self.domains.target_of(conn.kind.domid),
-                };
-                let allowed = f.perms.iter().any(|p| caller.can_read(p));
-                if !allowed {
-                    continue;
-                }
-                let events: Vec<Vec<u8>> = conn
-                    .watches
-                    .iter()
-                    .filter_map(|w| w.event_path(f).map(|p| w.event_payload(p)))
-                    .filter(|payload| payload.len() <= PAYLOAD_MAX)
-                    .collect();
-                for payload in events {
-                    let msg = Message::new(MsgType::WatchEvent, 0, 0, payload);
-                    conn.push_event(msg.to_bytes(), self.quotas.queued_watch_events);
-                }
-            }
         }
     }
 
@@ -374,9 +406,13 @@ impl Engine {
             MsgType::TransactionStart => self.transaction_start(id, msg),
             MsgType::TransactionEnd => self.transaction_end(id, msg),
             MsgType::ResetWatches => {
-                let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-                conn.watches.clear();
-                conn.transactions.clear();
+                let mut conn = self.conns.remove(&id).ok_or(XsError::NoEnt)?;
+                for watch in conn.watches() {
+                    self.watching.remove(&watch.path, id);
+                }
+                conn.clear_watches();
+                self.forget_transactions(id, &mut conn);
+                self.conns.insert(id, conn);
                 Ok(Outcome::ok())
             }
             MsgType::GetDomainPath => {
@@ -414,20 +450,42 @@ impl Engine {
         ty: MsgType,
         msg: &Message,
     ) -> XsResult<Outcome> {
+        let tx_id = msg.header.tx_id;
+        if tx_id != 0 {
+            self.check_age(id, tx_id);
+        }
         let ctx = OpCtx {
             caller,
             quotas: &self.quotas,
         };
-        let tx_id = msg.header.tx_id;
-        if tx_id == 0 {
-            return run_node_op(&mut self.tree, &ctx, ty, msg);
-        }
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let tx = conn.transactions.get_mut(&tx_id).ok_or(XsError::NoEnt)?;
+        let mut cursor = conn
+            .dir_cursor
+            .take()
+            .filter(|(t, _)| *t == tx_id)
+            .map(|(_, c)| c);
+        if tx_id == 0 {
+            let outcome = run_node_op(&mut self.tree, &ctx, ty, msg, &mut cursor);
+            conn.dir_cursor = cursor.map(|c| (tx_id, c));
+            return outcome;
+        }
+        let tx = match conn.transactions.get_mut(&tx_id) {
+            Some(TxSlot::Open(tx)) => tx,
+            Some(TxSlot::Expired) => return Err(XsError::Again),
+            None => return Err(XsError::NoEnt),
+        };
         if !caller.privileged && tx.footprint() >= self.quotas.transaction_nodes {
             return Err(XsError::NoSpc);
         }
-        let mut outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg)?;
+        if !caller.privileged
+            && self.accounts.get(caller.domid).transaction_bytes
+                >= self.quotas.transaction_memory_per_domain
+        {
+            return Err(XsError::NoMem);
+        }
+        let outcome = run_node_op(&mut tx.view(&self.tree), &ctx, ty, msg, &mut cursor);
+        conn.dir_cursor = cursor.map(|c| (tx_id, c));
+        let mut outcome = outcome?;
         tx.defer(core::mem::take(&mut outcome.fired));
         Ok(outcome)
     }
@@ -449,15 +507,10 @@ impl Engine {
 
     fn watch(&mut self, id: ConnId, caller: Caller, msg: &Message) -> XsResult<Outcome> {
         let (path, home, token) = Self::watch_args(caller, msg)?;
-        let domain_watches: usize = self
-            .conns
-            .values()
-            .filter(|c| c.kind.domid == caller.domid)
-            .map(|c| c.watches.len())
-            .sum();
+        let domain_watches = self.accounts.get(caller.domid).watches;
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
         if conn
-            .watches
+            .watches()
             .iter()
             .any(|w| w.path == path && w.token == token)
         {
@@ -468,7 +521,8 @@ impl Engine {
         }
         let watch = Watch { path, token, home };
         let initial = watch.event_payload(&watch.path);
-        conn.watches.push(watch);
+        self.watching.add(&watch.path, id);
+        conn.add_watch(watch);
         Ok(Outcome {
             initial: Some(initial),
             ..Outcome::ok()
@@ -479,43 +533,13 @@ impl Engine {
         let (path, _, token) = Self::watch_args(caller, msg)?;
         let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
         let index = conn
-            .watches
+            .watches()
             .iter()
             .position(|w| w.path == path && w.token == token)
             .ok_or(XsError::NoEnt)?;
-        conn.watches.remove(index);
+        conn.remove_watch(index);
+        self.watching.remove(&path, id);
         Ok(Outcome::ok())
-    }
-
-    fn transaction_start(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
-        if msg.header.tx_id != 0 {
-            return Err(XsError::Busy);
-        }
-        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        if conn.transactions.len() >= self.quotas.transactions_per_connection {
-            return Err(XsError::NoSpc);
-        }
-        let tx_id = conn.allocate_tx_id();
-        conn.transactions.insert(tx_id, Transaction::new());
-        Ok(Outcome::reply(with_nul(&format!("{tx_id}"))))
-    }
-
-    fn transaction_end(&mut self, id: ConnId, msg: &Message) -> XsResult<Outcome> {
-        let commit = match args(msg, 1)?[0] {
-            b"T" => true,
-            b"F" => false,
-            _ => return Err(XsError::Inval),
-        };
-        let conn = self.conns.get_mut(&id).ok_or(XsError::NoEnt)?;
-        let tx = conn
-            .transactions
-            .remove(&msg.header.tx_id)
-            .ok_or(XsError::NoEnt)?;
-        if !commit {
-            return Ok(Outcome::ok());
-        }
-        let fired = tx.commit(&mut self.tree)?;
-        Ok(Outcome::ok_firing(fired))
     }
 
     fn introduce(&mut self, msg: &Message) -> XsResult<Outcome> {
@@ -535,8 +559,15 @@ impl Engine {
         let domid = domid_arg(args(msg, 1)?[0])?;
         self.domains.release(domid)?;
         // The domain's own connections go away with it.
-        self.conns
-            .retain(|cid, c| *cid == id || c.kind.domid != domid || c.kind.privileged);
+        let doomed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(cid, c)| **cid != id && c.kind.domid == domid && !c.kind.privileged)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in doomed {
+            self.close(cid, CloseReason::Released);
+        }
         Ok(Outcome::ok_firing([self.special_event(RELEASE_DOMAIN)]))
     }
 
@@ -585,7 +616,10 @@ impl Engine {
                 .map_err(|_| XsError::Inval)
         };
         match a.as_slice() {
-            [b"check"] | [b"check", ..] => Ok(Outcome::ok()),
+            [b"check"] | [b"check", ..] => self
+                .check()
+                .map(|()| Outcome::ok())
+                .map_err(|_| XsError::Io),
             [b"print", ..] => Ok(Outcome::ok()),
             [b"log", b"on"] => {
                 self.enable_access_log();
@@ -596,14 +630,30 @@ impl Engine {
                 Ok(Outcome::ok())
             }
             [b"memreport", ..] => {
-                let watches: usize = self.conns.values().map(|c| c.watches.len()).sum();
+                let watches: usize = self.conns.values().map(|c| c.watches().len()).sum();
                 let txs: usize = self.conns.values().map(|c| c.transactions.len()).sum();
-                let report = format!(
+                let mut report = format!(
                     "nodes {}\nconnections {}\nwatches {watches}\ntransactions {txs}\ndomains {}\n",
                     self.tree.len(),
                     self.conns.len(),
                     self.domains.len()
                 );
+                for (domid, u) in self.accounts.iter() {
+                    let owned = self.tree.owned_by(domid);
+                    report.push_str(&format!(
+                        "domain {domid}: nodes {} node-bytes {} watches {} watch-bytes {} \
+                         events {} replies {} queue-bytes {} transactions {} transaction-bytes {}\n",
+                        owned.nodes,
+                        owned.bytes,
+                        u.watches,
+                        u.watch_bytes,
+                        u.queued_events,
+                        u.queued_replies,
+                        u.queued_bytes,
+                        u.transactions,
+                        u.transaction_bytes
+                    ));
+                }
                 Ok(Outcome::reply(with_nul(&report)))
             }
             [b"help"] => Ok(Outcome::reply(with_nul(
@@ -626,6 +676,7 @@ fn run_node_op<S: Store>(
     ctx: &OpCtx<'_>,
     ty: MsgType,
     msg: &Message,
+    cursor: &mut Option<ops::DirCursor>,
 ) -> XsResult<Outcome> {
     let domid = ctx.caller.domid;
     match ty {
@@ -651,7 +702,7 @@ fn run_node_op<S: Store>(
             let a = args(msg, 2)?;
             let node = canonicalize(domid, a[0])?;
             let offset = usize::try_from(parse_number(a[1])?).map_err(|_| XsError::Inval)?;
-            ops::directory_part(store, ctx, &node, offset).map(Outcome::reply)
+            ops::directory_part(store, ctx, &node, offset, cursor).map(Outcome::reply)
         }
         _ => {
             let node = canonicalize(domid, args(msg, 1)?[0])?;
