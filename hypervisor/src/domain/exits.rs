@@ -449,7 +449,11 @@ fn unbacked_mmio(vcpu: &mut Vcpu, gpa: u64) -> Next {
         let new = merge_load(old, ones, zero_extend_to, dst.high_byte);
         set_gpr(vcpu, dst.num, new);
     }
-    vcpu.advance_rip(u64::from(m.len));
+    vmcs::write(field::GUEST_RIP, rip.wrapping_add(u64::from(m.len)));
+    let shadow = vmcs::read(field::GUEST_INTERRUPTIBILITY);
+    if shadow & 3 != 0 {
+        vmcs::write(field::GUEST_INTERRUPTIBILITY, shadow & !3);
+    }
     Next::Resume
 }
 

@@ -341,11 +341,7 @@ impl Vcpu {
 
     /// Advances the guest RIP past the instruction that exited.
     pub fn skip_instruction(&self) {
-        self.advance_rip(vmcs::read(field::EXIT_INSTRUCTION_LENGTH));
-    }
-
-    /// Moves RIP past an instruction of `len` bytes that oxen completed for the guest.
-    pub fn advance_rip(&self, len: u64) {
+        let len = vmcs::read(field::EXIT_INSTRUCTION_LENGTH);
         vmcs::write(
             field::GUEST_RIP,
             vmcs::read(field::GUEST_RIP).wrapping_add(len),
