@@ -47,6 +47,10 @@ pub struct VcpuSlot {
     /// The scheduler's handle.
     pub sched: VcpuId,
     held: Mutex<Held>,
+    /// Some pCPU has taken the vCPU's state (`Held::Taken`), readable without the lock:
+    /// a pCPU waiting in [`VcpuSlot::take`] watches this, not the lock, so the holder
+    /// can always get the lock to put the state back.
+    taken: AtomicBool,
     /// The state its first run starts from (set by the builder or `VCPUOP_initialise`).
     pub start: Mutex<Option<StartState>>,
     /// `VCPUOP_initialise` done (or vCPU 0).
@@ -95,6 +99,7 @@ impl VcpuSlot {
             initialised: AtomicBool::new(start.is_some()),
             up: AtomicBool::new(false),
             held: Mutex::new(Held::Here(Box::new(vcpu))),
+            taken: AtomicBool::new(false),
             start: Mutex::new(start),
             timer: AtomicU64::new(0),
             nmi_pending: AtomicBool::new(false),
@@ -115,26 +120,37 @@ impl VcpuSlot {
 
     /// Takes the vCPU's state, waiting while another pCPU still holds it; `None` once
     /// it is gone.
+    ///
+    /// The wait reads `taken` and leaves the lock alone: a waiter that took and dropped
+    /// the lock in a tight loop could keep the holder from ever getting it back to
+    /// [`put`](Self::put) the state (spin locks are not fair, and Bochs runs its CPUs
+    /// in lockstep, one trace each, which turned that into a livelock of both pCPUs).
     pub fn take(&self) -> Option<Box<Vcpu>> {
         loop {
-            {
-                let mut held = self.held.lock();
-                match core::mem::replace(&mut *held, Held::Taken) {
-                    Held::Here(v) => return Some(v),
-                    Held::Gone => {
-                        *held = Held::Gone;
-                        return None;
-                    }
-                    Held::Taken => {}
-                }
+            while self.taken.load(Ordering::Acquire) {
+                core::hint::spin_loop();
             }
-            core::hint::spin_loop();
+            let mut held = self.held.lock();
+            match core::mem::replace(&mut *held, Held::Taken) {
+                Held::Here(v) => {
+                    self.taken.store(true, Ordering::Release);
+                    return Some(v);
+                }
+                Held::Gone => {
+                    *held = Held::Gone;
+                    return None;
+                }
+                // Taken by another pCPU between our look and our lock.
+                Held::Taken => {}
+            }
         }
     }
 
     /// Puts the vCPU's state back (its VMCS must be unloaded).
     pub fn put(&self, v: Box<Vcpu>) {
-        *self.held.lock() = Held::Here(v);
+        let mut held = self.held.lock();
+        *held = Held::Here(v);
+        self.taken.store(false, Ordering::Release);
     }
 
     /// Records the first run after a wake.
