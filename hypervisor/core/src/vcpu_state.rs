@@ -499,68 +499,24 @@ mod tests {
         assert_eq!(s.segs[seg::CS].ar, 0xc09b);
         assert_eq!(s.segs[seg::SS].ar, 0xc093);
         assert_eq!(s.segs[seg::TR].ar, 0x8b);
-        // A busy TSS given explicitly is kept; anything else as TR is refused.
-        let with_tr = |tr_ar| {
-            let HvmContext::Mode32 {
-                gprs,
-                eip,
-                eflags,
-                cr0,
-                cr3,
-                cr4,
-                efer,
-                segs,
-            } = c
-            else {
-                unreachable!()
-            };
-            let mut segs = segs;
-            segs[4] = HvmSegment {
-                limit: 0x67,
-                ..seg(tr_ar)
-            };
-            StartState::from_hvm(
-                &HvmContext::Mode32 {
-                    gprs,
-                    eip,
-                    eflags,
-                    cr0,
-                    cr3,
-                    cr4,
-                    efer,
-                    segs,
-                },
-                40,
-            )
-        };
-        assert_eq!(with_tr(0x8b).unwrap().segs[seg::TR].ar, 0x8b);
-        assert!(with_tr(0x93).is_err());
         assert_eq!(s.gprs[0], 1);
+        // A busy TSS given explicitly is kept; anything else as TR is refused.
+        let tss = ctx32(|s, _, _, _| {
+            s[4].ar = 0x8b;
+            s[4].limit = 0x67;
+        });
+        assert_eq!(
+            StartState::from_hvm(&tss, 40).unwrap().segs[seg::TR].ar,
+            0x8b
+        );
+        let not_tss = ctx32(|s, _, _, _| {
+            s[4].ar = 0x93;
+            s[4].limit = 0x67;
+        });
+        assert!(StartState::from_hvm(&not_tss, 40).is_err());
         // A data segment as CS is refused.
-        let HvmContext::Mode32 {
-            gprs,
-            eip,
-            eflags,
-            cr0,
-            cr3,
-            cr4,
-            efer,
-            ..
-        } = c
-        else {
-            unreachable!()
-        };
-        let c = HvmContext::Mode32 {
-            gprs,
-            eip,
-            eflags,
-            cr0,
-            cr3,
-            cr4,
-            efer,
-            segs: [seg(0xc93), seg(0xc93), seg(0xc93), seg(0xc93), seg(0)],
-        };
-        assert!(StartState::from_hvm(&c, 40).is_err());
+        let data_cs = ctx32(|s, _, _, _| s[0].ar = 0xc93);
+        assert!(StartState::from_hvm(&data_cs, 40).is_err());
     }
 
     /// A change to a 32-bit context: its segments, CR0, CR3 and EFER.

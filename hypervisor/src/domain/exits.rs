@@ -449,11 +449,7 @@ fn unbacked_mmio(vcpu: &mut Vcpu, gpa: u64) -> Next {
         let new = merge_load(old, ones, zero_extend_to, dst.high_byte);
         set_gpr(vcpu, dst.num, new);
     }
-    vmcs::write(field::GUEST_RIP, rip.wrapping_add(u64::from(m.len)));
-    let shadow = vmcs::read(field::GUEST_INTERRUPTIBILITY);
-    if shadow & 3 != 0 {
-        vmcs::write(field::GUEST_INTERRUPTIBILITY, shadow & !3);
-    }
+    vcpu.advance_rip(u64::from(m.len));
     Next::Resume
 }
 

@@ -153,6 +153,17 @@ impl<'a> EptFrames<'a> {
         }
     }
 
+    /// Returns every table of `ept` (built from this source) to the allocator: for an
+    /// EPT no pCPU will walk again before it flushes (a domain being released, or one
+    /// that never ran).
+    pub fn free_all(&mut self, ept: &Ept) {
+        for t in ept.tables(self) {
+            if frames::free_run(t, 1).is_ok() {
+                self.quota.release(1);
+            }
+        }
+    }
+
     /// Returns the tables the EPT let go of to the allocator: call only when every
     /// pCPU has dropped its cached translations of this EPT.
     pub fn free_released(mut self) {
@@ -274,16 +285,12 @@ impl Domain {
             }
         };
         if let Err(e) = ept.map(&mut src, 0, ram_hpa, ram_size, ept::Perm::RWX) {
-            for t in ept.tables(&mut src) {
-                let _ = frames::free_run(t, 1);
-            }
+            src.free_all(&ept);
             free_ram(ram_hpa, ram_size);
             return Err(BuildError::Ept(e));
         }
         let Some(id) = registry::free_id() else {
-            for t in ept.tables(&mut src) {
-                let _ = frames::free_run(t, 1);
-            }
+            src.free_all(&ept);
             free_ram(ram_hpa, ram_size);
             return Err(BuildError::NoDomainId);
         };
@@ -297,9 +304,7 @@ impl Domain {
                 for f in [a.ok(), b.ok()].into_iter().flatten() {
                     let _ = frames::free_run(f, 1);
                 }
-                for t in ept.tables(&mut src) {
-                    let _ = frames::free_run(t, 1);
-                }
+                src.free_all(&ept);
                 free_ram(ram_hpa, ram_size);
                 return Err(BuildError::Memory(
                     oxen_core::frames::FrameError::OutOfMemory { frames: 1, free: 0 },
@@ -480,11 +485,7 @@ impl Domain {
     pub fn release(&self) {
         // No pCPU runs the domain any more and each flushes before its next entry
         // (the caller bumps the EPT generation), so the tables can go at once.
-        let mut src = EptFrames::new(&self.ept_quota);
-        for table in self.ept.lock().tables(&mut src) {
-            let _ = frames::free_run(table, 1);
-        }
-        src.free_released();
+        EptFrames::new(&self.ept_quota).free_all(&self.ept.lock());
         free_ram(self.ram_hpa, self.ram_size);
         let _ = frames::free_run(self.shared_info, 1);
         let _ = frames::free_run(self.events.console_frame, 1);

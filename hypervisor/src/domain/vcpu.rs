@@ -341,7 +341,11 @@ impl Vcpu {
 
     /// Advances the guest RIP past the instruction that exited.
     pub fn skip_instruction(&self) {
-        let len = vmcs::read(field::EXIT_INSTRUCTION_LENGTH);
+        self.advance_rip(vmcs::read(field::EXIT_INSTRUCTION_LENGTH));
+    }
+
+    /// Moves RIP past an instruction of `len` bytes that oxen completed for the guest.
+    pub fn advance_rip(&self, len: u64) {
         vmcs::write(
             field::GUEST_RIP,
             vmcs::read(field::GUEST_RIP).wrapping_add(len),
