@@ -266,7 +266,8 @@ fn sibling_ipi() {
     }
 }
 
-/// vCPU 2's start: real mode at `TRAMPOLINE`: `mov ax, 0x1234; mov [MARKER], ax; hlt`.
+/// vCPU 2's start: real mode at `TRAMPOLINE`: `mov ax, 0x1234; mov [MARKER], ax; hlt`
+/// (with IF clear, which takes it down).
 fn init_sipi() {
     let code: [u8; 9] = [
         0xb8,
@@ -297,7 +298,12 @@ fn init_sipi() {
         with_interrupts(1000, marker),
         "INIT and a start-up IPI start vCPU 2 in real mode at the trampoline",
     );
-    check(vcpu::is_up(2) == 1, "vCPU 2 is up");
+    // The trampoline ends in HLT with interrupts off (IF is clear after a start-up
+    // IPI): as in Xen, that takes the vCPU down.
+    check(
+        with_interrupts(1000, || vcpu::is_up(2) == 0),
+        "vCPU 2 went down at its HLT with interrupts off",
+    );
 }
 
 /// Bytes of guest-physical memory (identity-mapped below 1 GiB).

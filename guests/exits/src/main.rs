@@ -203,8 +203,10 @@ fn string_io() {
 fn hlt() {
     for _ in 0..3 {
         let t0 = arch::rdtsc();
-        // SAFETY: HLT with IF clear; the hypervisor resumes us after a timer tick.
-        unsafe { asm!("hlt", options(nomem, nostack)) };
+        // SAFETY: STI; HLT sleeps until an interrupt; with no event bound the
+        // hypervisor ends it after a tick (a spurious wake). HLT with IF clear would take
+        // the vCPU down for good, as in Xen.
+        unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
         let t1 = arch::rdtsc();
         CHECKS.fetch_add(1, Ordering::Relaxed);
         println!(
@@ -376,8 +378,8 @@ fn own_state() {
     // SAFETY: reading CR8 has no side effects.
     unsafe { asm!("mov {}, cr8", out(reg) tpr, options(nomem, nostack)) };
     check!(tpr == 15, "CR8 read back {tpr}, wrote 15");
-    // SAFETY: HLT with IF clear; the hypervisor resumes us after its next tick.
-    unsafe { asm!("hlt", options(nomem, nostack)) };
+    // SAFETY: STI; HLT: the hypervisor resumes us after its next tick.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     // SAFETY: bits 63:4 of CR8 are reserved: #GP, caught.
     let v = expect_fault(|| unsafe { asm!("mov cr8, {}", in(reg) 16u64, options(nomem, nostack)) });
     check!(v == Some(GP), "MOV CR8=16 gave {v:?}, want #GP");

@@ -239,7 +239,7 @@ fn attack_round(n: u32, k: u64) {
     // SAFETY: CR8 and HLT only affect this vCPU's own interrupt delivery.
     unsafe {
         asm!("mov cr8, {}", in(reg) 15u64, options(nomem, nostack));
-        asm!("hlt", options(nomem, nostack));
+        asm!("sti", "hlt", "cli", options(nomem, nostack));
         asm!("mov cr8, {}", in(reg) 0u64, options(nomem, nostack));
     }
     // Debug registers, KERNEL_GS_BASE and TSC_AUX of our own: a victim on the same

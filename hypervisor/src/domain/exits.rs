@@ -10,8 +10,8 @@ use oxen_core::vmcs::{CrAccess, EptViolation, IoAccess, StringIo, field, inject,
 use oxen_core::vmx::ctl;
 
 use super::vcpu::{CR4_HOST_OWNED, CR4_VMXE, Vcpu, guest_cr0};
-use super::{DomainState, hypercall};
-use crate::arch::cpu;
+use super::{DomainState, hypercall, lifecycle};
+use crate::arch::{cpu, time};
 use crate::vmx::vmcs;
 
 /// What happens after an exit.
@@ -70,7 +70,18 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
         reason::CPUID => cpuid(vcpu),
         reason::HLT => {
             vcpu.skip_instruction();
-            Next::Block
+            if vmcs::read(field::GUEST_RFLAGS) & RFLAGS_IF != 0 {
+                return Next::Block;
+            }
+            // Nothing can end a HLT with interrupts off: the vCPU goes down, as in
+            // Xen (Linux's `poweroff -f` and every "halt forever" end this way).
+            let Some(slot) = vcpu.domain.vcpu(u64::from(vcpu.id)) else {
+                return Next::Block;
+            };
+            match lifecycle::vcpu_down(&vcpu.domain, slot, time::now()) {
+                lifecycle::Down::LastOne => Next::Finished,
+                lifecycle::Down::Down => Next::Reschedule,
+            }
         }
         reason::RDPMC => {
             // No performance counters are offered (CPUID leaf 0xA is empty): #GP, as Xen.
@@ -270,6 +281,8 @@ fn set_gpr(vcpu: &mut Vcpu, n: u8, value: u64) {
     }
 }
 
+/// RFLAGS.IF: the guest takes maskable interrupts.
+const RFLAGS_IF: u64 = 1 << 9;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
@@ -283,6 +296,16 @@ fn update_long_mode(cr0: u64) {
         efer & !EFER_LMA
     };
     vmcs::write(field::GUEST_IA32_EFER, efer);
+    if long {
+        // VM entry into IA-32e mode wants TR to be a busy 64-bit TSS. A vCPU that came
+        // up from real mode (a start-up IPI: Linux's trampoline) still has the 16-bit
+        // TSS of reset, which only matters once it loads its own TR: retype it, as the
+        // processor itself never checks TR when paging turns on.
+        let tr = vmcs::read(field::GUEST_TR_ACCESS_RIGHTS);
+        if tr & 0xf != 0xb {
+            vmcs::write(field::GUEST_TR_ACCESS_RIGHTS, (tr & !0xf) | 0xb);
+        }
+    }
     let entry = vmcs::read(field::ENTRY_CONTROLS);
     let mode = u64::from(ctl::entry::IA32E_MODE_GUEST);
     vmcs::write(
@@ -508,6 +531,9 @@ fn string_io(vcpu: &mut Vcpu, io: IoAccess) -> Next {
 
 const MSR_APIC_BASE: u32 = 0x1b;
 const MSR_MISC_ENABLE: u32 = 0x1a0;
+/// IA32_BIOS_SIGN_ID: the microcode revision, in bits 63:32 after a write of 0 and a
+/// CPUID(1) (Linux's way to read it). Guests see revision 0, as no microcode is theirs.
+const MSR_UCODE_REV: u32 = 0x8b;
 const MSR_DEBUGCTL: u32 = 0x1d9;
 const MSR_SYSENTER_CS: u32 = 0x174;
 const MSR_SYSENTER_ESP: u32 = 0x175;
@@ -538,6 +564,7 @@ fn rdmsr(vcpu: &mut Vcpu) -> Next {
                 .and_then(|s| super::vlapic::read(s, m))
         }
         MSR_MISC_ENABLE => Some(1),
+        MSR_UCODE_REV => Some(0),
         // No branch tracing or LBRs are offered: DEBUGCTL reads 0 (Xen's policy).
         MSR_DEBUGCTL => Some(vmcs::read(field::GUEST_IA32_DEBUGCTL)),
         // KERNEL_GS_BASE, the SYSCALL MSRs and TSC_AUX (the vCPU is loaded: the CPU's);
@@ -610,6 +637,8 @@ fn wrmsr(vcpu: &mut Vcpu) -> Next {
         MSR_HYPERCALL => hypercall::install_page(vcpu, value),
         // Only 0 is accepted: none of its features is offered.
         MSR_DEBUGCTL => value == 0,
+        // As Xen: only the 0 that precedes reading the revision.
+        MSR_UCODE_REV => value == 0,
         // Writes to the APIC base and MISC_ENABLE are ignored (the APIC stays enabled
         // in x2APIC mode).
         MSR_APIC_BASE | MSR_MISC_ENABLE => true,
@@ -691,7 +720,7 @@ pub fn offer_interrupt(vector: u8) -> bool {
     if vmcs::read(field::ENTRY_INTERRUPTION_INFO) & (1 << 31) != 0 {
         return false;
     }
-    let can = vmcs::read(field::GUEST_RFLAGS) & (1 << 9) != 0
+    let can = vmcs::read(field::GUEST_RFLAGS) & RFLAGS_IF != 0
         && vmcs::read(field::GUEST_INTERRUPTIBILITY) & 3 == 0;
     if can {
         // Valid, type 0 (external interrupt), vector.

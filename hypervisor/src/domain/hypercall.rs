@@ -314,32 +314,11 @@ fn vcpu_op(vcpu: &mut Vcpu, [cmd, target, arg, ..]: [u64; 5]) -> (i64, Next) {
             }
             (0, Next::Resume)
         }
-        vcpu_abi::op::DOWN => {
-            let others_up = domain
-                .vcpus
-                .get()
-                .into_iter()
-                .flatten()
-                .any(|v| v.index != slot.index && v.up.load(Ordering::Acquire));
-            if !others_up {
-                // As Xen: the last vCPU going down shuts the domain down (the caller is
-                // up, so this is the caller itself).
-                domain.finish(DomainState::Shutdown("poweroff"));
-                return (0, Next::Finished);
-            }
-            if slot.up.swap(false, Ordering::AcqRel) {
-                glue::stop_timer(slot);
-                let id = slot.sched;
-                let r = glue::with(|s| s.offline(id, now));
-                glue::kick_one(r.ok().flatten());
-            }
-            let next = if is_self {
-                Next::Reschedule
-            } else {
-                Next::Resume
-            };
-            (0, next)
-        }
+        vcpu_abi::op::DOWN => match super::lifecycle::vcpu_down(&domain, slot, now) {
+            super::lifecycle::Down::LastOne => (0, Next::Finished),
+            super::lifecycle::Down::Down if is_self => (0, Next::Reschedule),
+            super::lifecycle::Down::Down => (0, Next::Resume),
+        },
         vcpu_abi::op::IS_UP => (i64::from(slot.up.load(Ordering::Acquire)), Next::Resume),
         vcpu_abi::op::SET_SINGLESHOT_TIMER => {
             if !is_self {

@@ -35,6 +35,40 @@ pub enum Teardown {
     Released,
 }
 
+/// What taking a vCPU down did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Down {
+    /// It was the domain's last vCPU up: the domain shut down with reason poweroff
+    /// (its vCPU must stop now).
+    LastOne,
+    /// It is down (or already was); the others run on.
+    Down,
+}
+
+/// Takes vCPU `slot` of `d` down, as `VCPUOP_down` and a `HLT` with interrupts off do
+/// (Xen's `hvm_vcpu_down`): off the scheduler until `VCPUOP_up` or a start-up IPI. The
+/// last vCPU of a domain going down (the caller itself, which is up) powers the domain
+/// off.
+pub fn vcpu_down(d: &Domain, slot: &glue::VcpuSlot, now: u64) -> Down {
+    let others_up = d
+        .vcpus
+        .get()
+        .into_iter()
+        .flatten()
+        .any(|v| v.index != slot.index && v.up.load(Ordering::Acquire));
+    if !others_up {
+        d.finish(super::DomainState::Shutdown("poweroff"));
+        return Down::LastOne;
+    }
+    if slot.up.swap(false, Ordering::AcqRel) {
+        glue::stop_timer(slot);
+        let id = slot.sched;
+        let r = glue::with(|s| s.offline(id, now));
+        glue::kick_one(r.ok().flatten());
+    }
+    Down::Down
+}
+
 /// Step 2: takes a finished domain's vCPUs out of scheduling (once), then tries the
 /// rest.
 pub fn stop(d: &Arc<Domain>) {
