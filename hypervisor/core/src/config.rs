@@ -384,6 +384,14 @@ impl DomainConfig {
                     name = Some(v.clone());
                 }
                 ("kernel", Value::Str(v)) => kernel = Some(v.clone()),
+                // xl.cfg's guest type: oxen runs PVH guests only.
+                ("type", Value::Str(v)) if v == "pvh" => {}
+                ("type", Value::Str(v)) => {
+                    return Err(err(
+                        line,
+                        alloc::format!("type '{v}': oxen runs only \"pvh\" guests"),
+                    ));
+                }
                 ("ramdisk", Value::Str(v)) => ramdisk = Some(v.clone()),
                 ("memory", Value::Int(v)) => {
                     if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
@@ -424,7 +432,7 @@ impl DomainConfig {
                 }
                 ("privileged", Value::Int(v @ (0 | 1))) => privileged = *v == 1,
                 ("privileged", _) => return Err(err(line, "'privileged' takes 0 or 1")),
-                ("name" | "kernel" | "ramdisk" | "cmdline" | "extra", _) => {
+                ("name" | "kernel" | "type" | "ramdisk" | "cmdline" | "extra", _) => {
                     return Err(err(line, alloc::format!("'{}' takes a string", s.key)));
                 }
                 ("memory" | "vcpus" | "cpu_weight" | "cap", _) => {
@@ -597,6 +605,8 @@ mod tests {
             ("name = 1\nkernel='k'", "takes a string"),
             ("name = 'n'\nkernel='k'\nramdisk = 3", "takes a string"),
             ("name = 'n'\nkernel='k'\ncolour = 'red'", "unknown setting"),
+            ("name = 'n'\nkernel='k'\ntype = 'hvm'", "only \"pvh\""),
+            ("name = 'n'\nkernel='k'\ntype = 1", "takes a string"),
             ("name = 'n'\nkernel='k'\ncpu_weight = 0", "outside 1..65535"),
             (
                 "name = 'n'\nkernel='k'\ncpu_weight = 65536",

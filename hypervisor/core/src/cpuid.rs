@@ -142,9 +142,10 @@ pub fn guest_view(leaf: u32, subleaf: u32, host: Regs, who: Asker) -> Regs {
     }
 }
 
-/// Leaf 7 subleaf 0 EBX bits hidden: SGX (2), MPX (14: its XCR0 states are not kept),
-/// RDT monitoring and allocation (12, 15: their MSRs #GP), processor trace (25).
-const LEAF7_EBX_HIDDEN: u32 = (1 << 2) | (1 << 12) | (1 << 14) | (1 << 15) | (1 << 25);
+/// Leaf 7 subleaf 0 EBX bits hidden: TSC_ADJUST (1: its MSR #GPs; Linux reads it at
+/// boot when offered), SGX (2), MPX (14: its XCR0 states are not kept), RDT monitoring
+/// and allocation (12, 15: their MSRs #GP), processor trace (25).
+const LEAF7_EBX_HIDDEN: u32 = (1 << 1) | (1 << 2) | (1 << 12) | (1 << 14) | (1 << 15) | (1 << 25);
 /// The AVX-512 feature bits of leaf 7 EBX (F, DQ, IFMA, PF, ER, CD, BW, VL).
 const LEAF7_EBX_AVX512: u32 =
     (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 30) | (1 << 31);
@@ -315,8 +316,9 @@ mod tests {
         for bit in [20, 26, 27, 28, 29, 30, 31] {
             assert_eq!(r.edx & (1 << bit), 0, "edx bit {bit}");
         }
-        // SGX, MPX, PT hidden; SMEP (7), ERMS (9), SMAP (20), AVX2 (5) kept with AVX.
-        assert_eq!(r.ebx & ((1 << 2) | (1 << 14) | (1 << 25)), 0);
+        // TSC_ADJUST, SGX, MPX, PT hidden; SMEP (7), ERMS (9), SMAP (20), AVX2 (5) kept
+        // with AVX.
+        assert_eq!(r.ebx & ((1 << 1) | (1 << 2) | (1 << 14) | (1 << 25)), 0);
         assert_eq!(
             r.ebx & ((1 << 7) | (1 << 9) | (1 << 20) | (1 << 5)),
             0x1002a0
