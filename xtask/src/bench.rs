@@ -30,6 +30,7 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
         guests: false,
+        linux: false,
         domains: &[],
         check: None,
         expect: &[r"oxen ready: ", r"power: powering off"],

@@ -3,6 +3,7 @@
 
 mod bench;
 mod build;
+mod linux;
 mod platform;
 mod plot;
 mod scenario;

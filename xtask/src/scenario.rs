@@ -43,6 +43,8 @@ pub struct Scenario {
     pub archive: ArchiveKind,
     /// Whether the archive carries the guest images (for boot configurations with domains).
     pub guests: bool,
+    /// Whether the archive carries Debian's Linux kernel and our busybox ramdisk.
+    pub linux: bool,
     /// Extra domain configuration files for the archive: (name, text).
     pub domains: &'static [(&'static str, &'static str)],
     /// A check of the whole serial log once the patterns are satisfied: a summary of what
@@ -353,6 +355,47 @@ fn check_console_share(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// What Linux's `/init` (`linux::INIT`) and the kernel must print on any number of
+/// vCPUs, and how the domain must end.
+const LINUX_OK: &[&str] = &[
+    r"\[d1 linux[^\]]*\] init: kernel 6\.\d+\.\d+-\d+-amd64 on x86_64",
+    r"\[d1 linux[^\]]*\] init: cpuinfo flags say hypervisor",
+    r"\[d1 linux[^\]]*\] init: clocksource xen",
+    r"\[d1 linux[^\]]*\] init: dmesg: .*Switched to clocksource xen",
+    r"\[d1 linux[^\]]*\] init: interrupts: .*xen-percpu",
+    r"\[d1 linux[^\]]*\] init: sum of 1\.\.1000 = 500500",
+    r"\[d1 linux[^\]]*\] init: 2\^32 = 4294967296, 12345 \* 6789 = 83810205",
+    r"\[d1 linux[^\]]*\] init: kernel log problems: 0",
+    r"\[d1 linux[^\]]*\] init: powering off",
+    r"  domain 1 \(linux[^)]*\): shutdown: poweroff",
+    r"domain 1 \(linux[^)]*\): memory returned \(256 MiB\)",
+    r"power: powering off",
+];
+/// Linux on 2 vCPUs: both come up, a job runs on each, and the rest as on one.
+const LINUX_SMP_OK: &[&str] = &[
+    r"\[d1 linux-smp\] init: cpus online 0-1, 2 in /proc/cpuinfo",
+    r"\[d1 linux-smp\] init: dmesg: .*installing Xen timer for CPU 1",
+    r"\[d1 linux-smp\] init: job on cpu 0 summed 4501500",
+    r"\[d1 linux-smp\] init: job on cpu 1 summed 4501500",
+    r"\[d1 linux-smp\] init: 2 parallel jobs done",
+    r"\[d1 linux-smp\] init: kernel log problems: 0",
+    r"  domain 1 \(linux-smp\): shutdown: poweroff",
+    r"domain 1 \(linux-smp\): memory returned \(256 MiB\)",
+    r"power: powering off",
+];
+/// Anything of the kernel's that says it was unhappy with what it ran on.
+const LINUX_FORBID: &[&str] = &[
+    "PANIC",
+    "EXCEPTION",
+    "ERROR",
+    "init: problem:",
+    "Kernel panic",
+    "Oops",
+    "unchecked MSR access",
+    "Call Trace",
+    "crashed",
+];
+
 /// The APIC guest: 3 vCPUs (vCPU 1 started with VCPUOP_up, vCPU 2 with INIT/SIPI).
 const APIC_DOMAINS: &[(&str, &str)] = &[(
     "apic.cfg",
@@ -380,6 +423,7 @@ pub fn all() -> Vec<Scenario> {
         features: &[],
         archive: ArchiveKind::Config(POWEROFF),
         guests: false,
+        linux: false,
         domains: &[],
         check: None,
         expect: &[],
@@ -761,6 +805,32 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            linux: true,
+            memory_mib: 768,
+            expect: LINUX_OK,
+            forbid: LINUX_FORBID,
+            timeout: Duration::from_secs(900),
+            ..bochs_guests(
+                "linux-up",
+                "Debian's Linux kernel, unmodified, as a PVH guest on 1 vCPU: busybox /init answers uname, cpuinfo, interrupts, dmesg and a computation, then poweroff -f",
+                1,
+                "on_ready = \"poweroff\"\ndomains = [\"linux.cfg\"]\n",
+            )
+        },
+        Scenario {
+            linux: true,
+            memory_mib: 768,
+            expect: LINUX_SMP_OK,
+            forbid: LINUX_FORBID,
+            timeout: Duration::from_secs(900),
+            ..bochs_guests(
+                "linux-smp2",
+                "the same kernel with 2 vCPUs on 2 pCPUs: its second CPU started by INIT-SIPI-SIPI, a job pinned to each CPU, then poweroff -f",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"linux-smp.cfg\"]\n",
+            )
+        },
+        Scenario {
             domains: FAULTS_2X3,
             expect: FAULTS_OK,
             forbid: FAULTS_FORBID,
@@ -1060,6 +1130,9 @@ fn prepare(s: &Scenario, builds: &Builds) -> Result<Machine> {
     let mut files = build::archive_files();
     if s.guests {
         files.extend(builds.guests()?);
+    }
+    if s.linux {
+        files.extend(crate::linux::files(crate::linux::INIT)?);
     }
     for (name, text) in s.domains {
         files.push((name.to_string(), text.as_bytes().to_vec()));
