@@ -193,14 +193,18 @@ fn user_files() -> Result<Files> {
         .collect()
 }
 
-/// Builds everything `run` needs for `firmware` with the configuration at `config`.
-pub fn images(config: &Path, firmware: Firmware) -> Result<PathBuf> {
+/// Builds everything `run` needs for `firmware` with the configuration at `config`
+/// (with Debian's Linux kernel and the busybox ramdisk in the archive if `linux`).
+pub fn images(config: &Path, firmware: Firmware, linux: bool) -> Result<PathBuf> {
     let kernel = hypervisor(&[])?;
     let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
     let dir = out_dir();
     let ramdisk = dir.join("boot.oxar");
     let mut files = archive_files();
     files.extend(guests()?);
+    if linux {
+        files.extend(crate::linux::files(crate::linux::INIT)?);
+    }
     files.extend(user_files()?);
     write_archive(&ramdisk, &text, &files)?;
     let image = dir.join(format!("oxen-{}.img", firmware.name()));
@@ -224,9 +228,10 @@ pub fn cmd_image(args: &[String]) -> Result<()> {
         .value("--config")?
         .map(PathBuf::from)
         .unwrap_or_else(demo_config);
+    let linux = args.flag("--linux");
     args.finish()?;
     for fw in [Firmware::Uefi, Firmware::Bios] {
-        let image = images(&config, fw)?;
+        let image = images(&config, fw, linux)?;
         println!("built {}", image.display());
     }
     Ok(())

@@ -31,6 +31,10 @@ commands:
       --cpus N          CPU count (default 2)
       --memory MIB      memory in MiB (default 512)
       --config FILE     boot configuration (default guests/boot/demo.cfg)
+      --linux           put Debian's kernel (linux.elf) and the busybox ramdisk
+                        (linux-initrd.cpio) into the archive, for linux.cfg and
+                        linux-smp.cfg (e.g. --config guests/boot/linux.cfg)
+  (run and image also add every file of the folder OXEN_FILES names)
   test [options]        host unit tests, then every boot scenario
       --host-only       only the host tests
       --boot-only       only the boot scenarios

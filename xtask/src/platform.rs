@@ -188,6 +188,7 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
         .value("--config")?
         .map(PathBuf::from)
         .unwrap_or_else(build::demo_config);
+    let linux = args.flag("--linux");
     args.finish()?;
     if platform == Platform::Kvm && !kvm_nested_vmx() {
         return Err(
@@ -196,7 +197,7 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
         );
     }
 
-    let image = build::images(&config, firmware)?;
+    let image = build::images(&config, firmware, linux)?;
     let work = out_dir().join("run");
     let machine = Machine {
         platform,

@@ -24,7 +24,6 @@ pub const PACKAGES: &[&str] = &[
     // The first real guest: Debian's own kernel and a static busybox for its ramdisk.
     "linux-image-amd64",
     "busybox-static",
-    "cpio",
 ];
 
 /// Bumped whenever the Bochs configure flags change, so a cached build is redone.
