@@ -192,6 +192,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
                 let started = domain::run::start_domains(&config, &domains, controls, revision);
                 log::info!("domains: {started} of {} started", domains.len());
                 if started > 0 {
+                    domain::conin::start();
                     GUESTS.store(true, Ordering::Release);
                     domain::run::cpu_loop();
                 }

@@ -31,6 +31,7 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
         archive: ArchiveKind::Config(POWEROFF),
         guests: false,
         linux: false,
+        input: &[],
         domains: &[],
         check: None,
         expect: &[r"oxen ready: ", r"power: powering off"],

@@ -17,42 +17,16 @@ use crate::{Result, out_dir};
 pub const KERNEL: &str = "linux.elf";
 pub const RAMDISK: &str = "linux-initrd.cpio";
 
-/// The ramdisk's `/init`: what a user would type first into a new machine's shell, each
-/// answer on a line of its own that the scenarios check, then `poweroff -f`. With more
-/// than one CPU it runs a CPU-bound job pinned to each and waits for all of them.
+/// The ramdisk's `/init`: mounts `/proc` and `/sys`, installs busybox's applets, says
+/// it is ready and gives the console to an interactive shell (what the scenarios type
+/// into, and a user at `xl console` or the serial console).
 pub const INIT: &str = r#"#!/bin/sh
 export PATH=/bin
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox --install -s /bin
-echo "init: kernel $(uname -r) on $(uname -m)"
-echo "init: cpus online $(cat /sys/devices/system/cpu/online), $(grep -c ^processor /proc/cpuinfo) in /proc/cpuinfo"
-grep -m1 'model name' /proc/cpuinfo | sed 's/^/init: cpuinfo: /'
-grep -m1 '^flags' /proc/cpuinfo | grep -q hypervisor && echo "init: cpuinfo flags say hypervisor"
-echo "init: clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
-dmesg | grep -i -e 'xen' -e 'clocksource' | sed 's/^/init: dmesg: /'
-cat /proc/interrupts | sed 's/^/init: interrupts: /'
-echo "init: sum of 1..1000 = $(seq 1 1000 | awk '{ s += $1 } END { print s }')"
-echo "init: 2^32 = $((1 << 32)), 12345 * 6789 = $((12345 * 6789))"
-n=$(grep -c ^processor /proc/cpuinfo)
-if [ "$n" -gt 1 ]; then
-    c=0
-    while [ "$c" -lt "$n" ]; do
-        taskset -c "$c" sh -c 'i=0; s=0; while [ $i -lt 3000 ]; do i=$((i + 1)); s=$((s + i)); done; echo "init: job on cpu $0 summed $s"' "$c" &
-        c=$((c + 1))
-    done
-    wait
-    echo "init: $n parallel jobs done"
-fi
-# RETBleed's warning is about the CPU model (oxen hides the speculation-control MSRs),
-# see docs/linux.md; anything else counts.
-problems() {
-    dmesg | grep -i -e 'warning' -e 'oops' -e 'unchecked msr' -e 'call trace' -e 'bug:' | grep -v 'RETBleed'
-}
-echo "init: kernel log problems: $(problems | wc -l)"
-problems | sed 's/^/init: problem: /'
-echo "init: powering off"
-poweroff -f
+echo "init: ready, $(grep -c ^processor /proc/cpuinfo) CPU(s); a shell on the console"
+exec setsid cttyhack sh
 "#;
 
 /// Where Debian's busybox-static puts its binary.

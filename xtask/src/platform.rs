@@ -67,6 +67,10 @@ pub struct Machine {
     pub work: PathBuf,
     /// QEMU CPU model (TCG only), e.g. `qemu64` (xAPIC) or `max` (x2APIC).
     pub qemu_cpu: &'static str,
+    /// Bochs only: the serial port connects to this TCP port on the loopback (xtask
+    /// listens there, copies the output to `serial` and types input), instead of
+    /// writing to the `serial` file itself.
+    pub serial_socket: Option<u16>,
 }
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -150,14 +154,17 @@ impl Machine {
              ata0-master: type=disk, path=\"{disk}\", mode=flat, cylinders={cylinders}, heads=16, spt=63\n\
              boot: disk\n\
              cpu: count=1:{cpus}:1, ips=200000000, model=corei7_skylake_x, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
-             com1: enabled=1, mode=file, dev=\"{serial}\"\n\
+             {com1}\n\
              log: \"{log}\"\n\
              panic: action=fatal\nerror: action=report\ninfo: action=ignore\ndebug: action=ignore\n\
              clock: sync=none, time0=local\n",
             mem = self.memory_mib,
             disk = disk.display(),
             cpus = self.cpus,
-            serial = serial.display(),
+            com1 = match self.serial_socket {
+                Some(port) => format!("com1: enabled=1, mode=socket-client, dev=127.0.0.1:{port}"),
+                None => format!("com1: enabled=1, mode=file, dev=\"{}\"", serial.display()),
+            },
             log = self.work.join("bochs.log").display(),
         );
         let rc_path = self.work.join("bochsrc");
@@ -208,6 +215,7 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
         serial: None,
         work: work.clone(),
         qemu_cpu: "max",
+        serial_socket: None,
     };
     eprintln!(
         "xtask: booting oxen on {} ({} firmware, {cpus} CPUs, {memory_mib} MiB); {}",

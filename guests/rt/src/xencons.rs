@@ -36,16 +36,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
-use crate::xen::{self, EvtchnPort};
+use oxen_abi::xencons::{OUT, OUT_CONS, OUT_PROD, OUT_SIZE};
 
-/// Size of `out`.
-const OUT_SIZE: u32 = 2048;
-/// Offset of `out`.
-const OUT: u64 = 1024;
-/// Offset of `out_cons`.
-const OUT_CONS: u64 = 3080;
-/// Offset of `out_prod`.
-const OUT_PROD: u64 = 3084;
+use crate::xen::{self, EvtchnPort};
 
 /// Nanoseconds a full ring may stay full before the console is declared broken.
 const STALL_NS: u64 = 1_000_000_000;

@@ -140,6 +140,22 @@ pub mod console_io {
     pub const READ: u32 = 1;
 }
 
+/// The PV console page, `struct xencons_interface` (`io/console.h`): two byte rings
+/// with free-running `u32` indices; `in` carries input to the guest, `out` its output.
+pub mod xencons {
+    /// Offset and size of `in` (back end produces, guest consumes).
+    pub const IN: u64 = 0;
+    pub const IN_SIZE: u32 = 1024;
+    /// Offset and size of `out` (guest produces, back end consumes).
+    pub const OUT: u64 = 1024;
+    pub const OUT_SIZE: u32 = 2048;
+    /// Offsets of the four indices.
+    pub const IN_CONS: u64 = 3072;
+    pub const IN_PROD: u64 = 3076;
+    pub const OUT_CONS: u64 = 3080;
+    pub const OUT_PROD: u64 = 3084;
+}
+
 /// `sched_op` sub-operations and shutdown reasons (`sched.h`).
 pub mod sched_op {
     pub const YIELD: u32 = 0;

@@ -946,9 +946,32 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("sizeof(struct sched_poll)", 24),
         konst!("offsetof(struct sched_poll, nr_ports)", 8),
         konst!("offsetof(struct sched_poll, timeout)", 16),
-        konst!("offsetof(struct xencons_interface, out)", 1024),
-        konst!("offsetof(struct xencons_interface, out_cons)", 3080),
-        konst!("offsetof(struct xencons_interface, out_prod)", 3084),
+        konst!("offsetof(struct xencons_interface, in)", xencons::IN),
+        konst!(
+            "sizeof(((struct xencons_interface *)0)->in)",
+            xencons::IN_SIZE
+        ),
+        konst!("offsetof(struct xencons_interface, out)", xencons::OUT),
+        konst!(
+            "sizeof(((struct xencons_interface *)0)->out)",
+            xencons::OUT_SIZE
+        ),
+        konst!(
+            "offsetof(struct xencons_interface, in_cons)",
+            xencons::IN_CONS
+        ),
+        konst!(
+            "offsetof(struct xencons_interface, in_prod)",
+            xencons::IN_PROD
+        ),
+        konst!(
+            "offsetof(struct xencons_interface, out_cons)",
+            xencons::OUT_CONS
+        ),
+        konst!(
+            "offsetof(struct xencons_interface, out_prod)",
+            xencons::OUT_PROD
+        ),
         sz!("struct xen_add_to_physmap", memory::AddToPhysmap),
         off!(
             "struct xen_add_to_physmap",

@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod archive;
 pub mod config;
+pub mod conswitch;
 pub mod continuation;
 pub mod cpuid;
 pub mod decode;

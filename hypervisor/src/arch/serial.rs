@@ -146,6 +146,19 @@ pub fn pump() {
     }
 }
 
+/// Reads what the UART has received, up to `buf.len()` bytes (never waits; nothing if
+/// another CPU holds the port). Bytes not read stay in the UART, and on a real line
+/// the sender's flow control or the FIFO holds them.
+pub fn receive(buf: &mut [u8]) -> usize {
+    match PORT.try_lock() {
+        Some(mut out) => out
+            .port
+            .as_mut()
+            .map_or(0, |p| p.inner_mut().receive_bytes(buf)),
+        None => 0,
+    }
+}
+
 /// Whether log bytes wait in the ring.
 pub fn pending() -> bool {
     PENDING.load(Ordering::Acquire)

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
 use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
 use oxen_abi::evtchn::{self as abi, DOMID_SELF, op, virq};
-use oxen_abi::hvm;
+use oxen_abi::{hvm, xencons};
 use oxen_core::evtchn::{self, EventPage, Peer, Ports, SendTarget, Word};
 use spin::{Mutex, MutexGuard};
 
@@ -33,11 +33,6 @@ const MAX_PORTS: u32 = 1024;
 /// grant frames), and how many there are.
 const RESERVED_GFN: u64 = 0xfeff0;
 const RESERVED_PAGES: u64 = 16;
-/// `XENCONS` ring sizes and index offsets in the console page.
-const CONS_OUT: usize = 1024;
-const CONS_OUT_SIZE: u32 = 2048;
-const CONS_OUT_CONS: usize = 3080;
-const CONS_OUT_PROD: usize = 3084;
 
 /// The console page's GFN for a domain with `ram_size` bytes of RAM.
 pub fn console_gfn(ram_size: u64) -> u64 {
@@ -464,13 +459,13 @@ pub fn serve_console(d: &Domain) {
         return;
     }
     let page = e.console_frame;
-    let cons_w = dword(page + CONS_OUT_CONS as u64);
-    let prod_w = dword(page + CONS_OUT_PROD as u64);
+    let cons_w = dword(page + xencons::OUT_CONS);
+    let prod_w = dword(page + xencons::OUT_PROD);
     let cons = cons_w.load(Ordering::Acquire);
     let prod = prod_w.load(Ordering::Acquire);
     fence(Ordering::Acquire);
     let avail = prod.wrapping_sub(cons);
-    if avail > CONS_OUT_SIZE {
+    if avail > xencons::OUT_SIZE {
         e.console_broken.store(1, Ordering::Relaxed);
         log::warn!(
             "domain {} ({}): console ring indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
@@ -479,16 +474,60 @@ pub fn serve_console(d: &Domain) {
         );
         return;
     }
-    let mut buf = [0u8; CONS_OUT_SIZE as usize];
+    let mut buf = [0u8; xencons::OUT_SIZE as usize];
     for (i, b) in buf.iter_mut().take(avail as usize).enumerate() {
-        let at = (cons.wrapping_add(i as u32) % CONS_OUT_SIZE) as u64;
-        *b = byte(page + CONS_OUT as u64 + at).load(Ordering::Relaxed);
+        let at = (cons.wrapping_add(i as u32) % xencons::OUT_SIZE) as u64;
+        *b = byte(page + xencons::OUT + at).load(Ordering::Relaxed);
     }
     fence(Ordering::Release);
     cons_w.store(prod, Ordering::Release);
     d.emit(&d.console_line, "", &buf[..avail as usize]);
     // Tell the front end there is room again.
     deliver(d, e.console_port, 0);
+}
+
+/// Room for input in `d`'s console ring now (`None`: no usable PV console).
+pub fn console_room(d: &Domain) -> Option<u32> {
+    let e = &d.events;
+    if e.console_broken.load(Ordering::Relaxed) != 0 {
+        return None;
+    }
+    let page = e.console_frame;
+    let cons = dword(page + xencons::IN_CONS).load(Ordering::Acquire);
+    let prod = dword(page + xencons::IN_PROD).load(Ordering::Acquire);
+    let room = oxen_core::conswitch::in_room(cons, prod);
+    if room.is_none() {
+        e.console_broken.store(1, Ordering::Relaxed);
+        log::warn!(
+            "domain {} ({}): console input indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
+            d.id,
+            d.name
+        );
+    }
+    room
+}
+
+/// Puts typed `bytes` into `d`'s console `in` ring (as many as fit; the caller asked
+/// [`console_room`]) and signals the console port. Returns how many went in.
+pub fn console_input(d: &Domain, bytes: &[u8]) -> usize {
+    let Some(room) = console_room(d) else {
+        return 0;
+    };
+    let page = d.events.console_frame;
+    let prod_w = dword(page + xencons::IN_PROD);
+    let prod = prod_w.load(Ordering::Acquire);
+    let n = bytes.len().min(room as usize);
+    for (i, &b) in bytes[..n].iter().enumerate() {
+        let at = u64::from(prod.wrapping_add(i as u32) % xencons::IN_SIZE);
+        byte(page + xencons::IN + at).store(b, Ordering::Relaxed);
+    }
+    // The bytes before the index that publishes them.
+    fence(Ordering::Release);
+    prod_w.store(prod.wrapping_add(n as u32), Ordering::Release);
+    if n > 0 {
+        deliver(d, d.events.console_port, 0);
+    }
+    n
 }
 
 /// An atomic 32-bit word in hypervisor-visible memory.

@@ -4,6 +4,7 @@
 //! mapped by its own EPT, and its vCPUs. Everything a guest hands the hypervisor is
 //! checked against that RAM before use.
 
+pub mod conin;
 pub mod control;
 pub mod event;
 pub mod exits;

@@ -26,6 +26,9 @@ use crate::arch::{apic, percpu, power, serial, time};
 
 /// How often a pCPU feeds the UART while log output waits.
 const SERIAL_PUMP_NS: u64 = 1_000_000;
+/// How often the boot CPU looks for typed input at most (a UART's FIFO holds 16 bytes,
+/// about 1.4 ms at 115200 baud).
+const INPUT_POLL_NS: u64 = 1_000_000;
 use crate::vmx::{entry, vmcs};
 
 /// Set once every boot-time domain has been built.
@@ -210,6 +213,8 @@ struct Pcpu {
     /// Boot CPU housekeeping: next share sample, and whether the run limit has hit.
     next_sample: u64,
     limit_hit: bool,
+    /// When the boot CPU next looks for serial input.
+    input_at: u64,
 }
 
 /// This pCPU's scheduling loop. Never returns; the boot CPU powers the machine off once
@@ -233,6 +238,7 @@ pub fn cpu_loop() -> ! {
         ept_gen: u64::MAX,
         next_sample: T0.load(Ordering::Relaxed) + SAMPLE_NS.load(Ordering::Relaxed),
         limit_hit: false,
+        input_at: 0,
     };
     log::info!("sched: cpu{me} runs guests");
     percpu::this().need_resched.store(true, Ordering::Release);
@@ -250,6 +256,10 @@ impl Pcpu {
         }
         if self.me == 0 {
             self.housekeeping(now);
+            if now >= self.input_at {
+                self.input_at = now + INPUT_POLL_NS;
+                super::conin::poll();
+            }
         }
         let ticked = now >= self.next_tick;
         if ticked {

@@ -1,0 +1,125 @@
+//! Serial console input, as Xen's console switch does it: every byte typed on the
+//! machine's serial line goes to one domain at a time (the focus); `Ctrl-A` three times
+//! in a row moves the focus to the next domain. Ctrl-As that do not make three are held
+//! back and given to the focus before the next other byte, so a single Ctrl-A still
+//! reaches the guest (a shell's "beginning of line").
+//!
+//! The bytes reach the domain through the `in` ring of its PV console page
+//! (`xencons_interface`), whose indices the guest can corrupt: [`in_room`] says how
+//! much fits, or that the indices are impossible.
+
+use oxen_abi::xencons::IN_SIZE;
+
+/// The switch code, Ctrl-A (Xen's default `conswitch`).
+pub const SWITCH_CODE: u8 = 0x01;
+
+/// What a typed byte amounts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A byte for the focused domain.
+    Byte(u8),
+    /// Move the focus to the next domain.
+    Switch,
+}
+
+/// The switch's state: how many Ctrl-As are held back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Switch {
+    held: u8,
+}
+
+impl Switch {
+    pub const fn new() -> Self {
+        Switch { held: 0 }
+    }
+
+    /// Feeds one typed byte; `out` receives what it yields, in order (nothing while
+    /// Ctrl-As are counted, held Ctrl-As and the byte when another byte breaks the run).
+    pub fn feed(&mut self, b: u8, mut out: impl FnMut(Input)) {
+        if b == SWITCH_CODE {
+            self.held += 1;
+            if self.held == 3 {
+                self.held = 0;
+                out(Input::Switch);
+            }
+            return;
+        }
+        for _ in 0..core::mem::take(&mut self.held) {
+            out(Input::Byte(SWITCH_CODE));
+        }
+        out(Input::Byte(b));
+    }
+}
+
+/// The domain after `current` in `ids` (ascending), wrapping; the first if `current`
+/// is not among them; `None` if there is none.
+pub fn next_focus(ids: &[u32], current: Option<u32>) -> Option<u32> {
+    match current {
+        Some(c) => ids
+            .iter()
+            .copied()
+            .find(|&i| i > c)
+            .or_else(|| ids.first().copied()),
+        None => ids.first().copied(),
+    }
+}
+
+/// Free bytes in the `in` ring with these indices (free-running, as the guest keeps
+/// them); `None` if they claim more than the ring holds (a guest that corrupted them).
+pub fn in_room(cons: u32, prod: u32) -> Option<u32> {
+    let used = prod.wrapping_sub(cons);
+    (used <= IN_SIZE).then(|| IN_SIZE - used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn feed(s: &mut Switch, bytes: &[u8]) -> Vec<Input> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            s.feed(b, |i| out.push(i));
+        }
+        out
+    }
+
+    #[test]
+    fn three_ctrl_a_switch_and_fewer_pass_through() {
+        let mut s = Switch::default();
+        assert_eq!(feed(&mut s, b"ls\n"), b"ls\n".map(Input::Byte));
+        assert_eq!(feed(&mut s, &[1, 1, 1]), [Input::Switch]);
+        // One or two Ctrl-As reach the guest, before the byte that ends the run.
+        assert_eq!(feed(&mut s, &[1]), []);
+        assert_eq!(feed(&mut s, b"x"), [Input::Byte(1), Input::Byte(b'x')]);
+        assert_eq!(
+            feed(&mut s, &[1, 1, b'y']),
+            [Input::Byte(1), Input::Byte(1), Input::Byte(b'y')]
+        );
+        // Six switch twice; four switch once and hold one.
+        assert_eq!(feed(&mut s, &[1; 6]), [Input::Switch, Input::Switch]);
+        assert_eq!(feed(&mut s, &[1; 4]), [Input::Switch]);
+        assert_eq!(feed(&mut s, b"z"), [Input::Byte(1), Input::Byte(b'z')]);
+    }
+
+    #[test]
+    fn focus_moves_in_id_order_and_wraps() {
+        let ids = [1, 2, 5];
+        assert_eq!(next_focus(&ids, None), Some(1));
+        assert_eq!(next_focus(&ids, Some(1)), Some(2));
+        assert_eq!(next_focus(&ids, Some(2)), Some(5));
+        assert_eq!(next_focus(&ids, Some(5)), Some(1));
+        // The focused domain went away: the next one up.
+        assert_eq!(next_focus(&ids, Some(3)), Some(5));
+        assert_eq!(next_focus(&[], Some(3)), None);
+    }
+
+    #[test]
+    fn room_in_the_input_ring() {
+        assert_eq!(in_room(0, 0), Some(1024));
+        assert_eq!(in_room(10, 1034), Some(0));
+        assert_eq!(in_room(u32::MAX - 5, 10), Some(1024 - 16));
+        assert_eq!(in_room(0, 1025), None);
+        assert_eq!(in_room(5, 4), None, "a producer behind its consumer");
+    }
+}
