@@ -123,6 +123,7 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     let sched = sched_benchmarks(&builds)?;
     let ring = host_ring_benchmark()?;
     let pv = pv_benchmark(&builds)?;
+    let linux = linux_benchmark(&builds)?;
 
     let results = [
         (
@@ -214,6 +215,26 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "ring_host_c_ops_per_s",
             ring.1.to_string(),
             "host: Xen's io/ring.h macros compiled with cc, same workload, same run",
+        ),
+        (
+            "linux_boot_to_init_ms",
+            format!("{:.0}", linux.boot_ms),
+            "Debian's Linux 6.1 from domain start to its /init saying ready, emulated ms by the TSC (Bochs, 1 pCPU, 1 vCPU)",
+        ),
+        (
+            "linux_boot_to_init_minstr",
+            format!("{:.0}", linux.boot_minstr),
+            "the same in millions of emulated instructions",
+        ),
+        (
+            "linux_exits_per_guest_s",
+            format!("{:.0}", linux.exits_per_s),
+            "exits per second of the domain's run time, boot and the typed session (boot is about 90% of it)",
+        ),
+        (
+            "linux_exits_by_reason",
+            format!("\"{}\"", linux.by_reason),
+            "the same exits by reason",
         ),
         (
             "image_loaded_bytes",
@@ -401,6 +422,45 @@ fn pv_benchmark(builds: &Builds) -> Result<PvFigures> {
     Ok(PvFigures {
         event_rtt: capture(&serial, r"ping: event round trip (\d+) ticks")?,
         per_request: capture(&serial, r"ping: round trip (\d+) ticks per request")?.max(1),
+    })
+}
+
+/// What the Linux boot measured.
+struct LinuxFigures {
+    boot_ms: f64,
+    boot_minstr: f64,
+    exits_per_s: f64,
+    by_reason: String,
+}
+
+/// Boots Debian's Linux (the `linux-up` scenario) and reads its boot time, exit rate
+/// and exit reasons from the log.
+fn linux_benchmark(builds: &Builds) -> Result<LinuxFigures> {
+    let serial = run_scenario("linux-up", builds)?;
+    let stamp = |pattern: &str| -> Result<f64> {
+        let re = Regex::new(&format!(r"\[\s*(\d+\.\d+)\] cpu\d+ INFO  {pattern}")).expect("valid");
+        re.captures(&serial)
+            .and_then(|c| c[1].parse().ok())
+            .ok_or_else(|| format!("no line matching {pattern} in the Linux log"))
+    };
+    let start = stamp(r"domain 1 \(linux\): 256 MiB")?;
+    let ready = stamp(r"\[d1 linux\] init: ready")?;
+    let tsc_mhz = capture(&serial, r"TSC (\d+) MHz")? as f64;
+    let exits = capture(
+        &serial,
+        r"domain 1 \(linux\): shutdown: poweroff; (\d+) exits",
+    )? as f64;
+    let run_ms = capture(&serial, r"d1 linux: weight \d+, cap \d+, run (\d+) ms")?.max(1) as f64;
+    let by_reason = Regex::new(r"exits by reason: ([^\n]*)")
+        .expect("valid")
+        .captures(&serial)
+        .map(|c| c[1].trim().to_string())
+        .ok_or("no exit reasons in the Linux log")?;
+    Ok(LinuxFigures {
+        boot_ms: (ready - start) * 1000.0,
+        boot_minstr: (ready - start) * tsc_mhz,
+        exits_per_s: exits / run_ms * 1000.0,
+        by_reason,
     })
 }
 

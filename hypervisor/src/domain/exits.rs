@@ -41,6 +41,9 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
     }
     let full = vmcs::read(field::EXIT_REASON) as u32;
     let basic = (full & 0xffff) as u16;
+    if let Some(n) = vcpu.exit_reasons.get_mut(usize::from(basic)) {
+        *n += 1;
+    }
     if full & (1 << 31) != 0 {
         return crash(
             vcpu,

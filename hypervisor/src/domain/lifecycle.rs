@@ -97,6 +97,9 @@ pub fn try_release(d: &Arc<Domain>) {
             for v in vcpus {
                 d.exits.fetch_add(v.exits, Ordering::Relaxed);
                 d.hypercalls.fetch_add(v.hypercalls, Ordering::Relaxed);
+                for (sum, n) in d.exit_reasons.iter().zip(v.exit_reasons) {
+                    sum.fetch_add(n, Ordering::Relaxed);
+                }
                 v.release();
             }
             event::domain_dying(d);

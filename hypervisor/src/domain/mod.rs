@@ -131,6 +131,7 @@ pub struct Domain {
     /// Exits and hypercalls of its vCPUs, added up when they are released.
     pub exits: AtomicU64,
     pub hypercalls: AtomicU64,
+    pub exit_reasons: [AtomicU64; vcpu::EXIT_REASONS],
 }
 
 /// Frames for a domain's EPT tables, from the global allocator (zeroed), charged to
@@ -354,6 +355,7 @@ impl Domain {
             released: AtomicBool::new(false),
             exits: AtomicU64::new(0),
             hypercalls: AtomicU64::new(0),
+            exit_reasons: [const { AtomicU64::new(0) }; vcpu::EXIT_REASONS],
         };
         for seg in &image.segments {
             let fits = seg

@@ -9,6 +9,7 @@
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -688,6 +689,22 @@ fn report_and_power_off() -> ! {
             d.exits.load(Ordering::Relaxed),
             d.hypercalls.load(Ordering::Relaxed)
         );
+        let mut by: Vec<(u64, usize)> = d
+            .exit_reasons
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .enumerate()
+            .filter(|&(_, n)| n != 0)
+            .map(|(r, n)| (n, r))
+            .collect();
+        by.sort_unstable_by(|a, b| b.cmp(a));
+        if !by.is_empty() {
+            let list: Vec<String> = by
+                .iter()
+                .map(|&(n, r)| format!("{} {n}", oxen_core::vmcs::reason_name(r as u16)))
+                .collect();
+            log::info!("    exits by reason: {}", list.join(", "));
+        }
     }
     let ticks: Vec<_> = (0..percpu::count())
         .map(|i| percpu::get(i).ticks.load(Ordering::Relaxed))

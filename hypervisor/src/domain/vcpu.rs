@@ -87,10 +87,15 @@ pub struct Vcpu {
     /// CR2, the debug registers and the SYSCALL/SWAPGS/RDTSCP MSRs: in the CPU while
     /// the vCPU is loaded, here while it is not.
     pub lazy: cpu::LazyState,
-    /// Exits and hypercalls handled, for the final report.
+    /// Exits and hypercalls handled, for the final report, and the exits by basic
+    /// reason.
     pub exits: u64,
     pub hypercalls: u64,
+    pub exit_reasons: [u64; EXIT_REASONS],
 }
+
+/// Basic exit reasons counted (the SDM's go up to 77).
+pub const EXIT_REASONS: usize = 80;
 
 impl Vcpu {
     /// Creates vCPU `id` of `domain`: a VMCS page, set up on its first load.
@@ -125,6 +130,7 @@ impl Vcpu {
             xcr0: 1,
             lazy: cpu::LazyState::default(),
             exits: 0,
+            exit_reasons: [0; EXIT_REASONS],
             hypercalls: 0,
         })
     }
