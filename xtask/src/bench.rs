@@ -436,24 +436,28 @@ struct LinuxFigures {
 /// Boots Debian's Linux (the `linux-up` scenario) and reads its boot time, exit rate
 /// and exit reasons from the log.
 fn linux_benchmark(builds: &Builds) -> Result<LinuxFigures> {
-    let serial = run_scenario("linux-up", builds)?;
+    linux_figures(&run_scenario("linux-up", builds)?)
+}
+
+/// The Linux figures in a `linux-up` log.
+fn linux_figures(serial: &str) -> Result<LinuxFigures> {
     let stamp = |pattern: &str| -> Result<f64> {
         let re = Regex::new(&format!(r"\[\s*(\d+\.\d+)\] cpu\d+ INFO  {pattern}")).expect("valid");
-        re.captures(&serial)
+        re.captures(serial)
             .and_then(|c| c[1].parse().ok())
             .ok_or_else(|| format!("no line matching {pattern} in the Linux log"))
     };
     let start = stamp(r"domain 1 \(linux\): 256 MiB")?;
     let ready = stamp(r"\[d1 linux\] init: ready")?;
-    let tsc_mhz = capture(&serial, r"TSC (\d+) MHz")? as f64;
+    let tsc_mhz = capture(serial, r"TSC (\d+) MHz")? as f64;
     let exits = capture(
         &serial,
         r"domain 1 \(linux\): shutdown: poweroff; (\d+) exits",
     )? as f64;
-    let run_ms = capture(&serial, r"d1 linux: weight \d+, cap \d+, run (\d+) ms")?.max(1) as f64;
+    let run_ms = capture(serial, r"d1 linux: weight \d+, cap \d+, run (\d+) ms")?.max(1) as f64;
     let by_reason = Regex::new(r"exits by reason: ([^\n]*)")
         .expect("valid")
-        .captures(&serial)
+        .captures(serial)
         .map(|c| c[1].trim().to_string())
         .ok_or("no exit reasons in the Linux log")?;
     Ok(LinuxFigures {
@@ -475,4 +479,27 @@ fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
         return Err(format!("{name} failed: {}\n{}", o.reason, o.serial));
     }
     Ok(o.serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_figures_come_from_the_log() {
+        let log = "\
+[    0.010261] cpu0 INFO  oxen 0.1.0 booting; TSC 200 MHz
+[    1.101135] cpu0 INFO  domain 1 (linux): 256 MiB, kernel linux.elf, 1 vCPU(s)
+[    9.101135] cpu0 INFO  [d1 linux] init: ready, 1 CPU(s); a shell on the console
+[   10.323974] cpu0 INFO    d1 linux: weight 256, cap 0, run 8000 ms, share 91.03%
+[   10.369139] cpu0 INFO    domain 1 (linux): shutdown: poweroff; 16000 exits, 2822 hypercalls
+[   10.369222] cpu0 INFO      exits by reason: preemption timer 3547, VMCALL 2822
+";
+        let f = linux_figures(log).unwrap();
+        assert!((f.boot_ms - 8000.0).abs() < 0.01, "{}", f.boot_ms);
+        assert!((f.boot_minstr - 1600.0).abs() < 0.01, "{}", f.boot_minstr);
+        assert!((f.exits_per_s - 2000.0).abs() < 0.01, "{}", f.exits_per_s);
+        assert_eq!(f.by_reason, "preemption timer 3547, VMCALL 2822");
+        assert!(linux_figures(&log.replace("init: ready", "init: busy")).is_err());
+    }
 }
