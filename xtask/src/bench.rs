@@ -451,7 +451,7 @@ fn linux_figures(serial: &str) -> Result<LinuxFigures> {
     let ready = stamp(r"\[d1 linux\] init: ready")?;
     let tsc_mhz = capture(serial, r"TSC (\d+) MHz")? as f64;
     let exits = capture(
-        &serial,
+        serial,
         r"domain 1 \(linux\): shutdown: poweroff; (\d+) exits",
     )? as f64;
     let run_ms = capture(serial, r"d1 linux: weight \d+, cap \d+, run (\d+) ms")?.max(1) as f64;
