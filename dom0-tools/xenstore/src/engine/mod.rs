@@ -132,6 +132,10 @@ pub struct Engine {
     watching: WatchIndex,
     /// Connections that had output queued since the last `take_dirty`.
     dirty: BTreeSet<ConnId>,
+    /// How often the transport asked a connection for its output ([`Engine::output`]):
+    /// the work of its loop, which `memreport` shows (a loop that visits every
+    /// connection each round asks once per connection per round).
+    output_polls: core::cell::Cell<u64>,
 }
 
 impl Engine {
@@ -229,6 +233,7 @@ impl Engine {
 
     /// Bytes waiting to go to connection `id` (empty if none).
     pub fn output(&self, id: ConnId) -> &[u8] {
+        self.output_polls.set(self.output_polls.get() + 1);
         self.conns.get(&id).map_or(&[], Connection::output)
     }
 
@@ -633,10 +638,11 @@ impl Engine {
                 let watches: usize = self.conns.values().map(|c| c.watches().len()).sum();
                 let txs: usize = self.conns.values().map(|c| c.transactions.len()).sum();
                 let mut report = format!(
-                    "nodes {}\nconnections {}\nwatches {watches}\ntransactions {txs}\ndomains {}\n",
+                    "nodes {}\nconnections {}\nwatches {watches}\ntransactions {txs}\ndomains {}\noutput-polls {}\n",
                     self.tree.len(),
                     self.conns.len(),
-                    self.domains.len()
+                    self.domains.len(),
+                    self.output_polls.get()
                 );
                 for (domid, u) in self.accounts.iter() {
                     let owned = self.tree.owned_by(domid);
