@@ -191,9 +191,10 @@ core::arch::global_asm!(
     handler = sym crate::fault::rt_exception,
 );
 
-// `rt_try_call(f, ctx) -> u64`: calls `f(ctx)`; returns 0 if it returned, or
-// `0x100 | vector` if it raised an exception. The exception handler resumes at the
-// landing pad with RSP = the saved value and RAX = the result (see fault.rs).
+// `rt_try_call(f, ctx, slot) -> u64`: calls `f(ctx)`; returns 0 if it returned, or
+// `0x100 | vector` if it raised an exception. `slot` is the calling vCPU's recovery
+// slot (landing-pad RIP, RSP); the exception handler resumes at the landing pad with
+// RSP = the saved value and RAX = the result (see fault.rs).
 core::arch::global_asm!(
     ".pushsection .text.rt_try_call, \"ax\"",
     ".global rt_try_call",
@@ -205,15 +206,19 @@ core::arch::global_asm!(
     "push r14",
     "push r15",
     "sub rsp, 8", // keep RSP 16-byte aligned at the call below
-    "mov qword ptr [rip + {recover_rsp}], rsp",
+    // RDX: this vCPU's recovery slot (RIP, then RSP).
+    "mov r12, rdx",
+    "mov qword ptr [r12 + 8], rsp",
     "lea rax, [rip + 4f]",
-    "mov qword ptr [rip + {recover_rip}], rax",
+    "mov qword ptr [r12], rax",
     "mov rax, rdi",
     "mov rdi, rsi",
     "call rax",
+    // Returned: R12 survived the call (callee-saved). After an exception the handler
+    // has cleared the slot and resumes at 4 (where R12 is whatever it was at the fault).
+    "mov qword ptr [r12], 0",
     "xor eax, eax",
     "4:",
-    "mov qword ptr [rip + {recover_rip}], 0",
     "add rsp, 8",
     "pop r15",
     "pop r14",
@@ -223,6 +228,4 @@ core::arch::global_asm!(
     "pop rbx",
     "ret",
     ".popsection",
-    recover_rsp = sym crate::fault::RECOVER_RSP,
-    recover_rip = sym crate::fault::RECOVER_RIP,
 );

@@ -11,10 +11,27 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::boot::CODE_SELECTOR;
 
-/// Where the exception handler resumes when an expected fault happens (0: none expected).
-pub(crate) static RECOVER_RIP: AtomicU64 = AtomicU64::new(0);
-/// The stack pointer to resume with.
-pub(crate) static RECOVER_RSP: AtomicU64 = AtomicU64::new(0);
+/// Per vCPU (by the stack it runs on, see `vcpu::on_stack`): where the exception handler
+/// resumes when an expected fault happens (0: none expected), and the stack pointer to
+/// resume with. One slot for all vCPUs let a fault on one vCPU resume on another's
+/// stack when two expected faults overlapped.
+#[repr(C)]
+struct Recover {
+    rip: AtomicU64,
+    rsp: AtomicU64,
+}
+static RECOVER: [Recover; crate::vcpu::MAX_SECONDARY + 1] = [const {
+    Recover {
+        rip: AtomicU64::new(0),
+        rsp: AtomicU64::new(0),
+    }
+}; crate::vcpu::MAX_SECONDARY + 1];
+
+/// This vCPU's recovery slot.
+fn recover_slot() -> &'static Recover {
+    let here = 0u8;
+    &RECOVER[crate::vcpu::on_stack(&raw const here as u64)]
+}
 
 /// Unexpected exceptions being reported (a fault while reporting one halts silently).
 static DEPTH: AtomicU32 = AtomicU32::new(0);
@@ -75,10 +92,11 @@ const NAMES: [&str; 32] = [
 
 /// Called by the common exception stub with the saved frame.
 pub(crate) extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
-    let recover = RECOVER_RIP.swap(0, Ordering::SeqCst);
+    let slot = recover_slot();
+    let recover = slot.rip.swap(0, Ordering::SeqCst);
     if recover != 0 {
         frame.rip = recover;
-        frame.rsp = RECOVER_RSP.load(Ordering::SeqCst);
+        frame.rsp = slot.rsp.load(Ordering::SeqCst);
         frame.rax = 0x100 | frame.vector;
         return;
     }
@@ -123,7 +141,7 @@ fn gate(handler: u64) -> (u64, u64) {
 
 unsafe extern "C" {
     static rt_isr_stubs: u8;
-    fn rt_try_call(f: extern "C" fn(*mut u8), ctx: *mut u8) -> u64;
+    fn rt_try_call(f: extern "C" fn(*mut u8), ctx: *mut u8, slot: *const Recover) -> u64;
 }
 
 /// Fills and loads the IDT (exception vectors 0..32; the rest not present).
@@ -192,7 +210,7 @@ pub fn expect_fault<F: FnOnce()>(f: F) -> Option<u8> {
     // SAFETY: `rt_try_call` saves the callee-saved registers and the stack pointer, calls
     // the trampoline, and on an exception the handler resumes at its landing pad with
     // that stack, so control returns here either way. `slot` outlives the call.
-    let r = unsafe { rt_try_call(trampoline::<F>, (&raw mut slot).cast()) };
+    let r = unsafe { rt_try_call(trampoline::<F>, (&raw mut slot).cast(), recover_slot()) };
     if r == 0 { None } else { Some((r & 0xff) as u8) }
 }
 

@@ -177,6 +177,19 @@ pub fn stack_top(n: u32) -> u64 {
     (stacks as u64) + (n as u64) * AP_STACK_BYTES as u64
 }
 
+/// Which vCPU runs on the stack holding `addr`: `n` on the runtime's stack of secondary
+/// vCPU `n`, else 0 (the boot stack, or a stack of the guest's own).
+pub fn on_stack(addr: u64) -> usize {
+    let base = &raw const AP_STACKS as u64;
+    let size = AP_STACK_BYTES as u64;
+    if addr < base || addr >= base + size * MAX_SECONDARY as u64 {
+        0
+    } else {
+        // Stack `n` occupies [base + (n-1)*size, base + n*size).
+        ((addr - base) / size) as usize + 1
+    }
+}
+
 /// Starts every secondary vCPU the domain has (up to [`MAX_SECONDARY`]), each running
 /// `main(n)` on its own stack. Returns the domain's vCPU count.
 pub fn start_all(main: ApMain) -> u32 {

@@ -1,8 +1,8 @@
 //! Serial console input for the domains, until dom0 serves consoles: what is typed on
 //! COM1 goes to one domain's PV console (`in` ring and an event), and Ctrl-A three times
 //! moves it to the next running domain, as Xen's console switch does
-//! (`oxen_core::conswitch`). Polled by the boot CPU on every scheduler step; bytes are
-//! read from the UART only while the focused domain has room for them.
+//! (`oxen_core::conswitch`). Polled by the boot CPU at most every millisecond; what
+//! does not fit in the focused domain's ring is dropped, as Xen drops it.
 
 use alloc::vec::Vec;
 
@@ -67,11 +67,10 @@ pub fn poll() {
         s.1 = switch(Some(focus));
         return;
     };
-    let room = event::console_room(&d).unwrap_or(0) as usize;
+    // Read whatever came, as Xen does: a domain that never drains its ring must not keep
+    // the Ctrl-As that switch away from it stuck in the UART.
     let mut raw = [0u8; BATCH];
-    // With no room, leave the bytes in the UART (Ctrl-A still has to get through: take
-    // one byte at a time then).
-    let n = serial::receive(&mut raw[..room.clamp(1, BATCH)]);
+    let n = serial::receive(&mut raw);
     let mut out = Vec::with_capacity(n);
     for &b in &raw[..n] {
         let mut switched = false;
@@ -94,6 +93,5 @@ pub fn poll() {
             d = nd;
         }
     }
-    // What does not fit is dropped, as a full line drops it.
     event::console_input(&d, &out);
 }

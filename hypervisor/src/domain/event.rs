@@ -487,7 +487,7 @@ pub fn serve_console(d: &Domain) {
 }
 
 /// Room for input in `d`'s console ring now (`None`: no usable PV console).
-pub fn console_room(d: &Domain) -> Option<u32> {
+fn console_room(d: &Domain) -> Option<u32> {
     let e = &d.events;
     if e.console_broken.load(Ordering::Relaxed) != 0 {
         return None;
@@ -507,8 +507,8 @@ pub fn console_room(d: &Domain) -> Option<u32> {
     room
 }
 
-/// Puts typed `bytes` into `d`'s console `in` ring (as many as fit; the caller asked
-/// [`console_room`]) and signals the console port. Returns how many went in.
+/// Puts typed `bytes` into `d`'s console `in` ring (as many as fit: the rest is
+/// dropped) and signals the console port. Returns how many went in.
 pub fn console_input(d: &Domain, bytes: &[u8]) -> usize {
     let Some(room) = console_room(d) else {
         return 0;
