@@ -856,6 +856,48 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            domains: &[
+                (
+                    "x-conin.cfg",
+                    "name = \"x-conin\"\nkernel = \"hostile.elf\"\nmemory = 8\ncmdline = \"mode=conin hold_ms=5000\"\n",
+                ),
+                (
+                    "echo-a.cfg",
+                    "name = \"a\"\nkernel = \"hello.elf\"\nmemory = 8\ncmdline = \"echo=1\"\n",
+                ),
+                (
+                    "echo-b.cfg",
+                    "name = \"b\"\nkernel = \"hello.elf\"\nmemory = 8\ncmdline = \"echo=1\"\n",
+                ),
+            ],
+            input: &[
+                (r"\[d1 x-conin\] hostile: conin: indices corrupted", "x\n"),
+                (
+                    r"domain 1 \(x-conin\): console input indices are impossible",
+                    "\x01\x01\x01first line\n",
+                ),
+                // a ends after its line: input moves on to b by itself.
+                (r"\*\*\* Serial input to d3 \(b\)", "second\n"),
+            ],
+            expect: &[
+                r"\*\*\* Serial input to d1 \(x-conin\)",
+                r"domain 1 \(x-conin\): console input indices are impossible",
+                r"\*\*\* Serial input to d2 \(a\)",
+                r"\[d2 a\] hello: got 'first line'",
+                r"\*\*\* Serial input to d3 \(b\)",
+                r"\[d3 b\] hello: got 'second'",
+                r"  domain 1 \(x-conin\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: HOSTILE_FORBID,
+            ..bochs_guests(
+                "console-input",
+                "typing on the serial console: input goes to the first domain, Ctrl-A three times moves it to the next, and on when that one ends; a domain with corrupted input indices is ignored with one line",
+                1,
+                "on_ready = \"poweroff\"\ndomains = [\"x-conin.cfg\", \"echo-a.cfg\", \"echo-b.cfg\"]\n",
+            )
+        },
+        Scenario {
             linux: true,
             memory_mib: 768,
             expect: LINUX_OK,

@@ -95,4 +95,36 @@ fn main(info: &StartInfo) {
         info.memmap().count()
     );
     println!("hello: PASS Xen {major}.{minor}{extra}");
+    if let Some(n) = info.cmdline_arg("echo").and_then(|v| v.parse::<u32>().ok()) {
+        echo(n);
+    }
+}
+
+/// Reads `n` lines typed on the console and says each back.
+fn echo(n: u32) {
+    use oxen_guest_rt::{time, vcpu, xencons};
+    println!("hello: echo: waiting for {n} line(s) of input");
+    let mut line = [0u8; 128];
+    let mut len = 0;
+    let mut got = 0;
+    while got < n {
+        let mut buf = [0u8; 64];
+        let Some(k) = xencons::read(&mut buf) else {
+            panic!("hello: FAIL echo: no console input");
+        };
+        for &b in &buf[..k] {
+            if b == b'\n' || b == b'\r' {
+                let text = core::str::from_utf8(&line[..len]).unwrap_or("(not text)");
+                println!("hello: got '{text}'");
+                len = 0;
+                got += 1;
+            } else if len < line.len() {
+                line[len] = b;
+                len += 1;
+            }
+        }
+        if k == 0 {
+            vcpu::sleep_until(0, time::now_ns() + 2_000_000);
+        }
+    }
 }

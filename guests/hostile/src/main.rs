@@ -37,6 +37,11 @@
 //!   that prints all of it, waiting for the UART with a lock held and without
 //!   preemption, hands this domain most of a pCPU it shares with an equal-weight
 //!   victim (the scenario measures the victim's share) and fills the log for everyone.
+//! - `conin [hold_ms=3000]`: corrupts the input indices of its own console page
+//!   (`in_prod` 5,000 ahead of `in_cons`) and lives on for `hold_ms`: what is typed for
+//!   it must not make the hypervisor read or write outside the ring (it says once that
+//!   the indices are impossible and ignores the console), and typing goes on for the
+//!   other domains. Prints `hostile: conin: indices corrupted` first.
 #![no_std]
 #![no_main]
 
@@ -68,6 +73,7 @@ fn main(info: &StartInfo) {
         Some("physmap") => physmap(num("hold_ms").unwrap_or(1500)),
         Some("instructions") => instructions(num("for_ms").unwrap_or(1000)),
         Some("ac") => alignment_checks(num("count").unwrap_or(1000)),
+        Some("conin") => console_input(num("hold_ms").unwrap_or(3000)),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -450,5 +456,25 @@ fn alignment_checks(count: u64) {
         panic!("hostile: FAIL ac: {taken} of {count} alignment checks taken, {wrong} wrong");
     }
     println!("hostile: ac: PASS {taken} alignment checks from CPL 3");
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
+}
+
+// ------------------------------------------------------------ console input indices
+
+/// See the module documentation (`conin`).
+fn console_input(hold_ms: u64) {
+    let base = oxen_guest_rt::xencons::interface();
+    if base == 0 {
+        panic!("hostile: conin: no PV console");
+    }
+    // SAFETY: `base` is our own mapped console page; in_cons and in_prod are the u32s at
+    // 3072 and 3076.
+    unsafe {
+        let cons = ((base + 3072) as *const u32).read_volatile();
+        ((base + 3076) as *mut u32).write_volatile(cons.wrapping_add(5000));
+    }
+    // Output still works: the hypervisor only looks at the input side when input comes.
+    println!("hostile: conin: indices corrupted");
+    vcpu::sleep_until(0, time::now_ns() + hold_ms * 1_000_000);
     shutdown(sched_op::SHUTDOWN_POWEROFF);
 }

@@ -36,7 +36,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
-use oxen_abi::xencons::{OUT, OUT_CONS, OUT_PROD, OUT_SIZE};
+use oxen_abi::xencons::{IN, IN_CONS, IN_PROD, IN_SIZE, OUT, OUT_CONS, OUT_PROD, OUT_SIZE};
 
 use crate::xen::{self, EvtchnPort};
 
@@ -213,4 +213,35 @@ fn write_locked(bytes: &[u8]) -> usize {
     }
     PROD.store(prod, Ordering::Relaxed);
     sent
+}
+
+/// Input typed for this domain: takes what the `in` ring holds, up to `buf.len()`
+/// bytes. `None` without a PV console, or if the back end's indices are impossible.
+pub fn read(buf: &mut [u8]) -> Option<usize> {
+    let base = RING.load(Ordering::Acquire);
+    if base == 0 {
+        return None;
+    }
+    let cons = load(base, IN_CONS);
+    let prod = load(base, IN_PROD);
+    let avail = prod.wrapping_sub(cons);
+    if avail > IN_SIZE {
+        return None;
+    }
+    fence(Ordering::Acquire);
+    let n = (avail as usize).min(buf.len());
+    for (i, b) in buf[..n].iter_mut().enumerate() {
+        let slot = u64::from(cons.wrapping_add(i as u32) % IN_SIZE);
+        // SAFETY: inside the mapped interface page (`in` is its first 1024 bytes).
+        *b = unsafe { ((base + IN + slot) as *const u8).read_volatile() };
+    }
+    fence(Ordering::Release);
+    store(base, IN_CONS, cons.wrapping_add(n as u32));
+    Some(n)
+}
+
+/// The address of the mapped console interface (0: none): for a guest that attacks
+/// its own back end.
+pub fn interface() -> u64 {
+    RING.load(Ordering::Acquire)
 }
