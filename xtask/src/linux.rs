@@ -181,64 +181,46 @@ const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
 
-/// The ramdisk: directories, `/dev/console`, `/dev/null` and `/dev/hvc0`, busybox with the applets
-/// `/init` needs as links, and `/init` itself.
+impl<'a> Member<'a> {
+    fn new(name: &'a str, mode: u32, data: &'a [u8]) -> Self {
+        Member {
+            name,
+            mode,
+            rdev: (0, 0),
+            data,
+        }
+    }
+
+    fn dir(name: &'a str) -> Self {
+        Self::new(name, S_IFDIR | 0o755, &[])
+    }
+
+    /// A character device node `major:minor`.
+    fn chr(name: &'a str, perm: u32, major: u32, minor: u32) -> Self {
+        Member {
+            rdev: (major, minor),
+            ..Self::new(name, S_IFCHR | perm, &[])
+        }
+    }
+}
+
+/// The ramdisk: directories, `/dev/console`, `/dev/null` and `/dev/hvc0`, busybox with
+/// `/bin/sh` linked to it, and `/init` itself.
 pub fn initramfs(busybox: &[u8], init: &str) -> Vec<u8> {
-    let dir = |name| Member {
-        name,
-        mode: S_IFDIR | 0o755,
-        rdev: (0, 0),
-        data: &[],
-    };
-    let mut members = vec![
-        dir("bin"),
-        dir("dev"),
-        dir("proc"),
-        dir("sys"),
-        dir("tmp"),
-        Member {
-            name: "dev/console",
-            mode: S_IFCHR | 0o600,
-            rdev: (5, 1),
-            data: &[],
-        },
-        Member {
-            name: "dev/null",
-            mode: S_IFCHR | 0o666,
-            rdev: (1, 3),
-            data: &[],
-        },
-        Member {
-            name: "dev/hvc0",
-            mode: S_IFCHR | 0o600,
-            rdev: (229, 0),
-            data: &[],
-        },
-        Member {
-            name: "bin/busybox",
-            mode: S_IFREG | 0o755,
-            rdev: (0, 0),
-            data: busybox,
-        },
-        Member {
-            name: "bin/sh",
-            mode: S_IFLNK | 0o777,
-            rdev: (0, 0),
-            data: b"busybox",
-        },
-        Member {
-            name: "init",
-            mode: S_IFREG | 0o755,
-            rdev: (0, 0),
-            data: init.as_bytes(),
-        },
+    let members = [
+        Member::dir("bin"),
+        Member::dir("dev"),
+        Member::dir("proc"),
+        Member::dir("sys"),
+        Member::dir("tmp"),
+        Member::chr("dev/console", 0o600, 5, 1),
+        Member::chr("dev/null", 0o666, 1, 3),
+        Member::chr("dev/hvc0", 0o600, 229, 0),
+        Member::new("bin/busybox", S_IFREG | 0o755, busybox),
+        Member::new("bin/sh", S_IFLNK | 0o777, b"busybox"),
+        Member::new("init", S_IFREG | 0o755, init.as_bytes()),
+        Member::new("TRAILER!!!", 0, &[]),
     ];
-    members.push(Member {
-        name: "TRAILER!!!",
-        mode: 0,
-        rdev: (0, 0),
-        data: &[],
-    });
     let mut out = Vec::new();
     for (ino, m) in members.iter().enumerate() {
         write_member(&mut out, ino as u32 + 1, m);

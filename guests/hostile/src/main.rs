@@ -41,7 +41,7 @@
 //!   (`in_prod` 5,000 ahead of `in_cons`) and lives on for `hold_ms`: what is typed for
 //!   it must not make the hypervisor read or write outside the ring (it says once that
 //!   the indices are impossible and ignores the console), and typing goes on for the
-//!   other domains. Prints `hostile: conin: indices corrupted` first.
+//!   other domains. Prints `hostile: conin: indices corrupted` once it has done so.
 #![no_std]
 #![no_main]
 
@@ -467,11 +467,11 @@ fn console_input(hold_ms: u64) {
     if base == 0 {
         panic!("hostile: conin: no PV console");
     }
-    // SAFETY: `base` is our own mapped console page; in_cons and in_prod are the u32s at
-    // 3072 and 3076.
+    use oxen_guest_rt::abi::xencons::{IN_CONS, IN_PROD};
+    // SAFETY: `base` is our own mapped console page; in_cons and in_prod are u32s in it.
     unsafe {
-        let cons = ((base + 3072) as *const u32).read_volatile();
-        ((base + 3076) as *mut u32).write_volatile(cons.wrapping_add(5000));
+        let cons = ((base + IN_CONS) as *const u32).read_volatile();
+        ((base + IN_PROD) as *mut u32).write_volatile(cons.wrapping_add(5000));
     }
     // Output still works: the hypervisor only looks at the input side when input comes.
     println!("hostile: conin: indices corrupted");

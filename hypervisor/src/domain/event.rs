@@ -466,12 +466,7 @@ pub fn serve_console(d: &Domain) {
     fence(Ordering::Acquire);
     let avail = prod.wrapping_sub(cons);
     if avail > xencons::OUT_SIZE {
-        e.console_broken.store(1, Ordering::Relaxed);
-        log::warn!(
-            "domain {} ({}): console ring indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
-            d.id,
-            d.name
-        );
+        break_console(d, "ring", cons, prod);
         return;
     }
     let mut buf = [0u8; xencons::OUT_SIZE as usize];
@@ -497,14 +492,20 @@ fn console_room(d: &Domain) -> Option<u32> {
     let prod = dword(page + xencons::IN_PROD).load(Ordering::Acquire);
     let room = oxen_core::conswitch::in_room(cons, prod);
     if room.is_none() {
-        e.console_broken.store(1, Ordering::Relaxed);
-        log::warn!(
-            "domain {} ({}): console input indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
-            d.id,
-            d.name
-        );
+        break_console(d, "input", cons, prod);
     }
     room
+}
+
+/// The guest made its console's `ring` indices impossible: its PV console is ignored
+/// from now on, with one line.
+fn break_console(d: &Domain, ring: &str, cons: u32, prod: u32) {
+    d.events.console_broken.store(1, Ordering::Relaxed);
+    log::warn!(
+        "domain {} ({}): console {ring} indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
+        d.id,
+        d.name
+    );
 }
 
 /// Puts typed `bytes` into `d`'s console `in` ring (as many as fit: the rest is
