@@ -125,7 +125,8 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
         reason::EPT_VIOLATION => {
             let q = EptViolation::decode(vmcs::read(field::EXIT_QUALIFICATION));
             let gpa = vmcs::read(field::GUEST_PHYSICAL_ADDRESS);
-            let unbacked = gpa >= vcpu.domain.ram_size && gpa >> vcpu.domain.phys_bits() == 0;
+            let backed = vcpu.domain.p2m_lookup(gpa >> 12).is_some();
+            let unbacked = !backed && gpa >> vcpu.domain.phys_bits() == 0;
             if unbacked && q.is_data_access() {
                 return unbacked_mmio(vcpu, gpa);
             }
@@ -134,7 +135,7 @@ pub fn handle(vcpu: &mut Vcpu) -> Next {
             } else {
                 String::new()
             };
-            let what = if gpa < vcpu.domain.ram_size {
+            let what = if backed {
                 "not permitted"
             } else {
                 "outside its memory"

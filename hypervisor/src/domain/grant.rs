@@ -374,10 +374,10 @@ fn reservation(vcpu: &mut Vcpu, cmd: u32, arg: u64) -> i64 {
             None => return -ESRCH,
         }
     };
-    let pages = target.ram_size / 4096;
     match cmd {
-        mem_abi::MAXIMUM_GPFN => pages as i64 - 1,
-        _ => pages as i64,
+        mem_abi::MAXIMUM_GPFN => target.max_ram_gfn().map_or(0, |g| g as i64),
+        mem_abi::MAXIMUM_RESERVATION => target.max_pages.load(Ordering::Acquire) as i64,
+        _ => target.ram_frames() as i64,
     }
 }
 

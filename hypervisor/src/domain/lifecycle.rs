@@ -108,6 +108,7 @@ pub fn try_release(d: &Arc<Domain>) {
         }
         if *stage == Teardown::TornDown && !grant::pinned_by_others(d) {
             grant::remove_domain(d);
+            let mib = d.ram_frames() >> 8;
             d.release();
             d.released.store(true, Ordering::Release);
             *stage = Teardown::Released;
@@ -118,7 +119,7 @@ pub fn try_release(d: &Arc<Domain>) {
                 "domain {} ({}): memory returned ({} MiB)",
                 d.id,
                 d.name,
-                d.ram_size >> 20
+                mib
             );
         }
         granters

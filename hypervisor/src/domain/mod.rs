@@ -21,16 +21,17 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
 use oxen_core::frames::FRAME_SIZE;
+use oxen_core::p2m::{self, P2m};
 use oxen_core::quota::Quota;
 use oxen_core::ratelimit::TokenBucket;
 use oxen_core::sched::DomId;
 use oxen_core::vcpu_state::StartState;
-use spin::Mutex;
+use spin::{Mutex, RwLock};
 
 use crate::arch::{paging, serial};
 use crate::mm::frames;
@@ -83,9 +84,13 @@ impl fmt::Display for DomainState {
 pub struct Domain {
     pub id: u32,
     pub name: String,
-    /// Host-physical base of the domain's RAM.
-    ram_hpa: u64,
-    /// Bytes of RAM, guest-physical 0..ram_size.
+    /// What each guest frame is (`oxen_core::p2m`): every hypervisor access to the
+    /// domain's memory goes through it, and every EPT change follows a change of it.
+    p2m: RwLock<P2m>,
+    /// Most frames of RAM it may have (`XEN_DOMCTL_max_mem`).
+    pub max_pages: AtomicU64,
+    /// Bytes of RAM it was built with (where its reserved pages go: above RAM, or at
+    /// Xen's usual place below 4 GiB); 0 for a domain created empty at run time.
     pub ram_size: u64,
     /// The EPT (changed by grant maps and `add_to_physmap`) and its pointer.
     pub ept: Mutex<Ept>,
@@ -122,6 +127,20 @@ pub struct Domain {
     pub sched: DomId,
     /// May use the control hypercalls.
     pub privileged: bool,
+    /// Built by the hypervisor at boot (see [`Spec::at_boot`]).
+    pub at_boot: bool,
+    /// Its memory may go once it has finished: a control domain destroyed it, or the
+    /// hypervisor will (boot-time domains, orphans).
+    pub destroyed: AtomicBool,
+    /// Pauses by a control domain (`pausedomain`; `createdomain` leaves one); its vCPUs
+    /// run only at 0.
+    pub pause_count: AtomicU32,
+    /// It has run: vCPU 0 came up at its first unpause.
+    pub ever_unpaused: AtomicBool,
+    /// `XEN_DOMCTL_setdomainhandle`: the toolstack's UUID for it.
+    pub handle: Mutex<[u8; 16]>,
+    /// Foreign maps of its pages held by other domains: it is released only at 0.
+    pub mapped_by_others: AtomicU64,
     /// The vCPUs, by number (set once, right after the domain is built).
     pub vcpus: spin::Once<Vec<Arc<sched::VcpuSlot>>>,
     /// Weight and cap when the domain left the scheduler (for the final accounting).
@@ -216,6 +235,17 @@ impl FrameSource for EptFrames<'_> {
     }
 }
 
+/// Why `populate` refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PopulateError {
+    /// Out of the guest's frame space, over RAM or an overlay, or empty.
+    Invalid,
+    /// Beyond the domain's `max_pages`.
+    OverLimit,
+    /// The machine has no such run free (or the EPT quota is spent).
+    NoMemory,
+}
+
 /// Why a domain could not be built.
 #[derive(Debug)]
 pub enum BuildError {
@@ -223,12 +253,7 @@ pub enum BuildError {
     Ept(ept::EptError),
     Elf(oxen_core::elf::ElfError),
     NoPvhEntry,
-    SegmentOutsideRam {
-        paddr: u64,
-        size: u64,
-    },
-    /// Every ordinary domain id is taken.
-    NoDomainId,
+    SegmentOutsideRam { paddr: u64, size: u64 },
 }
 
 impl fmt::Display for BuildError {
@@ -241,7 +266,6 @@ impl fmt::Display for BuildError {
                 f,
                 "kernel image has no XEN_ELFNOTE_PHYS32_ENTRY note (not a PVH kernel)"
             ),
-            Self::NoDomainId => write!(f, "no domain id is free"),
             Self::SegmentOutsideRam { paddr, size } => {
                 write!(
                     f,
@@ -252,75 +276,53 @@ impl fmt::Display for BuildError {
     }
 }
 
+/// What a domain is made of before anything is loaded into it.
+pub struct Spec<'a> {
+    pub id: u32,
+    pub name: &'a str,
+    pub vcpus: u32,
+    pub privileged: bool,
+    /// Bytes of RAM it is built with at once (0: populated later).
+    pub ram_size: u64,
+    /// What its EPT tables may cost, in MiB of guest memory they map.
+    pub quota_mib: u64,
+    /// Built by the hypervisor at boot (destroyed by it when it finishes, and kept in
+    /// the registry for the final report).
+    pub at_boot: bool,
+}
+
 impl Domain {
-    /// Builds a domain from its configuration and kernel image: RAM, EPT, the PVH
-    /// image and `hvm_start_info`. Returns the domain and vCPU 0's start state.
-    pub fn build(
-        cfg: &DomainConfig,
-        kernel: &[u8],
-        ramdisk: Option<&[u8]>,
-        sched: DomId,
-    ) -> Result<(Domain, StartState), BuildError> {
-        let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
-        let entry = image.phys32_entry.ok_or(BuildError::NoPvhEntry)?;
-        let ram_size = cfg.memory_mib << 20;
-        let ram_hpa = frames::alloc_run(ram_size / FRAME_SIZE, RAM_ALIGN, u64::MAX)
-            .map_err(BuildError::Memory)?;
-        // SAFETY: the run was just allocated to this domain and is mapped by the window.
-        unsafe {
-            core::ptr::write_bytes(
-                paging::phys_to_virt(ram_hpa).as_mut_ptr::<u8>(),
-                0,
-                ram_size as usize,
-            )
-        };
+    /// A domain with an empty EPT and no RAM (`spec.ram_size` is only where its
+    /// reserved pages go), its shared-info and console pages, paused once if it is not
+    /// built at boot (as Xen's `createdomain` leaves it).
+    pub fn empty(spec: &Spec<'_>, sched: DomId) -> Result<Domain, BuildError> {
         let ept_quota = Quota::new(oxen_core::quota::default_ept_frames(
-            cfg.vcpus,
-            cfg.memory_mib,
+            spec.vcpus,
+            spec.quota_mib,
         ));
         let mut src = EptFrames::new(&ept_quota);
-        let mut ept = match Ept::new(&mut src) {
-            Ok(e) => e,
-            Err(e) => {
-                free_ram(ram_hpa, ram_size);
-                return Err(BuildError::Ept(e));
-            }
-        };
-        if let Err(e) = ept.map(&mut src, 0, ram_hpa, ram_size, ept::Perm::RWX) {
-            src.free_all(&ept);
-            free_ram(ram_hpa, ram_size);
-            return Err(BuildError::Ept(e));
-        }
-        let Some(id) = registry::free_id() else {
-            src.free_all(&ept);
-            free_ram(ram_hpa, ram_size);
-            return Err(BuildError::NoDomainId);
-        };
-        let special = |what| match frames::alloc_zeroed(1) {
-            Ok(f) => Ok(f),
-            Err(e) => Err((what, e)),
-        };
-        let (shared_info, console) = match (special("shared info"), special("console")) {
+        let ept = Ept::new(&mut src).map_err(BuildError::Ept)?;
+        let special = || frames::alloc_zeroed(1).map_err(BuildError::Memory);
+        let (shared_info, console) = match (special(), special()) {
             (Ok(a), Ok(b)) => (a, b),
             (a, b) => {
-                for f in [a.ok(), b.ok()].into_iter().flatten() {
-                    let _ = frames::free_run(f, 1);
+                for f in [a.as_ref().ok(), b.as_ref().ok()].into_iter().flatten() {
+                    let _ = frames::free_run(*f, 1);
                 }
                 src.free_all(&ept);
-                free_ram(ram_hpa, ram_size);
-                return Err(BuildError::Memory(
-                    oxen_core::frames::FrameError::OutOfMemory { frames: 1, free: 0 },
-                ));
+                return Err(a.and(b).expect_err("one failed"));
             }
         };
         let eptp = ept.eptp();
         // Nothing was unmapped, so nothing waits to be freed.
         drop(src);
-        let domain = Domain {
+        let id = spec.id;
+        let d = Domain {
             id,
-            name: cfg.name.clone(),
-            ram_hpa,
-            ram_size,
+            name: String::from(spec.name),
+            p2m: RwLock::new(P2m::new()),
+            max_pages: AtomicU64::new(0),
+            ram_size: spec.ram_size,
             ept: Mutex::new(ept),
             eptp,
             ept_quota,
@@ -330,10 +332,10 @@ impl Domain {
             shared_info_gfn: Mutex::new(None),
             events: event::DomainEvents::new(
                 id,
-                cfg.vcpus,
+                spec.vcpus,
                 shared_info,
                 console,
-                event::console_gfn(ram_size),
+                event::console_gfn(spec.ram_size),
             ),
             grant_frames: Mutex::new(Vec::new()),
             state: Mutex::new(DomainState::Running),
@@ -349,7 +351,13 @@ impl Domain {
             )),
             console_dropped: AtomicU64::new(0),
             sched,
-            privileged: cfg.privileged,
+            privileged: spec.privileged,
+            at_boot: spec.at_boot,
+            destroyed: AtomicBool::new(spec.at_boot),
+            pause_count: AtomicU32::new(u32::from(!spec.at_boot)),
+            ever_unpaused: AtomicBool::new(spec.at_boot),
+            handle: Mutex::new([0; 16]),
+            mapped_by_others: AtomicU64::new(0),
             vcpus: spin::Once::new(),
             final_params: Mutex::new(None),
             released: AtomicBool::new(false),
@@ -357,6 +365,71 @@ impl Domain {
             hypercalls: AtomicU64::new(0),
             exit_reasons: [const { AtomicU64::new(0) }; vcpu::EXIT_REASONS],
         };
+        // The console ring sits in a reserved range above RAM (as Xen's toolstack puts
+        // it), where guests also map shared info and grant frames by convention.
+        let console_gfn = event::console_gfn(spec.ram_size);
+        if let Err(e) = d.map_special(console_gfn, console, ept::Perm::RW) {
+            d.release();
+            return Err(BuildError::Ept(e));
+        }
+        Ok(d)
+    }
+
+    /// Builds a domain from its configuration and kernel image: RAM, EPT, the PVH
+    /// image and `hvm_start_info`. Returns the domain and vCPU 0's start state.
+    pub fn build(
+        id: u32,
+        cfg: &DomainConfig,
+        kernel: &[u8],
+        ramdisk: Option<&[u8]>,
+        sched: DomId,
+    ) -> Result<(Domain, StartState), BuildError> {
+        let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
+        let entry = image.phys32_entry.ok_or(BuildError::NoPvhEntry)?;
+        let ram_size = cfg.memory_mib << 20;
+        let spec = Spec {
+            id,
+            name: &cfg.name,
+            vcpus: cfg.vcpus,
+            privileged: cfg.privileged,
+            ram_size,
+            quota_mib: cfg.memory_mib,
+            at_boot: true,
+        };
+        let domain = Domain::empty(&spec, sched)?;
+        let count = ram_size / FRAME_SIZE;
+        let ram_hpa = match frames::alloc_run(count, RAM_ALIGN, u64::MAX) {
+            Ok(hpa) => hpa,
+            Err(e) => {
+                domain.release();
+                return Err(BuildError::Memory(e));
+            }
+        };
+        // SAFETY: the run was just allocated to this domain and is mapped by the window.
+        unsafe {
+            core::ptr::write_bytes(
+                paging::phys_to_virt(ram_hpa).as_mut_ptr::<u8>(),
+                0,
+                ram_size as usize,
+            )
+        };
+        domain
+            .p2m
+            .write()
+            .add_ram(0, ram_hpa / FRAME_SIZE, count, count)
+            .expect("an empty P2M takes one run");
+        domain.max_pages.store(count, Ordering::Release);
+        let mapped = domain.ept.lock().map(
+            &mut EptFrames::new(&domain.ept_quota),
+            0,
+            ram_hpa,
+            ram_size,
+            ept::Perm::RWX,
+        );
+        if let Err(e) = mapped {
+            domain.release();
+            return Err(BuildError::Ept(e));
+        }
         for seg in &image.segments {
             let fits = seg
                 .paddr
@@ -371,13 +444,6 @@ impl Domain {
             }
             let copied = domain.write_ram(seg.paddr, seg.data);
             debug_assert!(copied, "checked above");
-        }
-        // The console ring sits in a reserved range above RAM (as Xen's toolstack puts
-        // it), where guests also map shared info and grant frames by convention.
-        let console_gfn = event::console_gfn(ram_size);
-        if let Err(e) = domain.map_special(console_gfn, console, ept::Perm::RW) {
-            domain.release();
-            return Err(BuildError::Ept(e));
         }
         // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT with one LAPIC per vCPU) in a
         // reserved 64 KiB below 1 MiB, where a kernel image never goes.
@@ -430,32 +496,77 @@ impl Domain {
         Ok((domain, StartState::pvh(entry, START_INFO_GPA)))
     }
 
-    /// The host address of guest-physical `gpa..gpa+len`, if it lies wholly in RAM.
-    fn ram_ptr(&self, gpa: u64, len: u64) -> Option<*mut u8> {
-        let end = gpa.checked_add(len)?;
-        (end <= self.ram_size).then(|| paging::phys_to_virt(self.ram_hpa + gpa).as_mut_ptr::<u8>())
-    }
-
-    /// Copies guest RAM at `gpa` into `buf`; false if the range is not all RAM.
+    /// Copies guest memory at `gpa` into `buf`, page by page through the P2M (RAM or
+    /// an overlay, whatever the guest sees there); false if some page is neither.
     pub fn read_ram(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let Some(src) = self.ram_ptr(gpa, buf.len() as u64) else {
+        self.each_page(gpa, buf.len(), false, |hpa, at, n| {
+            let src = paging::phys_to_virt(hpa).as_ptr::<u8>();
+            // SAFETY: `hpa..hpa+n` lies in one frame the P2M maps for this domain
+            // (its RAM, kept until it is released, or an overlay frame kept while it is
+            // mapped), which the window maps; `buf` is ours, so they do not overlap. The
+            // guest may change the bytes as we copy: that only changes what we read.
+            unsafe { core::ptr::copy_nonoverlapping(src, buf[at..].as_mut_ptr(), n) };
+        })
+    }
+
+    /// Copies `data` into guest memory at `gpa` through the P2M; false if some page is
+    /// not there or not writable by the guest (nothing is written then).
+    pub fn write_ram(&self, gpa: u64, data: &[u8]) -> bool {
+        self.each_page(gpa, data.len(), true, |hpa, at, n| {
+            let dst = paging::phys_to_virt(hpa).as_mut_ptr::<u8>();
+            // SAFETY: as in `read_ram`, for a frame the guest may write.
+            unsafe { core::ptr::copy_nonoverlapping(data[at..].as_ptr(), dst, n) };
+        })
+    }
+
+    /// Translates `gpa..gpa+len` page by page under the P2M's read lock (all pages
+    /// first, so a refused range does nothing), then calls `f(hpa, offset, bytes)`.
+    fn each_page(
+        &self,
+        gpa: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> bool {
+        let Some(end) = gpa.checked_add(len as u64) else {
             return false;
         };
-        // SAFETY: the range lies inside the domain's RAM (checked), which the window maps;
-        // guest memory is plain bytes and `buf` is ours, so the two do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        let p2m = self.p2m.read();
+        let page = |gpa: u64| {
+            p2m.lookup(gpa / FRAME_SIZE)
+                .filter(|e| !write || e.perm.contains(ept::Perm::W))
+                .map(|e| e.mfn * FRAME_SIZE + gpa % FRAME_SIZE)
+        };
+        let mut at = gpa;
+        while at < end {
+            if page(at).is_none() {
+                return false;
+            }
+            at = (at / FRAME_SIZE + 1) * FRAME_SIZE;
+        }
+        let mut at = gpa;
+        while at < end {
+            let n = (FRAME_SIZE - at % FRAME_SIZE).min(end - at);
+            let hpa = page(at).expect("checked above");
+            f(hpa, (at - gpa) as usize, n as usize);
+            at += n;
+        }
         true
     }
 
-    /// Copies `data` into guest RAM at `gpa`; false if the range is not all RAM.
-    pub fn write_ram(&self, gpa: u64, data: &[u8]) -> bool {
-        let Some(dst) = self.ram_ptr(gpa, data.len() as u64) else {
-            return false;
-        };
-        // SAFETY: as in `read_ram`; the guest may race with the copy, which can only
-        // change what it reads back, never the hypervisor's memory.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        true
+    /// What the guest sees at `gfn`, if anything.
+    pub fn p2m_lookup(&self, gfn: u64) -> Option<p2m::Entry> {
+        self.p2m.read().lookup(gfn)
+    }
+
+    /// Frames of RAM the domain has.
+    pub fn ram_frames(&self) -> u64 {
+        self.p2m.read().ram_frames()
+    }
+
+    /// The highest guest frame with RAM.
+    pub fn max_ram_gfn(&self) -> Option<u64> {
+        self.p2m.read().max_ram_gfn()
     }
 
     /// Whether the domain is still running (not dying).
@@ -489,7 +600,9 @@ impl Domain {
         // No pCPU runs the domain any more and each flushes before its next entry
         // (the caller bumps the EPT generation), so the tables can go at once.
         EptFrames::new(&self.ept_quota).free_all(&self.ept.lock());
-        free_ram(self.ram_hpa, self.ram_size);
+        for (_, mfn, count) in self.p2m.write().take_ram() {
+            free_ram(mfn * FRAME_SIZE, count * FRAME_SIZE);
+        }
         let _ = frames::free_run(self.shared_info, 1);
         let _ = frames::free_run(self.events.console_frame, 1);
         for (f, _) in self.grant_frames.lock().drain(..) {
@@ -502,16 +615,28 @@ impl Domain {
         self.gfn_limit.trailing_zeros() + 12
     }
 
-    /// The host address of guest frame `gfn` if it is RAM.
+    /// The host address of guest frame `gfn` if it is the domain's own RAM.
     pub fn ram_frame(&self, gfn: u64) -> Option<u64> {
-        let gpa = gfn.checked_mul(FRAME_SIZE)?;
-        (gpa < self.ram_size).then_some(self.ram_hpa + gpa)
+        self.p2m.read().ram(gfn).map(|mfn| mfn * FRAME_SIZE)
     }
 
-    /// Maps host frame `hpa` at guest frame `gfn` (over RAM or a hole; whatever was
-    /// there is hidden until [`Domain::unmap_special`]). Every pCPU drops its stale
-    /// translations before this returns.
+    /// Maps hypervisor frame `hpa` at guest frame `gfn` (over RAM or a hole; whatever
+    /// was there is hidden until [`Domain::unmap_special`]).
     pub fn map_special(&self, gfn: u64, hpa: u64, perm: ept::Perm) -> Result<(), ept::EptError> {
+        self.map_overlay(gfn, hpa, p2m::Kind::Special, perm)
+            .map(|_| ())
+    }
+
+    /// Puts host frame `hpa` over guest frame `gfn` as `kind`: first in the P2M, then
+    /// in the EPT (under the EPT's lock, so the two never disagree for long). Every pCPU
+    /// drops its stale translations before this returns. Returns the overlay replaced.
+    pub fn map_overlay(
+        &self,
+        gfn: u64,
+        hpa: u64,
+        kind: p2m::Kind,
+        perm: ept::Perm,
+    ) -> Result<Option<p2m::Entry>, ept::EptError> {
         let gpa = gfn
             .checked_mul(FRAME_SIZE)
             .ok_or(ept::EptError::OutOfRange)?;
@@ -521,8 +646,27 @@ impl Domain {
         let mut src = EptFrames::new(&self.ept_quota);
         let r = {
             let mut e = self.ept.lock();
-            e.unmap(&mut src, gpa, FRAME_SIZE)
-                .and_then(|()| e.map(&mut src, gpa, hpa, FRAME_SIZE, perm))
+            let r = e
+                .unmap(&mut src, gpa, FRAME_SIZE)
+                .and_then(|()| e.map(&mut src, gpa, hpa, FRAME_SIZE, perm));
+            let entry = p2m::Entry {
+                mfn: hpa / FRAME_SIZE,
+                kind,
+                perm,
+            };
+            match r {
+                Ok(()) => Ok(self.p2m.write().set_overlay(gfn, entry)),
+                Err(err) => {
+                    // Put back what the P2M says is there.
+                    let old = self.p2m.write().clear_overlay(gfn);
+                    self.render(&mut e, &mut src, gfn);
+                    if let Some(old) = old {
+                        self.p2m.write().set_overlay(gfn, old);
+                        self.render(&mut e, &mut src, gfn);
+                    }
+                    Err(err)
+                }
+            }
         };
         sched::flush_ept_everywhere();
         let over_quota = src.over_quota;
@@ -538,21 +682,95 @@ impl Domain {
         r
     }
 
+    /// Makes the EPT entry of `gfn` what the P2M says (the caller holds the EPT lock).
+    fn render(&self, e: &mut Ept, src: &mut EptFrames<'_>, gfn: u64) {
+        let gpa = gfn * FRAME_SIZE;
+        let _ = e.unmap(src, gpa, FRAME_SIZE);
+        if let Some(entry) = self.p2m.read().lookup(gfn) {
+            let _ = e.map(src, gpa, entry.mfn * FRAME_SIZE, FRAME_SIZE, entry.perm);
+        }
+    }
+
     /// Undoes [`Domain::map_special`]: RAM comes back where it was, a hole stays a hole.
-    /// Every pCPU has dropped the old translation when this returns.
     pub fn unmap_special(&self, gfn: u64) -> Result<(), ept::EptError> {
+        self.unmap_overlay(gfn).map(|_| ())
+    }
+
+    /// Removes the overlay at `gfn` (RAM shows through again, a hole stays a hole) and
+    /// returns it. Every pCPU has dropped the old translation when this returns.
+    pub fn unmap_overlay(&self, gfn: u64) -> Result<Option<p2m::Entry>, ept::EptError> {
         let gpa = gfn
             .checked_mul(FRAME_SIZE)
             .ok_or(ept::EptError::OutOfRange)?;
         let mut src = EptFrames::new(&self.ept_quota);
         let r = {
             let mut e = self.ept.lock();
+            let old = self.p2m.write().clear_overlay(gfn);
             e.unmap(&mut src, gpa, FRAME_SIZE)
                 .and_then(|()| match self.ram_frame(gfn) {
                     Some(hpa) => e.map(&mut src, gpa, hpa, FRAME_SIZE, ept::Perm::RWX),
                     None => Ok(()),
                 })
+                .map(|()| old)
         };
+        sched::flush_ept_everywhere();
+        src.free_released();
+        r
+    }
+
+    /// Adds `count` zeroed frames of RAM at guest frame `gfn` from one aligned run of
+    /// the allocator (`XENMEM_populate_physmap`), within the domain's `max_pages`.
+    pub fn populate(&self, gfn: u64, count: u64) -> Result<(), PopulateError> {
+        let end = gfn.checked_add(count).ok_or(PopulateError::Invalid)?;
+        if count == 0 || end > self.gfn_limit {
+            return Err(PopulateError::Invalid);
+        }
+        {
+            let p = self.p2m.read();
+            if p.ram_frames() + count > self.max_pages.load(Ordering::Acquire) {
+                return Err(PopulateError::OverLimit);
+            }
+            if p.overlays().any(|(g, _)| (gfn..end).contains(&g)) {
+                return Err(PopulateError::Invalid);
+            }
+        }
+        let hpa = frames::alloc_zeroed_aligned(count, count * FRAME_SIZE)
+            .map_err(|_| PopulateError::NoMemory)?;
+        let mut src = EptFrames::new(&self.ept_quota);
+        let r = {
+            let mut e = self.ept.lock();
+            let limit = self.max_pages.load(Ordering::Acquire);
+            match self
+                .p2m
+                .write()
+                .add_ram(gfn, hpa / FRAME_SIZE, count, limit)
+            {
+                Ok(()) => Ok(()),
+                Err(p2m::P2mError::OverLimit) => Err(PopulateError::OverLimit),
+                Err(_) => Err(PopulateError::Invalid),
+            }
+            .and_then(|()| {
+                e.map(
+                    &mut src,
+                    gfn * FRAME_SIZE,
+                    hpa,
+                    count * FRAME_SIZE,
+                    ept::Perm::RWX,
+                )
+                .map_err(|_| PopulateError::NoMemory)
+            })
+        };
+        if let Err(e) = r {
+            // The P2M took the run if only the EPT refused: take it out again.
+            if e == PopulateError::NoMemory {
+                let _ = self.p2m.write().remove_ram(gfn, count);
+                let _ = self
+                    .ept
+                    .lock()
+                    .unmap(&mut src, gfn * FRAME_SIZE, count * FRAME_SIZE);
+            }
+            let _ = frames::free_run(hpa, count);
+        }
         sched::flush_ept_everywhere();
         src.free_released();
         r

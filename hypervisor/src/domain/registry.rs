@@ -1,39 +1,61 @@
-//! Every domain by id: lookups in O(log n) under a reader lock (they happen on every
-//! interdomain event and grant operation), ids from 1 up as Xen gives them to domains
-//! other than the control domain. Finished domains stay until the final report (ids are
-//! not reused yet: nothing creates domains at run time).
+//! Every domain by id, under a reader-writer lock (lookups happen on every interdomain
+//! event and grant operation): `oxen_core::domid::Registry`'s rules (0 for the control
+//! domain, others from 1, the lowest free first, free again once released), holding
+//! counted references. Domains built at boot stay until the final report.
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+pub use oxen_core::domid::IdError;
+use oxen_core::domid::Registry;
 use spin::RwLock;
 
 use super::Domain;
 
-/// The highest id an ordinary domain can have (Xen's `DOMID_FIRST_RESERVED` - 1).
-const MAX_ID: u32 = 0x7fef;
+static DOMAINS: RwLock<Registry<Arc<Domain>>> = RwLock::new(Registry::new());
 
-static DOMAINS: RwLock<BTreeMap<u32, Arc<Domain>>> = RwLock::new(BTreeMap::new());
-
-/// The lowest id from 1 that no domain has, if any is left.
-pub fn free_id() -> Option<u32> {
-    let map = DOMAINS.read();
-    (1..=MAX_ID).find(|id| !map.contains_key(id))
+/// Reserves the lowest free id from 1 for a domain about to be built.
+pub fn reserve_free() -> Result<u32, IdError> {
+    DOMAINS.write().reserve_free()
 }
 
-/// Adds a built domain (its id must be free).
+/// Reserves id `id` (0 for the control domain, or one a control domain asks for).
+pub fn reserve(id: u32) -> Result<u32, IdError> {
+    DOMAINS.write().reserve(id)
+}
+
+/// Gives back a reserved id whose domain was never built.
+pub fn unreserve(id: u32) {
+    DOMAINS.write().unreserve(id)
+}
+
+/// Adds a built domain under the id reserved for it.
 pub fn insert(d: Arc<Domain>) {
-    let previous = DOMAINS.write().insert(d.id, d);
-    debug_assert!(previous.is_none(), "a domain id is used twice");
+    let id = d.id;
+    let inserted = DOMAINS.write().insert(id, d);
+    debug_assert!(inserted, "domain id {id} was not reserved");
+}
+
+/// Forgets a released domain: its id is free again.
+pub fn remove(id: u32) {
+    DOMAINS.write().remove(id);
 }
 
 /// The domain with id `id`, if it exists (finished ones included).
 pub fn by_id(id: u32) -> Option<Arc<Domain>> {
-    DOMAINS.read().get(&id).cloned()
+    DOMAINS.read().get(id).cloned()
 }
 
 /// Every domain, in id order.
 pub fn all() -> Vec<Arc<Domain>> {
     DOMAINS.read().values().cloned().collect()
+}
+
+/// Up to `max` domains with ids from `first`, in id order (`getdomaininfolist`).
+pub fn from(first: u32, max: usize) -> Vec<Arc<Domain>> {
+    DOMAINS
+        .read()
+        .range(first, max)
+        .map(|(_, d)| d.clone())
+        .collect()
 }

@@ -146,8 +146,22 @@ fn build(
             usable_cpus()
         ));
     }
-    let dom = glue::with(|s| s.add_domain(cfg.weight, cfg.cap)).map_err(|e| format!("{e:?}"))?;
-    let (domain, start) = Domain::build(cfg, kernel, ramdisk, dom).map_err(|e| format!("{e}"))?;
+    let id = registry::reserve_free().map_err(|e| format!("no domain id: {e:?}"))?;
+    let dom = match glue::with(|s| s.add_domain(cfg.weight, cfg.cap)) {
+        Ok(d) => d,
+        Err(e) => {
+            registry::unreserve(id);
+            return Err(format!("{e:?}"));
+        }
+    };
+    let (domain, start) = match Domain::build(id, cfg, kernel, ramdisk, dom) {
+        Ok(x) => x,
+        Err(e) => {
+            registry::unreserve(id);
+            let _ = glue::with(|s| s.remove_domain(dom, time::now()));
+            return Err(format!("{e}"));
+        }
+    };
     let domain = Arc::new(domain);
     super::grant::add_domain(&domain);
     event::write_wallclock(&domain);

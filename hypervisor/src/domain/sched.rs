@@ -166,7 +166,8 @@ impl VcpuSlot {
 }
 
 static SCHED: Once<Mutex<Scheduler>> = Once::new();
-/// Every vCPU slot, by scheduler handle (append-only).
+/// Every vCPU slot, by scheduler handle (the scheduler reuses the handles of removed
+/// vCPUs, and their slots here with them).
 static TABLE: RwLock<Vec<Arc<VcpuSlot>>> = RwLock::new(Vec::new());
 
 /// Installs the scheduler (once, on the boot CPU, before any domain is built).
@@ -179,11 +180,19 @@ pub fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     f(&mut SCHED.get().expect("scheduler installed").lock())
 }
 
-/// Adds a slot; its index must be its scheduler handle's.
+/// Adds a slot at its scheduler handle's index (a new one, or one the scheduler freed
+/// when a domain was removed).
 pub fn register(slot: Arc<VcpuSlot>) {
     let mut t = TABLE.write();
-    debug_assert_eq!(t.len(), slot.sched.index());
-    t.push(slot);
+    let i = slot.sched.index();
+    match i.cmp(&t.len()) {
+        core::cmp::Ordering::Less => t[i] = slot,
+        core::cmp::Ordering::Equal => t.push(slot),
+        core::cmp::Ordering::Greater => {
+            debug_assert!(false, "the scheduler skipped a vCPU handle");
+            log::error!("sched: vCPU handle {i} beyond the table ({})", t.len());
+        }
+    }
 }
 
 /// The slot of scheduler handle `v`.

@@ -372,6 +372,20 @@ fn water_fill(total: u64, claims: &mut [(u64, u64, u64, bool)]) -> u64 {
     }
 }
 
+/// Puts `x` in the lowest empty slot of `table` (or a new one); returns its index.
+fn reuse_slot<T>(table: &mut Vec<Option<T>>, x: T) -> usize {
+    match table.iter().position(Option::is_none) {
+        Some(i) => {
+            table[i] = Some(x);
+            i
+        }
+        None => {
+            table.push(Some(x));
+            table.len() - 1
+        }
+    }
+}
+
 impl Scheduler {
     /// A scheduler for `p.ncpus` pCPUs, all idle, with no domains.
     pub fn new(p: SchedParams) -> Result<Self> {
@@ -502,16 +516,19 @@ impl Scheduler {
         if cap > MAX_CAP {
             return Err(SchedError::BadCap);
         }
-        let id = u32::try_from(self.doms.len()).map_err(|_| SchedError::TooMany)?;
         let budget = self.cap_amount(cap);
-        self.doms.push(Some(Domain {
+        let d = Domain {
             weight,
             cap,
             budget,
             parked: false,
             vcpus: Vec::new(),
-        }));
-        Ok(DomId(id))
+        };
+        // The lowest free handle: a table that churns through domains does not grow.
+        let index = reuse_slot(&mut self.doms, d);
+        Ok(DomId(
+            u32::try_from(index).map_err(|_| SchedError::TooMany)?,
+        ))
     }
 
     /// Changes a domain's weight and cap (the new weight counts from the next refill).
@@ -590,7 +607,6 @@ impl Scheduler {
         if affinity == 0 {
             return Err(SchedError::BadAffinity);
         }
-        let id = VcpuId(u32::try_from(self.vcpus.len()).map_err(|_| SchedError::TooMany)?);
         // Start on the allowed pCPU with the fewest vCPUs homed on it.
         let mut load = [0usize; MAX_CPUS];
         for v in self.vcpus.iter().flatten() {
@@ -602,22 +618,26 @@ impl Scheduler {
             .filter(|&c| affinity & (1 << c) != 0)
             .min_by_key(|&c| load[c])
             .unwrap_or(0);
-        self.vcpus.push(Some(Vcpu {
-            dom,
-            affinity,
-            state: VcpuState::Blocked,
-            pri: Priority::Under,
-            credit: 0,
-            cpu,
-            acct_at: 0,
-            started_at: 0,
-            queued_at: 0,
-            last_ran: 0,
-            ran_in_period: false,
-            yielded: false,
-            stats: VcpuStats::default(),
-            runstate: Runstate::new(VcpuState::Blocked, now),
-        }));
+        let index = reuse_slot(
+            &mut self.vcpus,
+            Vcpu {
+                dom,
+                affinity,
+                state: VcpuState::Blocked,
+                pri: Priority::Under,
+                credit: 0,
+                cpu,
+                acct_at: 0,
+                started_at: 0,
+                queued_at: 0,
+                last_ran: 0,
+                ran_in_period: false,
+                yielded: false,
+                stats: VcpuStats::default(),
+                runstate: Runstate::new(VcpuState::Blocked, now),
+            },
+        );
+        let id = VcpuId(u32::try_from(index).map_err(|_| SchedError::TooMany)?);
         self.dom_mut(dom)?.vcpus.push(id);
         Ok(id)
     }

@@ -818,3 +818,32 @@ fn the_runstate_adds_up_the_time_in_each_state() {
     assert_eq!(s.runstate(v, 10).unwrap().time_ns, [1000, 30, 170, 100]);
     assert_eq!(s.runstate(VcpuId(99), 0), Err(SchedError::NoSuchVcpu));
 }
+
+#[test]
+fn handles_of_removed_domains_and_vcpus_are_reused() {
+    let mut s = sched(2);
+    let a = s.add_domain(256, 0).unwrap();
+    let va = s.add_vcpu(a, u64::MAX).unwrap();
+    let b = s.add_domain(256, 0).unwrap();
+    let vb = s.add_vcpu(b, u64::MAX).unwrap();
+    s.wake(va, 0).unwrap();
+    for round in 0..1000u64 {
+        let now = round * MS;
+        let c = s.add_domain(512, 0).unwrap();
+        let v1 = s.add_vcpu_at(c, u64::MAX, now).unwrap();
+        let v2 = s.add_vcpu_at(c, u64::MAX, now).unwrap();
+        s.wake(v1, now).unwrap();
+        let _ = s.schedule(0, now);
+        // The slot the first removal freed is the one every later domain gets.
+        assert_eq!((c.index(), v1.index(), v2.index()), (2, 2, 3));
+        s.remove_domain(c, now).unwrap();
+        assert!(s.domain_info(c).is_err());
+        assert!(s.vcpu_stats(v1).is_err());
+        s.check_invariants().unwrap();
+    }
+    // The table did not grow, and the survivors are untouched.
+    assert_eq!(s.vcpu_count(), 4);
+    assert_eq!(s.domain_info(a).unwrap().vcpus, 1);
+    assert_eq!(s.domain_info(b).unwrap().vcpus, 1);
+    assert!(s.vcpu_stats(vb).is_ok());
+}
