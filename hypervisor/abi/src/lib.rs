@@ -53,11 +53,13 @@ macro_rules! le_struct {
     (@put u16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put i16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put u32, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
+    (@put i32, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put u64, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put $t:ident, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_bytes()) };
     (@get u16, $b:ident, $off:expr) => { u16::from_le_bytes($crate::le::get($b, $off)) };
     (@get i16, $b:ident, $off:expr) => { i16::from_le_bytes($crate::le::get($b, $off)) };
     (@get u32, $b:ident, $off:expr) => { u32::from_le_bytes($crate::le::get($b, $off)) };
+    (@get i32, $b:ident, $off:expr) => { i32::from_le_bytes($crate::le::get($b, $off)) };
     (@get u64, $b:ident, $off:expr) => { u64::from_le_bytes($crate::le::get($b, $off)) };
     (@get $t:ident, $b:ident, $off:expr) => {
         match $t::from_bytes(&$b[$off..]) {
@@ -492,5 +494,7 @@ mod tests {
 
 pub mod domctl;
 pub mod hvm;
+pub mod hvm_save;
 pub mod memory;
+pub mod sysctl;
 pub mod vcpu;

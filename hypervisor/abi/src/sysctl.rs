@@ -1,0 +1,71 @@
+//! The `sysctl` hypercall (`sysctl.h`): the control domain's questions about the
+//! machine. The structures of the union oxen implements.
+
+/// `XEN_SYSCTL_INTERFACE_VERSION` of the headers oxen follows (Xen 4.17).
+pub const INTERFACE_VERSION: u32 = 0x15;
+
+/// `sizeof(struct xen_sysctl)`: header (8 bytes) and a 128-byte union.
+pub const SIZE: usize = 136;
+
+/// Byte offsets in `struct xen_sysctl`.
+pub mod offset {
+    pub const CMD: usize = 0;
+    pub const INTERFACE_VERSION: usize = 4;
+    /// The union `u`.
+    pub const U: usize = 8;
+}
+
+/// `XEN_SYSCTL_*` commands.
+pub mod cmd {
+    pub const READCONSOLE: u32 = 1;
+    pub const PHYSINFO: u32 = 3;
+    pub const SCHED_ID: u32 = 4;
+    pub const GETDOMAININFOLIST: u32 = 6;
+    pub const GETCPUINFO: u32 = 8;
+}
+
+/// `XEN_SYSCTL_PHYSCAP_*`.
+pub mod physcap {
+    pub const HVM: u32 = 1 << 0;
+    pub const HAP: u32 = 1 << 3;
+}
+
+le_struct! {
+    /// `struct xen_sysctl_getdomaininfolist`: up to `max_domains` `DomainInfo`s with ids
+    /// from `first_domain` into `buffer`; `num_domains` says how many.
+    pub struct GetDomainInfoList {
+        pub first_domain: u16,
+        pub pad: u16,
+        pub max_domains: u32,
+        pub buffer: u64,
+        pub num_domains: u32,
+        pub pad2: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xen_sysctl_physinfo`. `hw_cap` (eight 32-bit CPUID words) is kept as four
+    /// pairs of them.
+    pub struct PhysInfo {
+        pub threads_per_core: u32,
+        pub cores_per_socket: u32,
+        pub nr_cpus: u32,
+        pub max_cpu_id: u32,
+        pub nr_nodes: u32,
+        pub max_node_id: u32,
+        pub cpu_khz: u32,
+        /// `XEN_SYSCTL_PHYSCAP_*`.
+        pub capabilities: u32,
+        pub arch_capabilities: u32,
+        pub pad: u32,
+        pub total_pages: u64,
+        pub free_pages: u64,
+        pub scrub_pages: u64,
+        pub outstanding_pages: u64,
+        pub max_mfn: u64,
+        pub hw_cap01: u64,
+        pub hw_cap23: u64,
+        pub hw_cap45: u64,
+        pub hw_cap67: u64,
+    }
+}
