@@ -180,7 +180,11 @@ mod tests {
             attr: 0xc9b,
         };
         let b = c.to_bytes();
-        assert_eq!(u64_at(&b, cpu::RAX + 8), 0x6000, "RBX is the second register");
+        assert_eq!(
+            u64_at(&b, cpu::RAX + 8),
+            0x6000,
+            "RBX is the second register"
+        );
         assert_eq!(HwCpu::from_bytes(&b), Some(c));
         assert_eq!(HwCpu::from_bytes(&b[..CPU_SIZE - 1]), None);
     }

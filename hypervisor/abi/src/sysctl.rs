@@ -20,6 +20,7 @@ pub mod cmd {
     pub const READCONSOLE: u32 = 1;
     pub const PHYSINFO: u32 = 3;
     pub const SCHED_ID: u32 = 4;
+    pub const DEBUG_KEYS: u32 = 7;
     pub const GETDOMAININFOLIST: u32 = 6;
     pub const GETCPUINFO: u32 = 8;
 }
@@ -67,5 +68,15 @@ le_struct! {
         pub hw_cap23: u64,
         pub hw_cap45: u64,
         pub hw_cap67: u64,
+    }
+}
+
+le_struct! {
+    /// `struct xen_sysctl_debug_keys`: `nr_keys` key characters at `keys`, each running
+    /// the hypervisor's handler for that key (its output goes to the console).
+    pub struct DebugKeys {
+        pub keys: u64,
+        pub nr_keys: u32,
+        pub pad: u32,
     }
 }

@@ -946,22 +946,60 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("XEN_DOMINF_hap", domctl::dominf::HAP),
         konst!("XEN_DOMINF_shutdownshift", domctl::dominf::SHUTDOWN_SHIFT),
         konst!("XEN_DOMINF_shutdownmask", domctl::dominf::SHUTDOWN_MASK),
-        konst!("offsetof(struct xen_domctl, u.max_mem.max_memkb)", domctl::MAX_MEMKB),
-        konst!("offsetof(struct xen_domctl, u.max_vcpus.max)", domctl::MAX_VCPUS_MAX),
-        konst!("offsetof(struct xen_domctl, u.setdomainhandle.handle)", domctl::HANDLE),
-        konst!("offsetof(struct xen_domctl, u.createdomain)", domctl::offset::U),
-        konst!("offsetof(struct xen_domctl, u.getdomaininfo)", domctl::offset::U),
-        konst!("offsetof(struct xen_domctl, u.hvmcontext)", domctl::offset::U),
+        konst!(
+            "offsetof(struct xen_domctl, u.max_mem.max_memkb)",
+            domctl::MAX_MEMKB
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.max_vcpus.max)",
+            domctl::MAX_VCPUS_MAX
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.setdomainhandle.handle)",
+            domctl::HANDLE
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.createdomain)",
+            domctl::offset::U
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.getdomaininfo)",
+            domctl::offset::U
+        ),
+        konst!(
+            "offsetof(struct xen_domctl, u.hvmcontext)",
+            domctl::offset::U
+        ),
         konst!("XEN_SYSCTL_INTERFACE_VERSION", sysctl::INTERFACE_VERSION),
         konst!("sizeof(struct xen_sysctl)", sysctl::SIZE),
         konst!("offsetof(struct xen_sysctl, cmd)", sysctl::offset::CMD),
-        konst!("offsetof(struct xen_sysctl, interface_version)", sysctl::offset::INTERFACE_VERSION),
+        konst!(
+            "offsetof(struct xen_sysctl, interface_version)",
+            sysctl::offset::INTERFACE_VERSION
+        ),
         konst!("offsetof(struct xen_sysctl, u)", sysctl::offset::U),
         konst!("XEN_SYSCTL_readconsole", sysctl::cmd::READCONSOLE),
         konst!("XEN_SYSCTL_physinfo", sysctl::cmd::PHYSINFO),
         konst!("XEN_SYSCTL_sched_id", sysctl::cmd::SCHED_ID),
-        konst!("XEN_SYSCTL_getdomaininfolist", sysctl::cmd::GETDOMAININFOLIST),
+        konst!(
+            "XEN_SYSCTL_getdomaininfolist",
+            sysctl::cmd::GETDOMAININFOLIST
+        ),
         konst!("XEN_SYSCTL_getcpuinfo", sysctl::cmd::GETCPUINFO),
+        konst!("XEN_SYSCTL_debug_keys", sysctl::cmd::DEBUG_KEYS),
+        sz!("struct xen_sysctl_debug_keys", sysctl::DebugKeys),
+        off!(
+            "struct xen_sysctl_debug_keys",
+            "keys",
+            sysctl::DebugKeys,
+            keys
+        ),
+        off!(
+            "struct xen_sysctl_debug_keys",
+            "nr_keys",
+            sysctl::DebugKeys,
+            nr_keys
+        ),
         konst!("XEN_SYSCTL_PHYSCAP_hvm", sysctl::physcap::HVM),
         konst!("XEN_SYSCTL_PHYSCAP_hap", sysctl::physcap::HAP),
         konst!("XENMEM_populate_physmap", memory::POPULATE_PHYSMAP),
@@ -983,143 +1021,653 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("offsetof(struct hvm_hw_cpu, cr4)", hvm_save::cpu::CR4),
         konst!("offsetof(struct hvm_hw_cpu, dr0)", hvm_save::cpu::DR0),
         konst!("offsetof(struct hvm_hw_cpu, cs_sel)", hvm_save::cpu::CS_SEL),
-        konst!("offsetof(struct hvm_hw_cpu, cs_limit)", hvm_save::cpu::CS_LIMIT),
-        konst!("offsetof(struct hvm_hw_cpu, cs_base)", hvm_save::cpu::CS_BASE),
-        konst!("offsetof(struct hvm_hw_cpu, cs_arbytes)", hvm_save::cpu::CS_ARBYTES),
-        konst!("offsetof(struct hvm_hw_cpu, sysenter_cs)", hvm_save::cpu::SYSENTER_CS),
-        konst!("offsetof(struct hvm_hw_cpu, shadow_gs)", hvm_save::cpu::SHADOW_GS),
-        konst!("offsetof(struct hvm_hw_cpu, msr_flags)", hvm_save::cpu::MSR_FLAGS),
-        konst!("offsetof(struct hvm_hw_cpu, msr_lstar)", hvm_save::cpu::MSR_LSTAR),
-        konst!("offsetof(struct hvm_hw_cpu, msr_efer)", hvm_save::cpu::MSR_EFER),
-        konst!("offsetof(struct hvm_hw_cpu, msr_tsc_aux)", hvm_save::cpu::MSR_TSC_AUX),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, cs_limit)",
+            hvm_save::cpu::CS_LIMIT
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, cs_base)",
+            hvm_save::cpu::CS_BASE
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, cs_arbytes)",
+            hvm_save::cpu::CS_ARBYTES
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, sysenter_cs)",
+            hvm_save::cpu::SYSENTER_CS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, shadow_gs)",
+            hvm_save::cpu::SHADOW_GS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, msr_flags)",
+            hvm_save::cpu::MSR_FLAGS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, msr_lstar)",
+            hvm_save::cpu::MSR_LSTAR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, msr_efer)",
+            hvm_save::cpu::MSR_EFER
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, msr_tsc_aux)",
+            hvm_save::cpu::MSR_TSC_AUX
+        ),
         konst!("offsetof(struct hvm_hw_cpu, tsc)", hvm_save::cpu::TSC),
-        konst!("offsetof(struct hvm_hw_cpu, pending_event)", hvm_save::cpu::PENDING_EVENT),
-        konst!("offsetof(struct hvm_hw_cpu, error_code)", hvm_save::cpu::ERROR_CODE),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, pending_event)",
+            hvm_save::cpu::PENDING_EVENT
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, error_code)",
+            hvm_save::cpu::ERROR_CODE
+        ),
         konst!("offsetof(struct hvm_hw_cpu, flags)", hvm_save::cpu::FLAGS),
-        konst!("offsetof(struct hvm_hw_cpu, ds_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::DS),
-        konst!("offsetof(struct hvm_hw_cpu, ds_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::DS),
-        konst!("offsetof(struct hvm_hw_cpu, ds_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::DS),
-        konst!("offsetof(struct hvm_hw_cpu, ds_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::DS),
-        konst!("offsetof(struct hvm_hw_cpu, es_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::ES),
-        konst!("offsetof(struct hvm_hw_cpu, es_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::ES),
-        konst!("offsetof(struct hvm_hw_cpu, es_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::ES),
-        konst!("offsetof(struct hvm_hw_cpu, es_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::ES),
-        konst!("offsetof(struct hvm_hw_cpu, fs_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::FS),
-        konst!("offsetof(struct hvm_hw_cpu, fs_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::FS),
-        konst!("offsetof(struct hvm_hw_cpu, fs_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::FS),
-        konst!("offsetof(struct hvm_hw_cpu, fs_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::FS),
-        konst!("offsetof(struct hvm_hw_cpu, gs_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::GS),
-        konst!("offsetof(struct hvm_hw_cpu, gs_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::GS),
-        konst!("offsetof(struct hvm_hw_cpu, gs_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::GS),
-        konst!("offsetof(struct hvm_hw_cpu, gs_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::GS),
-        konst!("offsetof(struct hvm_hw_cpu, ss_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::SS),
-        konst!("offsetof(struct hvm_hw_cpu, ss_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::SS),
-        konst!("offsetof(struct hvm_hw_cpu, ss_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::SS),
-        konst!("offsetof(struct hvm_hw_cpu, ss_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::SS),
-        konst!("offsetof(struct hvm_hw_cpu, tr_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::TR),
-        konst!("offsetof(struct hvm_hw_cpu, tr_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::TR),
-        konst!("offsetof(struct hvm_hw_cpu, tr_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::TR),
-        konst!("offsetof(struct hvm_hw_cpu, tr_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::TR),
-        konst!("offsetof(struct hvm_hw_cpu, ldtr_sel)", hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::LDTR),
-        konst!("offsetof(struct hvm_hw_cpu, ldtr_base)", hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::LDTR),
-        konst!("offsetof(struct hvm_hw_cpu, ldtr_limit)", hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::LDTR),
-        konst!("offsetof(struct hvm_hw_cpu, ldtr_arbytes)", hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::LDTR),
-        konst!("offsetof(struct hvm_hw_cpu, rbx)", hvm_save::cpu::RAX + 8 * 1),
-        konst!("offsetof(struct hvm_hw_cpu, rcx)", hvm_save::cpu::RAX + 8 * 2),
-        konst!("offsetof(struct hvm_hw_cpu, rdx)", hvm_save::cpu::RAX + 8 * 3),
-        konst!("offsetof(struct hvm_hw_cpu, rbp)", hvm_save::cpu::RAX + 8 * 4),
-        konst!("offsetof(struct hvm_hw_cpu, rsi)", hvm_save::cpu::RAX + 8 * 5),
-        konst!("offsetof(struct hvm_hw_cpu, rdi)", hvm_save::cpu::RAX + 8 * 6),
-        konst!("offsetof(struct hvm_hw_cpu, rsp)", hvm_save::cpu::RAX + 8 * 7),
-        konst!("offsetof(struct hvm_hw_cpu, r8)", hvm_save::cpu::RAX + 8 * 8),
-        konst!("offsetof(struct hvm_hw_cpu, r9)", hvm_save::cpu::RAX + 8 * 9),
-        konst!("offsetof(struct hvm_hw_cpu, r10)", hvm_save::cpu::RAX + 8 * 10),
-        konst!("offsetof(struct hvm_hw_cpu, r11)", hvm_save::cpu::RAX + 8 * 11),
-        konst!("offsetof(struct hvm_hw_cpu, r12)", hvm_save::cpu::RAX + 8 * 12),
-        konst!("offsetof(struct hvm_hw_cpu, r13)", hvm_save::cpu::RAX + 8 * 13),
-        konst!("offsetof(struct hvm_hw_cpu, r14)", hvm_save::cpu::RAX + 8 * 14),
-        konst!("offsetof(struct hvm_hw_cpu, r15)", hvm_save::cpu::RAX + 8 * 15),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ds_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::DS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ds_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::DS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ds_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::DS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ds_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::DS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, es_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::ES
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, es_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::ES
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, es_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::ES
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, es_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::ES
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, fs_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::FS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, fs_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::FS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, fs_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::FS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, fs_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::FS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, gs_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::GS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, gs_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::GS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, gs_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::GS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, gs_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::GS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ss_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::SS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ss_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::SS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ss_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::SS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ss_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::SS
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, tr_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::TR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, tr_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::TR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, tr_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::TR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, tr_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::TR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ldtr_sel)",
+            hvm_save::cpu::CS_SEL + 4 * hvm_save::seg::LDTR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ldtr_base)",
+            hvm_save::cpu::CS_BASE + 8 * hvm_save::seg::LDTR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ldtr_limit)",
+            hvm_save::cpu::CS_LIMIT + 4 * hvm_save::seg::LDTR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, ldtr_arbytes)",
+            hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::LDTR
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rbx)",
+            hvm_save::cpu::RAX + 8 * 1
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rcx)",
+            hvm_save::cpu::RAX + 8 * 2
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rdx)",
+            hvm_save::cpu::RAX + 8 * 3
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rbp)",
+            hvm_save::cpu::RAX + 8 * 4
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rsi)",
+            hvm_save::cpu::RAX + 8 * 5
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rdi)",
+            hvm_save::cpu::RAX + 8 * 6
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, rsp)",
+            hvm_save::cpu::RAX + 8 * 7
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r8)",
+            hvm_save::cpu::RAX + 8 * 8
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r9)",
+            hvm_save::cpu::RAX + 8 * 9
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r10)",
+            hvm_save::cpu::RAX + 8 * 10
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r11)",
+            hvm_save::cpu::RAX + 8 * 11
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r12)",
+            hvm_save::cpu::RAX + 8 * 12
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r13)",
+            hvm_save::cpu::RAX + 8 * 13
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r14)",
+            hvm_save::cpu::RAX + 8 * 14
+        ),
+        konst!(
+            "offsetof(struct hvm_hw_cpu, r15)",
+            hvm_save::cpu::RAX + 8 * 15
+        ),
         sz!("struct xen_domctl_createdomain", domctl::CreateDomain),
-        off!("struct xen_domctl_createdomain", "ssidref", domctl::CreateDomain, ssidref),
-        off!("struct xen_domctl_createdomain", "handle", domctl::CreateDomain, handle0),
-        off!("struct xen_domctl_createdomain", "flags", domctl::CreateDomain, flags),
-        off!("struct xen_domctl_createdomain", "iommu_opts", domctl::CreateDomain, iommu_opts),
-        off!("struct xen_domctl_createdomain", "max_vcpus", domctl::CreateDomain, max_vcpus),
-        off!("struct xen_domctl_createdomain", "max_evtchn_port", domctl::CreateDomain, max_evtchn_port),
-        off!("struct xen_domctl_createdomain", "max_grant_frames", domctl::CreateDomain, max_grant_frames),
-        off!("struct xen_domctl_createdomain", "max_maptrack_frames", domctl::CreateDomain, max_maptrack_frames),
-        off!("struct xen_domctl_createdomain", "grant_opts", domctl::CreateDomain, grant_opts),
-        off!("struct xen_domctl_createdomain", "vmtrace_size", domctl::CreateDomain, vmtrace_size),
-        off!("struct xen_domctl_createdomain", "cpupool_id", domctl::CreateDomain, cpupool_id),
-        off!("struct xen_domctl_createdomain", "arch.emulation_flags", domctl::CreateDomain, emulation_flags),
-        off!("struct xen_domctl_createdomain", "arch.misc_flags", domctl::CreateDomain, misc_flags),
+        off!(
+            "struct xen_domctl_createdomain",
+            "ssidref",
+            domctl::CreateDomain,
+            ssidref
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "handle",
+            domctl::CreateDomain,
+            handle0
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "flags",
+            domctl::CreateDomain,
+            flags
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "iommu_opts",
+            domctl::CreateDomain,
+            iommu_opts
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "max_vcpus",
+            domctl::CreateDomain,
+            max_vcpus
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "max_evtchn_port",
+            domctl::CreateDomain,
+            max_evtchn_port
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "max_grant_frames",
+            domctl::CreateDomain,
+            max_grant_frames
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "max_maptrack_frames",
+            domctl::CreateDomain,
+            max_maptrack_frames
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "grant_opts",
+            domctl::CreateDomain,
+            grant_opts
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "vmtrace_size",
+            domctl::CreateDomain,
+            vmtrace_size
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "cpupool_id",
+            domctl::CreateDomain,
+            cpupool_id
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "arch.emulation_flags",
+            domctl::CreateDomain,
+            emulation_flags
+        ),
+        off!(
+            "struct xen_domctl_createdomain",
+            "arch.misc_flags",
+            domctl::CreateDomain,
+            misc_flags
+        ),
         sz!("struct xen_domctl_getdomaininfo", domctl::DomainInfo),
-        off!("struct xen_domctl_getdomaininfo", "domain", domctl::DomainInfo, domain),
-        off!("struct xen_domctl_getdomaininfo", "flags", domctl::DomainInfo, flags),
-        off!("struct xen_domctl_getdomaininfo", "tot_pages", domctl::DomainInfo, tot_pages),
-        off!("struct xen_domctl_getdomaininfo", "max_pages", domctl::DomainInfo, max_pages),
-        off!("struct xen_domctl_getdomaininfo", "outstanding_pages", domctl::DomainInfo, outstanding_pages),
-        off!("struct xen_domctl_getdomaininfo", "shr_pages", domctl::DomainInfo, shr_pages),
-        off!("struct xen_domctl_getdomaininfo", "paged_pages", domctl::DomainInfo, paged_pages),
-        off!("struct xen_domctl_getdomaininfo", "shared_info_frame", domctl::DomainInfo, shared_info_frame),
-        off!("struct xen_domctl_getdomaininfo", "cpu_time", domctl::DomainInfo, cpu_time),
-        off!("struct xen_domctl_getdomaininfo", "nr_online_vcpus", domctl::DomainInfo, nr_online_vcpus),
-        off!("struct xen_domctl_getdomaininfo", "max_vcpu_id", domctl::DomainInfo, max_vcpu_id),
-        off!("struct xen_domctl_getdomaininfo", "ssidref", domctl::DomainInfo, ssidref),
-        off!("struct xen_domctl_getdomaininfo", "handle", domctl::DomainInfo, handle0),
-        off!("struct xen_domctl_getdomaininfo", "cpupool", domctl::DomainInfo, cpupool),
-        off!("struct xen_domctl_getdomaininfo", "gpaddr_bits", domctl::DomainInfo, gpaddr_bits),
-        off!("struct xen_domctl_getdomaininfo", "arch_config", domctl::DomainInfo, emulation_flags),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "domain",
+            domctl::DomainInfo,
+            domain
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "flags",
+            domctl::DomainInfo,
+            flags
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "tot_pages",
+            domctl::DomainInfo,
+            tot_pages
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "max_pages",
+            domctl::DomainInfo,
+            max_pages
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "outstanding_pages",
+            domctl::DomainInfo,
+            outstanding_pages
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "shr_pages",
+            domctl::DomainInfo,
+            shr_pages
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "paged_pages",
+            domctl::DomainInfo,
+            paged_pages
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "shared_info_frame",
+            domctl::DomainInfo,
+            shared_info_frame
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "cpu_time",
+            domctl::DomainInfo,
+            cpu_time
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "nr_online_vcpus",
+            domctl::DomainInfo,
+            nr_online_vcpus
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "max_vcpu_id",
+            domctl::DomainInfo,
+            max_vcpu_id
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "ssidref",
+            domctl::DomainInfo,
+            ssidref
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "handle",
+            domctl::DomainInfo,
+            handle0
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "cpupool",
+            domctl::DomainInfo,
+            cpupool
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "gpaddr_bits",
+            domctl::DomainInfo,
+            gpaddr_bits
+        ),
+        off!(
+            "struct xen_domctl_getdomaininfo",
+            "arch_config",
+            domctl::DomainInfo,
+            emulation_flags
+        ),
         sz!("struct xen_domctl_hvmcontext", domctl::HvmContextBuf),
-        off!("struct xen_domctl_hvmcontext", "size", domctl::HvmContextBuf, size),
-        off!("struct xen_domctl_hvmcontext", "buffer", domctl::HvmContextBuf, buffer),
-        sz!("struct xen_sysctl_getdomaininfolist", sysctl::GetDomainInfoList),
-        off!("struct xen_sysctl_getdomaininfolist", "first_domain", sysctl::GetDomainInfoList, first_domain),
-        off!("struct xen_sysctl_getdomaininfolist", "max_domains", sysctl::GetDomainInfoList, max_domains),
-        off!("struct xen_sysctl_getdomaininfolist", "buffer", sysctl::GetDomainInfoList, buffer),
-        off!("struct xen_sysctl_getdomaininfolist", "num_domains", sysctl::GetDomainInfoList, num_domains),
+        off!(
+            "struct xen_domctl_hvmcontext",
+            "size",
+            domctl::HvmContextBuf,
+            size
+        ),
+        off!(
+            "struct xen_domctl_hvmcontext",
+            "buffer",
+            domctl::HvmContextBuf,
+            buffer
+        ),
+        sz!(
+            "struct xen_sysctl_getdomaininfolist",
+            sysctl::GetDomainInfoList
+        ),
+        off!(
+            "struct xen_sysctl_getdomaininfolist",
+            "first_domain",
+            sysctl::GetDomainInfoList,
+            first_domain
+        ),
+        off!(
+            "struct xen_sysctl_getdomaininfolist",
+            "max_domains",
+            sysctl::GetDomainInfoList,
+            max_domains
+        ),
+        off!(
+            "struct xen_sysctl_getdomaininfolist",
+            "buffer",
+            sysctl::GetDomainInfoList,
+            buffer
+        ),
+        off!(
+            "struct xen_sysctl_getdomaininfolist",
+            "num_domains",
+            sysctl::GetDomainInfoList,
+            num_domains
+        ),
         sz!("struct xen_sysctl_physinfo", sysctl::PhysInfo),
-        off!("struct xen_sysctl_physinfo", "threads_per_core", sysctl::PhysInfo, threads_per_core),
-        off!("struct xen_sysctl_physinfo", "cores_per_socket", sysctl::PhysInfo, cores_per_socket),
-        off!("struct xen_sysctl_physinfo", "nr_cpus", sysctl::PhysInfo, nr_cpus),
-        off!("struct xen_sysctl_physinfo", "max_cpu_id", sysctl::PhysInfo, max_cpu_id),
-        off!("struct xen_sysctl_physinfo", "nr_nodes", sysctl::PhysInfo, nr_nodes),
-        off!("struct xen_sysctl_physinfo", "max_node_id", sysctl::PhysInfo, max_node_id),
-        off!("struct xen_sysctl_physinfo", "cpu_khz", sysctl::PhysInfo, cpu_khz),
-        off!("struct xen_sysctl_physinfo", "capabilities", sysctl::PhysInfo, capabilities),
-        off!("struct xen_sysctl_physinfo", "arch_capabilities", sysctl::PhysInfo, arch_capabilities),
-        off!("struct xen_sysctl_physinfo", "total_pages", sysctl::PhysInfo, total_pages),
-        off!("struct xen_sysctl_physinfo", "free_pages", sysctl::PhysInfo, free_pages),
-        off!("struct xen_sysctl_physinfo", "scrub_pages", sysctl::PhysInfo, scrub_pages),
-        off!("struct xen_sysctl_physinfo", "outstanding_pages", sysctl::PhysInfo, outstanding_pages),
-        off!("struct xen_sysctl_physinfo", "max_mfn", sysctl::PhysInfo, max_mfn),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "threads_per_core",
+            sysctl::PhysInfo,
+            threads_per_core
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "cores_per_socket",
+            sysctl::PhysInfo,
+            cores_per_socket
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "nr_cpus",
+            sysctl::PhysInfo,
+            nr_cpus
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "max_cpu_id",
+            sysctl::PhysInfo,
+            max_cpu_id
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "nr_nodes",
+            sysctl::PhysInfo,
+            nr_nodes
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "max_node_id",
+            sysctl::PhysInfo,
+            max_node_id
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "cpu_khz",
+            sysctl::PhysInfo,
+            cpu_khz
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "capabilities",
+            sysctl::PhysInfo,
+            capabilities
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "arch_capabilities",
+            sysctl::PhysInfo,
+            arch_capabilities
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "total_pages",
+            sysctl::PhysInfo,
+            total_pages
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "free_pages",
+            sysctl::PhysInfo,
+            free_pages
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "scrub_pages",
+            sysctl::PhysInfo,
+            scrub_pages
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "outstanding_pages",
+            sysctl::PhysInfo,
+            outstanding_pages
+        ),
+        off!(
+            "struct xen_sysctl_physinfo",
+            "max_mfn",
+            sysctl::PhysInfo,
+            max_mfn
+        ),
         sz!("struct xen_memory_reservation", memory::MemoryReservation),
-        off!("struct xen_memory_reservation", "extent_start", memory::MemoryReservation, extent_start),
-        off!("struct xen_memory_reservation", "nr_extents", memory::MemoryReservation, nr_extents),
-        off!("struct xen_memory_reservation", "extent_order", memory::MemoryReservation, extent_order),
-        off!("struct xen_memory_reservation", "mem_flags", memory::MemoryReservation, mem_flags),
-        off!("struct xen_memory_reservation", "domid", memory::MemoryReservation, domid),
+        off!(
+            "struct xen_memory_reservation",
+            "extent_start",
+            memory::MemoryReservation,
+            extent_start
+        ),
+        off!(
+            "struct xen_memory_reservation",
+            "nr_extents",
+            memory::MemoryReservation,
+            nr_extents
+        ),
+        off!(
+            "struct xen_memory_reservation",
+            "extent_order",
+            memory::MemoryReservation,
+            extent_order
+        ),
+        off!(
+            "struct xen_memory_reservation",
+            "mem_flags",
+            memory::MemoryReservation,
+            mem_flags
+        ),
+        off!(
+            "struct xen_memory_reservation",
+            "domid",
+            memory::MemoryReservation,
+            domid
+        ),
         sz!("struct xen_add_to_physmap_batch", memory::AddToPhysmapBatch),
-        off!("struct xen_add_to_physmap_batch", "domid", memory::AddToPhysmapBatch, domid),
-        off!("struct xen_add_to_physmap_batch", "space", memory::AddToPhysmapBatch, space),
-        off!("struct xen_add_to_physmap_batch", "size", memory::AddToPhysmapBatch, size),
-        off!("struct xen_add_to_physmap_batch", "u.foreign_domid", memory::AddToPhysmapBatch, foreign_domid),
-        off!("struct xen_add_to_physmap_batch", "idxs", memory::AddToPhysmapBatch, idxs),
-        off!("struct xen_add_to_physmap_batch", "gpfns", memory::AddToPhysmapBatch, gpfns),
-        off!("struct xen_add_to_physmap_batch", "errs", memory::AddToPhysmapBatch, errs),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "domid",
+            memory::AddToPhysmapBatch,
+            domid
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "space",
+            memory::AddToPhysmapBatch,
+            space
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "size",
+            memory::AddToPhysmapBatch,
+            size
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "u.foreign_domid",
+            memory::AddToPhysmapBatch,
+            foreign_domid
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "idxs",
+            memory::AddToPhysmapBatch,
+            idxs
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "gpfns",
+            memory::AddToPhysmapBatch,
+            gpfns
+        ),
+        off!(
+            "struct xen_add_to_physmap_batch",
+            "errs",
+            memory::AddToPhysmapBatch,
+            errs
+        ),
         sz!("struct xen_remove_from_physmap", memory::RemoveFromPhysmap),
-        off!("struct xen_remove_from_physmap", "domid", memory::RemoveFromPhysmap, domid),
-        off!("struct xen_remove_from_physmap", "gpfn", memory::RemoveFromPhysmap, gpfn),
+        off!(
+            "struct xen_remove_from_physmap",
+            "domid",
+            memory::RemoveFromPhysmap,
+            domid
+        ),
+        off!(
+            "struct xen_remove_from_physmap",
+            "gpfn",
+            memory::RemoveFromPhysmap,
+            gpfn
+        ),
         sz!("struct hvm_save_descriptor", hvm_save::Descriptor),
-        off!("struct hvm_save_descriptor", "typecode", hvm_save::Descriptor, typecode),
-        off!("struct hvm_save_descriptor", "instance", hvm_save::Descriptor, instance),
-        off!("struct hvm_save_descriptor", "length", hvm_save::Descriptor, length),
+        off!(
+            "struct hvm_save_descriptor",
+            "typecode",
+            hvm_save::Descriptor,
+            typecode
+        ),
+        off!(
+            "struct hvm_save_descriptor",
+            "instance",
+            hvm_save::Descriptor,
+            instance
+        ),
+        off!(
+            "struct hvm_save_descriptor",
+            "length",
+            hvm_save::Descriptor,
+            length
+        ),
         sz!("struct hvm_save_header", hvm_save::Header),
         off!("struct hvm_save_header", "magic", hvm_save::Header, magic),
-        off!("struct hvm_save_header", "version", hvm_save::Header, version),
-        off!("struct hvm_save_header", "changeset", hvm_save::Header, changeset),
+        off!(
+            "struct hvm_save_header",
+            "version",
+            hvm_save::Header,
+            version
+        ),
+        off!(
+            "struct hvm_save_header",
+            "changeset",
+            hvm_save::Header,
+            changeset
+        ),
         off!("struct hvm_save_header", "cpuid", hvm_save::Header, cpuid),
-        off!("struct hvm_save_header", "gtsc_khz", hvm_save::Header, gtsc_khz),
+        off!(
+            "struct hvm_save_header",
+            "gtsc_khz",
+            hvm_save::Header,
+            gtsc_khz
+        ),
         konst!("XEN_SCHEDULER_CREDIT", domctl::SCHEDULER_CREDIT),
         konst!("XEN_DOMCTL_SCHEDOP_putinfo", domctl::SCHEDOP_PUTINFO),
         konst!("XEN_DOMCTL_SCHEDOP_getinfo", domctl::SCHEDOP_GETINFO),

@@ -182,6 +182,11 @@ impl<'a> FrameBitmap<'a> {
         self.free
     }
 
+    /// One past the highest frame the bitmap covers.
+    pub fn end_frame(&self) -> u64 {
+        self.frames
+    }
+
     /// Frames the memory map called usable (free now or handed out since).
     pub fn usable_frames(&self) -> u64 {
         self.usable

@@ -3,6 +3,7 @@
 //! (`vcpu_hvm_context`), checked so that a hostile context is refused with -EINVAL
 //! instead of failing VM entry.
 
+use oxen_abi::hvm_save::{self, HwCpu};
 use oxen_abi::vcpu::{HvmContext, HvmSegment};
 
 /// One segment register, VMX layout (access rights with the unusable bit at 16).
@@ -285,6 +286,62 @@ impl StartState {
         }
     }
 
+    /// The state a builder sets with `XEN_DOMCTL_sethvmcontext` (an `hvm_hw_cpu`
+    /// record), checked as [`StartState::from_hvm`] checks `VCPUOP_initialise`: long mode
+    /// (EFER.LME with CR0.PG) starts with flat segments; otherwise every value must fit
+    /// 32 bits and the record's CS, DS, SS, ES and TR are used. R8-R15 start at 0.
+    pub fn from_hw_cpu(c: &HwCpu, phys_bits: u32) -> Result<Self, &'static str> {
+        let [rax, rbx, rcx, rdx, rbp, rsi, rdi, rsp, ..] = c.gprs;
+        let long = c.efer & EFER_LME != 0 && c.cr0 & CR0_PG != 0;
+        let ctx = if long {
+            HvmContext::Mode64 {
+                gprs: [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi],
+                rip: c.rip,
+                rflags: c.rflags,
+                cr0: c.cr0,
+                cr3: c.cr3,
+                cr4: c.cr4,
+                efer: c.efer,
+            }
+        } else {
+            let narrow =
+                |v: u64| u32::try_from(v).map_err(|_| "a 32-bit context holds a 64-bit value");
+            let seg = |i: usize| -> Result<HvmSegment, &'static str> {
+                let s = c.segs[i];
+                Ok(HvmSegment {
+                    base: narrow(s.base)?,
+                    limit: s.limit,
+                    ar: s.attr,
+                })
+            };
+            use hvm_save::seg;
+            let mut gprs = [0u32; 8];
+            for (d, v) in gprs
+                .iter_mut()
+                .zip([rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi])
+            {
+                *d = narrow(v)?;
+            }
+            HvmContext::Mode32 {
+                gprs,
+                eip: narrow(c.rip)?,
+                eflags: narrow(c.rflags)?,
+                cr0: narrow(c.cr0)?,
+                cr3: narrow(c.cr3)?,
+                cr4: narrow(c.cr4)?,
+                efer: c.efer,
+                segs: [
+                    seg(seg::CS)?,
+                    seg(seg::DS)?,
+                    seg(seg::SS)?,
+                    seg(seg::ES)?,
+                    seg(seg::TR)?,
+                ],
+            }
+        };
+        Self::from_hvm(&ctx, phys_bits)
+    }
+
     /// The VM-entry checks on segment registers (SDM 27.3.1.2) for a protected-mode
     /// context: present, S = 1 code in CS (non-conforming with DPL 0, or conforming),
     /// SS a writable data segment with DPL 0 (its selector's RPL), DS and ES data or
@@ -412,6 +469,73 @@ mod tests {
         assert!(!s.long_mode);
         assert_eq!(s.segs[seg::SS].ar, 0x93);
         assert_eq!(s.segs[seg::TR].ar, 0x83);
+    }
+
+    /// The record a PVH builder writes (as Xen's `libxenguest` does): 32-bit flat
+    /// protected mode, RBX = the start info.
+    fn pvh_record(rip: u64) -> HwCpu {
+        use oxen_abi::hvm_save::{Segment as S, seg as i};
+        let mut c = HwCpu {
+            rip,
+            rflags: 2,
+            cr0: CR0_PE | CR0_ET,
+            ..HwCpu::default()
+        };
+        c.gprs[1] = 0x6000;
+        let flat = |attr| S {
+            sel: 0,
+            limit: 0xffff_ffff,
+            base: 0,
+            attr,
+        };
+        c.segs[i::CS] = flat(0xc9b);
+        for k in [i::DS, i::ES, i::SS] {
+            c.segs[k] = flat(0xc93);
+        }
+        c.segs[i::TR] = S {
+            limit: 0x67,
+            attr: 0x8b,
+            ..S::default()
+        };
+        c
+    }
+
+    #[test]
+    fn hvm_cpu_records_become_start_states() {
+        let s = StartState::from_hw_cpu(&pvh_record(0x1000), 40).unwrap();
+        assert_eq!(s.rip, 0x1000);
+        assert_eq!(s.gprs[3], 0x6000, "RBX");
+        assert!(!s.long_mode);
+        assert_eq!(s.segs[seg::CS].ar & 0xf0ff, 0xc09b);
+        assert_eq!(s.segs[seg::SS].ar & 0xf0ff, 0xc093);
+        // A 64-bit value in a 32-bit record.
+        let mut c = pvh_record(0x1_0000_0000);
+        assert!(StartState::from_hw_cpu(&c, 40).is_err());
+        c.rip = 0x1000;
+        c.gprs[0] = 1 << 40;
+        assert!(StartState::from_hw_cpu(&c, 40).is_err());
+        // No code segment.
+        let mut c = pvh_record(0x1000);
+        c.segs[oxen_abi::hvm_save::seg::CS].attr = 0;
+        assert!(StartState::from_hw_cpu(&c, 40).is_err());
+        // Long mode: flat segments of the hypervisor's, the registers as given.
+        let mut c = pvh_record(0xffff_ffff_8000_0000);
+        c.cr0 = 0x8000_0011;
+        c.cr4 = 0x20;
+        c.cr3 = 0x2000;
+        c.efer = 0x500;
+        c.gprs[7] = 0x9000;
+        let s = StartState::from_hw_cpu(&c, 40).unwrap();
+        assert!(s.long_mode);
+        assert_eq!(
+            (s.rip, s.gprs[4], s.cr3),
+            (0xffff_ffff_8000_0000, 0x9000, 0x2000)
+        );
+        c.rip = 0x8000_0000_0000;
+        assert!(
+            StartState::from_hw_cpu(&c, 40).is_err(),
+            "non-canonical RIP"
+        );
     }
 
     #[test]

@@ -7,10 +7,17 @@ use spin::Once;
 use super::cpu;
 
 static SCALE: Once<TimeScale> = Once::new();
+static TSC_HZ: Once<u64> = Once::new();
 
 /// Fixes the scale once the TSC frequency is known (boot CPU, before any AP starts).
 pub fn init(tsc_hz: u64) {
     SCALE.call_once(|| TimeScale::from_hz(tsc_hz));
+    TSC_HZ.call_once(|| tsc_hz);
+}
+
+/// The TSC's frequency (0 before `init`).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.get().copied().unwrap_or(0)
 }
 
 /// The scale (1 GHz until `init`).

@@ -1,13 +1,37 @@
-//! The control hypercall (`domctl`), for privileged domains: so far the credit
-//! scheduler's per-domain parameters (`XEN_DOMCTL_scheduler_op`), as `xl sched-credit`
-//! uses them.
+//! The control hypercalls for privileged domains, with Xen 4.17's numbers and layouts:
+//! `domctl` (create, destroy, pause, unpause and read back domains, give them memory
+//! limits, vCPU 0's registers, a handle, and the credit scheduler's parameters) and
+//! `sysctl` (the list of domains, the machine, the scheduler, debug keys). Every other
+//! command is -ENOSYS. An unprivileged caller gets -EPERM, a wrong interface version
+//! -EACCES, before anything else is read.
 
-use oxen_abi::domctl::{self, offset};
-use oxen_abi::errno::{EACCES, EINVAL, ENOSYS, EPERM, ESRCH};
+use alloc::vec;
+use core::sync::atomic::Ordering;
+
+use oxen_abi::domctl::{self, CreateDomain, DomainInfo, HvmContextBuf, cdf, dominf, offset};
+use oxen_abi::errno::{EACCES, EBUSY, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH};
+use oxen_abi::hvm_save::{self, Descriptor, Header, HwCpu};
+use oxen_abi::sched_op;
+use oxen_abi::sysctl::{self, DebugKeys, GetDomainInfoList, PhysInfo, physcap};
+use oxen_core::frames::FRAME_SIZE;
+use oxen_core::sched::VcpuState;
+use oxen_core::vcpu_state::StartState;
 
 use super::hypercall::{copy_from_guest, copy_to_guest};
+use super::lifecycle::{self, CreateError, CreateParams};
 use super::sched as glue;
 use super::vcpu::Vcpu;
+use super::{Domain, DomainState, registry};
+use crate::arch::percpu;
+use crate::mm::{frames, heap};
+
+/// Most vCPUs a domain created at run time may have.
+const MAX_VCPUS: u32 = 64;
+/// Largest `sethvmcontext` buffer taken (a header, 64 CPU records and an end record
+/// fit).
+const MAX_HVM_CONTEXT: u32 = 72 * 1024;
+/// Most domains one `getdomaininfolist` returns.
+const MAX_LIST: u32 = 1024;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
@@ -15,6 +39,10 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// `domctl(struct xen_domctl *)`.
@@ -29,9 +57,24 @@ pub fn domctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
     if u32_at(&op, offset::INTERFACE_VERSION) != domctl::INTERFACE_VERSION {
         return -EACCES;
     }
+    let me = vcpu.domain.id;
+    let target = u32::from(u16_at(&op, offset::DOMAIN));
     let result = match u32_at(&op, offset::CMD) {
+        domctl::cmd::CREATEDOMAIN => create(&mut op, me),
+        // As Xen: the first domain with an id at least the one asked for.
+        domctl::cmd::GETDOMAININFO => match registry::from(target, 1).first() {
+            Some(d) => {
+                op[offset::DOMAIN..][..2].copy_from_slice(&(d.id as u16).to_le_bytes());
+                op[offset::U..][..DomainInfo::SIZE].copy_from_slice(&info(d).to_bytes());
+                Ok(())
+            }
+            None => Err(-ESRCH),
+        },
         domctl::cmd::SCHEDULER_OP => scheduler_op(&mut op),
-        _ => Err(-ENOSYS),
+        cmd => match registry::by_id(target) {
+            None => Err(-ESRCH),
+            Some(d) => on_domain(vcpu, cmd, &d, &mut op),
+        },
     };
     match result {
         Ok(()) => match copy_to_guest(vcpu, ptr, &op) {
@@ -39,6 +82,232 @@ pub fn domctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
             Err(e) => e,
         },
         Err(e) => e,
+    }
+}
+
+/// The commands on one existing domain `d`.
+fn on_domain(
+    vcpu: &Vcpu,
+    cmd: u32,
+    d: &alloc::sync::Arc<Domain>,
+    op: &mut [u8],
+) -> Result<(), i64> {
+    let me = vcpu.domain.id;
+    let u = &op[offset::U..];
+    match cmd {
+        domctl::cmd::DESTROYDOMAIN => {
+            // As Xen: not itself; and a domain being destroyed is destroyed already.
+            if d.id == me {
+                return Err(-EINVAL);
+            }
+            lifecycle::destroy(d, me);
+            Ok(())
+        }
+        domctl::cmd::PAUSEDOMAIN => {
+            if d.id == me {
+                return Err(-EINVAL);
+            }
+            if !d.running() {
+                return Err(-EINVAL);
+            }
+            lifecycle::pause(d);
+            Ok(())
+        }
+        domctl::cmd::UNPAUSEDOMAIN => {
+            if d.id == me || !d.running() {
+                return Err(-EINVAL);
+            }
+            lifecycle::unpause(d).map_err(|_| -EINVAL)
+        }
+        domctl::cmd::MAX_MEM => {
+            let pages = u64_at(u, 0) / (FRAME_SIZE / 1024);
+            // As Xen: not below what it has.
+            if pages < d.ram_frames() {
+                return Err(-EINVAL);
+            }
+            d.max_pages.store(pages, Ordering::Release);
+            Ok(())
+        }
+        domctl::cmd::MAX_VCPUS => {
+            // A domain's vCPUs are fixed by createdomain (as in Xen 4.17); asking for
+            // that number again is fine.
+            let have = d.vcpus.get().map_or(0, |v| v.len() as u32);
+            if u32_at(u, 0) == have {
+                Ok(())
+            } else {
+                Err(-EINVAL)
+            }
+        }
+        domctl::cmd::SETDOMAINHANDLE => {
+            d.handle.lock().copy_from_slice(&u[..16]);
+            Ok(())
+        }
+        domctl::cmd::SETHVMCONTEXT => {
+            if d.id == me {
+                return Err(-EPERM);
+            }
+            let b = HvmContextBuf::from_bytes(u).ok_or(-EFAULT)?;
+            if b.size > MAX_HVM_CONTEXT {
+                return Err(-EINVAL);
+            }
+            let mut buf = vec![0u8; b.size as usize];
+            copy_from_guest(vcpu, b.buffer, &mut buf)?;
+            set_hvm_context(d, &buf)
+        }
+        _ => Err(-ENOSYS),
+    }
+}
+
+/// `XEN_DOMCTL_createdomain`: the new domain's id goes back in `op.domain`.
+fn create(op: &mut [u8], me: u32) -> Result<(), i64> {
+    let c = CreateDomain::from_bytes(&op[offset::U..]).ok_or(-EFAULT)?;
+    // oxen builds HVM (PVH) domains with hardware-assisted paging, nothing else.
+    let known = cdf::HVM | cdf::HAP | cdf::S3_INTEGRITY | cdf::OOS_OFF | cdf::XS_DOMAIN;
+    if c.flags & !known != 0 || c.flags & cdf::HVM == 0 {
+        return Err(-EINVAL);
+    }
+    if c.max_vcpus == 0 || c.max_vcpus > MAX_VCPUS {
+        return Err(-EINVAL);
+    }
+    let mut handle = [0u8; 16];
+    for (i, w) in [c.handle0, c.handle1, c.handle2, c.handle3]
+        .iter()
+        .enumerate()
+    {
+        handle[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    let params = CreateParams {
+        domid: u32::from(u16_at(op, offset::DOMAIN)),
+        max_vcpus: c.max_vcpus,
+        handle,
+        by: me,
+    };
+    let d = lifecycle::create(&params).map_err(|e| match e {
+        CreateError::Id(registry::IdError::Taken) => -EEXIST,
+        CreateError::Id(registry::IdError::Reserved) => -EINVAL,
+        CreateError::Id(registry::IdError::Exhausted) => -ENOMEM,
+        CreateError::NoMemory(why) => {
+            log::warn!("domctl: createdomain by domain {me}: {why}");
+            -ENOMEM
+        }
+    })?;
+    op[offset::DOMAIN..][..2].copy_from_slice(&(d.id as u16).to_le_bytes());
+    Ok(())
+}
+
+/// Reads a `sethvmcontext` buffer: a header, then records until `END`; each CPU
+/// record sets the state its vCPU starts in. Nothing changes unless all of it is good.
+fn set_hvm_context(d: &Domain, buf: &[u8]) -> Result<(), i64> {
+    let mut at = 0usize;
+    let mut record = || -> Result<(Descriptor, &[u8]), i64> {
+        let desc = Descriptor::from_bytes(buf.get(at..).ok_or(-EINVAL)?).ok_or(-EINVAL)?;
+        let start = at + Descriptor::SIZE;
+        let end = start.checked_add(desc.length as usize).ok_or(-EINVAL)?;
+        let body = buf.get(start..end).ok_or(-EINVAL)?;
+        at = end;
+        Ok((desc, body))
+    };
+    let (desc, body) = record()?;
+    let header = Header::from_bytes(body).ok_or(-EINVAL)?;
+    if desc.typecode != hvm_save::code::HEADER || header.magic != hvm_save::FILE_MAGIC {
+        return Err(-EINVAL);
+    }
+    let mut states = vec![];
+    loop {
+        let (desc, body) = record()?;
+        match desc.typecode {
+            hvm_save::code::END => break,
+            hvm_save::code::CPU => {
+                let slot = d.vcpu(u64::from(desc.instance)).ok_or(-EINVAL)?;
+                let cpu = HwCpu::from_bytes(body).ok_or(-EINVAL)?;
+                let state = StartState::from_hw_cpu(&cpu, d.phys_bits()).map_err(|why| {
+                    log::debug!("domain {}: sethvmcontext refused: {why}", d.id);
+                    -EINVAL
+                })?;
+                states.push((slot.clone(), state));
+            }
+            // Records oxen does not keep (LAPIC, MTRR, ...) are ignored.
+            _ => {}
+        }
+    }
+    // A vCPU that has run keeps its registers in its VMCS: oxen sets only fresh ones.
+    if states
+        .iter()
+        .any(|(s, _)| d.ever_unpaused.load(Ordering::Acquire) && s.up.load(Ordering::Acquire))
+    {
+        return Err(-EBUSY);
+    }
+    for (slot, state) in states {
+        *slot.start.lock() = Some(state);
+        slot.initialised.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// What `getdomaininfo` says of `d`.
+pub fn info(d: &Domain) -> DomainInfo {
+    let mut flags = dominf::HVM_GUEST | dominf::HAP;
+    let state = d.state.lock().clone();
+    let code = match &state {
+        DomainState::Shutdown("poweroff") => Some(sched_op::SHUTDOWN_POWEROFF),
+        DomainState::Shutdown("reboot") => Some(sched_op::SHUTDOWN_REBOOT),
+        DomainState::Shutdown("suspend") => Some(sched_op::SHUTDOWN_SUSPEND),
+        DomainState::Shutdown("watchdog") => Some(sched_op::SHUTDOWN_WATCHDOG),
+        DomainState::Shutdown(_) | DomainState::Crashed(_) => Some(sched_op::SHUTDOWN_CRASH),
+        DomainState::Running | DomainState::Destroyed(_) => None,
+    };
+    if let Some(code) = code {
+        flags |= dominf::SHUTDOWN | (code & dominf::SHUTDOWN_MASK) << dominf::SHUTDOWN_SHIFT;
+    }
+    if !d.running() && d.destroyed.load(Ordering::Acquire) {
+        flags |= dominf::DYING;
+    }
+    if d.pause_count.load(Ordering::Acquire) > 0 {
+        flags |= dominf::PAUSED;
+    }
+    let slots = d.vcpus.get().map(alloc::vec::Vec::as_slice).unwrap_or(&[]);
+    let (run_ns, running, online) = glue::with(|s| {
+        let now = crate::arch::time::now();
+        s.sync(now);
+        let run: u64 = slots
+            .iter()
+            .filter_map(|v| glue::vcpu_stats(s, v))
+            .map(|st| st.run_ns)
+            .sum();
+        let running = slots.iter().any(|v| {
+            s.vcpu_info(v.sched)
+                .is_ok_and(|i| matches!(i.state, VcpuState::Running | VcpuState::Runnable))
+        });
+        let online = slots
+            .iter()
+            .filter(|v| v.up.load(Ordering::Acquire))
+            .count() as u32;
+        (run, running, online)
+    });
+    if d.running() {
+        flags |= if running {
+            dominf::RUNNING
+        } else {
+            dominf::BLOCKED
+        };
+    }
+    let h = *d.handle.lock();
+    let word = |i: usize| u32::from_le_bytes(h[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    DomainInfo {
+        domain: d.id as u16,
+        flags,
+        tot_pages: d.ram_frames(),
+        max_pages: d.max_pages.load(Ordering::Acquire),
+        shared_info_frame: d.shared_info / FRAME_SIZE,
+        cpu_time: run_ns,
+        nr_online_vcpus: online,
+        max_vcpu_id: (slots.len() as u32).saturating_sub(1),
+        handle0: word(0),
+        handle1: word(1),
+        handle2: word(2),
+        handle3: word(3),
+        gpaddr_bits: d.phys_bits(),
+        ..DomainInfo::default()
     }
 }
 
@@ -84,5 +353,115 @@ fn scheduler_op(op: &mut [u8; domctl::SIZE]) -> Result<(), i64> {
             Ok(())
         }
         _ => Err(-EINVAL),
+    }
+}
+
+/// `sysctl(struct xen_sysctl *)`.
+pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
+    if !vcpu.domain.privileged {
+        return -EPERM;
+    }
+    let mut op = [0u8; sysctl::SIZE];
+    if let Err(e) = copy_from_guest(vcpu, ptr, &mut op) {
+        return e;
+    }
+    if u32_at(&op, sysctl::offset::INTERFACE_VERSION) != sysctl::INTERFACE_VERSION {
+        return -EACCES;
+    }
+    let u = sysctl::offset::U;
+    let result = match u32_at(&op, sysctl::offset::CMD) {
+        sysctl::cmd::GETDOMAININFOLIST => {
+            let mut l = GetDomainInfoList::from_bytes(&op[u..]).ok_or(-EFAULT);
+            match &mut l {
+                Ok(l) => {
+                    let list = registry::from(
+                        u32::from(l.first_domain),
+                        l.max_domains.min(MAX_LIST) as usize,
+                    );
+                    let mut r = Ok(());
+                    for (i, d) in list.iter().enumerate() {
+                        let at = l.buffer.wrapping_add((i * DomainInfo::SIZE) as u64);
+                        if let Err(e) = copy_to_guest(vcpu, at, &info(d).to_bytes()) {
+                            r = Err(e);
+                            break;
+                        }
+                    }
+                    l.num_domains = list.len() as u32;
+                    r.map(|()| op[u..][..GetDomainInfoList::SIZE].copy_from_slice(&l.to_bytes()))
+                }
+                Err(e) => Err(*e),
+            }
+        }
+        sysctl::cmd::PHYSINFO => {
+            let st = frames::stats();
+            let p = PhysInfo {
+                threads_per_core: 1,
+                cores_per_socket: percpu::count() as u32,
+                nr_cpus: percpu::online() as u32,
+                max_cpu_id: percpu::count() as u32 - 1,
+                nr_nodes: 1,
+                cpu_khz: (crate::arch::time::tsc_hz() / 1000) as u32,
+                capabilities: physcap::HVM | physcap::HAP,
+                total_pages: st.usable / FRAME_SIZE,
+                free_pages: st.free / FRAME_SIZE,
+                max_mfn: st.max_phys / FRAME_SIZE,
+                ..PhysInfo::default()
+            };
+            op[u..][..PhysInfo::SIZE].copy_from_slice(&p.to_bytes());
+            Ok(())
+        }
+        sysctl::cmd::SCHED_ID => {
+            op[u..][..4].copy_from_slice(&domctl::SCHEDULER_CREDIT.to_le_bytes());
+            Ok(())
+        }
+        sysctl::cmd::DEBUG_KEYS => match DebugKeys::from_bytes(&op[u..]) {
+            Some(k) if k.nr_keys <= 64 => {
+                let mut keys = vec![0u8; k.nr_keys as usize];
+                copy_from_guest(vcpu, k.keys, &mut keys)
+                    .map(|()| keys.iter().for_each(|&c| debug_key(c)))
+            }
+            _ => Err(-EINVAL),
+        },
+        _ => Err(-ENOSYS),
+    };
+    match result {
+        Ok(()) => match copy_to_guest(vcpu, ptr, &op) {
+            Ok(()) => 0,
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+/// One debug key (Xen's `xl debug-keys`): `m` prints the memory the hypervisor has free
+/// and uses, `q` one line per domain. Others are ignored, as Xen ignores unknown keys.
+fn debug_key(key: u8) {
+    match key {
+        b'm' => {
+            let st = frames::stats();
+            log::info!(
+                "debug-key m: {} frames free of {}; heap {} bytes in use of {}; {} domains",
+                st.free / FRAME_SIZE,
+                st.usable / FRAME_SIZE,
+                heap::used(),
+                heap::size(),
+                registry::all().len()
+            );
+        }
+        b'q' => {
+            for d in registry::all() {
+                let i = info(&d);
+                log::info!(
+                    "debug-key q: domain {} ({}): flags {:#x}, {} pages of {}, {} vCPUs online",
+                    d.id,
+                    d.name,
+                    i.flags,
+                    i.tot_pages,
+                    i.max_pages,
+                    i.nr_online_vcpus
+                );
+            }
+        }
+        _ => {}
     }
 }

@@ -1,5 +1,4 @@
-//! Grant tables (version 1) on top of `oxen_core::grant`, and `memory_op`'s
-//! `add_to_physmap` (shared info, grant frames).
+//! Grant tables (version 1) on top of `oxen_core::grant`.
 //!
 //! A domain's grant table lives in frames of hypervisor memory, allocated as the table
 //! grows, which the guest maps into its physical space with `add_to_physmap`. Entries
@@ -12,10 +11,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
-use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM, ESRCH};
+use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS};
 use oxen_abi::evtchn::DOMID_SELF;
 use oxen_abi::grant_table::{self as abi, gntst, op};
-use oxen_abi::memory::{self as mem_abi, AddToPhysmap};
 use oxen_core::ept::Perm;
 use oxen_core::grant::{EntryHeader, GrantConfig, GrantEntries, GrantMemory, GrantTables};
 use spin::Mutex;
@@ -34,7 +32,7 @@ const MAX_FRAMES: u32 = 32;
 /// Most elements one `grant_table_op` call handles (Xen continues longer batches).
 const MAX_BATCH: u64 = 1024;
 
-fn with<R>(f: impl FnOnce(&mut GrantTables) -> R) -> R {
+pub(super) fn with<R>(f: impl FnOnce(&mut GrantTables) -> R) -> R {
     let mut t = TABLES.lock();
     f(t.get_or_insert_with(GrantTables::new))
 }
@@ -53,7 +51,7 @@ pub fn add_domain(d: &Domain) {
 }
 
 /// Allocates table frames up to `n` (zeroed: every entry invalid).
-fn ensure_frames(d: &Domain, n: u32) -> Result<(), i64> {
+pub(super) fn ensure_frames(d: &Domain, n: u32) -> Result<(), i64> {
     let mut frames_of = d.grant_frames.lock();
     while frames_of.len() < n as usize {
         let f = frames::alloc_zeroed(1).map_err(|_| -oxen_abi::errno::ENOMEM)?;
@@ -174,7 +172,7 @@ impl GrantMemory for Mem {
 }
 
 /// Whether `gfn` is one of the domain's reserved pages (its console ring).
-fn is_reserved(d: &Domain, gfn: u64) -> bool {
+pub(super) fn is_reserved(d: &Domain, gfn: u64) -> bool {
     gfn == event::console_gfn(d.ram_size)
 }
 
@@ -276,117 +274,6 @@ pub fn grant_table_op(vcpu: &mut Vcpu, cmd: u64, uop: u64, count: u64) -> i64 {
             }
         }
         _ => -ENOSYS,
-    }
-}
-
-/// `memory_op(cmd, arg)`: `XENMEM_add_to_physmap` for shared info and grant frames, and
-/// the reservation queries.
-pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
-    // The sub-op is the low bits; the rest is the start extent of a continued call.
-    match u32::try_from(cmd & 0x3f) {
-        Ok(mem_abi::CURRENT_RESERVATION | mem_abi::MAXIMUM_RESERVATION | mem_abi::MAXIMUM_GPFN) => {
-            return reservation(vcpu, cmd as u32 & 0x3f, arg);
-        }
-        _ if cmd != u64::from(mem_abi::ADD_TO_PHYSMAP) => return -ENOSYS,
-        _ => {}
-    }
-    let mut raw = [0u8; AddToPhysmap::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return e;
-    }
-    let Some(a) = AddToPhysmap::from_bytes(&raw) else {
-        return -EFAULT;
-    };
-    let d = vcpu.domain.clone();
-    if a.domid != DOMID_SELF && u32::from(a.domid) != d.id {
-        return if d.privileged { -ESRCH } else { -EPERM };
-    }
-    if a.gpfn >= d.gfn_limit || is_reserved(&d, a.gpfn) {
-        return -EINVAL;
-    }
-    match a.space {
-        mem_abi::MAPSPACE_SHARED_INFO => {
-            if a.idx != 0 {
-                return -EINVAL;
-            }
-            let mut at = d.shared_info_gfn.lock();
-            if let Some(old) = at.take() {
-                let _ = d.unmap_special(old);
-            }
-            match d.map_special(a.gpfn, d.shared_info, Perm::RW) {
-                Ok(()) => {
-                    *at = Some(a.gpfn);
-                    0
-                }
-                Err(e) => physmap_error(e),
-            }
-        }
-        mem_abi::MAPSPACE_GRANT_TABLE => {
-            let idx = match u32::try_from(a.idx) {
-                Ok(i) => i,
-                Err(_) => return -EINVAL,
-            };
-            let frame = match with(|t| t.physmap_frame(d.id as u16, idx)) {
-                Ok(f) => f,
-                Err(e) => return e,
-            };
-            if let Err(e) = ensure_frames(&d, frame + 1) {
-                return e;
-            }
-            let (hpa, old) = {
-                let mut list = d.grant_frames.lock();
-                let (hpa, gfn) = list[frame as usize];
-                list[frame as usize].1 = None;
-                (hpa, gfn)
-            };
-            if let Some(old) = old {
-                let _ = d.unmap_special(old);
-            }
-            match d.map_special(a.gpfn, hpa, Perm::RW) {
-                Ok(()) => {
-                    d.grant_frames.lock()[frame as usize].1 = Some(a.gpfn);
-                    0
-                }
-                Err(e) => physmap_error(e),
-            }
-        }
-        _ => -EINVAL,
-    }
-}
-
-/// The reservation queries on the domain the `domid_t` at `arg` names (itself, or any
-/// for a privileged caller, as Xen's default policy): pages of RAM (current and maximum
-/// are the same: oxen does not balloon yet), or the highest guest frame with RAM.
-fn reservation(vcpu: &mut Vcpu, cmd: u32, arg: u64) -> i64 {
-    let mut raw = [0u8; 2];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return e;
-    }
-    let domid = u16::from_le_bytes(raw);
-    let d = vcpu.domain.clone();
-    let target = if domid == DOMID_SELF || u32::from(domid) == d.id {
-        d
-    } else if !d.privileged {
-        return -EPERM;
-    } else {
-        match super::by_id(u32::from(domid)).filter(|t| t.running()) {
-            Some(t) => t,
-            None => return -ESRCH,
-        }
-    };
-    match cmd {
-        mem_abi::MAXIMUM_GPFN => target.max_ram_gfn().map_or(0, |g| g as i64),
-        mem_abi::MAXIMUM_RESERVATION => target.max_pages.load(Ordering::Acquire) as i64,
-        _ => target.ram_frames() as i64,
-    }
-}
-
-/// What `add_to_physmap` answers when the EPT refuses: `-ENOMEM` when the domain's
-/// table quota is spent (as Xen's P2M pool does), `-EINVAL` otherwise.
-fn physmap_error(e: oxen_core::ept::EptError) -> i64 {
-    match e {
-        oxen_core::ept::EptError::OutOfFrames => -oxen_abi::errno::ENOMEM,
-        _ => -EINVAL,
     }
 }
 

@@ -78,15 +78,20 @@ pub fn dispatch(vcpu: &mut Vcpu) -> Next {
             Next::Resume,
         ),
         Ok(nr::HVM_OP) => (super::event::hvm_op(vcpu, args[0], args[1]), Next::Resume),
-        Ok(nr::MEMORY_OP) => (
-            super::grant::memory_op(vcpu, args[0], args[1]),
-            Next::Resume,
-        ),
+        Ok(nr::MEMORY_OP) => match super::memory::memory_op(vcpu, args[0], args[1]) {
+            Ok(rc) => (rc, Next::Resume),
+            Err(cmd) => {
+                // Continued from this command (Xen's hypercall continuation).
+                set_args(vcpu, [cmd, args[1], args[2], args[3], args[4]]);
+                return Next::Resume;
+            }
+        },
         Ok(nr::GRANT_TABLE_OP) => (
             super::grant::grant_table_op(vcpu, args[0], args[1], args[2]),
             Next::Resume,
         ),
         Ok(nr::DOMCTL) => (super::control::domctl(vcpu, args[0]), Next::Resume),
+        Ok(nr::SYSCTL) => (super::control::sysctl(vcpu, args[0]), Next::Resume),
         _ => (-ENOSYS, Next::Resume),
     };
     vcpu.skip_instruction();

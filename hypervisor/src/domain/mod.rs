@@ -11,6 +11,7 @@ pub mod exits;
 pub mod grant;
 pub mod hypercall;
 pub mod lifecycle;
+pub mod memory;
 pub mod registry;
 pub mod run;
 pub mod sched;
@@ -552,6 +553,12 @@ impl Domain {
             at += n;
         }
         true
+    }
+
+    /// Forgets every overlay (a domain being torn down: its EPT goes too); returns them.
+    pub fn take_overlays(&self) -> Vec<(u64, p2m::Entry)> {
+        let _ept = self.ept.lock();
+        self.p2m.write().take_overlays()
     }
 
     /// What the guest sees at `gfn`, if anything.

@@ -6,8 +6,8 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-pub use oxen_core::domid::IdError;
 use oxen_core::domid::Registry;
+pub use oxen_core::domid::{IdError, MAX_ID};
 use spin::RwLock;
 
 use super::Domain;

@@ -62,7 +62,7 @@ static COSTS: [Costs; percpu::MAX_CPUS] = [const {
 }; percpu::MAX_CPUS];
 
 /// The pCPUs that can run guests (online with VMX on), as a mask.
-fn usable_cpus() -> u64 {
+pub(super) fn usable_cpus() -> u64 {
     (0..percpu::count())
         .filter(|&i| {
             let p = percpu::get(i);
@@ -165,26 +165,9 @@ fn build(
     let domain = Arc::new(domain);
     super::grant::add_domain(&domain);
     event::write_wallclock(&domain);
-    let mut slots = Vec::new();
-    for n in 0..cfg.vcpus {
-        let now = time::now();
-        let id = glue::with(|s| s.add_vcpu_at(dom, affinity, now)).map_err(|e| format!("{e:?}"))?;
-        let vcpu = Vcpu::new(domain.clone(), n).map_err(|e| format!("{e}"))?;
-        let slot = Arc::new(VcpuSlot::new(
-            domain.id,
-            n,
-            id,
-            vcpu,
-            (n == 0).then_some(start),
-        ));
-        if n > 0 {
-            // Down until VCPUOP_up.
-            let _ = glue::with(|s| s.offline(id, now));
-        }
-        glue::register(slot.clone());
-        slots.push(slot);
+    if let Err(e) = super::lifecycle::attach_vcpus(&domain, cfg.vcpus, affinity, Some(start)) {
+        return Err(format!("{e}"));
     }
-    domain.vcpus.call_once(|| slots);
     log::info!(
         "domain {} ({}): {} MiB, kernel {}{}, {} vCPU(s), weight {}, cap {}, cpus {affinity:#x}{}",
         domain.id,

@@ -15,6 +15,8 @@ pub struct Stats {
     pub usable: u64,
     /// Bytes free now.
     pub free: u64,
+    /// The end of the highest usable frame.
+    pub max_phys: u64,
 }
 
 /// Builds the allocator: a bitmap placed in the first usable region large enough, every
@@ -82,6 +84,7 @@ pub fn stats() -> Stats {
     with(|b| Stats {
         usable: b.usable_frames() * FRAME_SIZE,
         free: b.free_frames() * FRAME_SIZE,
+        max_phys: b.end_frame() * FRAME_SIZE,
     })
 }
 
