@@ -73,6 +73,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-sleeper", "sleeper"),
     ("oxen-guest-smp", "smp"),
     ("oxen-guest-schedctl", "schedctl"),
+    ("oxen-guest-builder", "builder"),
     ("oxen-guest-ping", "ping"),
     ("oxen-guest-pong", "pong"),
     ("oxen-guest-storm", "storm"),

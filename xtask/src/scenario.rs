@@ -344,6 +344,31 @@ const HOSTILE_OK: &[&str] = &[
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
 
+/// The hypervisor's memory figures (`debug-key m`) before the builder's cycles and after
+/// them: free frames and heap in use must be the same.
+fn check_churn(log: &str) -> std::result::Result<String, String> {
+    let re = Regex::new(r"debug-key m: (\d+) frames free of \d+; heap (\d+) bytes in use")
+        .expect("pattern");
+    let figures: Vec<(u64, u64)> = re
+        .captures_iter(log)
+        .map(|c| (c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0)))
+        .collect();
+    let [before, after] = figures[..] else {
+        return Err(format!(
+            "want two debug-key m lines, found {}",
+            figures.len()
+        ));
+    };
+    let text = format!(
+        "free frames {} before, {} after; heap in use {} bytes before, {} after",
+        before.0, after.0, before.1, after.1
+    );
+    if before != after {
+        return Err(format!("{text}: something was not given back"));
+    }
+    Ok(text)
+}
+
 /// The console storm beside an equal-weight burner on 1 pCPU: the burner keeps its
 /// half of the pCPU (within 5 points).
 fn check_console_share(log: &str) -> std::result::Result<String, String> {
@@ -1032,6 +1057,37 @@ pub fn all() -> Vec<Scenario> {
                 1,
                 "on_ready = \"poweroff\"\nrun_for_ms = 3000\nsched_sample_ms = 100\n\
                  domains = [\"ctl.cfg\", \"a.cfg\", \"b.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "builder.cfg",
+                    "name = \"builder\"\nkernel = \"builder.elf\"\nmemory = 8\nprivileged = 1\n\
+                     cmdline = \"me=1 cycles=1000 batch=3\"\n",
+                ),
+                (
+                    "denied.cfg",
+                    "name = \"denied\"\nkernel = \"builder.elf\"\nmemory = 8\ncmdline = \"me=2 mode=denied\"\n",
+                ),
+            ],
+            expect: &[
+                r"\[d2 denied\] builder: denied: every control call is -EPERM",
+                r"\[d2 denied\] builder: PASS",
+                r"\[d1 builder\] builder: pause: the child stood still at \d+ while paused, then ran on",
+                r"\[d1 builder\] builder: getdomaininfolist: \d+ domain\(s\): \[1",
+                r"\[d1 builder\] builder: 1000 domains created, run and destroyed, 3 at a time, ids 3..=5",
+                r"\[d1 builder\] builder: PASS",
+                r"  domain 1 \(builder\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            check: Some(check_churn),
+            ..bochs_guests(
+                "domctl-churn",
+                "a privileged builder creates, populates through foreign maps, starts, pauses and destroys 1,000 domains, 3 alive at once, on 2 pCPUs: ids are reused, every frame and heap byte comes back; an unprivileged one gets -EPERM for every control call",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"builder.cfg\", \"denied.cfg\"]\n",
             )
         },
         Scenario {

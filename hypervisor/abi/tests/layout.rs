@@ -1179,10 +1179,7 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
             "offsetof(struct hvm_hw_cpu, ldtr_arbytes)",
             hvm_save::cpu::CS_ARBYTES + 4 * hvm_save::seg::LDTR
         ),
-        konst!(
-            "offsetof(struct hvm_hw_cpu, rbx)",
-            hvm_save::cpu::RAX + 8 * 1
-        ),
+        konst!("offsetof(struct hvm_hw_cpu, rbx)", hvm_save::cpu::RAX + 8),
         konst!(
             "offsetof(struct hvm_hw_cpu, rcx)",
             hvm_save::cpu::RAX + 8 * 2

@@ -133,8 +133,10 @@ pub fn create(p: &CreateParams) -> Result<Arc<Domain>, CreateError> {
     Ok(d)
 }
 
-/// `pausedomain`: one more pause; the first stops its vCPUs (they leave their pCPUs at
-/// their next exit, an IPI away).
+/// `pausedomain`: one more pause; the first stops its vCPUs and, as Xen's does, returns
+/// once none of them is on a pCPU any more (they leave at their next exit, an IPI away).
+/// A privileged domain's vCPU may itself be waiting in a pause, so for those oxen does
+/// not wait (two control domains pausing each other would wait forever).
 pub fn pause(d: &Domain) {
     if d.pause_count.fetch_add(1, Ordering::AcqRel) == 0 {
         let now = time::now();
@@ -148,6 +150,13 @@ pub fn pause(d: &Domain) {
             }
         }
         glue::kick(kicks);
+        if !d.privileged {
+            for slot in d.vcpus.get().into_iter().flatten() {
+                while slot.is_taken() {
+                    core::hint::spin_loop();
+                }
+            }
+        }
     }
 }
 
@@ -317,12 +326,11 @@ pub fn try_release(d: &Arc<Domain>) {
             // Another domain's EPT may reuse these tables: every pCPU flushes before its
             // next VM entry.
             EPT_GENERATION.fetch_add(1, Ordering::AcqRel);
-            log::info!(
-                "domain {} ({}): memory returned ({} MiB)",
-                d.id,
-                d.name,
-                mib
-            );
+            if d.at_boot {
+                log::info!("domain {} ({}): memory returned ({mib} MiB)", d.id, d.name);
+            } else {
+                log::debug!("domain {} ({}): memory returned ({mib} MiB)", d.id, d.name);
+            }
         }
         granters
     };

@@ -591,6 +591,8 @@ impl Domain {
             DomainState::Crashed(why) => {
                 log::error!("domain {} ({}) crashed: {why}", self.id, self.name)
             }
+            // The control domain that made it hears of it (VIRQ_DOM_EXC, getdomaininfo).
+            other if !self.at_boot => log::debug!("domain {} ({}) {other}", self.id, self.name),
             other => log::info!("domain {} ({}) {other}", self.id, self.name),
         }
         *s = state;

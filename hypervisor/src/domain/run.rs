@@ -165,9 +165,7 @@ fn build(
     let domain = Arc::new(domain);
     super::grant::add_domain(&domain);
     event::write_wallclock(&domain);
-    if let Err(e) = super::lifecycle::attach_vcpus(&domain, cfg.vcpus, affinity, Some(start)) {
-        return Err(format!("{e}"));
-    }
+    super::lifecycle::attach_vcpus(&domain, cfg.vcpus, affinity, Some(start))?;
     log::info!(
         "domain {} ({}): {} MiB, kernel {}{}, {} vCPU(s), weight {}, cap {}, cpus {affinity:#x}{}",
         domain.id,

@@ -146,6 +146,11 @@ impl VcpuSlot {
         }
     }
 
+    /// Whether some pCPU holds the vCPU's state (runs it, or is in one of its exits).
+    pub fn is_taken(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
+    }
+
     /// Puts the vCPU's state back (its VMCS must be unloaded).
     pub fn put(&self, v: Box<Vcpu>) {
         let mut held = self.held.lock();
