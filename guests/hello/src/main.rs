@@ -98,6 +98,57 @@ fn main(info: &StartInfo) {
     if let Some(n) = info.cmdline_arg("echo").and_then(|v| v.parse::<u32>().ok()) {
         echo(n);
     }
+    if let Some(n) = info
+        .cmdline_arg("conread")
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        conread(n);
+    }
+}
+
+/// As Xen's dom0 reads the serial console: binds `VIRQ_CONSOLE`, then reads `n` lines
+/// with `console_io(CONSOLEIO_read)` as the VIRQ says input came, and says each back.
+fn conread(n: u32) {
+    use oxen_guest_rt::abi::evtchn::virq;
+    use oxen_guest_rt::{events, hypercall, time, vcpu, xen};
+    if let Err(e) = events::map_shared_info() {
+        panic!("hello: FAIL conread: {e:?}");
+    }
+    let port = match xen::bind_virq(virq::CONSOLE, 0) {
+        Ok(p) => p,
+        Err(e) => panic!("hello: FAIL conread: bind VIRQ_CONSOLE: {e}"),
+    };
+    println!("hello: conread: VIRQ_CONSOLE on port {port}; waiting for {n} line(s)");
+    let mut line = [0u8; 128];
+    let (mut len, mut got, mut virqs) = (0, 0, 0);
+    while got < n {
+        if events::pending(port) {
+            events::clear(port);
+            virqs += 1;
+        }
+        let mut buf = [0u8; 64];
+        let k = hypercall::console_read(&mut buf);
+        if k < 0 {
+            panic!("hello: FAIL conread: console_io(read) = {k}");
+        }
+        for &b in &buf[..k as usize] {
+            if b == b'\n' || b == b'\r' {
+                let text = core::str::from_utf8(&line[..len]).unwrap_or("(not text)");
+                println!("hello: console_io read '{text}' ({virqs} VIRQ_CONSOLE so far)");
+                len = 0;
+                got += 1;
+            } else if len < line.len() {
+                line[len] = b;
+                len += 1;
+            }
+        }
+        if k == 0 {
+            vcpu::sleep_until(0, time::now_ns() + 2_000_000);
+        }
+    }
+    if virqs == 0 {
+        panic!("hello: FAIL conread: input came without VIRQ_CONSOLE");
+    }
 }
 
 /// Reads `n` lines typed on the console and says each back.

@@ -119,6 +119,22 @@ pub fn console_write(bytes: &[u8]) -> i64 {
     }
 }
 
+/// `console_io(CONSOLEIO_read, len, buf)`: typed input for the control domain (the
+/// number of bytes read, or a negative errno).
+pub fn console_read(buf: &mut [u8]) -> i64 {
+    // SAFETY: the hypervisor writes at most `buf.len()` bytes into `buf`.
+    unsafe {
+        hypercall(
+            nr::CONSOLE_IO,
+            u64::from(oxen_abi::console_io::READ),
+            buf.len() as u64,
+            buf.as_mut_ptr() as u64,
+            0,
+            0,
+        )
+    }
+}
+
 /// `sched_op(cmd, arg)`.
 ///
 /// # Safety

@@ -51,6 +51,25 @@ impl Switch {
     }
 }
 
+/// Where typed input goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Focus {
+    /// The hypervisor itself: typed keys are debug keys.
+    Hypervisor,
+    Domain(u32),
+}
+
+/// Where Ctrl-A three times moves the focus, in Xen's order: each running domain by id
+/// (`ids`, ascending), then the hypervisor, then round again. A focused domain that
+/// went away counts from its id (the next one up).
+pub fn next_target(ids: &[u32], current: Focus) -> Focus {
+    let after = match current {
+        Focus::Hypervisor => ids.first(),
+        Focus::Domain(c) => ids.iter().find(|&&i| i > c),
+    };
+    after.map_or(Focus::Hypervisor, |&i| Focus::Domain(i))
+}
+
 /// The domain after `current` in `ids` (ascending), wrapping; the first if `current`
 /// is not among them; `None` if there is none.
 pub fn next_focus(ids: &[u32], current: Option<u32>) -> Option<u32> {
@@ -112,6 +131,19 @@ mod tests {
         // The focused domain went away: the next one up.
         assert_eq!(next_focus(&ids, Some(3)), Some(5));
         assert_eq!(next_focus(&[], Some(3)), None);
+    }
+
+    #[test]
+    fn the_hypervisor_comes_after_the_last_domain() {
+        let ids = [1, 2, 5];
+        let d = Focus::Domain;
+        assert_eq!(next_target(&ids, Focus::Hypervisor), d(1));
+        assert_eq!(next_target(&ids, d(1)), d(2));
+        assert_eq!(next_target(&ids, d(2)), d(5));
+        assert_eq!(next_target(&ids, d(5)), Focus::Hypervisor);
+        assert_eq!(next_target(&ids, d(3)), d(5), "a domain that went away");
+        assert_eq!(next_target(&[], Focus::Hypervisor), Focus::Hypervisor);
+        assert_eq!(next_target(&[], d(7)), Focus::Hypervisor);
     }
 
     #[test]

@@ -1,19 +1,27 @@
-//! Serial console input for the domains, until dom0 serves consoles: what is typed on
-//! COM1 goes to one domain's PV console (`in` ring and an event), and Ctrl-A three times
-//! moves it to the next running domain, as Xen's console switch does
-//! (`oxen_core::conswitch`). Polled by the boot CPU at most every millisecond; what
-//! does not fit in the focused domain's ring is dropped, as Xen drops it.
+//! Serial console input: what is typed on COM1 goes to one place at a time, and Ctrl-A
+//! three times moves it on, as Xen's console switch does (`oxen_core::conswitch`):
+//! each running domain by id, then the hypervisor itself (debug keys), then round again.
+//! A privileged domain that bound `VIRQ_CONSOLE` reads its input as Xen's dom0 does,
+//! with `console_io(CONSOLEIO_read)` after the VIRQ; any other domain gets it in its
+//! PV console's `in` ring (the hypervisor is that console's back end until dom0 is).
+//! Polled by the boot CPU at most every millisecond; what does not fit is dropped, as
+//! Xen drops it.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use oxen_core::conswitch::{Input, Switch, next_focus};
+use oxen_abi::evtchn::virq;
+use oxen_core::conswitch::{Focus, Input, Switch, next_target};
 use spin::Mutex;
 
-use super::{event, registry};
+use super::{Domain, event, registry};
 use crate::arch::serial;
 
-/// The switch and the focused domain's id.
-static STATE: Mutex<(Switch, Option<u32>)> = Mutex::new((Switch::new(), None));
+/// The switch and the focus.
+static STATE: Mutex<(Switch, Focus)> = Mutex::new((Switch::new(), Focus::Hypervisor));
+/// Typed bytes waiting for `console_io(CONSOLEIO_read)` (Xen's serial receive ring).
+static RX: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+const RX_SIZE: usize = 1024;
 
 /// Bytes taken from the UART per poll at most.
 const BATCH: usize = 64;
@@ -28,15 +36,20 @@ fn running() -> Vec<u32> {
 }
 
 /// Moves the focus on from `from` and says where input goes now.
-fn switch(from: Option<u32>) -> Option<u32> {
-    let to = next_focus(&running(), from);
-    match to.and_then(registry::by_id) {
-        Some(d) => log::info!(
-            "*** Serial input to d{} ({}) (type 'CTRL-a' three times to switch input)",
-            d.id,
-            d.name
-        ),
-        None => log::info!("*** Serial input: no domain is running"),
+fn switch(from: Focus) -> Focus {
+    let to = next_target(&running(), from);
+    match to {
+        Focus::Domain(id) => {
+            let name = registry::by_id(id)
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            log::info!(
+                "*** Serial input to d{id} ({name}) (type 'CTRL-a' three times to switch input)"
+            );
+        }
+        Focus::Hypervisor => {
+            log::info!("*** Serial input to oxen (type 'CTRL-a' three times to switch input)")
+        }
     }
     to
 }
@@ -52,21 +65,67 @@ pub fn start() {
         }
     }
     let mut s = STATE.lock();
-    s.1 = switch(None);
+    s.1 = switch(Focus::Hypervisor);
 }
 
-/// Moves what was typed to the focused domain.
+/// Whether `d` takes its input by `console_io` (as Xen's dom0), not by its PV console.
+fn reads_by_console_io(d: &Domain) -> bool {
+    d.privileged && event::virq_bound(d, virq::CONSOLE)
+}
+
+/// Hands typed bytes to where the focus is.
+fn deliver(focus: Focus, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    match focus {
+        Focus::Hypervisor => bytes.iter().for_each(|&k| super::keys::handle(k)),
+        Focus::Domain(id) => {
+            let Some(d) = registry::by_id(id) else {
+                return;
+            };
+            if reads_by_console_io(&d) {
+                {
+                    let mut rx = RX.lock();
+                    let room = RX_SIZE - rx.len();
+                    rx.extend(bytes.iter().take(room));
+                }
+                event::raise_virq(&d, virq::CONSOLE, 0);
+            } else {
+                event::console_input(&d, bytes);
+            }
+        }
+    }
+}
+
+/// `console_io(CONSOLEIO_read)`: offers up to `max` typed bytes for the focused domain
+/// `d` (none for a domain without the focus) to `give`, and drops them if it took them;
+/// returns how many it took.
+pub fn read(d: &Domain, max: usize, give: impl FnOnce(&[u8]) -> bool) -> usize {
+    if STATE.lock().1 != Focus::Domain(d.id) {
+        return 0;
+    }
+    let mut rx = RX.lock();
+    let n = max.min(rx.len());
+    let bytes: Vec<u8> = rx.iter().take(n).copied().collect();
+    if !give(&bytes) {
+        return 0;
+    }
+    rx.drain(..n);
+    n
+}
+
+/// Moves what was typed to the focus.
 pub fn poll() {
     let Some(mut s) = STATE.try_lock() else {
         return;
     };
-    let Some(mut focus) = s.1 else {
-        return;
-    };
-    let Some(mut d) = registry::by_id(focus).filter(|d| d.running()) else {
-        s.1 = switch(Some(focus));
-        return;
-    };
+    if let Focus::Domain(id) = s.1
+        && !registry::by_id(id).is_some_and(|d| d.running())
+    {
+        RX.lock().clear();
+        s.1 = switch(s.1);
+    }
     // Read whatever came, as Xen does: a domain that never drains its ring must not keep
     // the Ctrl-As that switch away from it stuck in the UART.
     let mut raw = [0u8; BATCH];
@@ -79,19 +138,11 @@ pub fn poll() {
             Input::Switch => switched = true,
         });
         if switched {
-            event::console_input(&d, &out);
+            deliver(s.1, &out);
             out.clear();
-            let Some(next) = switch(Some(focus)) else {
-                s.1 = None;
-                return;
-            };
-            let Some(nd) = registry::by_id(next) else {
-                return;
-            };
-            focus = next;
-            s.1 = Some(next);
-            d = nd;
+            RX.lock().clear();
+            s.1 = switch(s.1);
         }
     }
-    event::console_input(&d, &out);
+    deliver(s.1, &out);
 }

@@ -23,7 +23,7 @@ use super::sched as glue;
 use super::vcpu::Vcpu;
 use super::{Domain, DomainState, registry};
 use crate::arch::percpu;
-use crate::mm::{frames, heap};
+use crate::mm::frames;
 
 /// Most vCPUs a domain created at run time may have.
 const MAX_VCPUS: u32 = 64;
@@ -418,7 +418,7 @@ pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
             Some(k) if k.nr_keys <= 64 => {
                 let mut keys = vec![0u8; k.nr_keys as usize];
                 copy_from_guest(vcpu, k.keys, &mut keys)
-                    .map(|()| keys.iter().for_each(|&c| debug_key(c)))
+                    .map(|()| keys.iter().for_each(|&c| super::keys::handle(c)))
             }
             _ => Err(-EINVAL),
         },
@@ -430,38 +430,5 @@ pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
             Err(e) => e,
         },
         Err(e) => e,
-    }
-}
-
-/// One debug key (Xen's `xl debug-keys`): `m` prints the memory the hypervisor has free
-/// and uses, `q` one line per domain. Others are ignored, as Xen ignores unknown keys.
-fn debug_key(key: u8) {
-    match key {
-        b'm' => {
-            let st = frames::stats();
-            log::info!(
-                "debug-key m: {} frames free of {}; heap {} bytes in use of {}; {} domains",
-                st.free / FRAME_SIZE,
-                st.usable / FRAME_SIZE,
-                heap::used(),
-                heap::size(),
-                registry::all().len()
-            );
-        }
-        b'q' => {
-            for d in registry::all() {
-                let i = info(&d);
-                log::info!(
-                    "debug-key q: domain {} ({}): flags {:#x}, {} pages of {}, {} vCPUs online",
-                    d.id,
-                    d.name,
-                    i.flags,
-                    i.tot_pages,
-                    i.max_pages,
-                    i.nr_online_vcpus
-                );
-            }
-        }
-        _ => {}
     }
 }

@@ -228,6 +228,11 @@ fn notify(d: &Domain, v: u32) {
     glue::poke_running(slot);
 }
 
+/// Whether `d` bound (global) `virq`.
+pub fn virq_bound(d: &Domain, virq: u32) -> bool {
+    d.events.ports.lock().virq_port(virq, 0).is_some()
+}
+
 /// Raises `virq` for `vcpu` of `d` if the domain bound it.
 pub fn raise_virq(d: &Domain, virq: u32, vcpu: u32) {
     // Delivered under the port table's lock: a dying domain's table is killed under

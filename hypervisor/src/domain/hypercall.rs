@@ -129,8 +129,26 @@ fn console(vcpu: &mut Vcpu, [op, len, ptr, a3, a4]: [u64; 5]) -> Result<i64, Con
                 None => Ok(0),
             }
         }
-        // No console input yet: nothing to read.
-        Ok(console_io::READ) => Ok(0),
+        // Typed input, for the privileged domain that has the focus (as Xen's dom0);
+        // others read theirs from their PV console.
+        Ok(console_io::READ) => {
+            if !vcpu.domain.privileged {
+                return Ok(-EPERM);
+            }
+            let max = usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(CONSOLE_CHUNK as usize);
+            let d = vcpu.domain.clone();
+            let mut fault = None;
+            let n = super::conin::read(&d, max, |bytes| match copy_to_guest(vcpu, ptr, bytes) {
+                Ok(()) => true,
+                Err(e) => {
+                    fault = Some(e);
+                    false
+                }
+            });
+            Ok(fault.unwrap_or(n as i64))
+        }
         _ => Ok(-EINVAL),
     }
 }

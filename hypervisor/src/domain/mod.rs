@@ -10,6 +10,7 @@ pub mod event;
 pub mod exits;
 pub mod grant;
 pub mod hypercall;
+pub mod keys;
 pub mod lifecycle;
 pub mod memory;
 pub mod registry;
