@@ -1583,7 +1583,36 @@ fn watch(s: &Scenario, child: &mut Child, serial_path: &PathBuf, start: Instant)
 }
 
 /// Runs `cargo test` over the host-testable crates.
+/// `cargo fmt --check` on every crate, and `cargo clippy` with warnings as errors: the
+/// host crates (the workspace's default members) with their tests, then the hypervisor
+/// and the guests (bare metal; checked apart so that the host's features of shared
+/// dependencies do not leak into them).
+fn lints() -> Result<()> {
+    let cargo = |args: &[&str]| -> Result<()> {
+        println!("== lints: cargo {}", args.join(" "));
+        let status = Command::new(env!("CARGO"))
+            .current_dir(root())
+            .args(args)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo {} failed", args[0]))
+        }
+    };
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+    let mut bare = vec!["clippy", "--release", "-p", "oxen", "-p", "oxen-guest-rt"];
+    for (krate, _) in crate::build::GUESTS {
+        bare.extend(["-p", krate]);
+    }
+    bare.extend(["--", "-D", "warnings"]);
+    cargo(&bare)
+}
+
 fn host_tests() -> Result<()> {
+    lints()?;
     println!("== host tests: cargo test --workspace");
     let status = Command::new(env!("CARGO"))
         .current_dir(root())
@@ -1623,7 +1652,7 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     // The host tests count as one group in the final tally.
     let host = (!boot_only && only.is_empty()).then(host_tests);
     match &host {
-        Some(Ok(())) => println!("PASS host-tests            cargo test --workspace"),
+        Some(Ok(())) => println!("PASS host-tests            cargo fmt --check, cargo clippy -D warnings, cargo test --workspace"),
         Some(Err(e)) => println!("FAIL host-tests            {e} (see above)"),
         None => {}
     }
