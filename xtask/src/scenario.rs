@@ -1602,7 +1602,14 @@ fn lints() -> Result<()> {
         }
     };
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--release", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     let mut bare = vec!["clippy", "--release", "-p", "oxen", "-p", "oxen-guest-rt"];
     for (krate, _) in crate::build::GUESTS {
         bare.extend(["-p", krate]);
@@ -1652,7 +1659,9 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     // The host tests count as one group in the final tally.
     let host = (!boot_only && only.is_empty()).then(host_tests);
     match &host {
-        Some(Ok(())) => println!("PASS host-tests            cargo fmt --check, cargo clippy -D warnings, cargo test --workspace"),
+        Some(Ok(())) => println!(
+            "PASS host-tests            cargo fmt --check, cargo clippy -D warnings, cargo test --workspace"
+        ),
         Some(Err(e)) => println!("FAIL host-tests            {e} (see above)"),
         None => {}
     }

@@ -570,6 +570,32 @@ fn errors(c: &mut Checks, me: u16) {
         set_context(500, &[0u8; 4]) == -EINVAL,
         "a short context is -EINVAL",
     );
+    // Its vCPUs, as `xl vcpu-list` and `xl vcpu-pin` see them.
+    let v = vcpu_info(500, 1);
+    c.check(
+        v.is_ok_and(|v| v.online == 0 && v.cpu_time == 0),
+        "getvcpuinfo: vCPU 1 is down and never ran",
+    );
+    c.check(
+        vcpu_info(500, 2).is_err_and(|e| e == -EINVAL),
+        "getvcpuinfo of a vCPU it lacks is -EINVAL",
+    );
+    c.check(
+        affinity(domctl::cmd::SETVCPUAFFINITY, 500, 1, 0b10) == Ok(0b10),
+        "setvcpuaffinity to pCPU 1",
+    );
+    c.check(
+        affinity(domctl::cmd::GETVCPUAFFINITY, 500, 1, 0) == Ok(0b10),
+        "getvcpuaffinity reads it back",
+    );
+    c.check(
+        affinity(domctl::cmd::SETVCPUAFFINITY, 500, 1, 0) == Err(-EINVAL),
+        "an empty affinity is -EINVAL",
+    );
+    c.check(
+        domctl_op(domctl::cmd::SETTIMEOFFSET, 500, &3600i64.to_le_bytes()).0 == 0,
+        "settimeoffset",
+    );
     c.check(
         simple(domctl::cmd::DESTROYDOMAIN, 500) == 0,
         "destroying domain 500 (never run, one page mapped)",
@@ -577,6 +603,92 @@ fn errors(c: &mut Checks, me: u16) {
     c.check(info_of(500).is_some(), "it lingers while mapped");
     c.check(unmap(MAP_BASE_GFN + 100) == 0, "unmapping its page");
     c.check(info_of(500).is_none(), "then it is gone");
+}
+
+fn vcpu_info(domid: u16, vcpu: u32) -> Result<domctl::GetVcpuInfo, i64> {
+    let g = domctl::GetVcpuInfo {
+        vcpu,
+        ..domctl::GetVcpuInfo::default()
+    };
+    match domctl_op(domctl::cmd::GETVCPUINFO, domid, &g.to_bytes()) {
+        (0, op) => Ok(domctl::GetVcpuInfo::from_bytes(&op[offset::U..]).expect("whole union")),
+        (e, _) => Err(e),
+    }
+}
+
+/// Sets (or gets) vCPU `vcpu`'s hard affinity; the effective map that comes back.
+fn affinity(cmd: u32, domid: u16, vcpu: u32, mask: u64) -> Result<u64, i64> {
+    let mut map = mask.to_le_bytes();
+    let a = domctl::VcpuAffinity {
+        vcpu,
+        flags: domctl::affinity::HARD,
+        cpumap_hard: domctl::CtlBitmap {
+            bitmap: map.as_mut_ptr() as u64,
+            nr_bits: 64,
+            pad: 0,
+        },
+        ..domctl::VcpuAffinity::default()
+    };
+    match domctl_op(cmd, domid, &a.to_bytes()).0 {
+        0 => Ok(u64::from_le_bytes(map)),
+        e => Err(e),
+    }
+}
+
+/// The machine, as `xl info` and `xl dmesg` see it.
+fn machine(c: &mut Checks) {
+    let p = physinfo();
+    c.check(
+        p.is_ok_and(|p| p.nr_cpus >= 1 && p.free_pages > 0 && p.free_pages < p.total_pages),
+        "physinfo",
+    );
+    let mut idle = [0u64; 8];
+    let g = sysctl::GetCpuInfo {
+        max_cpus: 8,
+        info: idle.as_mut_ptr() as u64,
+        ..sysctl::GetCpuInfo::default()
+    };
+    let (rc, op) = sysctl_op(sysctl::cmd::GETCPUINFO, &g.to_bytes());
+    let n = sysctl::GetCpuInfo::from_bytes(&op[sysctl::offset::U..]).map_or(0, |g| g.nr_cpus);
+    c.check(
+        rc == 0 && p.is_ok_and(|p| n == p.nr_cpus),
+        "getcpuinfo: one idle time per pCPU",
+    );
+    let (rc, op) = sysctl_op(sysctl::cmd::SCHED_ID, &[]);
+    c.check(
+        rc == 0 && op[sysctl::offset::U] == domctl::SCHEDULER_CREDIT as u8,
+        "sched_id is credit",
+    );
+    let mut log = [0u8; 4096];
+    let read = |buf: &mut [u8], index: u32, incremental: u8, clear: u8| {
+        let r = sysctl::ReadConsole {
+            clear,
+            incremental,
+            index,
+            buffer: buf.as_mut_ptr() as u64,
+            count: buf.len() as u32,
+            ..sysctl::ReadConsole::default()
+        };
+        let (rc, op) = sysctl_op(sysctl::cmd::READCONSOLE, &r.to_bytes());
+        let r = sysctl::ReadConsole::from_bytes(&op[sysctl::offset::U..]).expect("whole union");
+        (rc, r.count as usize, r.index)
+    };
+    let (rc, n, _) = read(&mut log, 0, 0, 0);
+    let has = |buf: &[u8], what: &[u8]| buf.windows(what.len()).any(|w| w == what);
+    c.check(
+        rc == 0 && n == log.len() && has(&log, b"oxen"),
+        "readconsole reads the hypervisor's log",
+    );
+    // Clear, then log one line: an incremental read from the start has only what came
+    // after the clear.
+    let (_, _, end) = read(&mut [0u8; 1], u32::MAX, 1, 1);
+    debug_keys(b"h");
+    let (rc, n, _) = read(&mut log, 0, 1, 0);
+    c.check(
+        rc == 0 && n > 0 && has(&log[..n], b"debug-key h") && !has(&log[..n], b"oxen ready"),
+        "readconsole after a clear has only the new lines",
+    );
+    println!("builder: readconsole: {n} bytes logged since the clear at {end}");
 }
 
 /// The whole list, as `xl list` reads it.
@@ -609,6 +721,7 @@ fn build(info: &StartInfo, me: u16, c: &mut Checks) {
     let cycles = arg("cycles", 100);
     let batch = arg("batch", 3).clamp(1, 8);
     errors(c, me);
+    machine(c);
     let mut costs = Costs::default();
     let mut seed = 1u32;
     let mut run_batch =

@@ -144,3 +144,50 @@ pub const SCHEDULER_CREDIT: u32 = 5;
 /// `XEN_DOMCTL_SCHEDOP_putinfo` / `getinfo`.
 pub const SCHEDOP_PUTINFO: u32 = 0;
 pub const SCHEDOP_GETINFO: u32 = 1;
+
+le_struct! {
+    /// `struct xen_domctl_getvcpuinfo` (`u.getvcpuinfo`).
+    pub struct GetVcpuInfo {
+        pub vcpu: u32,
+        pub online: u8,
+        pub blocked: u8,
+        pub running: u8,
+        pub pad: u8,
+        /// Nanoseconds it has run.
+        pub cpu_time: u64,
+        /// The pCPU it is on (or last was).
+        pub cpu: u32,
+        pub pad2: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xenctl_bitmap`: `nr_bits` bits at `bitmap` (bytes, bit 0 of byte 0
+    /// first).
+    pub struct CtlBitmap {
+        pub bitmap: u64,
+        pub nr_bits: u32,
+        pub pad: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xen_domctl_vcpuaffinity` (`u.vcpuaffinity`).
+    pub struct VcpuAffinity {
+        pub vcpu: u32,
+        /// `XEN_VCPUAFFINITY_*`.
+        pub flags: u32,
+        pub cpumap_hard: CtlBitmap,
+        pub cpumap_soft: CtlBitmap,
+    }
+}
+
+/// `XEN_VCPUAFFINITY_*`.
+pub mod affinity {
+    pub const HARD: u32 = 1 << 0;
+    pub const SOFT: u32 = 1 << 1;
+    pub const FORCE: u32 = 1 << 2;
+}
+
+/// `u.settimeoffset.time_offset_seconds` (i64).
+pub const TIME_OFFSET_SECONDS: usize = offset::U;

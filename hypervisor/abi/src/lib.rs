@@ -18,7 +18,8 @@ pub mod le {
     }
 }
 
-/// Declares a `#[repr(C)]` struct of integer fields (`u16`, `i16`, `u32`, `u64`) or of
+/// Declares a `#[repr(C)]` struct of integer fields (`u8`, `u16`, `i16`, `u32`, `i32`,
+/// `u64`) or of
 /// nested such structs, with little-endian `to_bytes`/`from_bytes`. Offsets come from
 /// `offset_of!`, so the byte form is exactly the C layout (padding bytes are zero).
 /// Defined before the modules so that every module of the crate can use it.
@@ -50,12 +51,14 @@ macro_rules! le_struct {
             }
         }
     };
+    (@put u8, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put u16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put i16, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put u32, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put i32, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put u64, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_le_bytes()) };
     (@put $t:ident, $b:ident, $off:expr, $v:expr) => { $crate::le::put(&mut $b, $off, &$v.to_bytes()) };
+    (@get u8, $b:ident, $off:expr) => { u8::from_le_bytes($crate::le::get($b, $off)) };
     (@get u16, $b:ident, $off:expr) => { u16::from_le_bytes($crate::le::get($b, $off)) };
     (@get i16, $b:ident, $off:expr) => { i16::from_le_bytes($crate::le::get($b, $off)) };
     (@get u32, $b:ident, $off:expr) => { u32::from_le_bytes($crate::le::get($b, $off)) };

@@ -80,3 +80,32 @@ le_struct! {
         pub pad: u32,
     }
 }
+
+le_struct! {
+    /// `struct xen_sysctl_getcpuinfo`: idle time of up to `max_cpus` pCPUs into `info`
+    /// (`struct xen_sysctl_cpuinfo`, one u64 of nanoseconds each); `nr_cpus` says how
+    /// many.
+    pub struct GetCpuInfo {
+        pub max_cpus: u32,
+        pub pad: u32,
+        pub info: u64,
+        pub nr_cpus: u32,
+        pub pad2: u32,
+    }
+}
+
+le_struct! {
+    /// `struct xen_sysctl_readconsole`: up to `count` bytes of the hypervisor's log
+    /// into `buffer`, from the oldest kept (or from `index` if `incremental`); `count`
+    /// comes back as the bytes read, `index` as where the next read goes on. `clear`
+    /// empties the log after the read.
+    pub struct ReadConsole {
+        pub clear: u8,
+        pub incremental: u8,
+        pub pad: u16,
+        pub index: u32,
+        pub buffer: u64,
+        pub count: u32,
+        pub pad2: u32,
+    }
+}

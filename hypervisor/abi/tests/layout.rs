@@ -987,6 +987,134 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         ),
         konst!("XEN_SYSCTL_getcpuinfo", sysctl::cmd::GETCPUINFO),
         konst!("XEN_SYSCTL_debug_keys", sysctl::cmd::DEBUG_KEYS),
+        sz!("struct xen_domctl_getvcpuinfo", domctl::GetVcpuInfo),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "vcpu",
+            domctl::GetVcpuInfo,
+            vcpu
+        ),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "online",
+            domctl::GetVcpuInfo,
+            online
+        ),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "blocked",
+            domctl::GetVcpuInfo,
+            blocked
+        ),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "running",
+            domctl::GetVcpuInfo,
+            running
+        ),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "cpu_time",
+            domctl::GetVcpuInfo,
+            cpu_time
+        ),
+        off!(
+            "struct xen_domctl_getvcpuinfo",
+            "cpu",
+            domctl::GetVcpuInfo,
+            cpu
+        ),
+        sz!("struct xenctl_bitmap", domctl::CtlBitmap),
+        off!("struct xenctl_bitmap", "bitmap", domctl::CtlBitmap, bitmap),
+        off!(
+            "struct xenctl_bitmap",
+            "nr_bits",
+            domctl::CtlBitmap,
+            nr_bits
+        ),
+        sz!("struct xen_domctl_vcpuaffinity", domctl::VcpuAffinity),
+        off!(
+            "struct xen_domctl_vcpuaffinity",
+            "vcpu",
+            domctl::VcpuAffinity,
+            vcpu
+        ),
+        off!(
+            "struct xen_domctl_vcpuaffinity",
+            "flags",
+            domctl::VcpuAffinity,
+            flags
+        ),
+        off!(
+            "struct xen_domctl_vcpuaffinity",
+            "cpumap_hard",
+            domctl::VcpuAffinity,
+            cpumap_hard
+        ),
+        off!(
+            "struct xen_domctl_vcpuaffinity",
+            "cpumap_soft",
+            domctl::VcpuAffinity,
+            cpumap_soft
+        ),
+        konst!("XEN_VCPUAFFINITY_HARD", domctl::affinity::HARD),
+        konst!("XEN_VCPUAFFINITY_SOFT", domctl::affinity::SOFT),
+        konst!("XEN_VCPUAFFINITY_FORCE", domctl::affinity::FORCE),
+        konst!(
+            "offsetof(struct xen_domctl, u.settimeoffset.time_offset_seconds)",
+            domctl::TIME_OFFSET_SECONDS
+        ),
+        sz!("struct xen_sysctl_getcpuinfo", sysctl::GetCpuInfo),
+        off!(
+            "struct xen_sysctl_getcpuinfo",
+            "max_cpus",
+            sysctl::GetCpuInfo,
+            max_cpus
+        ),
+        off!(
+            "struct xen_sysctl_getcpuinfo",
+            "info",
+            sysctl::GetCpuInfo,
+            info
+        ),
+        off!(
+            "struct xen_sysctl_getcpuinfo",
+            "nr_cpus",
+            sysctl::GetCpuInfo,
+            nr_cpus
+        ),
+        konst!("sizeof(struct xen_sysctl_cpuinfo)", 8),
+        sz!("struct xen_sysctl_readconsole", sysctl::ReadConsole),
+        off!(
+            "struct xen_sysctl_readconsole",
+            "clear",
+            sysctl::ReadConsole,
+            clear
+        ),
+        off!(
+            "struct xen_sysctl_readconsole",
+            "incremental",
+            sysctl::ReadConsole,
+            incremental
+        ),
+        off!(
+            "struct xen_sysctl_readconsole",
+            "index",
+            sysctl::ReadConsole,
+            index
+        ),
+        off!(
+            "struct xen_sysctl_readconsole",
+            "buffer",
+            sysctl::ReadConsole,
+            buffer
+        ),
+        off!(
+            "struct xen_sysctl_readconsole",
+            "count",
+            sysctl::ReadConsole,
+            count
+        ),
         sz!("struct xen_sysctl_debug_keys", sysctl::DebugKeys),
         off!(
             "struct xen_sysctl_debug_keys",

@@ -24,6 +24,7 @@ static PORT: Mutex<Out> = Mutex::new(Out {
     ring: [0; RING],
     head: 0,
     tail: 0,
+    kept_from: 0,
 });
 /// Set while the ring holds bytes (read without the lock).
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -38,6 +39,8 @@ struct Out {
     ring: [u8; RING],
     head: usize,
     tail: usize,
+    /// The log kept for `readconsole` starts here (moved by a clear).
+    kept_from: usize,
 }
 
 impl Out {
@@ -101,6 +104,24 @@ impl Write for LineBuf {
         self.len += n;
         Ok(())
     }
+}
+
+/// The hypervisor's log as `sysctl readconsole` reads it: copies into `buf` what was
+/// logged from byte `from` on (or from the oldest byte still kept, if that is later),
+/// and returns the bytes copied and where the next read goes on. `clear` forgets what
+/// was logged so far, once read.
+pub fn history(from: usize, buf: &mut [u8], clear: bool) -> (usize, usize) {
+    let mut out = PORT.lock();
+    let oldest = out.head.saturating_sub(RING).max(out.kept_from);
+    let start = from.max(oldest);
+    let n = buf.len().min(out.head.saturating_sub(start));
+    for (i, b) in buf[..n].iter_mut().enumerate() {
+        *b = out.ring[(start + i) % RING];
+    }
+    if clear {
+        out.kept_from = out.head;
+    }
+    (n, start + n)
 }
 
 /// Logs one line on behalf of a guest, at level INFO, if the ring has room for it with

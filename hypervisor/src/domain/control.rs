@@ -142,6 +142,51 @@ fn on_domain(
             d.handle.lock().copy_from_slice(&u[..16]);
             Ok(())
         }
+        domctl::cmd::GETVCPUINFO => {
+            let mut g = domctl::GetVcpuInfo::from_bytes(u).ok_or(-EFAULT)?;
+            let slot = d.vcpu(u64::from(g.vcpu)).ok_or(-EINVAL)?.clone();
+            let (info, stats) = glue::with(|s| {
+                s.sync(crate::arch::time::now());
+                (s.vcpu_info(slot.sched).ok(), glue::vcpu_stats(s, &slot))
+            });
+            g.online = u8::from(slot.up.load(Ordering::Acquire));
+            g.running = u8::from(info.is_some_and(|i| i.state == VcpuState::Running));
+            g.blocked = u8::from(info.is_some_and(|i| i.state == VcpuState::Blocked));
+            g.cpu_time = stats.map_or(0, |st| st.run_ns);
+            g.cpu = info.map_or(0, |i| i.cpu as u32);
+            op[offset::U..][..domctl::GetVcpuInfo::SIZE].copy_from_slice(&g.to_bytes());
+            Ok(())
+        }
+        domctl::cmd::SETVCPUAFFINITY | domctl::cmd::GETVCPUAFFINITY => {
+            let a = domctl::VcpuAffinity::from_bytes(u).ok_or(-EFAULT)?;
+            let slot = d.vcpu(u64::from(a.vcpu)).ok_or(-EINVAL)?.clone();
+            if a.flags & (domctl::affinity::HARD | domctl::affinity::SOFT) == 0 {
+                return Err(-EINVAL);
+            }
+            if cmd == domctl::cmd::SETVCPUAFFINITY && a.flags & domctl::affinity::HARD != 0 {
+                let mask = read_cpumap(vcpu, &a.cpumap_hard)?;
+                let now = crate::arch::time::now();
+                let r =
+                    glue::with(|s| s.set_affinity(slot.sched, mask, now)).map_err(|_| -EINVAL)?;
+                glue::kick_one(r);
+            }
+            // Both directions give back the effective maps; oxen has no soft affinity,
+            // so the soft map is every pCPU.
+            let hard = glue::with(|s| s.vcpu_info(slot.sched).map(|i| i.affinity)).unwrap_or(0);
+            if a.flags & domctl::affinity::HARD != 0 {
+                write_cpumap(vcpu, &a.cpumap_hard, hard)?;
+            }
+            if a.flags & domctl::affinity::SOFT != 0 {
+                write_cpumap(vcpu, &a.cpumap_soft, super::run::usable_cpus())?;
+            }
+            Ok(())
+        }
+        domctl::cmd::SETTIMEOFFSET => {
+            let secs = u64_at(u, 0) as i64;
+            d.time_offset.store(secs, Ordering::Release);
+            super::event::write_wallclock(d);
+            Ok(())
+        }
         domctl::cmd::SETHVMCONTEXT => {
             if d.id == me {
                 return Err(-EPERM);
@@ -156,6 +201,25 @@ fn on_domain(
         }
         _ => Err(-ENOSYS),
     }
+}
+
+/// A `xenctl_bitmap` of pCPUs from the caller (bits beyond the 64 oxen has are
+/// ignored).
+fn read_cpumap(vcpu: &Vcpu, m: &domctl::CtlBitmap) -> Result<u64, i64> {
+    let bytes = (m.nr_bits as usize).div_ceil(8).min(8);
+    let mut b = [0u8; 8];
+    copy_from_guest(vcpu, m.bitmap, &mut b[..bytes])?;
+    let mut mask = u64::from_le_bytes(b);
+    if m.nr_bits < 64 {
+        mask &= (1u64 << m.nr_bits) - 1;
+    }
+    Ok(mask)
+}
+
+/// Writes `mask` into the caller's `xenctl_bitmap` (as many bytes as it has bits for).
+fn write_cpumap(vcpu: &Vcpu, m: &domctl::CtlBitmap, mask: u64) -> Result<(), i64> {
+    let bytes = (m.nr_bits as usize).div_ceil(8).min(8);
+    copy_to_guest(vcpu, m.bitmap, &mask.to_le_bytes()[..bytes])
 }
 
 /// `XEN_DOMCTL_createdomain`: the new domain's id goes back in `op.domain`.
@@ -410,6 +474,40 @@ pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
             op[u..][..PhysInfo::SIZE].copy_from_slice(&p.to_bytes());
             Ok(())
         }
+        sysctl::cmd::GETCPUINFO => match sysctl::GetCpuInfo::from_bytes(&op[u..]) {
+            Some(mut g) => {
+                let n = (g.max_cpus as usize).min(percpu::count());
+                let mut r = Ok(());
+                for cpu in 0..n {
+                    let idle = glue::with(|s| s.cpu_stats(cpu).map_or(0, |st| st.idle_ns));
+                    let at = g.info.wrapping_add(8 * cpu as u64);
+                    if let Err(e) = copy_to_guest(vcpu, at, &idle.to_le_bytes()) {
+                        r = Err(e);
+                        break;
+                    }
+                }
+                g.nr_cpus = n as u32;
+                r.map(|()| op[u..][..sysctl::GetCpuInfo::SIZE].copy_from_slice(&g.to_bytes()))
+            }
+            None => Err(-EFAULT),
+        },
+        sysctl::cmd::READCONSOLE => match sysctl::ReadConsole::from_bytes(&op[u..]) {
+            Some(mut c) => {
+                let mut buf = vec![0u8; (c.count as usize).min(16 * 1024)];
+                let from = if c.incremental != 0 {
+                    c.index as usize
+                } else {
+                    0
+                };
+                let (n, next) = crate::arch::serial::history(from, &mut buf, c.clear != 0);
+                copy_to_guest(vcpu, c.buffer, &buf[..n]).map(|()| {
+                    c.count = n as u32;
+                    c.index = next as u32;
+                    op[u..][..sysctl::ReadConsole::SIZE].copy_from_slice(&c.to_bytes());
+                })
+            }
+            None => Err(-EFAULT),
+        },
         sysctl::cmd::SCHED_ID => {
             op[u..][..4].copy_from_slice(&domctl::SCHEDULER_CREDIT.to_le_bytes());
             Ok(())

@@ -702,6 +702,8 @@ pub fn init_wallclock() {
 /// Writes the wallclock into a domain's shared info (`wc_version` odd, fields, even).
 pub fn write_wallclock(d: &Domain) {
     let (sec, nsec) = *WALLCLOCK.get().unwrap_or(&(0, 0));
+    // Its offset from the machine's clock (`XEN_DOMCTL_settimeoffset`).
+    let sec = sec.wrapping_add_signed(d.time_offset.load(Ordering::Acquire));
     let base = d.events.shared_info + abi::shared_info::WC_VERSION as u64;
     let version = dword(base);
     let v0 = version.load(Ordering::Relaxed);

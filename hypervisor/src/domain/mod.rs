@@ -23,7 +23,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
@@ -143,6 +143,8 @@ pub struct Domain {
     pub handle: Mutex<[u8; 16]>,
     /// Foreign maps of its pages held by other domains: it is released only at 0.
     pub mapped_by_others: AtomicU64,
+    /// Seconds its wallclock is off the machine's (`XEN_DOMCTL_settimeoffset`).
+    pub time_offset: AtomicI64,
     /// The vCPUs, by number (set once, right after the domain is built).
     pub vcpus: spin::Once<Vec<Arc<sched::VcpuSlot>>>,
     /// Weight and cap when the domain left the scheduler (for the final accounting).
@@ -360,6 +362,7 @@ impl Domain {
             ever_unpaused: AtomicBool::new(spec.at_boot),
             handle: Mutex::new([0; 16]),
             mapped_by_others: AtomicU64::new(0),
+            time_offset: AtomicI64::new(0),
             vcpus: spin::Once::new(),
             final_params: Mutex::new(None),
             released: AtomicBool::new(false),
