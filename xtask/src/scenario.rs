@@ -707,6 +707,26 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            domains: &[(
+                "fuzz-ctl.cfg",
+                "name = \"fuzz-ctl\"\nkernel = \"hcall-fuzz.elf\"\nmemory = 16\nprivileged = 1\n\
+                 cmdline = \"rounds=2 control=6000 me=1\"\n",
+            )],
+            expect: &[
+                r"\[d1 fuzz-ctl\] hcall-fuzz: control: 6000 calls of domctl, sysctl and memory_op, \d+ succeeded",
+                r"\[d1 fuzz-ctl\] hcall-fuzz: PASS",
+                r"domain 1 \(fuzz-ctl\): shutdown: poweroff",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "FAIL"],
+            ..bochs_guests(
+                "guest-hcall-fuzz-control",
+                "a privileged domain fuzzes domctl, sysctl and the builder's memory_op calls with hostile structures (creating, pausing and destroying domains at random) on 2 pCPUs; the hypervisor stays up and destroys what is left",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"fuzz-ctl.cfg\"]\n",
+            )
+        },
+        Scenario {
             domains: &[
                 (
                     "fuzz-race.cfg",

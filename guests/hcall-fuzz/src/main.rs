@@ -17,6 +17,11 @@
 //! (event channels, grants, HVM, vCPU, scheduler, domctl, memory) without end, each with
 //! its own scratch area, while vCPU 0 fuzzes, passes and powers the domain off under
 //! them: the hypervisor must tear the domain down with its vCPUs inside hypercalls.
+//! `control=N` (for a privileged domain, with `me=` its id): N more calls of the control
+//! interface (`domctl` and `sysctl` with the right interface version, real commands and
+//! hostile structures; `memory_op` populate, foreign maps and removals on random
+//! domains), which also creates, pauses and destroys domains at random; whatever it
+//! leaves behind the hypervisor destroys when it ends.
 #![no_std]
 #![no_main]
 
@@ -279,6 +284,12 @@ fn main(info: &StartInfo) {
         image.0, image.1
     );
     let race = info.cmdline_arg("race") == Some("1");
+    // Read now: the fuzz may write over the start info (it is not our image).
+    let control_calls: Option<u64> = info.cmdline_arg("control").and_then(|v| v.parse().ok());
+    let me: u16 = info
+        .cmdline_arg("me")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let racers = if race {
         for (i, v) in [image.0, image.1, scratch, ram_end, seed]
             .into_iter()
@@ -382,8 +393,160 @@ fn main(info: &StartInfo) {
             RACE_CALLS.load(Ordering::Relaxed)
         );
     }
+    if let Some(n) = control_calls {
+        calls += control(&mut f, n, me);
+    }
     println!("hcall-fuzz: PASS survived {calls} calls");
     break_console();
+}
+
+/// Where the control phase's foreign maps go: a window of guest frames above our RAM
+/// (and below the 1 GiB the boot page tables map), never over our own memory.
+const FOREIGN_WINDOW: u64 = 0x3_0000;
+
+/// The control phase: `n` calls of domctl, sysctl and the builder's memory_op sub-ops
+/// with hostile structures on random domains. Returns the calls made.
+fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
+    use oxen_guest_rt::abi::{domctl, memory, sysctl};
+    const DOMCTLS: [u32; 17] = [1, 2, 3, 4, 5, 9, 11, 14, 15, 16, 17, 24, 25, 33, 34, 0, 77];
+    const SYSCTLS: [u32; 8] = [1, 3, 4, 6, 7, 8, 0, 99];
+    let mut made = 0u64;
+    let mut ok = 0u64;
+    let domid = |f: &mut Fuzz| -> u16 {
+        match f.rng.below(6) {
+            0 => me,
+            1 => 0x7ff0 + f.rng.below(16) as u16,
+            2 => f.rng.below(0x8000) as u16,
+            _ => 1 + f.rng.below(12) as u16,
+        }
+    };
+    for _ in 0..n {
+        f.fill_scratch(512);
+        let scratch = f.scratch;
+        let kind = f.rng.below(3);
+        let rc = match kind {
+            0 => {
+                let mut op = [0u8; domctl::SIZE];
+                for w in op.chunks_mut(8) {
+                    let v = f.value();
+                    let v = f.safe(v).to_le_bytes();
+                    w.copy_from_slice(&v[..w.len()]);
+                }
+                let cmd = DOMCTLS[f.rng.below(DOMCTLS.len() as u64) as usize];
+                op[..4].copy_from_slice(&cmd.to_le_bytes());
+                if f.rng.below(8) != 0 {
+                    op[4..8].copy_from_slice(&domctl::INTERFACE_VERSION.to_le_bytes());
+                }
+                op[8..10].copy_from_slice(&domid(f).to_le_bytes());
+                if cmd == domctl::cmd::CREATEDOMAIN && f.rng.below(2) == 0 {
+                    // Plausible flags and vCPUs now and then, so that domains come.
+                    op[36..40].copy_from_slice(&(1u32 | 2).to_le_bytes());
+                    op[44..48].copy_from_slice(&(1 + f.rng.below(3) as u32).to_le_bytes());
+                }
+                if cmd == domctl::cmd::SETVCPUAFFINITY {
+                    // Never pin ourselves off every pCPU we have: a real map of them.
+                    op[24..32].copy_from_slice(&(scratch + 8).to_le_bytes());
+                    op[32..36].copy_from_slice(&64u32.to_le_bytes());
+                }
+                // The domctl itself lives in scratch (the hypervisor writes it back).
+                let at = scratch + 3000;
+                for (i, b) in op.iter().enumerate() {
+                    // SAFETY: inside the scratch area reserved for this.
+                    unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
+                }
+                // SAFETY: the argument is scratch memory.
+                unsafe { vmcall(u64::from(nr::DOMCTL), at, 0, 0, 0, 0) }
+            }
+            1 => {
+                let mut op = [0u8; sysctl::SIZE];
+                for w in op.chunks_mut(8) {
+                    let v = f.value();
+                    let v = f.safe(v).to_le_bytes();
+                    w.copy_from_slice(&v[..w.len()]);
+                }
+                let cmd = SYSCTLS[f.rng.below(SYSCTLS.len() as u64) as usize];
+                op[..4].copy_from_slice(&cmd.to_le_bytes());
+                op[4..8].copy_from_slice(&sysctl::INTERFACE_VERSION.to_le_bytes());
+                if cmd == sysctl::cmd::DEBUG_KEYS && f.rng.below(8) != 0 {
+                    // Keys that do nothing (printing keys would flood the log and crowd
+                    // out our own lines); now and then the hostile count as it is.
+                    op[16..20].copy_from_slice(&(f.rng.below(3) as u32).to_le_bytes());
+                    op[8..16].copy_from_slice(&(scratch + 16).to_le_bytes());
+                    // SAFETY: scratch memory.
+                    unsafe { ((scratch + 16) as *mut [u8; 2]).write_volatile(*b"  ") };
+                }
+                let at = scratch + 3000;
+                for (i, b) in op.iter().enumerate() {
+                    // SAFETY: inside the scratch area reserved for this.
+                    unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
+                }
+                // SAFETY: the argument is scratch memory.
+                unsafe { vmcall(u64::from(nr::SYSCTL), at, 0, 0, 0, 0) }
+            }
+            _ => {
+                // populate_physmap / add_to_physmap_batch / remove_from_physmap, every
+                // frame list in scratch, every frame we would map in the window.
+                let sub = [
+                    memory::POPULATE_PHYSMAP,
+                    memory::ADD_TO_PHYSMAP_BATCH,
+                    memory::REMOVE_FROM_PHYSMAP,
+                ][f.rng.below(3) as usize];
+                let list = scratch + 1024;
+                for i in 0..16u64 {
+                    let v = match sub {
+                        memory::ADD_TO_PHYSMAP_BATCH if i >= 8 => FOREIGN_WINDOW + f.rng.below(64),
+                        _ => {
+                            let bits = f.rng.below(24);
+                            f.rng.below(1 << bits)
+                        }
+                    };
+                    // SAFETY: scratch memory.
+                    unsafe { ((list + 8 * i) as *mut u64).write_volatile(v) };
+                }
+                let arg = scratch + 2048;
+                let words: [u64; 4] = match sub {
+                    memory::POPULATE_PHYSMAP => {
+                        [list, f.rng.below(9), f.rng.below(11), u64::from(domid(f))]
+                    }
+                    memory::ADD_TO_PHYSMAP_BATCH => [
+                        0x7ff0
+                            | u64::from(memory::MAPSPACE_GMFN_FOREIGN) << 16
+                            | f.rng.below(9) << 32
+                            | u64::from(domid(f)) << 48,
+                        list,
+                        list + 64,
+                        scratch + 1536,
+                    ],
+                    _ => [
+                        0x7ff0,
+                        if f.rng.below(2) == 0 {
+                            FOREIGN_WINDOW + f.rng.below(64)
+                        } else {
+                            f.rng.below(1 << 20)
+                        },
+                        0,
+                        0,
+                    ],
+                };
+                for (i, w) in words.iter().enumerate() {
+                    // SAFETY: scratch memory.
+                    unsafe { ((arg + 8 * i as u64) as *mut u64).write_volatile(*w) };
+                }
+                // SAFETY: the argument and its lists are scratch memory; frames are
+                // mapped only in the window above our RAM.
+                unsafe { vmcall(u64::from(nr::MEMORY_OP), u64::from(sub), arg, 0, 0, 0) }
+            }
+        };
+        made += 1;
+        if rc == 0 {
+            ok += 1;
+        }
+        if rc > 0 && kind == 0 {
+            println!("hcall-fuzz: FAIL a domctl returned {rc}");
+        }
+    }
+    println!("hcall-fuzz: control: {made} calls of domctl, sysctl and memory_op, {ok} succeeded");
+    made
 }
 
 /// Last of all, corrupts the PV console ring's producer index (an impossible distance

@@ -203,21 +203,23 @@ pub fn destroy(d: &Arc<Domain>, by: u32) {
     stop(d);
 }
 
-/// A privileged domain has finished: if no privileged domain runs any more, nobody
-/// will destroy the domains created at run time, so the hypervisor does (those still
-/// running, when they finish).
+/// A privileged domain has finished: if no privileged domain runs any more, nobody can
+/// manage the domains created at run time, so the hypervisor destroys them (Xen, whose
+/// control domain is dom0, reboots the machine instead).
 fn orphans() {
     let all = registry::all();
     if all.iter().any(|o| o.privileged && o.running()) {
         return;
     }
     for o in all.iter().filter(|o| !o.at_boot) {
-        if !o.destroyed.swap(true, Ordering::AcqRel) && !o.running() {
+        if !o.destroyed.load(Ordering::Acquire) || o.running() {
             log::info!(
                 "domain {} ({}): no control domain is left; destroying it",
                 o.id,
                 o.name
             );
+            o.finish(DomainState::Destroyed("no control domain is left"));
+            o.destroyed.store(true, Ordering::Release);
             stop(o);
         }
     }
