@@ -124,6 +124,7 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     let ring = host_ring_benchmark()?;
     let pv = pv_benchmark(&builds)?;
     let linux = linux_benchmark(&builds)?;
+    let churn = churn_figures(&run_scenario("domctl-churn", &builds)?)?;
 
     let results = [
         (
@@ -235,6 +236,21 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "linux_exits_by_reason",
             format!("\"{}\"", linux.by_reason),
             "the same exits by reason",
+        ),
+        (
+            "domctl_createdomain_instructions",
+            churn.create.to_string(),
+            "XEN_DOMCTL_createdomain of a 1-vCPU domain, mean over 1,000 (Bochs, 2 pCPUs)",
+        ),
+        (
+            "domctl_destroydomain_instructions",
+            churn.destroy.to_string(),
+            "XEN_DOMCTL_destroydomain of a shut-down domain whose pages are still mapped (the release waits for the unmap), mean",
+        ),
+        (
+            "domains_per_emulated_s",
+            churn.per_s.to_string(),
+            "create, populate, map, load, start, run, check, destroy and unmap, 3 domains at a time, per emulated second",
         ),
         (
             "image_loaded_bytes",
@@ -468,6 +484,22 @@ fn linux_figures(serial: &str) -> Result<LinuxFigures> {
     })
 }
 
+/// What the domain churn measured.
+struct ChurnFigures {
+    create: u64,
+    destroy: u64,
+    per_s: u64,
+}
+
+/// The figures the builder of `domctl-churn` prints.
+fn churn_figures(serial: &str) -> Result<ChurnFigures> {
+    Ok(ChurnFigures {
+        create: capture(serial, r"builder: createdomain (\d+) ticks")?,
+        destroy: capture(serial, r"destroydomain (\d+) ticks \(means")?,
+        per_s: capture(serial, r"3 at a time, ids \d+..=\d+; (\d+) per second")?,
+    })
+}
+
 /// Runs the test scenario `name` and returns its serial log (an error if it fails).
 fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
     let s = scenario::all()
@@ -484,6 +516,17 @@ fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_figures_come_from_the_log() {
+        let log = "\
+[    1.209481] cpu0 INFO  [d1 builder] builder: 1000 domains created, run and destroyed, 3 at a time, ids 3..=5; 949 per second
+[    1.209549] cpu0 INFO  [d1 builder] builder: createdomain 30060 ticks, destroydomain 12133 ticks (means over 1003)
+";
+        let f = churn_figures(log).unwrap();
+        assert_eq!((f.create, f.destroy, f.per_s), (30060, 12133, 949));
+        assert!(churn_figures(&log.replace("createdomain", "create")).is_err());
+    }
 
     #[test]
     fn linux_figures_come_from_the_log() {
