@@ -63,6 +63,11 @@ pub struct P2m {
     /// Overlays by guest frame.
     overlay: BTreeMap<u64, Entry>,
     ram_frames: u64,
+    /// The same two, as sorted arrays for the lookups every guest-memory access makes
+    /// (a binary search of a few entries costs far less than a tree walk); rebuilt on
+    /// every change, which is rare.
+    ram_index: Vec<(u64, Run)>,
+    overlay_index: Vec<(u64, Entry)>,
 }
 
 impl P2m {
@@ -77,8 +82,14 @@ impl P2m {
 
     /// The RAM run containing `gfn`: (first gfn, run).
     fn ram_run(&self, gfn: u64) -> Option<(u64, Run)> {
-        let (&start, &run) = self.ram.range(..=gfn).next_back()?;
+        let i = self.ram_index.partition_point(|&(s, _)| s <= gfn);
+        let (start, run) = *self.ram_index.get(i.checked_sub(1)?)?;
         (gfn - start < run.count).then_some((start, run))
+    }
+
+    fn reindex(&mut self) {
+        self.ram_index = self.ram.iter().map(|(&g, &r)| (g, r)).collect();
+        self.overlay_index = self.overlay.iter().map(|(&g, &e)| (g, e)).collect();
     }
 
     /// Adds `count` frames of RAM at guest frame `gfn`, host frames from `mfn`, keeping
@@ -102,9 +113,11 @@ impl P2m {
             && r.mfn + r.count == mfn
         {
             self.ram.get_mut(&s).expect("just found").count += count;
+            self.reindex();
             return Ok(());
         }
         self.ram.insert(gfn, Run { mfn, count });
+        self.reindex();
         Ok(())
     }
 
@@ -147,6 +160,7 @@ impl P2m {
             }
         }
         self.ram_frames -= count;
+        self.reindex();
         Ok(freed)
     }
 
@@ -160,6 +174,7 @@ impl P2m {
         let runs = self.ram_runs().collect();
         self.ram.clear();
         self.ram_frames = 0;
+        self.reindex();
         runs
     }
 
@@ -171,8 +186,8 @@ impl P2m {
 
     /// What the guest sees at `gfn`: the overlay if there is one, else RAM.
     pub fn lookup(&self, gfn: u64) -> Option<Entry> {
-        if let Some(e) = self.overlay.get(&gfn) {
-            return Some(*e);
+        if let Ok(i) = self.overlay_index.binary_search_by_key(&gfn, |&(g, _)| g) {
+            return Some(self.overlay_index[i].1);
         }
         self.ram(gfn).map(|mfn| Entry {
             mfn,
@@ -184,12 +199,16 @@ impl P2m {
     /// Puts `entry` over `gfn`; returns the overlay it replaces.
     pub fn set_overlay(&mut self, gfn: u64, entry: Entry) -> Option<Entry> {
         debug_assert!(entry.kind != Kind::Ram, "RAM is not an overlay");
-        self.overlay.insert(gfn, entry)
+        let old = self.overlay.insert(gfn, entry);
+        self.reindex();
+        old
     }
 
     /// Removes the overlay at `gfn` (RAM, if any, shows through again); returns it.
     pub fn clear_overlay(&mut self, gfn: u64) -> Option<Entry> {
-        self.overlay.remove(&gfn)
+        let old = self.overlay.remove(&gfn);
+        self.reindex();
+        old
     }
 
     /// Every overlay as (gfn, entry).
@@ -201,6 +220,7 @@ impl P2m {
     pub fn take_overlays(&mut self) -> Vec<(u64, Entry)> {
         let all = self.overlays().collect();
         self.overlay.clear();
+        self.reindex();
         all
     }
 

@@ -542,6 +542,15 @@ impl Domain {
                 .filter(|e| !write || e.perm.contains(ept::Perm::W))
                 .map(|e| e.mfn * FRAME_SIZE + gpa % FRAME_SIZE)
         };
+        // Most copies (page-table entries, hypercall arguments) lie in one page: one
+        // lookup.
+        if len == 0 || gpa / FRAME_SIZE == (end - 1) / FRAME_SIZE {
+            let Some(hpa) = page(gpa) else {
+                return len == 0;
+            };
+            f(hpa, 0, len);
+            return true;
+        }
         let mut at = gpa;
         while at < end {
             if page(at).is_none() {
