@@ -68,6 +68,9 @@ pub struct P2m {
     /// every change, which is rare.
     ram_index: Vec<(u64, Run)>,
     overlay_index: Vec<(u64, Entry)>,
+    /// Guest frames below this are RAM of the first run, with no overlay among them
+    /// (the common case of every lookup): its first host frame.
+    flat: (u64, u64),
 }
 
 impl P2m {
@@ -90,6 +93,13 @@ impl P2m {
     fn reindex(&mut self) {
         self.ram_index = self.ram.iter().map(|(&g, &r)| (g, r)).collect();
         self.overlay_index = self.overlay.iter().map(|(&g, &e)| (g, e)).collect();
+        self.flat = match self.ram_index.first() {
+            Some(&(0, run)) => {
+                let first_overlay = self.overlay.keys().next().copied().unwrap_or(u64::MAX);
+                (run.count.min(first_overlay), run.mfn)
+            }
+            _ => (0, 0),
+        };
     }
 
     /// Adds `count` frames of RAM at guest frame `gfn`, host frames from `mfn`, keeping
@@ -186,6 +196,13 @@ impl P2m {
 
     /// What the guest sees at `gfn`: the overlay if there is one, else RAM.
     pub fn lookup(&self, gfn: u64) -> Option<Entry> {
+        if gfn < self.flat.0 {
+            return Some(Entry {
+                mfn: self.flat.1 + gfn,
+                kind: Kind::Ram,
+                perm: Perm::RWX,
+            });
+        }
         if let Ok(i) = self.overlay_index.binary_search_by_key(&gfn, |&(g, _)| g) {
             return Some(self.overlay_index[i].1);
         }
@@ -329,6 +346,9 @@ mod tests {
         assert_eq!(p.lookup(5).map(|e| (e.mfn, e.kind)), Some((105, Kind::Ram)));
         assert_eq!(p.set_overlay(5, special(7)), None);
         assert_eq!(p.lookup(5), Some(special(7)));
+        // Below and above it, RAM as before.
+        assert_eq!(p.lookup(4).map(|e| e.mfn), Some(104));
+        assert_eq!(p.lookup(6).map(|e| e.mfn), Some(106));
         // Over a hole too.
         let foreign = Entry {
             mfn: 42,
