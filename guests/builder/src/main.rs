@@ -788,6 +788,63 @@ fn build(info: &StartInfo, me: u16, c: &mut Checks) {
     println!("builder: free pages before {before:?}, after {after:?}");
     c.check(before.is_ok() && before == after, "every frame came back");
     c.check(hi < me.max(1) + batch as u16 + 2, "ids are reused");
+    let many = arg("many", 0);
+    if many > 0 {
+        many_at_once(c, many as u16);
+    }
+}
+
+/// `n` domains alive at once (more than the boot heap holds the state of), then none.
+fn many_at_once(c: &mut Checks, n: u16) {
+    let mut ids = [0u16; 1024];
+    let n = usize::from(n).min(ids.len());
+    let mut made = 0;
+    let (mut first, mut last) = (0, 0);
+    for (k, slot) in ids.iter_mut().take(n).enumerate() {
+        let t = rdtsc();
+        let r = create(cdf::HVM | cdf::HAP, 1, 0);
+        let dt = rdtsc() - t;
+        if k < 10 {
+            first += dt;
+        }
+        if k + 10 >= n {
+            last += dt;
+        }
+        match r {
+            Ok(id) => {
+                *slot = id;
+                made += 1;
+            }
+            Err(e) => {
+                println!("builder: many: createdomain {} failed: {e}", made + 1);
+                break;
+            }
+        }
+    }
+    c.check(made == n, "every domain of the many was created");
+    let alive = ids[..made]
+        .iter()
+        .filter(|&&id| info_of(id).is_some())
+        .count();
+    c.check(alive == made, "getdomaininfo finds each of them");
+    debug_keys(b"m");
+    for &id in &ids[..made] {
+        c.check(
+            simple(domctl::cmd::DESTROYDOMAIN, id) == 0,
+            "destroying one of the many",
+        );
+    }
+    let left = ids[..made]
+        .iter()
+        .filter(|&&id| info_of(id).is_some())
+        .count();
+    c.check(left == 0, "none of the many is left");
+    println!("builder: many: {made} domains alive at once, then {left}");
+    println!(
+        "builder: many: createdomain {} ticks for the first 10, {} for the last 10 (means)",
+        first / 10,
+        last / 10
+    );
 }
 
 fn denied(c: &mut Checks) {

@@ -142,11 +142,22 @@ impl<'a> FrameBitmap<'a> {
         if count == 0 {
             return Err(oom);
         }
+        if count == 1 && align == 1 && limit == self.frames {
+            // Any one frame: the hinted search, which does not rescan used memory.
+            return self.alloc();
+        }
         let mut start = 0;
         while start + count <= limit {
             match (start..start + count).rev().find(|&f| !self.is_free(f)) {
-                // Restart just past the used frame, realigned.
-                Some(used) => start = (used + 1).next_multiple_of(align),
+                // Restart just past the used frame, realigned, and past every wholly
+                // used word after it (a scan of used memory costs a word per 64 frames).
+                Some(used) => {
+                    start = (used + 1).next_multiple_of(align);
+                    while start < limit && self.bits[(start / 64) as usize] == 0 {
+                        start = (start / 64 + 1) * 64;
+                        start = start.next_multiple_of(align);
+                    }
+                }
                 None => {
                     for f in start..start + count {
                         self.set(f, false);
@@ -215,6 +226,25 @@ mod tests {
             fb.reserve(MIB, MIB + 0x3000); // partial frames included
             assert_eq!(fb.free_frames(), fb.usable_frames() - 2);
             assert_eq!(fb.usable_frames(), 0x9e + 255);
+        });
+    }
+
+    #[test]
+    fn runs_after_much_used_memory_skip_whole_words_and_stay_exact() {
+        with_bitmap(64 * MIB, |fb| {
+            fb.add_usable(0, 64 * MIB);
+            // 1,000 single frames (through the hinted path), then a hole at 700.
+            for _ in 0..1000 {
+                fb.alloc_run(1, 1, u64::MAX).unwrap();
+            }
+            fb.free_run(700, 3).unwrap();
+            // Three fit in the hole exactly; four do not, and must start aligned after.
+            assert_eq!(fb.alloc_run(4, 4, u64::MAX), Ok(1000));
+            assert_eq!(fb.alloc_run(3, 1, u64::MAX), Ok(700));
+            assert_eq!(fb.alloc_run(2, 512, u64::MAX), Ok(1024));
+            assert_eq!(fb.alloc_run(1, 2, u64::MAX), Ok(1004));
+            // A limit below everything free.
+            assert!(fb.alloc_run(1, 2, 1000).is_err());
         });
     }
 
