@@ -6,6 +6,7 @@
 //! PV console's `in` ring (the hypervisor is that console's back end until dom0 is).
 //! Polled by the boot CPU at most every millisecond; what does not fit is dropped, as
 //! Xen drops it.
+#![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

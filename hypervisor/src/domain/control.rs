@@ -4,6 +4,7 @@
 //! `sysctl` (the list of domains, the machine, the scheduler, debug keys). Every other
 //! command is -ENOSYS. An unprivileged caller gets -EPERM, a wrong interface version
 //! -EACCES, before anything else is read.
+#![deny(unsafe_code)]
 
 use alloc::vec;
 use core::sync::atomic::Ordering;

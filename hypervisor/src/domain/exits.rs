@@ -1,6 +1,7 @@
 //! VM-exit dispatch: one handler per basic exit reason. A handler returns what the vCPU
 //! does next; anything unexpected crashes the domain with a full dump, never the
 //! hypervisor.
+#![deny(unsafe_code)]
 
 use alloc::format;
 use alloc::string::String;

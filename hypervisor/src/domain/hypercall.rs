@@ -2,6 +2,7 @@
 //! RSI, RDX, R10, R8 (64-bit guests) or EBX, ECX, EDX, ESI, EDI (32-bit); result in RAX,
 //! a negative errno on failure. Pointers are guest-virtual and are translated through
 //! the guest's page tables; every one is an allegation checked before use.
+#![deny(unsafe_code)]
 
 use alloc::vec;
 

@@ -1,6 +1,7 @@
 //! Debug keys, as Xen's: typed on the serial console while input goes to the
 //! hypervisor (Ctrl-A three times), or sent by a control domain (`sysctl debug_keys`,
 //! `xl debug-keys`). Their output goes to the hypervisor's log.
+#![deny(unsafe_code)]
 
 use crate::mm::{frames, heap};
 use oxen_core::frames::FRAME_SIZE;

@@ -16,6 +16,7 @@
 //! 4. Its memory (RAM, EPT tables, shared info, console and grant frames) goes back once
 //!    no other domain maps one of its pages (the last unmap calls [`try_release`]
 //!    again); every pCPU flushes its EPT translations before it next enters a guest.
+#![deny(unsafe_code)]
 
 use alloc::format;
 use alloc::string::String;

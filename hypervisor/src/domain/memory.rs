@@ -4,6 +4,7 @@
 //! into its own space (`add_to_physmap_batch` with `XENMAPSPACE_gmfn_foreign`, undone
 //! by `remove_from_physmap`). A foreign map holds its target: a destroyed domain is
 //! released only when the last map of its pages goes.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;

@@ -2,6 +2,7 @@
 //! event and grant operation): `oxen_core::domid::Registry`'s rules (0 for the control
 //! domain, others from 1, the lowest free first, free again once released), holding
 //! counted references. Domains built at boot stay until the final report.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

@@ -6,6 +6,7 @@
 //! APIC timer in one-shot mode (and, while a guest runs, the VMX preemption timer): the
 //! earliest of its next accounting tick, the end of the running vCPU's slice, its
 //! earliest single-shot guest timer and, on the boot CPU, the housekeeping deadlines.
+#![deny(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::format;

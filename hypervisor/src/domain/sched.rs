@@ -6,6 +6,7 @@
 //! switches away, after VMCLEAR. A pCPU told to run a vCPU that another pCPU has not put
 //! back yet waits the few instructions that takes. Every pCPU puts back before it takes,
 //! so two pCPUs swapping vCPUs cannot wait for each other.
+#![deny(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;

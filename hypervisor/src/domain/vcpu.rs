@@ -1,7 +1,7 @@
 //! A virtual CPU: its VMCS, registers and the state oxen keeps beside them.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
-use core::arch::asm;
 
 use oxen_core::frames::FrameError;
 use oxen_core::vcpu_state::StartState;
@@ -10,9 +10,10 @@ use oxen_core::vmx::{VmcsControls, ctl};
 use spin::Once;
 
 use super::Domain;
-use crate::arch::{cpu, paging};
+use crate::arch::cpu;
 use crate::mm::frames;
 use crate::vmx::entry::GuestRegs;
+use crate::vmx::state::{FpuArea, VmcsRegion};
 use crate::vmx::vmcs;
 
 /// CR0 bits the host owns: PG (to track long mode), NE (forced on by VMX), and CD and
@@ -49,14 +50,7 @@ static BITMAPS: Once<Bitmaps> = Once::new();
 
 fn bitmaps() -> &'static Bitmaps {
     BITMAPS.call_once(|| {
-        let page = || {
-            let phys = frames::alloc_zeroed(1).expect("memory for VMX bitmaps");
-            // SAFETY: the frame was just allocated to us and the window maps it.
-            unsafe {
-                core::ptr::write_bytes(paging::phys_to_virt(phys).as_mut_ptr::<u8>(), 0xff, 4096)
-            };
-            phys
-        };
+        let page = || frames::alloc_filled(1, 0xff).expect("memory for VMX bitmaps");
         Bitmaps {
             msr: page(),
             io_a: page(),
@@ -71,8 +65,8 @@ pub struct Vcpu {
     pub domain: Arc<Domain>,
     /// The vCPU's number in its domain.
     pub id: u32,
-    /// Physical address of the VMCS.
-    pub vmcs: u64,
+    /// The VMCS region.
+    vmcs: VmcsRegion,
     /// The VMCS has never been set up (its first load writes every field).
     fresh: bool,
     pub launched: bool,
@@ -81,9 +75,9 @@ pub struct Vcpu {
     pub regs: GuestRegs,
     /// Guest XCR0 (loaded into the CPU while the vCPU is loaded on it).
     pub xcr0: u64,
-    /// Physical address of the 4 KiB save area of its FPU/SIMD state while it is not
-    /// loaded (the hypervisor itself never touches that state).
-    fpu: u64,
+    /// Its FPU/SIMD state while it is not loaded (the hypervisor itself never touches
+    /// that state).
+    fpu: FpuArea,
     /// CR2, the debug registers and the SYSCALL/SWAPGS/RDTSCP MSRs: in the CPU while
     /// the vCPU is loaded, here while it is not.
     pub lazy: cpu::LazyState,
@@ -100,23 +94,13 @@ pub const EXIT_REASONS: usize = 80;
 impl Vcpu {
     /// Creates vCPU `id` of `domain`: a VMCS page, set up on its first load.
     pub fn new(domain: Arc<Domain>, id: u32) -> Result<Self, FrameError> {
-        let vmcs = frames::alloc_zeroed(1)?;
-        let fpu = match frames::alloc_zeroed(1) {
+        let vmcs = VmcsRegion::new()?;
+        let fpu = match FpuArea::new() {
             Ok(f) => f,
             Err(e) => {
-                let _ = frames::free_run(vmcs, 1);
+                vmcs.free();
                 return Err(e);
             }
-        };
-        // The initial state: every component absent from the header (so XRSTOR puts it
-        // in its reset state), MXCSR at its reset value 0x1f80 (offset 24).
-        // SAFETY: the frame was just allocated to us and the window maps it.
-        unsafe {
-            paging::phys_to_virt(fpu)
-                .as_mut_ptr::<u8>()
-                .add(24)
-                .cast::<u32>()
-                .write_volatile(0x1f80)
         };
         Ok(Vcpu {
             domain,
@@ -155,32 +139,23 @@ impl Vcpu {
             let Some(start) = start else {
                 return false;
             };
-            // SAFETY: the frame is this vCPU's VMCS page; its first word is the revision id.
-            unsafe {
-                paging::phys_to_virt(self.vmcs)
-                    .as_mut_ptr::<u32>()
-                    .write_volatile(revision)
-            };
-            vmcs::clear(self.vmcs);
-            vmcs::load(self.vmcs);
+            self.vmcs.init_and_load(revision);
             self.write_controls(controls);
-            write_host_state();
+            crate::vmx::host::write_host_state();
             self.write_start_state(start);
             self.fresh = false;
             self.launched = false;
         } else {
-            vmcs::load(self.vmcs);
+            vmcs::load(self.vmcs.phys());
             if self.last_cpu != cpu {
-                write_host_state();
+                crate::vmx::host::write_host_state();
             }
         }
         if self.last_cpu != cpu {
             vmcs::invept_all();
             self.last_cpu = cpu;
         }
-        // SAFETY: the area is this vCPU's own page, holding its last saved state or the
-        // initial one; `xcr0` was validated when the guest set it.
-        unsafe { cpu::restore_fpu(paging::phys_to_virt(self.fpu).as_ptr(), self.xcr0) };
+        self.fpu.restore(self.xcr0);
         self.lazy.load();
         true
     }
@@ -189,9 +164,8 @@ impl Vcpu {
     /// any pCPU may load it next.
     pub fn unload(&mut self) {
         if !self.fresh {
-            vmcs::clear(self.vmcs);
-            // SAFETY: the area is this vCPU's own page; its state is the CPU's now.
-            unsafe { cpu::save_fpu(paging::phys_to_virt(self.fpu).as_mut_ptr()) };
+            vmcs::clear(self.vmcs.phys());
+            self.fpu.save();
             self.lazy.save();
         }
         self.launched = false;
@@ -405,9 +379,9 @@ impl Vcpu {
 
     /// Frees the VMCS (unloaded from every pCPU by then; the domain's memory is
     /// released separately).
-    pub fn release(&self) {
-        let _ = frames::free_run(self.vmcs, 1);
-        let _ = frames::free_run(self.fpu, 1);
+    pub fn release(self) {
+        self.vmcs.free();
+        self.fpu.free();
     }
 
     /// One line with the state of the guest, for crash reports.
@@ -429,58 +403,4 @@ impl Vcpu {
             self.regs.rdx,
         )
     }
-}
-
-/// Host state for the current VMCS, from this CPU's live registers and tables.
-pub fn write_host_state() {
-    use field::*;
-    let (cr0, cr3, cr4): (u64, u64, u64);
-    // SAFETY: reading control registers has no side effects.
-    unsafe {
-        asm!("mov {}, cr0", "mov {}, cr3", "mov {}, cr4", out(reg) cr0, out(reg) cr3, out(reg) cr4, options(nomem, nostack))
-    };
-    vmcs::write(HOST_CR0, cr0);
-    vmcs::write(HOST_CR3, cr3);
-    vmcs::write(HOST_CR4, cr4);
-    let gdt = x86_64::instructions::tables::sgdt();
-    let idt = x86_64::instructions::tables::sidt();
-    vmcs::write(HOST_GDTR_BASE, gdt.base.as_u64());
-    vmcs::write(HOST_IDTR_BASE, idt.base.as_u64());
-    let sel = |s: x86_64::structures::gdt::SegmentSelector| u64::from(s.0 & !7);
-    use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
-    vmcs::write(HOST_CS_SELECTOR, sel(CS::get_reg()));
-    vmcs::write(HOST_SS_SELECTOR, sel(SS::get_reg()));
-    vmcs::write(HOST_DS_SELECTOR, sel(DS::get_reg()));
-    vmcs::write(HOST_ES_SELECTOR, sel(ES::get_reg()));
-    vmcs::write(HOST_FS_SELECTOR, 0);
-    vmcs::write(HOST_GS_SELECTOR, 0);
-    let tr: u16;
-    // SAFETY: STR only reads the task register.
-    unsafe { asm!("str {:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
-    vmcs::write(HOST_TR_SELECTOR, u64::from(tr & !7));
-    vmcs::write(HOST_TR_BASE, tss_base(gdt.base.as_u64(), tr));
-    vmcs::write(HOST_FS_BASE, 0);
-    // SAFETY: IA32_GS_BASE exists; it holds this CPU's per-CPU pointer.
-    vmcs::write(HOST_GS_BASE, unsafe { cpu::rdmsr(0xc000_0101) });
-    vmcs::write(HOST_SYSENTER_CS, 0);
-    vmcs::write(HOST_SYSENTER_ESP, 0);
-    vmcs::write(HOST_SYSENTER_EIP, 0);
-    // SAFETY: IA32_PAT and IA32_EFER exist on every x86_64 CPU.
-    unsafe {
-        vmcs::write(HOST_IA32_PAT, cpu::rdmsr(0x277));
-        vmcs::write(HOST_IA32_EFER, cpu::rdmsr(0xc000_0080));
-    }
-}
-
-/// The base address in the 16-byte TSS descriptor at `selector` of the GDT at `gdt`.
-fn tss_base(gdt: u64, selector: u16) -> u64 {
-    let at = gdt + u64::from(selector & !7);
-    // SAFETY: the GDT is this CPU's live GDT and TR names a TSS descriptor in it.
-    let (lo, hi) = unsafe {
-        (
-            core::ptr::read_volatile(at as *const u64),
-            core::ptr::read_volatile((at + 8) as *const u64),
-        )
-    };
-    ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | ((hi & 0xffff_ffff) << 32)
 }

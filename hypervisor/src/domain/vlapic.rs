@@ -5,6 +5,7 @@
 //!
 //! Locks: a vCPU's APIC is its slot's mutex, taken alone or before the scheduler's;
 //! an IPI locks one target at a time.
+#![deny(unsafe_code)]
 
 use core::sync::atomic::Ordering;
 

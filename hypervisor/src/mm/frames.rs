@@ -88,6 +88,15 @@ pub fn stats() -> Stats {
     })
 }
 
+/// Allocates `count` contiguous frames with every byte `byte`; returns the address.
+pub fn alloc_filled(count: u64, byte: u8) -> Result<u64, FrameError> {
+    let phys = alloc_run(count, FRAME_SIZE, u64::MAX)?;
+    let virt = paging::phys_to_virt(phys).as_mut_ptr::<u8>();
+    // SAFETY: the frames were just allocated to us and are mapped by the window.
+    unsafe { core::ptr::write_bytes(virt, byte, (count * FRAME_SIZE) as usize) };
+    Ok(phys)
+}
+
 /// Allocates `count` contiguous zeroed frames aligned to `align` bytes.
 pub fn alloc_zeroed_aligned(count: u64, align: u64) -> Result<u64, FrameError> {
     let phys = alloc_run(count, align, u64::MAX)?;

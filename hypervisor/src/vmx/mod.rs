@@ -38,6 +38,8 @@ impl core::fmt::Display for VmxError {
 }
 
 pub mod entry;
+pub mod host;
+pub mod state;
 pub mod vmcs;
 
 /// The BSP's capabilities, shared by every CPU (checked equal as each comes up).
