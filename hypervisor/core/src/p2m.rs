@@ -9,7 +9,6 @@
 //! again. Overlay frames belong to someone else (the hypervisor, a granter, the domain a
 //! foreign map points into); the map only records them.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::ept::Perm;
@@ -55,19 +54,15 @@ struct Run {
     count: u64,
 }
 
-/// A domain's P2M.
+/// A domain's P2M. Both layers are arrays sorted by guest frame: every guest-memory
+/// access looks a frame up (a binary search of a few entries), changes are rare.
 #[derive(Debug, Default)]
 pub struct P2m {
     /// RAM runs by first guest frame; they never overlap.
-    ram: BTreeMap<u64, Run>,
+    ram: Vec<(u64, Run)>,
     /// Overlays by guest frame.
-    overlay: BTreeMap<u64, Entry>,
+    overlay: Vec<(u64, Entry)>,
     ram_frames: u64,
-    /// The same two, as sorted arrays for the lookups every guest-memory access makes
-    /// (a binary search of a few entries costs far less than a tree walk); rebuilt on
-    /// every change, which is rare.
-    ram_index: Vec<(u64, Run)>,
-    overlay_index: Vec<(u64, Entry)>,
     /// Guest frames below this are RAM of the first run, with no overlay among them
     /// (the common case of every lookup): its first host frame.
     flat: (u64, u64),
@@ -83,19 +78,22 @@ impl P2m {
         self.ram_frames
     }
 
+    /// Index of the last RAM run starting at or below `gfn`, if any.
+    fn run_at_or_below(&self, gfn: u64) -> Option<usize> {
+        self.ram.partition_point(|&(s, _)| s <= gfn).checked_sub(1)
+    }
+
     /// The RAM run containing `gfn`: (first gfn, run).
     fn ram_run(&self, gfn: u64) -> Option<(u64, Run)> {
-        let i = self.ram_index.partition_point(|&(s, _)| s <= gfn);
-        let (start, run) = *self.ram_index.get(i.checked_sub(1)?)?;
+        let (start, run) = self.ram[self.run_at_or_below(gfn)?];
         (gfn - start < run.count).then_some((start, run))
     }
 
-    fn reindex(&mut self) {
-        self.ram_index = self.ram.iter().map(|(&g, &r)| (g, r)).collect();
-        self.overlay_index = self.overlay.iter().map(|(&g, &e)| (g, e)).collect();
-        self.flat = match self.ram_index.first() {
+    /// Recomputes the flat fast path after a change.
+    fn changed(&mut self) {
+        self.flat = match self.ram.first() {
             Some(&(0, run)) => {
-                let first_overlay = self.overlay.keys().next().copied().unwrap_or(u64::MAX);
+                let first_overlay = self.overlay.first().map_or(u64::MAX, |&(g, _)| g);
                 (run.count.min(first_overlay), run.mfn)
             }
             _ => (0, 0),
@@ -113,21 +111,24 @@ impl P2m {
         if self.ram_frames.saturating_add(count) > limit {
             return Err(P2mError::OverLimit);
         }
-        let before = self.ram.range(..end).next_back();
-        if before.is_some_and(|(&s, r)| s + r.count > gfn) {
+        let below_end = self.run_at_or_below(end - 1);
+        if below_end.is_some_and(|i| self.ram[i].0 + self.ram[i].1.count > gfn) {
             return Err(P2mError::Occupied);
         }
         self.ram_frames += count;
-        if let Some((&s, r)) = before
-            && s + r.count == gfn
-            && r.mfn + r.count == mfn
-        {
-            self.ram.get_mut(&s).expect("just found").count += count;
-            self.reindex();
-            return Ok(());
+        match below_end {
+            Some(i)
+                if self.ram[i].0 + self.ram[i].1.count == gfn
+                    && self.ram[i].1.mfn + self.ram[i].1.count == mfn =>
+            {
+                self.ram[i].1.count += count;
+            }
+            _ => {
+                let at = below_end.map_or(0, |i| i + 1);
+                self.ram.insert(at, (gfn, Run { mfn, count }));
+            }
         }
-        self.ram.insert(gfn, Run { mfn, count });
-        self.reindex();
+        self.changed();
         Ok(())
     }
 
@@ -138,45 +139,41 @@ impl P2m {
         if count == 0 || !self.is_ram(gfn, count) {
             return Err(P2mError::BadRange);
         }
-        let starts: Vec<u64> = self
-            .ram
-            .range(..end)
-            .rev()
-            .take_while(|(s, r)| *s + r.count > gfn)
-            .map(|(&s, _)| s)
-            .collect();
+        let first = self.run_at_or_below(gfn).expect("the range is RAM");
+        let last = self.run_at_or_below(end - 1).expect("the range is RAM");
         let mut freed = Vec::new();
-        for start in starts.into_iter().rev() {
-            let run = self.ram.remove(&start).expect("listed above");
+        let mut kept = Vec::new();
+        for &(start, run) in &self.ram[first..=last] {
             let (lo, hi) = (gfn.max(start), end.min(start + run.count));
             freed.push((run.mfn + (lo - start), hi - lo));
             if start < lo {
-                self.ram.insert(
+                kept.push((
                     start,
                     Run {
                         mfn: run.mfn,
                         count: lo - start,
                     },
-                );
+                ));
             }
             if hi < start + run.count {
-                self.ram.insert(
+                kept.push((
                     hi,
                     Run {
                         mfn: run.mfn + (hi - start),
                         count: start + run.count - hi,
                     },
-                );
+                ));
             }
         }
+        self.ram.splice(first..=last, kept);
         self.ram_frames -= count;
-        self.reindex();
+        self.changed();
         Ok(freed)
     }
 
     /// Every RAM run as (first gfn, first mfn, frames), in guest order.
     pub fn ram_runs(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        self.ram.iter().map(|(&g, r)| (g, r.mfn, r.count))
+        self.ram.iter().map(|&(g, r)| (g, r.mfn, r.count))
     }
 
     /// Forgets all RAM (the caller gives the frames back); returns the runs.
@@ -184,7 +181,7 @@ impl P2m {
         let runs = self.ram_runs().collect();
         self.ram.clear();
         self.ram_frames = 0;
-        self.reindex();
+        self.changed();
         runs
     }
 
@@ -203,8 +200,8 @@ impl P2m {
                 perm: Perm::RWX,
             });
         }
-        if let Ok(i) = self.overlay_index.binary_search_by_key(&gfn, |&(g, _)| g) {
-            return Some(self.overlay_index[i].1);
+        if let Ok(i) = self.overlay.binary_search_by_key(&gfn, |&(g, _)| g) {
+            return Some(self.overlay[i].1);
         }
         self.ram(gfn).map(|mfn| Entry {
             mfn,
@@ -216,34 +213,40 @@ impl P2m {
     /// Puts `entry` over `gfn`; returns the overlay it replaces.
     pub fn set_overlay(&mut self, gfn: u64, entry: Entry) -> Option<Entry> {
         debug_assert!(entry.kind != Kind::Ram, "RAM is not an overlay");
-        let old = self.overlay.insert(gfn, entry);
-        self.reindex();
+        let old = match self.overlay.binary_search_by_key(&gfn, |&(g, _)| g) {
+            Ok(i) => Some(core::mem::replace(&mut self.overlay[i].1, entry)),
+            Err(i) => {
+                self.overlay.insert(i, (gfn, entry));
+                None
+            }
+        };
+        self.changed();
         old
     }
 
     /// Removes the overlay at `gfn` (RAM, if any, shows through again); returns it.
     pub fn clear_overlay(&mut self, gfn: u64) -> Option<Entry> {
-        let old = self.overlay.remove(&gfn);
-        self.reindex();
-        old
+        let i = self.overlay.binary_search_by_key(&gfn, |&(g, _)| g).ok()?;
+        let (_, old) = self.overlay.remove(i);
+        self.changed();
+        Some(old)
     }
 
     /// Every overlay as (gfn, entry).
     pub fn overlays(&self) -> impl Iterator<Item = (u64, Entry)> + '_ {
-        self.overlay.iter().map(|(&g, e)| (g, *e))
+        self.overlay.iter().copied()
     }
 
     /// Removes every overlay; returns them (a dying domain drops its foreign maps).
     pub fn take_overlays(&mut self) -> Vec<(u64, Entry)> {
-        let all = self.overlays().collect();
-        self.overlay.clear();
-        self.reindex();
+        let all = core::mem::take(&mut self.overlay);
+        self.changed();
         all
     }
 
     /// The highest guest frame with RAM, if any.
     pub fn max_ram_gfn(&self) -> Option<u64> {
-        self.ram.iter().next_back().map(|(&g, r)| g + r.count - 1)
+        self.ram.last().map(|&(g, r)| g + r.count - 1)
     }
 
     /// Whether `gfn..gfn+count` is all RAM (no overlays looked at): for the whole-range

@@ -46,18 +46,46 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The control structure at `ptr` for a privileged caller: -EPERM for others (before
+/// anything is read), -EACCES unless its interface version (the word at `version_at`)
+/// is `version`.
+fn read_op<const N: usize>(
+    vcpu: &Vcpu,
+    ptr: u64,
+    version_at: usize,
+    version: u32,
+) -> Result<[u8; N], i64> {
+    if !vcpu.domain.privileged {
+        return Err(-EPERM);
+    }
+    let mut op = [0u8; N];
+    copy_from_guest(vcpu, ptr, &mut op)?;
+    if u32_at(&op, version_at) != version {
+        return Err(-EACCES);
+    }
+    Ok(op)
+}
+
+/// A command's result: on success the structure goes back to the caller (it carries
+/// the answer), then 0.
+fn write_back(vcpu: &Vcpu, ptr: u64, op: &[u8], result: Result<(), i64>) -> i64 {
+    match result.and_then(|()| copy_to_guest(vcpu, ptr, op)) {
+        Ok(()) => 0,
+        Err(e) => e,
+    }
+}
+
 /// `domctl(struct xen_domctl *)`.
 pub fn domctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
-    if !vcpu.domain.privileged {
-        return -EPERM;
-    }
-    let mut op = [0u8; domctl::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, ptr, &mut op) {
-        return e;
-    }
-    if u32_at(&op, offset::INTERFACE_VERSION) != domctl::INTERFACE_VERSION {
-        return -EACCES;
-    }
+    let mut op = match read_op::<{ domctl::SIZE }>(
+        vcpu,
+        ptr,
+        offset::INTERFACE_VERSION,
+        domctl::INTERFACE_VERSION,
+    ) {
+        Ok(op) => op,
+        Err(e) => return e,
+    };
     let me = vcpu.domain.id;
     let target = u32::from(u16_at(&op, offset::DOMAIN));
     let result = match u32_at(&op, offset::CMD) {
@@ -77,13 +105,7 @@ pub fn domctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
             Some(d) => on_domain(vcpu, cmd, &d, &mut op),
         },
     };
-    match result {
-        Ok(()) => match copy_to_guest(vcpu, ptr, &op) {
-            Ok(()) => 0,
-            Err(e) => e,
-        },
-        Err(e) => e,
-    }
+    write_back(vcpu, ptr, &op, result)
 }
 
 /// The commands on one existing domain `d`.
@@ -423,16 +445,15 @@ fn scheduler_op(op: &mut [u8; domctl::SIZE]) -> Result<(), i64> {
 
 /// `sysctl(struct xen_sysctl *)`.
 pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
-    if !vcpu.domain.privileged {
-        return -EPERM;
-    }
-    let mut op = [0u8; sysctl::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, ptr, &mut op) {
-        return e;
-    }
-    if u32_at(&op, sysctl::offset::INTERFACE_VERSION) != sysctl::INTERFACE_VERSION {
-        return -EACCES;
-    }
+    let mut op = match read_op::<{ sysctl::SIZE }>(
+        vcpu,
+        ptr,
+        sysctl::offset::INTERFACE_VERSION,
+        sysctl::INTERFACE_VERSION,
+    ) {
+        Ok(op) => op,
+        Err(e) => return e,
+    };
     let u = sysctl::offset::U;
     let result = match u32_at(&op, sysctl::offset::CMD) {
         sysctl::cmd::GETDOMAININFOLIST => {
@@ -523,11 +544,5 @@ pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
         },
         _ => Err(-ENOSYS),
     };
-    match result {
-        Ok(()) => match copy_to_guest(vcpu, ptr, &op) {
-            Ok(()) => 0,
-            Err(e) => e,
-        },
-        Err(e) => e,
-    }
+    write_back(vcpu, ptr, &op, result)
 }

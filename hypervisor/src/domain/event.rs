@@ -14,13 +14,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
 
-use oxen_abi::errno::{EFAULT, EINVAL, ENOSYS, EPERM};
+use oxen_abi::errno::{EINVAL, ENOSYS, EPERM};
 use oxen_abi::evtchn::{self as abi, DOMID_SELF, op, virq};
 use oxen_abi::{hvm, xencons};
 use oxen_core::evtchn::{self, EventPage, Peer, Ports, SendTarget, Word};
 use spin::{Mutex, MutexGuard};
 
-use super::hypercall::{copy_from_guest, copy_to_guest};
+use super::hypercall::{copy_from_guest, copy_to_guest, read_arg};
 use super::sched as glue;
 use super::vcpu::Vcpu;
 use super::{Domain, registry};
@@ -271,15 +271,6 @@ pub fn event_channel_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
         Ok(()) => 0,
         Err(e) => e,
     }
-}
-
-/// Reads the argument `T` at `arg` (its `SIZE` bytes).
-macro_rules! read_arg {
-    ($vcpu:expr, $arg:expr, $t:ty) => {{
-        let mut raw = [0u8; <$t>::SIZE];
-        copy_from_guest($vcpu, $arg, &mut raw)?;
-        <$t>::from_bytes(&raw).ok_or(-EFAULT)?
-    }};
 }
 
 fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {

@@ -41,6 +41,25 @@ pub(super) fn copy_from_guest(vcpu: &Vcpu, gva: u64, buf: &mut [u8]) -> Result<(
     guest_walk::copy_from_guest(&Ram(&vcpu.domain), &vcpu.paging(), gva, buf).map_err(|_| -EFAULT)
 }
 
+/// Reads the argument structure `$t` at `$arg` (its `SIZE` bytes) from the guest; on a
+/// fault or a short structure, returns `$fail(errno)` from the calling function (by
+/// default `Err(errno)`).
+macro_rules! read_arg {
+    ($vcpu:expr, $arg:expr, $t:ty) => {
+        read_arg!($vcpu, $arg, $t, Err)
+    };
+    ($vcpu:expr, $arg:expr, $t:ty, $fail:expr) => {{
+        let mut raw = [0u8; <$t>::SIZE];
+        match $crate::domain::hypercall::copy_from_guest($vcpu, $arg, &mut raw)
+            .and_then(|()| <$t>::from_bytes(&raw).ok_or(-oxen_abi::errno::EFAULT))
+        {
+            Ok(x) => x,
+            Err(e) => return ($fail)(e),
+        }
+    }};
+}
+pub(super) use read_arg;
+
 pub(super) fn copy_to_guest(vcpu: &Vcpu, gva: u64, data: &[u8]) -> Result<(), i64> {
     guest_walk::copy_to_guest(&mut Ram(&vcpu.domain), &vcpu.paging(), gva, data)
         .map_err(|_| -EFAULT)

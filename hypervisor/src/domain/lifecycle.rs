@@ -171,28 +171,28 @@ pub enum UnpauseError {
 /// `unpausedomain`: one pause less; at none its vCPUs that are up run again (the first
 /// time, vCPU 0 comes up if it has a state).
 pub fn unpause(d: &Domain) -> Result<(), UnpauseError> {
-    d.pause_count
+    let was = d
+        .pause_count
         .try_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-        .map_err(|_| UnpauseError::NotPaused)
-        .map(|was| {
-            if was != 1 {
-                return;
-            }
-            if !d.ever_unpaused.swap(true, Ordering::AcqRel)
-                && let Some(v0) = d.vcpu(0)
-                && v0.initialised.load(Ordering::Acquire)
-            {
-                v0.up.store(true, Ordering::Release);
-            }
-            let now = time::now();
-            for slot in d.vcpus.get().into_iter().flatten() {
-                if slot.up.load(Ordering::Acquire) {
-                    let id = slot.sched;
-                    let _ = glue::with(|s| s.online(id, now));
-                    glue::wake(slot, now);
-                }
-            }
-        })
+        .map_err(|_| UnpauseError::NotPaused)?;
+    if was != 1 {
+        return Ok(());
+    }
+    if !d.ever_unpaused.swap(true, Ordering::AcqRel)
+        && let Some(v0) = d.vcpu(0)
+        && v0.initialised.load(Ordering::Acquire)
+    {
+        v0.up.store(true, Ordering::Release);
+    }
+    let now = time::now();
+    for slot in d.vcpus.get().into_iter().flatten() {
+        if slot.up.load(Ordering::Acquire) {
+            let id = slot.sched;
+            let _ = glue::with(|s| s.online(id, now));
+            glue::wake(slot, now);
+        }
+    }
+    Ok(())
 }
 
 /// `destroydomain`: ends `d` if it still runs, and lets its memory go (now, or when

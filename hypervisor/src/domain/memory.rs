@@ -9,7 +9,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use oxen_abi::errno::{EFAULT, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH};
+use oxen_abi::errno::{EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH};
 use oxen_abi::evtchn::DOMID_SELF;
 use oxen_abi::memory::{
     self as mem_abi, AddToPhysmap, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
@@ -18,7 +18,7 @@ use oxen_core::ept::Perm;
 use oxen_core::p2m::Kind;
 
 use super::grant::{ensure_frames, is_reserved, with};
-use super::hypercall::{copy_from_guest, copy_to_guest};
+use super::hypercall::{copy_from_guest, copy_to_guest, read_arg};
 use super::vcpu::Vcpu;
 use super::{Domain, PopulateError, lifecycle, registry};
 
@@ -65,13 +65,7 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<i64, u64> {
 
 /// `XENMEM_add_to_physmap` on the caller itself: shared info, grant-table frames.
 fn add_to_physmap(vcpu: &mut Vcpu, arg: u64) -> i64 {
-    let mut raw = [0u8; AddToPhysmap::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return e;
-    }
-    let Some(a) = AddToPhysmap::from_bytes(&raw) else {
-        return -EFAULT;
-    };
+    let a = read_arg!(vcpu, arg, AddToPhysmap, |e| e);
     let d = vcpu.domain.clone();
     if a.domid != DOMID_SELF && u32::from(a.domid) != d.id {
         return if d.privileged { -ESRCH } else { -EPERM };
@@ -138,8 +132,6 @@ fn reservation(vcpu: &mut Vcpu, cmd: u32, arg: u64) -> i64 {
         return e;
     }
     let domid = u16::from_le_bytes(raw);
-    let d = vcpu.domain.clone();
-    drop(d);
     let target = match target_of(vcpu, domid) {
         Ok(t) => t,
         Err(e) => return e,
@@ -165,13 +157,7 @@ fn physmap_error(e: oxen_core::ept::EptError) -> i64 {
 /// (fewer than asked when memory or `max_pages` ran out), or the command to continue
 /// with after `POPULATE_BATCH` of them.
 fn populate(vcpu: &mut Vcpu, arg: u64, start: u64) -> Result<i64, u64> {
-    let mut raw = [0u8; MemoryReservation::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return Ok(e);
-    }
-    let Some(r) = MemoryReservation::from_bytes(&raw) else {
-        return Ok(-EFAULT);
-    };
+    let r = read_arg!(vcpu, arg, MemoryReservation, Ok);
     let target = match target_of(vcpu, r.domid) {
         Ok(t) => t,
         Err(e) => return Ok(e),
@@ -207,13 +193,7 @@ fn populate(vcpu: &mut Vcpu, arg: u64, start: u64) -> Result<i64, u64> {
 /// (privileged) maps frames `idxs[i]` of `foreign_domid` at its own `gpfns[i]`; each
 /// element's result goes to `errs[i]`.
 fn add_batch(vcpu: &mut Vcpu, arg: u64) -> i64 {
-    let mut raw = [0u8; AddToPhysmapBatch::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return e;
-    }
-    let Some(b) = AddToPhysmapBatch::from_bytes(&raw) else {
-        return -EFAULT;
-    };
+    let b = read_arg!(vcpu, arg, AddToPhysmapBatch, |e| e);
     let me = vcpu.domain.clone();
     if b.domid != DOMID_SELF && u32::from(b.domid) != me.id {
         return if me.privileged { -EINVAL } else { -EPERM };
@@ -290,13 +270,7 @@ fn drop_old(old: Option<oxen_core::p2m::Entry>) {
 /// foreign map, shared info, a grant frame); the domain's own RAM is not removed this
 /// way in oxen (-EINVAL).
 fn remove(vcpu: &mut Vcpu, arg: u64) -> i64 {
-    let mut raw = [0u8; RemoveFromPhysmap::SIZE];
-    if let Err(e) = copy_from_guest(vcpu, arg, &mut raw) {
-        return e;
-    }
-    let Some(r) = RemoveFromPhysmap::from_bytes(&raw) else {
-        return -EFAULT;
-    };
+    let r = read_arg!(vcpu, arg, RemoveFromPhysmap, |e| e);
     let d = match target_of(vcpu, r.domid) {
         Ok(d) => d,
         Err(e) => return e,

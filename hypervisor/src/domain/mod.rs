@@ -679,13 +679,8 @@ impl Domain {
             match r {
                 Ok(()) => Ok(self.p2m.write().set_overlay(gfn, entry)),
                 Err(err) => {
-                    // Put back what the P2M says is there.
-                    let old = self.p2m.write().clear_overlay(gfn);
+                    // The P2M is unchanged: put back in the EPT what it says is there.
                     self.render(&mut e, &mut src, gfn);
-                    if let Some(old) = old {
-                        self.p2m.write().set_overlay(gfn, old);
-                        self.render(&mut e, &mut src, gfn);
-                    }
                     Err(err)
                 }
             }
