@@ -21,7 +21,7 @@ use core::ptr::{read_volatile, write_volatile};
 
 use oxen_guest_rt::abi::domctl::{self, CreateDomain, DomainInfo, cdf, dominf, offset};
 use oxen_guest_rt::abi::errno::{EACCES, EEXIST, EINVAL, EPERM, ESRCH};
-use oxen_guest_rt::abi::hvm_save::{self, Descriptor, Header, HwCpu, Segment, seg};
+use oxen_guest_rt::abi::hvm_save::{self, Descriptor, Header, HwCpu};
 use oxen_guest_rt::abi::hypercall as nr;
 use oxen_guest_rt::abi::memory::{
     self as mem, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
@@ -213,28 +213,7 @@ fn hvm_context(cpu: &HwCpu, magic: u32) -> [u8; 1080] {
 
 /// vCPU 0 at the program, as a PVH builder starts one: 32-bit flat protected mode.
 fn boot_cpu() -> HwCpu {
-    let flat = |attr| Segment {
-        sel: 0,
-        limit: 0xffff_ffff,
-        base: 0,
-        attr,
-    };
-    let mut c = HwCpu {
-        rip: CODE_GFN << 12,
-        rflags: 2,
-        cr0: 0x11,
-        ..HwCpu::default()
-    };
-    c.segs[seg::CS] = flat(0xc9b);
-    for s in [seg::DS, seg::ES, seg::SS] {
-        c.segs[s] = flat(0xc93);
-    }
-    c.segs[seg::TR] = Segment {
-        limit: 0x67,
-        attr: 0x8b,
-        ..Segment::default()
-    };
-    c
+    HwCpu::pvh(CODE_GFN << 12, 0)
 }
 
 fn set_context(domid: u16, buf: &[u8]) -> i64 {

@@ -125,6 +125,15 @@ impl Fuzz {
         }
     }
 
+    /// Fills `buf` with fuzz words (kept off our image), little-endian.
+    fn fill_bytes(&mut self, buf: &mut [u8]) {
+        for w in buf.chunks_mut(8) {
+            let v = self.value();
+            let v = self.safe(v).to_le_bytes();
+            w.copy_from_slice(&v[..w.len()]);
+        }
+    }
+
     /// Refills the scratch area with fuzz words (each half kept off our image).
     fn fill_scratch(&mut self, words: u64) {
         for i in 0..words {
@@ -400,6 +409,18 @@ fn main(info: &StartInfo) {
     break_console();
 }
 
+/// Calls `call` with `op` as its one argument, copied to scratch memory first (the
+/// hypervisor writes the structure back there).
+fn call_from_scratch(scratch: u64, call: u32, op: &[u8]) -> i64 {
+    let at = scratch + 3000;
+    for (i, b) in op.iter().enumerate() {
+        // SAFETY: inside the scratch area reserved for this.
+        unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
+    }
+    // SAFETY: the argument is scratch memory.
+    unsafe { vmcall(u64::from(call), at, 0, 0, 0, 0) }
+}
+
 /// Where the control phase's foreign maps go: a window of guest frames above our RAM
 /// (and below the 1 GiB the boot page tables map), never over our own memory.
 const FOREIGN_WINDOW: u64 = 0x3_0000;
@@ -427,11 +448,7 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
         let rc = match kind {
             0 => {
                 let mut op = [0u8; domctl::SIZE];
-                for w in op.chunks_mut(8) {
-                    let v = f.value();
-                    let v = f.safe(v).to_le_bytes();
-                    w.copy_from_slice(&v[..w.len()]);
-                }
+                f.fill_bytes(&mut op);
                 let cmd = DOMCTLS[f.rng.below(DOMCTLS.len() as u64) as usize];
                 op[..4].copy_from_slice(&cmd.to_le_bytes());
                 if f.rng.below(8) != 0 {
@@ -448,22 +465,11 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
                     op[24..32].copy_from_slice(&(scratch + 8).to_le_bytes());
                     op[32..36].copy_from_slice(&64u32.to_le_bytes());
                 }
-                // The domctl itself lives in scratch (the hypervisor writes it back).
-                let at = scratch + 3000;
-                for (i, b) in op.iter().enumerate() {
-                    // SAFETY: inside the scratch area reserved for this.
-                    unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
-                }
-                // SAFETY: the argument is scratch memory.
-                unsafe { vmcall(u64::from(nr::DOMCTL), at, 0, 0, 0, 0) }
+                call_from_scratch(scratch, nr::DOMCTL, &op)
             }
             1 => {
                 let mut op = [0u8; sysctl::SIZE];
-                for w in op.chunks_mut(8) {
-                    let v = f.value();
-                    let v = f.safe(v).to_le_bytes();
-                    w.copy_from_slice(&v[..w.len()]);
-                }
+                f.fill_bytes(&mut op);
                 let cmd = SYSCTLS[f.rng.below(SYSCTLS.len() as u64) as usize];
                 op[..4].copy_from_slice(&cmd.to_le_bytes());
                 op[4..8].copy_from_slice(&sysctl::INTERFACE_VERSION.to_le_bytes());
@@ -475,13 +481,7 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
                     // SAFETY: scratch memory.
                     unsafe { ((scratch + 16) as *mut [u8; 2]).write_volatile(*b"  ") };
                 }
-                let at = scratch + 3000;
-                for (i, b) in op.iter().enumerate() {
-                    // SAFETY: inside the scratch area reserved for this.
-                    unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
-                }
-                // SAFETY: the argument is scratch memory.
-                unsafe { vmcall(u64::from(nr::SYSCTL), at, 0, 0, 0, 0) }
+                call_from_scratch(scratch, nr::SYSCTL, &op)
             }
             _ => {
                 // populate_physmap / add_to_physmap_batch / remove_from_physmap, every

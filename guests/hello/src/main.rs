@@ -119,9 +119,9 @@ fn conread(n: u32) {
         Err(e) => panic!("hello: FAIL conread: bind VIRQ_CONSOLE: {e}"),
     };
     println!("hello: conread: VIRQ_CONSOLE on port {port}; waiting for {n} line(s)");
-    let mut line = [0u8; 128];
-    let (mut len, mut got, mut virqs) = (0, 0, 0);
-    while got < n {
+    let mut lines = Lines::default();
+    let mut virqs = 0;
+    while lines.done < n {
         if events::pending(port) {
             events::clear(port);
             virqs += 1;
@@ -131,17 +131,9 @@ fn conread(n: u32) {
         if k < 0 {
             panic!("hello: FAIL conread: console_io(read) = {k}");
         }
-        for &b in &buf[..k as usize] {
-            if b == b'\n' || b == b'\r' {
-                let text = core::str::from_utf8(&line[..len]).unwrap_or("(not text)");
-                println!("hello: console_io read '{text}' ({virqs} VIRQ_CONSOLE so far)");
-                len = 0;
-                got += 1;
-            } else if len < line.len() {
-                line[len] = b;
-                len += 1;
-            }
-        }
+        lines.feed(&buf[..k as usize], |text| {
+            println!("hello: console_io read '{text}' ({virqs} VIRQ_CONSOLE so far)")
+        });
         if k == 0 {
             vcpu::sleep_until(0, time::now_ns() + 2_000_000);
         }
@@ -151,29 +143,51 @@ fn conread(n: u32) {
     }
 }
 
+/// Typed bytes gathered into lines (up to 128 bytes each; the rest of a longer line is
+/// dropped), and how many have ended.
+struct Lines {
+    line: [u8; 128],
+    len: usize,
+    done: u32,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines {
+            line: [0; 128],
+            len: 0,
+            done: 0,
+        }
+    }
+}
+
+impl Lines {
+    /// Adds `bytes`; each line they end goes to `said`.
+    fn feed(&mut self, bytes: &[u8], mut said: impl FnMut(&str)) {
+        for &b in bytes {
+            if b == b'\n' || b == b'\r' {
+                said(core::str::from_utf8(&self.line[..self.len]).unwrap_or("(not text)"));
+                self.len = 0;
+                self.done += 1;
+            } else if self.len < self.line.len() {
+                self.line[self.len] = b;
+                self.len += 1;
+            }
+        }
+    }
+}
+
 /// Reads `n` lines typed on the console and says each back.
 fn echo(n: u32) {
     use oxen_guest_rt::{time, vcpu, xencons};
     println!("hello: echo: waiting for {n} line(s) of input");
-    let mut line = [0u8; 128];
-    let mut len = 0;
-    let mut got = 0;
-    while got < n {
+    let mut lines = Lines::default();
+    while lines.done < n {
         let mut buf = [0u8; 64];
         let Some(k) = xencons::read(&mut buf) else {
             panic!("hello: FAIL echo: no console input");
         };
-        for &b in &buf[..k] {
-            if b == b'\n' || b == b'\r' {
-                let text = core::str::from_utf8(&line[..len]).unwrap_or("(not text)");
-                println!("hello: got '{text}'");
-                len = 0;
-                got += 1;
-            } else if len < line.len() {
-                line[len] = b;
-                len += 1;
-            }
-        }
+        lines.feed(&buf[..k], |text| println!("hello: got '{text}'"));
         if k == 0 {
             vcpu::sleep_until(0, time::now_ns() + 2_000_000);
         }

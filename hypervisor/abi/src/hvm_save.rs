@@ -115,6 +115,35 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 impl HwCpu {
+    /// The record a PVH builder writes for the boot vCPU (as Xen's `libxenguest` does):
+    /// 32-bit flat protected mode (CR0 = PE | ET, flat code and data segments, a busy
+    /// TSS), paging off, at `rip`, with RBX = `rbx` (the `hvm_start_info` address).
+    pub fn pvh(rip: u64, rbx: u64) -> Self {
+        let flat = |attr| Segment {
+            sel: 0,
+            limit: 0xffff_ffff,
+            base: 0,
+            attr,
+        };
+        let mut c = HwCpu {
+            rip,
+            rflags: 2,
+            cr0: 0x11,
+            ..HwCpu::default()
+        };
+        c.gprs[1] = rbx;
+        c.segs[seg::CS] = flat(0xc9b);
+        for s in [seg::DS, seg::ES, seg::SS] {
+            c.segs[s] = flat(0xc93);
+        }
+        c.segs[seg::TR] = Segment {
+            limit: 0x67,
+            attr: 0x8b,
+            ..Segment::default()
+        };
+        c
+    }
+
     /// Reads a CPU record; `None` if it is short.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         let b = b.get(..CPU_SIZE)?;

@@ -471,33 +471,8 @@ mod tests {
         assert_eq!(s.segs[seg::TR].ar, 0x83);
     }
 
-    /// The record a PVH builder writes (as Xen's `libxenguest` does): 32-bit flat
-    /// protected mode, RBX = the start info.
     fn pvh_record(rip: u64) -> HwCpu {
-        use oxen_abi::hvm_save::{Segment as S, seg as i};
-        let mut c = HwCpu {
-            rip,
-            rflags: 2,
-            cr0: CR0_PE | CR0_ET,
-            ..HwCpu::default()
-        };
-        c.gprs[1] = 0x6000;
-        let flat = |attr| S {
-            sel: 0,
-            limit: 0xffff_ffff,
-            base: 0,
-            attr,
-        };
-        c.segs[i::CS] = flat(0xc9b);
-        for k in [i::DS, i::ES, i::SS] {
-            c.segs[k] = flat(0xc93);
-        }
-        c.segs[i::TR] = S {
-            limit: 0x67,
-            attr: 0x8b,
-            ..S::default()
-        };
-        c
+        HwCpu::pvh(rip, 0x6000)
     }
 
     #[test]
