@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 #![feature(abi_x86_interrupt)]
+#![feature(asm_goto_with_outputs)]
 
 extern crate alloc;
 

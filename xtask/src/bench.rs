@@ -40,6 +40,34 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
     }
 }
 
+/// The null hypercall and CPUID round trips, measured by the bench guest (1 pCPU).
+fn exit_path_benchmark(builds: &Builds) -> Result<(u64, u64)> {
+    let exit_path = scenario::run_one(
+        &Scenario {
+            name: "bench-exit-path",
+            cpus: 1,
+            guests: true,
+            archive: ArchiveKind::Config("domains = [\"bench.cfg\"]\n"),
+            expect: &[r"\[d1 bench\] bench: PASS", r"power: powering off"],
+            ..boot_scenario(Platform::Bochs, 1)
+        },
+        builds,
+    );
+    if !exit_path.passed {
+        return Err(format!(
+            "the exit-path benchmark failed: {}\n{}",
+            exit_path.reason, exit_path.serial
+        ));
+    }
+    let hypercall = capture(
+        &exit_path.serial,
+        r"null hypercall \(xen_version\) (\d+) ticks per round trip",
+    )?;
+    let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
+
+    Ok((hypercall, cpuid))
+}
+
 fn capture(serial: &str, pattern: &str) -> Result<u64> {
     let re = Regex::new(pattern).expect("valid pattern");
     re.captures(serial)
@@ -65,9 +93,16 @@ fn image_sizes(path: &std::path::Path) -> Result<(u64, u64)> {
 }
 
 pub fn cmd_bench(args: &[String]) -> Result<()> {
-    let args = Args::new(args);
+    let mut args = Args::new(args);
+    let exit_path_only = args.flag("--exit-path");
     args.finish()?;
     let builds = Builds::default();
+    if exit_path_only {
+        let (hypercall, cpuid) = exit_path_benchmark(&builds)?;
+        println!("null_hypercall_instructions {hypercall:>8}");
+        println!("cpuid_exit_instructions     {cpuid:>8}");
+        return Ok(());
+    }
 
     let bochs = scenario::run_one(&boot_scenario(Platform::Bochs, 2), &builds);
     if !bochs.passed {
@@ -97,28 +132,7 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
 
     let (loaded, file) = image_sizes(&out_dir().join("oxen.elf"))?;
 
-    let exit_path = scenario::run_one(
-        &Scenario {
-            name: "bench-exit-path",
-            cpus: 1,
-            guests: true,
-            archive: ArchiveKind::Config("domains = [\"bench.cfg\"]\n"),
-            expect: &[r"\[d1 bench\] bench: PASS", r"power: powering off"],
-            ..boot_scenario(Platform::Bochs, 1)
-        },
-        &builds,
-    );
-    if !exit_path.passed {
-        return Err(format!(
-            "the exit-path benchmark failed: {}\n{}",
-            exit_path.reason, exit_path.serial
-        ));
-    }
-    let hypercall = capture(
-        &exit_path.serial,
-        r"null hypercall \(xen_version\) (\d+) ticks per round trip",
-    )?;
-    let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
+    let (hypercall, cpuid) = exit_path_benchmark(&builds)?;
 
     let sched = sched_benchmarks(&builds)?;
     let ring = host_ring_benchmark()?;

@@ -41,6 +41,7 @@ commands:
       --scenario NAME   only the named scenario (repeatable)
       --list            list the scenarios
   bench                 run the benchmarks; results in target/oxen/bench/results.json
+  bench --exit-path     only the null hypercall and CPUID round trips (about a minute)
 ";
 
 fn main() -> ExitCode {

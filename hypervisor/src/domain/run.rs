@@ -456,7 +456,8 @@ impl Pcpu {
                 vlapic::acknowledge(&c.slot, v);
             }
             glue::IN_GUEST[me].store(self.ept_gen, Ordering::Release);
-            let entered = entry::run(&mut c.vcpu.regs, c.vcpu.launched);
+            let v = &mut *c.vcpu;
+            let entered = entry::run(&mut v.regs, v.launched, &mut v.host_rsp);
             glue::IN_GUEST[me].store(u64::MAX, Ordering::Release);
             let next = match entered {
                 Ok(()) => {

@@ -70,6 +70,8 @@ pub struct Vcpu {
     /// The VMCS has never been set up (its first load writes every field).
     fresh: bool,
     pub launched: bool,
+    /// The HOST_RSP its VMCS holds, for the entry stub (see `entry::run`).
+    pub host_rsp: u64,
     /// The pCPU whose host state the VMCS holds (`usize::MAX`: none yet).
     last_cpu: usize,
     pub regs: GuestRegs,
@@ -109,6 +111,7 @@ impl Vcpu {
             fpu,
             fresh: true,
             launched: false,
+            host_rsp: 0,
             last_cpu: usize::MAX,
             regs: GuestRegs::default(),
             xcr0: 1,
@@ -320,11 +323,13 @@ impl Vcpu {
     }
 
     /// Advances the guest RIP past the instruction that exited.
+    #[inline]
     pub fn skip_instruction(&self) {
         self.advance_rip(vmcs::read(field::EXIT_INSTRUCTION_LENGTH));
     }
 
     /// Moves RIP past an instruction of `len` bytes that oxen completed for the guest.
+    #[inline]
     pub fn advance_rip(&self, len: u64) {
         vmcs::write(
             field::GUEST_RIP,

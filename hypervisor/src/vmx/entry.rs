@@ -72,10 +72,12 @@ impl GuestRegs {
     }
 }
 
-// oxen_vmx_run(regs: *mut GuestRegs, launched: u64) -> u64
+// oxen_vmx_run(regs: *mut GuestRegs, launched: u64, host_rsp: *mut u64) -> u64
 //   returns 0 after a VM exit, or RFLAGS (CF/ZF set) if VMLAUNCH/VMRESUME failed.
-// The host RSP written to the VMCS points at the saved regs pointer, so the exit path
-// (HOST_RIP = oxen_vmx_exit) finds it at [rsp].
+// The host RSP in the VMCS points at the saved regs pointer, so the exit path
+// (HOST_RIP = oxen_vmx_exit, written with the rest of the host state) finds it at
+// [rsp]. `*host_rsp` is the HOST_RSP the VMCS holds: the field is written only when
+// the stack moved or the VMCS is being launched (its first entry on this pCPU).
 global_asm!(
     r#"
     .global oxen_vmx_run
@@ -88,13 +90,14 @@ oxen_vmx_run:
     push r14
     push r15
     push rdi
+    test rsi, rsi
+    jz 1f
+    cmp rsp, [rdx]
+    je 5f
+1:  mov [rdx], rsp
     mov rax, 0x6c14
     vmwrite rax, rsp
-    lea rax, [rip + oxen_vmx_exit]
-    mov rcx, 0x6c16
-    vmwrite rcx, rax
-    mov rax, rsi
-    test rax, rax
+5:  test rsi, rsi
     mov rax, [rdi + 0x00]
     mov rcx, [rdi + 0x08]
     mov rdx, [rdi + 0x10]
@@ -150,16 +153,23 @@ oxen_vmx_exit:
 );
 
 unsafe extern "C" {
-    fn oxen_vmx_run(regs: *mut GuestRegs, launched: u64) -> u64;
+    fn oxen_vmx_run(regs: *mut GuestRegs, launched: u64, host_rsp: *mut u64) -> u64;
+    fn oxen_vmx_exit();
+}
+
+/// Where a VM exit lands (the VMCS's HOST_RIP).
+pub fn exit_address() -> u64 {
+    oxen_vmx_exit as *const () as u64
 }
 
 /// Enters the guest of the current VMCS with `regs` and returns after the next VM exit
-/// (`Ok`) or a failed entry (`Err(rflags)`).
-pub fn run(regs: &mut GuestRegs, launched: bool) -> Result<(), u64> {
+/// (`Ok`) or a failed entry (`Err(rflags)`). `host_rsp` caches the VMCS's HOST_RSP
+/// field (any value before the VMCS's first launch on a pCPU).
+pub fn run(regs: &mut GuestRegs, launched: bool, host_rsp: &mut u64) -> Result<(), u64> {
     // SAFETY: the current VMCS has complete host and guest state (set up by
     // `vcpu::Vcpu::init`); the stub saves and restores every callee-saved register, and
     // the exit path returns here on the stack it left from, with the guest's registers
-    // written to `regs`.
-    let rflags = unsafe { oxen_vmx_run(regs, u64::from(launched)) };
+    // written to `regs`. HOST_RIP is written with the host state.
+    let rflags = unsafe { oxen_vmx_run(regs, u64::from(launched), host_rsp) };
     if rflags == 0 { Ok(()) } else { Err(rflags) }
 }

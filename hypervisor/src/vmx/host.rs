@@ -19,6 +19,7 @@ pub fn write_host_state() {
     vmcs::write(HOST_CR0, cr0);
     vmcs::write(HOST_CR3, cr3);
     vmcs::write(HOST_CR4, cr4);
+    vmcs::write(HOST_RIP, super::entry::exit_address());
     let gdt = x86_64::instructions::tables::sgdt();
     let idt = x86_64::instructions::tables::sidt();
     vmcs::write(HOST_GDTR_BASE, gdt.base.as_u64());

@@ -35,26 +35,48 @@ pub fn clear(phys: u64) {
 }
 
 /// Reads a field of the current VMCS.
+#[inline(always)]
 pub fn read(f: u32) -> u64 {
-    let (value, rflags): (u64, u64);
-    // SAFETY: VMREAD reads the current VMCS into a register; no memory is touched.
+    let value: u64;
+    // SAFETY: VMREAD reads the current VMCS into a register; no memory is touched. A
+    // failure (CF or ZF set) jumps to the label, which does not return.
     unsafe {
-        asm!("vmread {v}, {f}", "pushfq", "pop {r}", f = in(reg) u64::from(f), v = out(reg) value, r = out(reg) rflags);
+        asm!(
+            "vmread {v}, {f}",
+            "jbe {fail}",
+            f = in(reg) u64::from(f),
+            v = out(reg) value,
+            fail = label { failed_access("VMREAD", f) },
+            options(nomem, nostack),
+        );
     }
-    assert!(!failed(rflags), "VMREAD of field {f:#x} failed");
     value
 }
 
 /// Writes a field of the current VMCS.
+#[inline(always)]
 pub fn write(f: u32, value: u64) {
-    let rflags: u64;
     // SAFETY: VMWRITE changes the current VMCS only; what the value means for the next
     // VM entry is the caller's business (an invalid combination fails the entry, which
-    // oxen reports as the domain's error).
+    // oxen reports as the domain's error). A failure jumps to the label, which does not
+    // return.
     unsafe {
-        asm!("vmwrite {f}, {v}", "pushfq", "pop {r}", f = in(reg) u64::from(f), v = in(reg) value, r = out(reg) rflags);
+        asm!(
+            "vmwrite {f}, {v}",
+            "jbe {fail}",
+            f = in(reg) u64::from(f),
+            v = in(reg) value,
+            fail = label { failed_access("VMWRITE", f) },
+            options(nostack),
+        );
     }
-    assert!(!failed(rflags), "VMWRITE of field {f:#x} failed");
+}
+
+/// A VMREAD or VMWRITE failed: oxen used an encoding the CPU does not have.
+#[cold]
+#[inline(never)]
+fn failed_access(what: &str, f: u32) -> ! {
+    panic!("{what} of field {f:#x} failed")
 }
 
 /// The VM-instruction error of the current VMCS (after a failed entry).
