@@ -95,7 +95,16 @@ fn vmlinux_cached(image: &Path) -> Result<Vec<u8>> {
     if let Some(dir) = cache.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(&cache, &elf).map_err(|e| format!("{}: {e}", cache.display()))?;
+    // Written aside and renamed into place: two scenarios run at a time, and one of them
+    // must never read the other's half-written copy (seen on a fresh clone as
+    // SegmentOutsideFile in linux-smp2 while linux-up wrote the cache).
+    let partial = cache.with_extension(format!(
+        "partial-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&partial, &elf).map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     Ok(elf)
 }
 
