@@ -42,7 +42,7 @@ fn boot_scenario(platform: Platform, cpus: u32) -> Scenario {
 
 /// The null hypercall and CPUID round trips, measured by the bench guest (1 pCPU).
 fn exit_path_benchmark(builds: &Builds) -> Result<(u64, u64)> {
-    let exit_path = scenario::run_one(
+    let serial = passing_serial(
         &Scenario {
             name: "bench-exit-path",
             cpus: 1,
@@ -52,19 +52,13 @@ fn exit_path_benchmark(builds: &Builds) -> Result<(u64, u64)> {
             ..boot_scenario(Platform::Bochs, 1)
         },
         builds,
-    );
-    if !exit_path.passed {
-        return Err(format!(
-            "the exit-path benchmark failed: {}\n{}",
-            exit_path.reason, exit_path.serial
-        ));
-    }
+        "the exit-path benchmark",
+    )?;
     let hypercall = capture(
-        &exit_path.serial,
+        &serial,
         r"null hypercall \(xen_version\) (\d+) ticks per round trip",
     )?;
-    let cpuid = capture(&exit_path.serial, r"CPUID exit (\d+) ticks per round trip")?;
-
+    let cpuid = capture(&serial, r"CPUID exit (\d+) ticks per round trip")?;
     Ok((hypercall, cpuid))
 }
 
@@ -520,9 +514,14 @@ fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
         .into_iter()
         .find(|s| s.name == name)
         .ok_or(format!("no scenario {name}"))?;
-    let o = scenario::run_one(&s, builds);
+    passing_serial(&s, builds, name)
+}
+
+/// Runs scenario `s` and returns its serial log, or an error naming `what` if it failed.
+fn passing_serial(s: &Scenario, builds: &Builds, what: &str) -> Result<String> {
+    let o = scenario::run_one(s, builds);
     if !o.passed {
-        return Err(format!("{name} failed: {}\n{}", o.reason, o.serial));
+        return Err(format!("{what} failed: {}\n{}", o.reason, o.serial));
     }
     Ok(o.serial)
 }

@@ -41,7 +41,7 @@ commands:
       --scenario NAME   only the named scenario (repeatable)
       --list            list the scenarios
   bench                 run the benchmarks; results in target/oxen/bench/results.json
-  bench --exit-path     only the null hypercall and CPUID round trips (about a minute)
+  bench --exit-path     only the null hypercall and CPUID round trips (about 15 s)
 ";
 
 fn main() -> ExitCode {
