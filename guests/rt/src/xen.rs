@@ -142,8 +142,14 @@ pub unsafe fn hvm_op(cmd: u32, arg: u64) -> i64 {
 
 /// `HVMOP_set_param` of the calling domain.
 pub fn set_param(index: u32, value: u64) -> Result<(), Errno> {
+    set_param_of(DOMID_SELF, index, value)
+}
+
+/// `HVMOP_set_param` of domain `domid` (another one: a privileged caller's toolstack
+/// parameters, such as where its XenStore page is).
+pub fn set_param_of(domid: DomId, index: u32, value: u64) -> Result<(), Errno> {
     let mut b = HvmParam {
-        domid: DOMID_SELF,
+        domid,
         index,
         value,
     }
@@ -154,8 +160,13 @@ pub fn set_param(index: u32, value: u64) -> Result<(), Errno> {
 
 /// `HVMOP_get_param` of the calling domain.
 pub fn get_param(index: u32) -> Result<u64, Errno> {
+    get_param_of(DOMID_SELF, index)
+}
+
+/// `HVMOP_get_param` of domain `domid`.
+pub fn get_param_of(domid: DomId, index: u32) -> Result<u64, Errno> {
     let mut b = HvmParam {
-        domid: DOMID_SELF,
+        domid,
         index,
         value: 0,
     }
@@ -187,8 +198,14 @@ fn evtchn_call(cmd: u32, b: &mut [u8]) -> Result<(), Errno> {
 
 /// `EVTCHNOP_alloc_unbound`: a new port of the caller that `remote_dom` may bind to.
 pub fn alloc_unbound(remote_dom: DomId) -> Result<EvtchnPort, Errno> {
+    alloc_unbound_in(DOMID_SELF, remote_dom)
+}
+
+/// `EVTCHNOP_alloc_unbound` in domain `dom` (another one for a privileged caller, as a
+/// toolstack makes a new domain's XenStore and console ports).
+pub fn alloc_unbound_in(dom: DomId, remote_dom: DomId) -> Result<EvtchnPort, Errno> {
     let mut b = EvtchnAllocUnbound {
-        dom: DOMID_SELF,
+        dom,
         remote_dom,
         port: 0,
     }

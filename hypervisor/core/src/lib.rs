@@ -23,6 +23,7 @@ pub mod frames;
 pub mod grant;
 pub mod guest_acpi;
 pub mod guest_walk;
+pub mod hvm_param;
 pub mod lapic;
 pub mod p2m;
 pub mod pvh;

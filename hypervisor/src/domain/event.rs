@@ -18,6 +18,7 @@ use oxen_abi::errno::{EINVAL, ENOSYS, EPERM};
 use oxen_abi::evtchn::{self as abi, DOMID_SELF, op, virq};
 use oxen_abi::{hvm, xencons};
 use oxen_core::evtchn::{self, EventPage, Peer, Ports, SendTarget, Word};
+use oxen_core::hvm_param::{SetError, check_set};
 use spin::{Mutex, MutexGuard};
 
 use super::hypercall::{copy_from_guest, copy_to_guest, read_arg};
@@ -607,26 +608,23 @@ pub fn hvm_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> i64 {
         } else {
             return Err(-EPERM);
         };
-        if index >= hvm::param::NR {
-            return Err(-EINVAL);
-        }
         if set {
-            if index != hvm::param::CALLBACK_IRQ {
-                // The rest are the toolstack's to set.
-                return Err(-EPERM);
+            let by_self = Arc::ptr_eq(&target, &d);
+            let mut params = target.events.params.lock();
+            let old = params.get(index as usize).copied().unwrap_or(0);
+            let vector = check_set(index, by_self, old, value).map_err(SetError::errno)?;
+            params[index as usize] = value;
+            if let Some(v) = vector {
+                target.events.callback_vector.store(v, Ordering::Release);
             }
-            let kind = value >> hvm::CALLBACK_TYPE_SHIFT;
-            let vector = (value & 0xff) as u8;
-            let v = match kind {
-                _ if value == 0 => 0,
-                hvm::CALLBACK_TYPE_VECTOR if vector >= 0x20 => vector,
-                _ => return Err(-EINVAL),
-            };
-            target.events.params.lock()[index as usize] = value;
-            target.events.callback_vector.store(v, Ordering::Release);
             Ok(())
         } else {
-            p.value = target.events.params.lock()[index as usize];
+            p.value = *target
+                .events
+                .params
+                .lock()
+                .get(index as usize)
+                .ok_or(-EINVAL)?;
             copy_to_guest(vcpu, arg, &p.to_bytes())
         }
     })();
