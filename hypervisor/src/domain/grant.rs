@@ -16,6 +16,7 @@ use oxen_abi::evtchn::DOMID_SELF;
 use oxen_abi::grant_table::{self as abi, gntst, op};
 use oxen_core::ept::Perm;
 use oxen_core::grant::{EntryHeader, GrantConfig, GrantEntries, GrantMemory, GrantTables};
+use oxen_core::p2m::Kind;
 use spin::Mutex;
 
 use super::hypercall::{copy_from_guest, copy_to_guest};
@@ -148,7 +149,8 @@ impl GrantMemory for Mem {
             return Err(gntst::GENERAL_ERROR);
         }
         let perm = if readonly { Perm::R } else { Perm::RW };
-        d.map_special(gfn, frame, perm)
+        d.map_overlay(gfn, frame, Kind::Grant, perm)
+            .map(drop)
             .map_err(|_| gntst::GENERAL_ERROR)
     }
 
@@ -159,7 +161,9 @@ impl GrantMemory for Mem {
         if now != Some(frame) {
             return Err(gntst::GENERAL_ERROR);
         }
-        d.unmap_special(gfn).map_err(|_| gntst::GENERAL_ERROR)
+        d.unmap_overlay(gfn)
+            .map(drop)
+            .map_err(|_| gntst::GENERAL_ERROR)
     }
 
     fn copy(&mut self, src: u64, src_off: u16, dst: u64, dst_off: u16, len: u16) {

@@ -15,6 +15,7 @@ use oxen_abi::memory::{
     self as mem_abi, AddToPhysmap, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
 };
 use oxen_core::ept::Perm;
+use oxen_core::frames::FRAME_SIZE;
 use oxen_core::p2m::Kind;
 
 use super::grant::{ensure_frames, is_reserved, with};
@@ -63,13 +64,15 @@ pub fn memory_op(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<i64, u64> {
     })
 }
 
-/// `XENMEM_add_to_physmap` on the caller itself: shared info, grant-table frames.
+/// `XENMEM_add_to_physmap`: shared info or a grant-table frame, put at a guest frame of
+/// the caller or (privileged) of another domain, as Xen's builder does to seed a new
+/// domain's reserved grant entries.
 fn add_to_physmap(vcpu: &mut Vcpu, arg: u64) -> i64 {
     let a = read_arg!(vcpu, arg, AddToPhysmap, |e| e);
-    let d = vcpu.domain.clone();
-    if a.domid != DOMID_SELF && u32::from(a.domid) != d.id {
-        return if d.privileged { -ESRCH } else { -EPERM };
-    }
+    let d = match target_of(vcpu, a.domid) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
     if a.gpfn >= d.gfn_limit || is_reserved(&d, a.gpfn) {
         return -EINVAL;
     }
@@ -230,10 +233,14 @@ fn add_batch(vcpu: &mut Vcpu, arg: u64) -> i64 {
     0
 }
 
-/// Maps `target`'s frame `gfn` at `me`'s `gpfn` (0 or a negative errno).
+/// Maps `target`'s frame `gfn` at `me`'s `gpfn` (0 or a negative errno): its RAM, or a
+/// hypervisor page it was given (shared info, a grant-table frame, its console ring),
+/// which lives as long as the target. What the target itself maps from others (grant
+/// and foreign maps) is theirs to take back and cannot be mapped on (-EINVAL).
 fn map_foreign(me: &Domain, target: &Arc<Domain>, gfn: u64, gpfn: u64) -> i64 {
-    let Some(hpa) = target.ram_frame(gfn) else {
-        return -EINVAL;
+    let hpa = match target.p2m_lookup(gfn) {
+        Some(e) if matches!(e.kind, Kind::Ram | Kind::Special) => e.mfn * FRAME_SIZE,
+        _ => return -EINVAL,
     };
     if gpfn >= me.gfn_limit || is_reserved(me, gpfn) {
         return -EINVAL;
@@ -266,24 +273,38 @@ fn drop_old(old: Option<oxen_core::p2m::Entry>) {
     }
 }
 
-/// `XENMEM_remove_from_physmap` on the caller: takes away the overlay at `gpfn` (a
-/// foreign map, shared info, a grant frame); the domain's own RAM is not removed this
-/// way in oxen (-EINVAL).
+/// `XENMEM_remove_from_physmap` on the caller or (privileged) another domain: takes
+/// away the overlay at `gpfn`: a foreign map, shared info or a grant-table frame (which
+/// stay the domain's, mapped nowhere until `add_to_physmap` puts them back). The
+/// domain's own RAM, its console ring and grant maps are not removed this way in oxen
+/// (-EINVAL; grant maps go with `GNTTABOP_unmap_grant_ref`).
 fn remove(vcpu: &mut Vcpu, arg: u64) -> i64 {
     let r = read_arg!(vcpu, arg, RemoveFromPhysmap, |e| e);
     let d = match target_of(vcpu, r.domid) {
         Ok(d) => d,
         Err(e) => return e,
     };
-    match d.p2m_lookup(r.gpfn).map(|e| e.kind) {
-        Some(Kind::Foreign { .. }) => match d.unmap_overlay(r.gpfn) {
-            Ok(old) => {
-                drop_old(old);
-                0
+    let gpfn = r.gpfn;
+    match d.p2m_lookup(gpfn).map(|e| e.kind) {
+        Some(Kind::Foreign { .. }) => {}
+        Some(Kind::Special) => {
+            let mut info = d.shared_info_gfn.lock();
+            let mut frames = d.grant_frames.lock();
+            if *info == Some(gpfn) {
+                *info = None;
+            } else if let Some(f) = frames.iter_mut().find(|f| f.1 == Some(gpfn)) {
+                f.1 = None;
+            } else {
+                return -EINVAL;
             }
-            Err(e) => physmap_error(e),
-        },
-        // Shared info and grant frames are moved, not removed, by oxen's guests.
-        Some(_) | None => -EINVAL,
+        }
+        _ => return -EINVAL,
+    }
+    match d.unmap_overlay(gpfn) {
+        Ok(old) => {
+            drop_old(old);
+            0
+        }
+        Err(e) => physmap_error(e),
     }
 }
