@@ -342,6 +342,51 @@ impl StartState {
         Self::from_hvm(&ctx, phys_bits)
     }
 
+    /// The state as an `hvm_hw_cpu` record (`XEN_DOMCTL_gethvmcontext`): registers in
+    /// the record's order, segments in Xen's 12-bit attribute format (an unusable one
+    /// has attributes 0). What oxen does not keep (FPU, debug registers, MSRs but EFER)
+    /// is 0. Setting the record again ([`StartState::from_hw_cpu`]) gives this state back.
+    pub fn to_hw_cpu(&self) -> HwCpu {
+        let [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi] = self.gprs;
+        let attr = |s: &Segment| -> u16 {
+            if s.ar & AR_UNUSABLE != 0 {
+                0
+            } else {
+                ((s.ar & 0xff) | ((s.ar >> 4) & 0xf00)) as u16
+            }
+        };
+        let mut c = HwCpu {
+            rip: self.rip,
+            rflags: self.rflags,
+            cr0: self.cr0,
+            cr3: self.cr3,
+            cr4: self.cr4,
+            efer: self.efer,
+            ..HwCpu::default()
+        };
+        c.gprs[..8].copy_from_slice(&[rax, rbx, rcx, rdx, rbp, rsi, rdi, rsp]);
+        use hvm_save::seg as hw;
+        for (from, to) in [
+            (seg::CS, hw::CS),
+            (seg::SS, hw::SS),
+            (seg::DS, hw::DS),
+            (seg::ES, hw::ES),
+            (seg::FS, hw::FS),
+            (seg::GS, hw::GS),
+            (seg::TR, hw::TR),
+            (seg::LDTR, hw::LDTR),
+        ] {
+            let s = &self.segs[from];
+            c.segs[to] = hvm_save::Segment {
+                sel: s.selector,
+                limit: s.limit,
+                base: s.base,
+                attr: attr(s),
+            };
+        }
+        c
+    }
+
     /// The VM-entry checks on segment registers (SDM 27.3.1.2) for a protected-mode
     /// context: present, S = 1 code in CS (non-conforming with DPL 0, or conforming),
     /// SS a writable data segment with DPL 0 (its selector's RPL), DS and ES data or
@@ -511,6 +556,37 @@ mod tests {
             StartState::from_hw_cpu(&c, 40).is_err(),
             "non-canonical RIP"
         );
+    }
+
+    #[test]
+    fn a_start_state_reads_back_as_the_record_that_sets_it() {
+        use oxen_abi::hvm_save::seg as hw;
+        let set = pvh_record(0x1000);
+        let s = StartState::from_hw_cpu(&set, 40).unwrap();
+        let got = s.to_hw_cpu();
+        assert_eq!((got.rip, got.rflags, got.cr0), (0x1000, 2, 0x11));
+        assert_eq!(got.gprs[1], 0x6000, "RBX is the record's second register");
+        assert_eq!(got.segs[hw::CS].attr, 0xc9b, "Xen's attribute format");
+        assert_eq!(got.segs[hw::SS].attr, 0xc93);
+        assert_eq!(got.segs[hw::TR].attr, 0x8b);
+        assert_eq!(got.segs[hw::LDTR].attr, 0, "unusable");
+        assert_eq!(got.segs[hw::CS].limit, 0xffff_ffff);
+        assert_eq!(
+            StartState::from_hw_cpu(&got, 40),
+            Ok(s),
+            "set again, same state"
+        );
+        // Every general register lands where the record keeps it.
+        let mut s = StartState::pvh(0x2000, 0);
+        s.gprs = [1, 2, 3, 4, 5, 6, 7, 8];
+        let c = s.to_hw_cpu();
+        // RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI in; RAX, RBX, RCX, RDX, RBP, RSI, RDI,
+        // RSP out.
+        assert_eq!(c.gprs[..8], [1, 4, 2, 3, 6, 7, 8, 5]);
+        assert_eq!(c.gprs[8..], [0; 8]);
+        // A 64-bit state too.
+        let s = StartState::from_hvm(&ctx64(0xffff_8000_0000_1000), 40).unwrap();
+        assert_eq!(StartState::from_hw_cpu(&s.to_hw_cpu(), 40), Ok(s));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use alloc::vec;
 use core::sync::atomic::Ordering;
 
 use oxen_abi::domctl::{self, CreateDomain, DomainInfo, HvmContextBuf, cdf, dominf, offset};
-use oxen_abi::errno::{EACCES, EBUSY, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, EPERM, ESRCH};
+use oxen_abi::errno::{
+    EACCES, EBUSY, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, ENOSYS, EPERM, ESRCH,
+};
 use oxen_abi::hvm_save::{self, Descriptor, Header, HwCpu};
 use oxen_abi::sched_op;
 use oxen_abi::sysctl::{self, DebugKeys, GetDomainInfoList, PhysInfo, physcap};
@@ -210,9 +212,28 @@ fn on_domain(
             super::event::write_wallclock(d);
             Ok(())
         }
+        domctl::cmd::GETHVMCONTEXT => {
+            // As Xen: not on the caller itself (it could not be paused).
+            if d.id == me {
+                return Err(-EINVAL);
+            }
+            let mut b = HvmContextBuf::from_bytes(u).ok_or(-EFAULT)?;
+            let context = get_hvm_context(d)?;
+            let need = context.len() as u32;
+            // A null buffer asks for the size only.
+            if b.buffer != 0 {
+                if b.size < need {
+                    return Err(-ENOSPC);
+                }
+                copy_to_guest(vcpu, b.buffer, &context)?;
+            }
+            b.size = need;
+            op[offset::U..][..HvmContextBuf::SIZE].copy_from_slice(&b.to_bytes());
+            Ok(())
+        }
         domctl::cmd::SETHVMCONTEXT => {
             if d.id == me {
-                return Err(-EPERM);
+                return Err(-EINVAL);
             }
             let b = HvmContextBuf::from_bytes(u).ok_or(-EFAULT)?;
             if b.size > MAX_HVM_CONTEXT {
@@ -317,11 +338,7 @@ fn set_hvm_context(d: &Domain, buf: &[u8]) -> Result<(), i64> {
             _ => {}
         }
     }
-    // A vCPU that has run keeps its registers in its VMCS: oxen sets only fresh ones.
-    if states
-        .iter()
-        .any(|(s, _)| d.ever_unpaused.load(Ordering::Acquire) && s.up.load(Ordering::Acquire))
-    {
+    if states.iter().any(|(s, _)| has_run(d, s)) {
         return Err(-EBUSY);
     }
     for (slot, state) in states {
@@ -329,6 +346,47 @@ fn set_hvm_context(d: &Domain, buf: &[u8]) -> Result<(), i64> {
         slot.initialised.store(true, Ordering::Release);
     }
     Ok(())
+}
+
+/// Whether vCPU `slot` of `d` may have run: its registers are then in its VMCS, which
+/// oxen's `sethvmcontext` and `gethvmcontext` do not reach yet (-EBUSY).
+fn has_run(d: &Domain, slot: &super::sched::VcpuSlot) -> bool {
+    d.ever_unpaused.load(Ordering::Acquire) && slot.up.load(Ordering::Acquire)
+}
+
+/// `d`'s context as `gethvmcontext` gives it: the header, one CPU record for each vCPU
+/// (the state it will start in; zeros for one never initialised), the end record.
+fn get_hvm_context(d: &Domain) -> Result<alloc::vec::Vec<u8>, i64> {
+    let slots = d.vcpus.get().map_or(&[][..], |v| &v[..]);
+    let mut out = vec![];
+    let mut record = |typecode, instance: usize, body: &[u8]| {
+        let desc = Descriptor {
+            typecode,
+            instance: instance as u16,
+            length: body.len() as u32,
+        };
+        out.extend_from_slice(&desc.to_bytes());
+        out.extend_from_slice(body);
+    };
+    let header = Header {
+        magic: hvm_save::FILE_MAGIC,
+        version: hvm_save::FILE_VERSION,
+        gtsc_khz: (crate::arch::time::tsc_hz() / 1000) as u32,
+        ..Header::default()
+    };
+    record(hvm_save::code::HEADER, 0, &header.to_bytes());
+    for (i, slot) in slots.iter().enumerate() {
+        if has_run(d, slot) {
+            return Err(-EBUSY);
+        }
+        let cpu = slot
+            .start
+            .lock()
+            .map_or(HwCpu::default(), |s| s.to_hw_cpu());
+        record(hvm_save::code::CPU, i, &cpu.to_bytes());
+    }
+    record(hvm_save::code::END, 0, &[]);
+    Ok(out)
 }
 
 /// What `getdomaininfo` says of `d`.
