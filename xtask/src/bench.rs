@@ -533,8 +533,8 @@ mod tests {
     #[test]
     fn churn_figures_come_from_the_log() {
         let log = "\
-[    1.209481] cpu0 INFO  [d1 builder] builder: 1000 domains created, run and destroyed, 3 at a time, ids 3..=5; 949 per second
-[    1.209549] cpu0 INFO  [d1 builder] builder: createdomain 30060 ticks, destroydomain 12133 ticks (means over 1003)
+[    1.209481] cpu0 INFO  [d0 builder] builder: 1000 domains created, run and destroyed, 3 at a time, ids 2..=4; 949 per second
+[    1.209549] cpu0 INFO  [d0 builder] builder: createdomain 30060 ticks, destroydomain 12133 ticks (means over 1003)
 ";
         let f = churn_figures(log).unwrap();
         assert_eq!((f.create, f.destroy, f.per_s), (30060, 12133, 949));

@@ -178,12 +178,12 @@ fn check_control(log: &str) -> std::result::Result<String, String> {
         }
         let d =
             |id: u32| (b.1.get(&id).unwrap_or(&0.0) - a.1.get(&id).unwrap_or(&0.0)) / dt * 100.0;
-        Ok((d(2), d(3)))
+        Ok((d(1), d(2)))
     };
     let before = window(300.0, change)?;
     let after = window(change + 300.0, f64::MAX)?;
     let text = format!(
-        "before the change (to {change:.0} ms): d2 {:.1}%, d3 {:.1}%; after: d2 {:.1}%, d3 {:.1}% (want 50/50, then 75/25)",
+        "before the change (to {change:.0} ms): d1 {:.1}%, d2 {:.1}%; after: d1 {:.1}%, d2 {:.1}% (want 50/50, then 75/25)",
         before.0, before.1, after.0, after.1
     );
     let off = [
@@ -292,7 +292,7 @@ const HOSTILE_DOMAINS: &[(&str, &str)] = &[
     (
         "ctl.cfg",
         "name = \"ctl\"\nkernel = \"schedctl.elf\"\nmemory = 8\nprivileged = 1\n\
-         cmdline = \"target=4 weight=512 shutdown_target=1\"\n",
+         cmdline = \"target=3 weight=512 shutdown_target=1\"\n",
     ),
     (
         "target.cfg",
@@ -327,19 +327,19 @@ const HOSTILE_OK: &[&str] = &[
     r"domain 1 \(x-teardown\): memory returned",
     r"  domain 1 \(x-teardown\): shutdown: poweroff",
     r"  domain 2 \(v-teardown\): shutdown: poweroff",
-    r"\[d3 ctl\] schedctl: domain 4 shut down remotely",
-    r"\[d3 ctl\] schedctl: PASS",
-    r"  domain 4 \(target\): shutdown: poweroff",
-    r"domain 5 \(x-physmap\): EPT table quota reached \(272 frames\)",
-    r"\[d5 x-physmap\] hostile: physmap: 2000 moves of shared info, then \d+ far grant mappings before a refusal",
-    r"\[d5 x-physmap\] hostile: physmap: PASS",
-    r"  domain 5 \(x-physmap\): shutdown: poweroff",
-    r"\[d6 x-instr\] hostile: instructions: PASS \d+ rounds",
-    r"  domain 6 \(x-instr\): shutdown: poweroff",
-    r"\[d7 x-ac\] hostile: ac: PASS 500 alignment checks from CPL 3",
-    r"  domain 7 \(x-ac\): shutdown: poweroff",
-    r"\[d8 v-regs\] faults: PASS \(16000 exceptions checked on 2 vCPU",
-    r"  domain 8 \(v-regs\): shutdown: poweroff",
+    r"\[d0 ctl\] schedctl: domain 3 shut down remotely",
+    r"\[d0 ctl\] schedctl: PASS",
+    r"  domain 3 \(target\): shutdown: poweroff",
+    r"domain 4 \(x-physmap\): EPT table quota reached \(272 frames\)",
+    r"\[d4 x-physmap\] hostile: physmap: 2000 moves of shared info, then \d+ far grant mappings before a refusal",
+    r"\[d4 x-physmap\] hostile: physmap: PASS",
+    r"  domain 4 \(x-physmap\): shutdown: poweroff",
+    r"\[d5 x-instr\] hostile: instructions: PASS \d+ rounds",
+    r"  domain 5 \(x-instr\): shutdown: poweroff",
+    r"\[d6 x-ac\] hostile: ac: PASS 500 alignment checks from CPL 3",
+    r"  domain 6 \(x-ac\): shutdown: poweroff",
+    r"\[d7 v-regs\] faults: PASS \(16000 exceptions checked on 2 vCPU",
+    r"  domain 7 \(v-regs\): shutdown: poweroff",
     r"power: powering off",
 ];
 const HOSTILE_FORBID: &[&str] = &["PANIC", "EXCEPTION", "ERROR", "FAIL"];
@@ -711,18 +711,18 @@ pub fn all() -> Vec<Scenario> {
             domains: &[(
                 "fuzz-ctl.cfg",
                 "name = \"fuzz-ctl\"\nkernel = \"hcall-fuzz.elf\"\nmemory = 16\nprivileged = 1\n\
-                 cmdline = \"rounds=2 control=6000 me=1\"\n",
+                 cmdline = \"rounds=2 control=6000 me=0\"\n",
             )],
             expect: &[
-                r"\[d1 fuzz-ctl\] hcall-fuzz: control: 6000 calls of domctl, sysctl and memory_op, \d+ succeeded",
-                r"\[d1 fuzz-ctl\] hcall-fuzz: PASS",
-                r"domain 1 \(fuzz-ctl\): shutdown: poweroff",
+                r"\[d0 fuzz-ctl\] hcall-fuzz: control: 6000 calls of domctl, sysctl, memory_op, hvm_op and event_channel_op, \d+ succeeded",
+                r"\[d0 fuzz-ctl\] hcall-fuzz: PASS",
+                r"domain 0 \(fuzz-ctl\): shutdown: poweroff",
                 r"power: powering off",
             ],
             forbid: &["PANIC", "EXCEPTION", "FAIL"],
             ..bochs_guests(
                 "guest-hcall-fuzz-control",
-                "a privileged domain fuzzes domctl, sysctl and the builder's memory_op calls with hostile structures (creating, pausing and destroying domains at random) on 2 pCPUs; the hypervisor stays up and destroys what is left",
+                "a privileged domain fuzzes domctl, sysctl, the builder's memory_op calls and a toolstack's HVM-parameter, port and physmap calls on other domains with hostile structures (creating, pausing and destroying domains at random) on 2 pCPUs; the hypervisor stays up and destroys what is left",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"fuzz-ctl.cfg\"]\n",
             )
@@ -1060,15 +1060,15 @@ pub fn all() -> Vec<Scenario> {
             domains: &[
                 (
                     "ctl.cfg",
-                    "name = \"ctl\"\nkernel = \"schedctl.elf\"\nmemory = 8\nprivileged = 1\ncmdline = \"target=2 weight=768 after_ms=1200\"\n",
+                    "name = \"ctl\"\nkernel = \"schedctl.elf\"\nmemory = 8\nprivileged = 1\ncmdline = \"target=1 weight=768 after_ms=1200\"\n",
                 ),
                 ("a.cfg", "name = \"a\"\nkernel = \"burn.elf\"\nmemory = 8\n"),
                 ("b.cfg", "name = \"b\"\nkernel = \"burn.elf\"\nmemory = 8\n"),
             ],
             expect: &[
-                r"\[d1 ctl\] schedctl: domain 2: \(weight, cap\) = Ok\(\(256, 0\)\)",
-                r"sched: domain 2 \(a\): weight 768, cap 0 \(was 256, 0\)",
-                r"\[d1 ctl\] schedctl: PASS",
+                r"\[d0 ctl\] schedctl: domain 1: \(weight, cap\) = Ok\(\(256, 0\)\)",
+                r"sched: domain 1 \(a\): weight 768, cap 0 \(was 256, 0\)",
+                r"\[d0 ctl\] schedctl: PASS",
                 r"sched: run time limit of \d+ ms reached",
                 r"power: powering off",
             ],
@@ -1095,26 +1095,26 @@ pub fn all() -> Vec<Scenario> {
             ],
             input: &[
                 (
-                    r"\[d1 ctl\] hello: conread: VIRQ_CONSOLE on port \d+",
+                    r"\[d0 ctl\] hello: conread: VIRQ_CONSOLE on port \d+",
                     "first line\n",
                 ),
                 (r"console_io read 'first line'", "\x01\x01\x01"),
-                (r"\*\*\* Serial input to d2 \(guest\)", "to the ring\n"),
+                (r"\*\*\* Serial input to d1 \(guest\)", "to the ring\n"),
                 // guest ends after its line: input moves on to the hypervisor by itself.
                 (r"\*\*\* Serial input to oxen", "hmq"),
-                (r"debug-key q: domain 2 \(guest\)", "\x01\x01\x01"),
+                (r"debug-key q: domain 1 \(guest\)", "\x01\x01\x01"),
                 // (Each step looks only at what came after the step before it.)
-                (r"\*\*\* Serial input to d1 \(ctl\)", "second\n"),
+                (r"\*\*\* Serial input to d0 \(ctl\)", "second\n"),
             ],
             expect: &[
-                r"\*\*\* Serial input to d1 \(ctl\)",
-                r"\[d1 ctl\] hello: console_io read 'first line' \([1-9]\d* VIRQ_CONSOLE so far\)",
-                r"\[d2 guest\] hello: got 'to the ring'",
+                r"\*\*\* Serial input to d0 \(ctl\)",
+                r"\[d0 ctl\] hello: console_io read 'first line' \([1-9]\d* VIRQ_CONSOLE so far\)",
+                r"\[d1 guest\] hello: got 'to the ring'",
                 r"debug-key h: h this list; m memory; q domains",
                 r"debug-key m: \d+ frames free of \d+; heap \d+ bytes in use",
-                r"debug-key q: domain 1 \(ctl\): flags 0x[0-9a-f]+, 2048 pages of 2048, 1 vCPUs online, running",
-                r"\[d1 ctl\] hello: console_io read 'second'",
-                r"  domain 1 \(ctl\): shutdown: poweroff",
+                r"debug-key q: domain 0 \(ctl\): flags 0x[0-9a-f]+, 2048 pages of 2048, 1 vCPUs online, running",
+                r"\[d0 ctl\] hello: console_io read 'second'",
+                r"  domain 0 \(ctl\): shutdown: poweroff",
                 r"power: powering off",
             ],
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
@@ -1130,23 +1130,23 @@ pub fn all() -> Vec<Scenario> {
                 (
                     "builder.cfg",
                     "name = \"builder\"\nkernel = \"builder.elf\"\nmemory = 8\nprivileged = 1\n\
-                     cmdline = \"me=1 cycles=1000 batch=3 many=1000\"\n",
+                     cmdline = \"me=0 cycles=1000 batch=3 many=1000\"\n",
                 ),
                 (
                     "denied.cfg",
-                    "name = \"denied\"\nkernel = \"builder.elf\"\nmemory = 8\ncmdline = \"me=2 mode=denied\"\n",
+                    "name = \"denied\"\nkernel = \"builder.elf\"\nmemory = 8\ncmdline = \"me=1 mode=denied\"\n",
                 ),
             ],
             expect: &[
-                r"\[d2 denied\] builder: denied: every control call is -EPERM",
-                r"\[d2 denied\] builder: PASS",
-                r"\[d1 builder\] builder: pause: the child stood still at \d+ while paused, then ran on",
-                r"\[d1 builder\] builder: getdomaininfolist: \d+ domain\(s\): \[1",
-                r"\[d1 builder\] builder: 1000 domains created, run and destroyed, 3 at a time, ids 3..=5",
+                r"\[d1 denied\] builder: denied: every control call is -EPERM",
+                r"\[d1 denied\] builder: PASS",
+                r"\[d0 builder\] builder: pause: the child stood still at \d+ while paused, then ran on",
+                r"\[d0 builder\] builder: getdomaininfolist: \d+ domain\(s\): \[0",
+                r"\[d0 builder\] builder: 1000 domains created, run and destroyed, 3 at a time, ids 2..=4",
                 r"memory: heap grew to 2 regions",
-                r"\[d1 builder\] builder: many: 1000 domains alive at once, then 0",
-                r"\[d1 builder\] builder: PASS",
-                r"  domain 1 \(builder\): shutdown: poweroff",
+                r"\[d0 builder\] builder: many: 1000 domains alive at once, then 0",
+                r"\[d0 builder\] builder: PASS",
+                r"  domain 0 \(builder\): shutdown: poweroff",
                 r"power: powering off",
             ],
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],

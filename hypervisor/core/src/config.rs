@@ -345,8 +345,8 @@ pub struct DomainConfig {
     pub cap: u32,
     /// Hard affinity of every vCPU (`cpus`): bit n = pCPU n.
     pub affinity: u64,
-    /// May use the control hypercalls (`privileged = 1`; until dom0 exists this names
-    /// the boot-time control domain).
+    /// May use the control hypercalls (`privileged = 1`): the control domain, which is
+    /// domain 0 as in Xen (so at most one domain of a boot has it).
     pub privileged: bool,
     /// A module for the guest (`ramdisk`, xl's initrd): an entry of the boot archive,
     /// loaded after the kernel and listed in `hvm_start_info`'s module list.

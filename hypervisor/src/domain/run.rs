@@ -147,7 +147,13 @@ fn build(
             usable_cpus()
         ));
     }
-    let id = registry::reserve_free().map_err(|e| format!("no domain id: {e:?}"))?;
+    // As in Xen, the control domain is domain 0; there is one.
+    let id = if cfg.privileged {
+        registry::reserve(0)
+            .map_err(|_| String::from("domain 0 is taken: only one domain can be privileged"))?
+    } else {
+        registry::reserve_free().map_err(|e| format!("no domain id: {e:?}"))?
+    };
     let dom = match glue::with(|s| s.add_domain(cfg.weight, cfg.cap)) {
         Ok(d) => d,
         Err(e) => {
