@@ -10,8 +10,12 @@
 //! must linger, dying) and unmaps them (then it must be gone). The first batch also
 //! pauses a running domain and checks that it stops. Before and after it all (after a
 //! warm-up batch) it asks the hypervisor for its memory figures (`debug_keys m`) and
-//! the free pages (`physinfo`): they must be equal. It checks the errors of bad
-//! requests on the way.
+//! the free pages (`physinfo`): they must be equal. In that window it also does once
+//! what a toolstack does beyond memory and registers: another domain's HVM parameters
+//! (`HVMOP_set_param`), a port in it (`EVTCHNOP_alloc_unbound` on its behalf), its
+//! reserved grant entries seeded through its grant frame (`add_to_physmap` on it, a
+//! foreign map, `remove_from_physmap`) and mapped back by grant, and `gethvmcontext`.
+//! It checks the errors of bad requests on the way.
 //!
 //! `mode=denied` (unprivileged): every call above must be -EPERM. `me=` is its own id.
 #![no_std]
@@ -20,11 +24,11 @@
 use core::ptr::{read_volatile, write_volatile};
 
 use oxen_guest_rt::abi::domctl::{self, CreateDomain, DomainInfo, cdf, dominf, offset};
-use oxen_guest_rt::abi::errno::{EACCES, EEXIST, EINVAL, EPERM, ESRCH};
+use oxen_guest_rt::abi::errno::{EACCES, EEXIST, EINVAL, ENOSPC, EPERM, ESRCH};
 use oxen_guest_rt::abi::hvm_save::{self, Descriptor, Header, HwCpu};
 use oxen_guest_rt::abi::hypercall as nr;
 use oxen_guest_rt::abi::memory::{
-    self as mem, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
+    self as mem, AddToPhysmap, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
 };
 use oxen_guest_rt::abi::sysctl::{self, DebugKeys, GetDomainInfoList, PhysInfo};
 use oxen_guest_rt::arch::rdtsc;
@@ -466,10 +470,6 @@ fn errors(c: &mut Checks, me: u16) {
         "createdomain with 0 vCPUs is -EINVAL",
     );
     c.check(
-        create(cdf::HVM | cdf::HAP, 1, me) == Err(-EEXIST),
-        "createdomain with a taken id is -EEXIST",
-    );
-    c.check(
         simple(domctl::cmd::DESTROYDOMAIN, me) == -EINVAL,
         "destroying itself is -EINVAL",
     );
@@ -502,6 +502,10 @@ fn errors(c: &mut Checks, me: u16) {
         return;
     };
     c.check(id == 500, "createdomain takes the id asked for");
+    c.check(
+        create(cdf::HVM | cdf::HAP, 1, 500) == Err(-EEXIST),
+        "createdomain with a taken id is -EEXIST",
+    );
     let i = info_of(500);
     c.check(
         i.is_some_and(|i| i.flags & dominf::PAUSED != 0 && i.max_vcpu_id == 1 && i.tot_pages == 0),
@@ -582,6 +586,242 @@ fn errors(c: &mut Checks, me: u16) {
     c.check(info_of(500).is_some(), "it lingers while mapped");
     c.check(unmap(MAP_BASE_GFN + 100) == 0, "unmapping its page");
     c.check(info_of(500).is_none(), "then it is gone");
+}
+
+/// `XENMEM_add_to_physmap` of `space` frame `idx` at `domid`'s `gpfn`.
+fn add_to_physmap(domid: u16, space: u32, idx: u64, gpfn: u64) -> i64 {
+    let mut a = AddToPhysmap {
+        domid,
+        size: 0,
+        space,
+        idx,
+        gpfn,
+    }
+    .to_bytes();
+    memory_op(mem::ADD_TO_PHYSMAP, &mut a)
+}
+
+/// `XENMEM_remove_from_physmap` of `domid`'s `gpfn`.
+fn remove_from(domid: u16, gpfn: u64) -> i64 {
+    let mut r = RemoveFromPhysmap {
+        domid,
+        gpfn,
+        ..RemoveFromPhysmap::default()
+    }
+    .to_bytes();
+    memory_op(mem::REMOVE_FROM_PHYSMAP, &mut r)
+}
+
+/// `gethvmcontext` into `buf` (empty: the size only); the result and the size it says.
+fn get_context(domid: u16, buf: &mut [u8]) -> (i64, u32) {
+    let b = domctl::HvmContextBuf {
+        size: buf.len() as u32,
+        pad: 0,
+        buffer: if buf.is_empty() {
+            0
+        } else {
+            buf.as_mut_ptr() as u64
+        },
+    };
+    let (rc, op) = domctl_op(domctl::cmd::GETHVMCONTEXT, domid, &b.to_bytes());
+    let out = domctl::HvmContextBuf::from_bytes(&op[offset::U..]).expect("whole union");
+    (rc, out.size)
+}
+
+/// Where the toolstack test puts things: the child's frames for its console and store
+/// pages, the hole where its grant frame 0 is put for seeding, and the builder's own
+/// frames for the foreign and grant maps (below the children's slots).
+const CHILD_CONSOLE_GFN: u64 = 3;
+const CHILD_STORE_GFN: u64 = 4;
+const SCRATCH_GFN: u64 = CHILD_FRAMES + 8;
+const TOOL_GPFN: u64 = MAP_BASE_GFN - 8;
+const GRANT_GPFN: u64 = MAP_BASE_GFN - 4;
+
+/// What a toolstack does for a new domain beyond its memory and registers, the Xen
+/// way: its XenStore page and port in its HVM parameters, a port allocated in it for
+/// the back end (`EVTCHNOP_alloc_unbound` on its behalf), the reserved grant entries
+/// 0 (console) and 1 (XenStore) seeded for the back end through its grant frame put
+/// in its physical map, mapped here and taken away again; then the back end maps them
+/// by grant and finds the pages the builder filled. And `gethvmcontext` gives back
+/// the registers `sethvmcontext` set.
+fn toolstack(c: &mut Checks, me: u16) {
+    use oxen_guest_rt::abi::grant_table::{gntst, gtf};
+    use oxen_guest_rt::abi::hvm::param;
+    use oxen_guest_rt::{grant, xen};
+    let Ok(id) = create(cdf::HVM | cdf::HAP, 1, 0) else {
+        c.check(false, "toolstack: createdomain");
+        return;
+    };
+    c.check(max_mem(id, CHILD_FRAMES * 4) == 0, "toolstack: max_mem");
+    c.check(populate(id, &[0], 4) == 1, "toolstack: populate_physmap");
+
+    // HVM parameters and the store port.
+    let port = xen::alloc_unbound_in(id, me);
+    c.check(port.is_ok_and(|p| p > 0), "alloc_unbound in another domain");
+    let port = port.unwrap_or(0);
+    c.check(
+        xen::bind_interdomain(id, port).is_ok_and(|p| xen::close(p).is_ok()),
+        "binding to the port allocated on the new domain's behalf",
+    );
+    let port = xen::alloc_unbound_in(id, me).unwrap_or(0);
+    let set = |i, v| xen::set_param_of(id, i, v);
+    c.check(
+        set(param::STORE_PFN, CHILD_STORE_GFN).is_ok()
+            && set(param::STORE_EVTCHN, u64::from(port)).is_ok(),
+        "set_param STORE_PFN and STORE_EVTCHN on another domain",
+    );
+    c.check(
+        xen::get_param_of(id, param::STORE_PFN) == Ok(CHILD_STORE_GFN)
+            && xen::get_param_of(id, param::STORE_EVTCHN) == Ok(u64::from(port)),
+        "get_param reads them back",
+    );
+    c.check(
+        set(param::NR, 1) == Err(-EINVAL),
+        "set_param of a parameter past the last is -EINVAL",
+    );
+    c.check(
+        set(param::CALLBACK_IRQ, 5) == Err(-EINVAL),
+        "set_param of a callback of an unknown type is -EINVAL",
+    );
+    c.check(
+        xen::set_param_of(0x7000, param::STORE_PFN, 1) == Err(-ESRCH),
+        "set_param on a missing domain is -ESRCH",
+    );
+    c.check(
+        xen::set_param(param::STORE_PFN, 1) == Err(-EPERM),
+        "a domain cannot move its own XenStore page (-EPERM)",
+    );
+    let own = xen::get_param(param::STORE_EVTCHN).unwrap_or(u64::MAX);
+    c.check(
+        xen::set_param(param::STORE_EVTCHN, own).is_ok(),
+        "but sets its own XenStore port",
+    );
+
+    // The pages the grants will name, filled through foreign maps.
+    let marks = [0xc0c0_0000 | u32::from(id), 0x5707_0000 | u32::from(id)];
+    let (rc, errs) = map_foreign(
+        id,
+        &[CHILD_CONSOLE_GFN, CHILD_STORE_GFN],
+        &[TOOL_GPFN, TOOL_GPFN + 1],
+    );
+    c.check(
+        rc == 0 && errs == [0, 0],
+        "toolstack: foreign map of two pages",
+    );
+    for (k, m) in marks.iter().enumerate() {
+        // SAFETY: the frame is mapped RW at this address (identity-mapped GiB).
+        unsafe { write_volatile(word(TOOL_GPFN + k as u64, 0), *m) };
+    }
+    c.check(
+        unmap(TOOL_GPFN) == 0 && unmap(TOOL_GPFN + 1) == 0,
+        "toolstack: unmapping them",
+    );
+
+    // Seeding: its grant frame 0 in its physical map, mapped here, written, removed.
+    c.check(
+        add_to_physmap(id, mem::MAPSPACE_GRANT_TABLE, 0, SCRATCH_GFN) == 0,
+        "add_to_physmap of another domain's grant frame",
+    );
+    let (rc, errs) = map_foreign(id, &[SCRATCH_GFN], &[TOOL_GPFN]);
+    c.check(rc == 0 && errs[0] == 0, "a foreign map of its grant frame");
+    if rc == 0 && errs[0] == 0 {
+        for (gref, gfn) in [(0, CHILD_CONSOLE_GFN), (1, CHILD_STORE_GFN)] {
+            let at = 8 * gref;
+            // SAFETY: the grant frame is mapped RW here; the domain does not run yet.
+            unsafe {
+                write_volatile(word(TOOL_GPFN, at + 4), gfn as u32);
+                write_volatile(
+                    word(TOOL_GPFN, at),
+                    u32::from(gtf::PERMIT_ACCESS) | u32::from(me) << 16,
+                );
+            }
+        }
+        c.check(unmap(TOOL_GPFN) == 0, "unmapping the grant frame");
+    }
+    c.check(
+        remove_from(id, SCRATCH_GFN) == 0,
+        "remove_from_physmap of the grant frame in the other domain",
+    );
+    c.check(
+        remove_from(id, SCRATCH_GFN) == -EINVAL,
+        "removing it twice is -EINVAL",
+    );
+    c.check(
+        add_to_physmap(id, mem::MAPSPACE_GRANT_TABLE, 0, 1 << 40) == -EINVAL,
+        "add_to_physmap beyond the domain's physical space is -EINVAL",
+    );
+
+    // The back end maps the seeded entries.
+    for (gref, m) in [(0, marks[0]), (1, marks[1])] {
+        let gpa = GRANT_GPFN << 12;
+        match grant::map(id, gref, gpa, true) {
+            Ok(h) => {
+                // SAFETY: the granted frame is mapped read-only at `gpa`.
+                let v = unsafe { read_volatile(word(GRANT_GPFN, 0)) };
+                c.check(v == m, "a seeded grant maps the page it names");
+                c.check(grant::unmap(gpa, h).is_ok(), "unmapping the seeded grant");
+            }
+            Err(e) => {
+                println!("builder: map of seeded grant {gref}: {e:?}");
+                c.check(false, "a seeded grant maps");
+            }
+        }
+    }
+    c.check(
+        grant::map(id, 2, GRANT_GPFN << 12, true).is_err_and(|e| e.status() != gntst::OKAY),
+        "an unseeded entry does not map",
+    );
+
+    // gethvmcontext reads back what sethvmcontext set.
+    let (rc, size) = get_context(id, &mut []);
+    c.check(
+        rc == 0 && size == 1080,
+        "gethvmcontext with no buffer gives the size",
+    );
+    c.check(
+        set_context(id, &hvm_context(&boot_cpu(), hvm_save::FILE_MAGIC)) == 0,
+        "toolstack: sethvmcontext",
+    );
+    let mut buf = [0u8; 1080];
+    c.check(
+        get_context(id, &mut buf[..1000]).0 == -ENOSPC,
+        "gethvmcontext into a short buffer is -ENOSPC",
+    );
+    let (rc, size) = get_context(id, &mut buf);
+    let at = Descriptor::SIZE + Header::SIZE;
+    let header = Header::from_bytes(&buf[Descriptor::SIZE..]);
+    let desc = Descriptor::from_bytes(&buf[at..]);
+    let cpu = HwCpu::from_bytes(&buf[at + Descriptor::SIZE..]).unwrap_or_default();
+    let want = boot_cpu();
+    c.check(
+        rc == 0
+            && size == 1080
+            && header.is_some_and(|h| h.magic == hvm_save::FILE_MAGIC)
+            && desc.is_some_and(|d| d.typecode == hvm_save::code::CPU && d.instance == 0),
+        "gethvmcontext: a header, then vCPU 0's record",
+    );
+    let cs = hvm_save::seg::CS;
+    c.check(
+        (cpu.rip, cpu.cr0, cpu.rflags, cpu.segs[cs].attr)
+            == (want.rip, want.cr0, want.rflags, want.segs[cs].attr),
+        "gethvmcontext gives back the registers set",
+    );
+    println!(
+        "builder: toolstack: domain {id}: store gfn {CHILD_STORE_GFN} port {port}, grants 0 and 1 seeded, context rip {:#x}",
+        cpu.rip
+    );
+    c.check(
+        set_context(id, &buf) == 0,
+        "what gethvmcontext gave sets again",
+    );
+    c.check(
+        get_context(me, &mut []).0 == -EINVAL,
+        "gethvmcontext of itself is -EINVAL",
+    );
+    c.check(
+        simple(domctl::cmd::DESTROYDOMAIN, id) == 0 && info_of(id).is_none(),
+        "toolstack: destroyed with nothing mapped, it is gone at once",
+    );
 }
 
 fn vcpu_info(domid: u16, vcpu: u32) -> Result<domctl::GetVcpuInfo, i64> {
@@ -737,6 +977,7 @@ fn build(info: &StartInfo, me: u16, c: &mut Checks) {
     );
     let before = physinfo().map(|p| p.free_pages);
     debug_keys(b"m");
+    toolstack(c, me);
     let t0 = oxen_guest_rt::time::now_ns();
     let mut done = 0;
     let (mut lo, mut hi) = (u16::MAX, 0u16);
@@ -839,9 +1080,10 @@ fn denied(c: &mut Checks) {
         domctl::cmd::GETDOMAININFO,
         domctl::cmd::MAX_MEM,
         domctl::cmd::SETHVMCONTEXT,
+        domctl::cmd::GETHVMCONTEXT,
         domctl::cmd::SETDOMAINHANDLE,
     ] {
-        c.check(simple(cmd, 1) == want, "a domctl on another domain");
+        c.check(simple(cmd, 0) == want, "a domctl on the control domain");
     }
     for cmd in [
         sysctl::cmd::PHYSINFO,
@@ -852,11 +1094,34 @@ fn denied(c: &mut Checks) {
         c.check(sysctl_op(cmd, &[]).0 == want, "a sysctl");
     }
     c.check(
-        populate(1, &[0x100], 0) == want,
+        populate(0, &[0x100], 0) == want,
         "populate_physmap on another domain",
     );
-    let (rc, _) = map_foreign(1, &[0], &[MAP_BASE_GFN]);
+    let (rc, _) = map_foreign(0, &[0], &[MAP_BASE_GFN]);
     c.check(rc == want, "a foreign map");
+    c.check(
+        add_to_physmap(0, mem::MAPSPACE_GRANT_TABLE, 0, MAP_BASE_GFN) == want,
+        "add_to_physmap on another domain",
+    );
+    c.check(
+        remove_from(0, MAP_BASE_GFN) == want,
+        "remove_from_physmap on another domain",
+    );
+    use oxen_guest_rt::abi::hvm::param;
+    use oxen_guest_rt::xen;
+    c.check(
+        xen::set_param_of(0, param::STORE_PFN, 1) == Err(want)
+            && xen::set_param_of(0, param::CALLBACK_IRQ, 0) == Err(want),
+        "set_param on another domain",
+    );
+    c.check(
+        xen::get_param_of(0, param::STORE_PFN) == Err(want),
+        "get_param on another domain",
+    );
+    c.check(
+        xen::alloc_unbound_in(0, 0) == Err(want),
+        "alloc_unbound in another domain",
+    );
     println!("builder: denied: every control call is -EPERM");
 }
 
@@ -866,7 +1131,7 @@ fn main(info: &StartInfo) {
     let me = info
         .cmdline_arg("me")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .unwrap_or(0);
     match info.cmdline_arg("mode").unwrap_or("build") {
         "denied" => denied(&mut c),
         _ => build(info, me, &mut c),

@@ -20,6 +20,7 @@
 //! `control=N` (for a privileged domain, with `me=` its id): N more calls of the control
 //! interface (`domctl` and `sysctl` with the right interface version, real commands and
 //! hostile structures; `memory_op` populate, foreign maps and removals on random
+//! domains; HVM parameters, ports, `add_to_physmap` and `remove_from_physmap` on other
 //! domains), which also creates, pauses and destroys domains at random; whatever it
 //! leaves behind the hypervisor destroys when it ends.
 #![no_std]
@@ -421,13 +422,28 @@ fn call_from_scratch(scratch: u64, call: u32, op: &[u8]) -> i64 {
     unsafe { vmcall(u64::from(call), at, 0, 0, 0, 0) }
 }
 
+/// As [`call_from_scratch`], for the calls that take a sub-op first: `call(cmd, op)`.
+fn sub_op_from_scratch(scratch: u64, call: u32, cmd: u32, op: &[u8]) -> i64 {
+    let at = scratch + 3000;
+    for (i, b) in op.iter().enumerate() {
+        // SAFETY: inside the scratch area reserved for this.
+        unsafe { ((at + i as u64) as *mut u8).write_volatile(*b) };
+    }
+    // SAFETY: the argument is scratch memory.
+    unsafe { vmcall(u64::from(call), u64::from(cmd), at, 0, 0, 0) }
+}
+
 /// Where the control phase's foreign maps go: a window of guest frames above our RAM
 /// (and below the 1 GiB the boot page tables map), never over our own memory.
 const FOREIGN_WINDOW: u64 = 0x3_0000;
 
-/// The control phase: `n` calls of domctl, sysctl and the builder's memory_op sub-ops
-/// with hostile structures on random domains. Returns the calls made.
+/// The control phase: `n` calls of domctl, sysctl, the builder's memory_op sub-ops and a
+/// toolstack's other calls with hostile structures on random domains. Returns the calls
+/// made.
 fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
+    use oxen_guest_rt::abi::evtchn::EvtchnAllocUnbound;
+    use oxen_guest_rt::abi::hvm::{self, HvmParam};
+    use oxen_guest_rt::abi::memory::{AddToPhysmap, RemoveFromPhysmap};
     use oxen_guest_rt::abi::{domctl, memory, sysctl};
     const DOMCTLS: [u32; 17] = [1, 2, 3, 4, 5, 9, 11, 14, 15, 16, 17, 24, 25, 33, 34, 0, 77];
     const SYSCTLS: [u32; 8] = [1, 3, 4, 6, 7, 8, 0, 99];
@@ -444,7 +460,7 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
     for _ in 0..n {
         f.fill_scratch(512);
         let scratch = f.scratch;
-        let kind = f.rng.below(3);
+        let kind = f.rng.below(4);
         let rc = match kind {
             0 => {
                 let mut op = [0u8; domctl::SIZE];
@@ -482,6 +498,59 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
                     unsafe { ((scratch + 16) as *mut [u8; 2]).write_volatile(*b"  ") };
                 }
                 call_from_scratch(scratch, nr::SYSCTL, &op)
+            }
+            3 => {
+                // On other domains only (our own upcall and console port must stay):
+                // HVM parameters, a port allocated in one, add_to_physmap and
+                // remove_from_physmap in its space.
+                let other = loop {
+                    let d = domid(f);
+                    if d != me && d != 0x7ff0 {
+                        break d;
+                    }
+                };
+                let bits = f.rng.below(64);
+                let value = f.rng.next() >> (63 - bits);
+                match f.rng.below(5) {
+                    0 | 1 => {
+                        let p = HvmParam {
+                            domid: other,
+                            index: f.rng.below(48) as u32,
+                            value,
+                        };
+                        let cmd =
+                            [hvm::HVMOP_SET_PARAM, hvm::HVMOP_GET_PARAM][f.rng.below(2) as usize];
+                        sub_op_from_scratch(scratch, nr::HVM_OP, cmd, &p.to_bytes())
+                    }
+                    2 => {
+                        let a = EvtchnAllocUnbound {
+                            dom: other,
+                            remote_dom: domid(f),
+                            port: 0,
+                        };
+                        sub_op_from_scratch(scratch, nr::EVENT_CHANNEL_OP, 6, &a.to_bytes())
+                    }
+                    3 => {
+                        let a = AddToPhysmap {
+                            domid: other,
+                            size: f.rng.below(4) as u16,
+                            space: f.rng.below(6) as u32,
+                            idx: f.rng.below(40),
+                            gpfn: value,
+                        };
+                        let cmd = memory::ADD_TO_PHYSMAP;
+                        sub_op_from_scratch(scratch, nr::MEMORY_OP, cmd, &a.to_bytes())
+                    }
+                    _ => {
+                        let r = RemoveFromPhysmap {
+                            domid: other,
+                            gpfn: value,
+                            ..RemoveFromPhysmap::default()
+                        };
+                        let cmd = memory::REMOVE_FROM_PHYSMAP;
+                        sub_op_from_scratch(scratch, nr::MEMORY_OP, cmd, &r.to_bytes())
+                    }
+                }
             }
             _ => {
                 // populate_physmap / add_to_physmap_batch / remove_from_physmap, every
@@ -545,7 +614,9 @@ fn control(f: &mut Fuzz, n: u64, me: u16) -> u64 {
             println!("hcall-fuzz: FAIL a domctl returned {rc}");
         }
     }
-    println!("hcall-fuzz: control: {made} calls of domctl, sysctl and memory_op, {ok} succeeded");
+    println!(
+        "hcall-fuzz: control: {made} calls of domctl, sysctl, memory_op, hvm_op and event_channel_op, {ok} succeeded"
+    );
     made
 }
 
