@@ -58,6 +58,7 @@ pub fn domain_configs(config: &BootConfig, archive: &Archive<'static>) -> Vec<Bo
         };
         let ramdisk = match &cfg.ramdisk {
             None => None,
+            Some(r) if r == oxen_core::archive::WHOLE_ARCHIVE => Some(archive.bytes()),
             Some(r) => match archive.get(r) {
                 Some(e) => Some(e.data),
                 None => {

@@ -213,7 +213,16 @@ impl<'a> Archive<'a> {
     pub fn crc(&self) -> u32 {
         self.crc
     }
+
+    /// The archive's bytes (what a domain given the whole archive as its module gets).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
 }
+
+/// The `ramdisk` name that gives a domain the whole boot archive as its module: the
+/// control domain's files (its `xl.cfg` files and guest images).
+pub const WHOLE_ARCHIVE: &str = "@archive";
 
 /// Writes an archive holding `files` (name, contents) in the given order.
 pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>, ArchiveError> {

@@ -348,7 +348,8 @@ pub struct DomainConfig {
     /// May use the control hypercalls (`privileged = 1`): the control domain, which is
     /// domain 0 as in Xen (so at most one domain of a boot has it).
     pub privileged: bool,
-    /// A module for the guest (`ramdisk`, xl's initrd): an entry of the boot archive,
+    /// A module for the guest (`ramdisk`, xl's initrd): an entry of the boot archive
+    /// (or `"@archive"`, the whole archive: the control domain's files),
     /// loaded after the kernel and listed in `hvm_start_info`'s module list.
     pub ramdisk: Option<String>,
 }

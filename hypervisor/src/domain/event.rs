@@ -298,6 +298,11 @@ fn dispatch(vcpu: &mut Vcpu, cmd: u64, arg: u64) -> Result<(), i64> {
             let mut a = read_arg!(vcpu, arg, abi::EvtchnBindInterdomain);
             let rd = evtchn::resolve_domain(a.remote_dom, me, &existing)?;
             let ev = if rd == me {
+                // The console port waits for domain 0, which the hypervisor stands in
+                // for: domain 0 itself cannot take its own (Xen's dom0 has none).
+                if a.remote_port == d.events.console_port {
+                    return Err(-oxen_abi::errno::EINVAL);
+                }
                 evtchn::bind_interdomain(&mut d.events.ports.lock(), Peer::Local, a.remote_port)?
             } else {
                 let remote = super::by_id(u32::from(rd)).ok_or(-oxen_abi::errno::ESRCH)?;

@@ -589,6 +589,16 @@ impl Domain {
         self.p2m.read().max_ram_gfn()
     }
 
+    /// Whether its memory went back (it exists only for the final report).
+    pub fn released(&self) -> bool {
+        *self.teardown.lock() == lifecycle::Teardown::Released
+    }
+
+    /// Whether this is the control domain: domain 0, privileged (as Xen's dom0).
+    pub fn is_control(&self) -> bool {
+        self.id == 0 && self.privileged
+    }
+
     /// Whether the domain is still running (not dying).
     pub fn running(&self) -> bool {
         !self.dying.load(Ordering::Acquire)

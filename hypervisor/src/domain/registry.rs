@@ -52,11 +52,15 @@ pub fn all() -> Vec<Arc<Domain>> {
     DOMAINS.read().values().cloned().collect()
 }
 
-/// Up to `max` domains with ids from `first`, in id order (`getdomaininfolist`).
+/// Up to `max` domains with ids from `first`, in id order, as a control domain sees
+/// them (`getdomaininfo`, `getdomaininfolist`): a released boot-time domain, kept here
+/// for the final report only, no longer exists.
 pub fn from(first: u32, max: usize) -> Vec<Arc<Domain>> {
     DOMAINS
         .read()
-        .range(first, max)
+        .range(first, usize::MAX)
+        .filter(|(_, d)| !d.released())
+        .take(max)
         .map(|(_, d)| d.clone())
         .collect()
 }
