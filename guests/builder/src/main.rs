@@ -75,25 +75,11 @@ fn answer_for(seed: u32) -> u32 {
 }
 
 fn domctl_op(cmd: u32, domain: u16, u: &[u8]) -> (i64, [u8; domctl::SIZE]) {
-    let mut op = [0u8; domctl::SIZE];
-    op[offset::CMD..][..4].copy_from_slice(&cmd.to_le_bytes());
-    op[offset::INTERFACE_VERSION..][..4].copy_from_slice(&domctl::INTERFACE_VERSION.to_le_bytes());
-    op[offset::DOMAIN..][..2].copy_from_slice(&domain.to_le_bytes());
-    op[offset::U..][..u.len()].copy_from_slice(u);
-    // SAFETY: `op` is a whole xen_domctl the hypervisor may read and write.
-    let rc = unsafe { hypercall(nr::DOMCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0) };
-    (rc, op)
+    oxen_guest_rt::control::domctl(cmd, domain, u)
 }
 
 fn sysctl_op(cmd: u32, u: &[u8]) -> (i64, [u8; sysctl::SIZE]) {
-    let mut op = [0u8; sysctl::SIZE];
-    op[sysctl::offset::CMD..][..4].copy_from_slice(&cmd.to_le_bytes());
-    op[sysctl::offset::INTERFACE_VERSION..][..4]
-        .copy_from_slice(&sysctl::INTERFACE_VERSION.to_le_bytes());
-    op[sysctl::offset::U..][..u.len()].copy_from_slice(u);
-    // SAFETY: `op` is a whole xen_sysctl the hypervisor may read and write.
-    let rc = unsafe { hypercall(nr::SYSCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0) };
-    (rc, op)
+    oxen_guest_rt::control::sysctl(cmd, u)
 }
 
 fn memory_op(cmd: u32, arg: &mut [u8]) -> i64 {
@@ -824,35 +810,7 @@ fn toolstack(c: &mut Checks, me: u16) {
     );
 }
 
-fn vcpu_info(domid: u16, vcpu: u32) -> Result<domctl::GetVcpuInfo, i64> {
-    let g = domctl::GetVcpuInfo {
-        vcpu,
-        ..domctl::GetVcpuInfo::default()
-    };
-    match domctl_op(domctl::cmd::GETVCPUINFO, domid, &g.to_bytes()) {
-        (0, op) => Ok(domctl::GetVcpuInfo::from_bytes(&op[offset::U..]).expect("whole union")),
-        (e, _) => Err(e),
-    }
-}
-
-/// Sets (or gets) vCPU `vcpu`'s hard affinity; the effective map that comes back.
-fn affinity(cmd: u32, domid: u16, vcpu: u32, mask: u64) -> Result<u64, i64> {
-    let mut map = mask.to_le_bytes();
-    let a = domctl::VcpuAffinity {
-        vcpu,
-        flags: domctl::affinity::HARD,
-        cpumap_hard: domctl::CtlBitmap {
-            bitmap: map.as_mut_ptr() as u64,
-            nr_bits: 64,
-            pad: 0,
-        },
-        ..domctl::VcpuAffinity::default()
-    };
-    match domctl_op(cmd, domid, &a.to_bytes()).0 {
-        0 => Ok(u64::from_le_bytes(map)),
-        e => Err(e),
-    }
-}
+use oxen_guest_rt::control::{affinity, vcpu_info};
 
 /// The machine, as `xl info` and `xl dmesg` see it.
 fn machine(c: &mut Checks) {

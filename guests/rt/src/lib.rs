@@ -11,6 +11,7 @@
 pub mod arch;
 mod boot;
 pub mod console;
+pub mod control;
 pub mod events;
 mod fault;
 pub mod grant;

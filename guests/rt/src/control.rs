@@ -1,0 +1,111 @@
+//! The control interface of a privileged domain: `domctl` and `sysctl` with Xen 4.17's
+//! interface versions, over whole `xen_domctl`/`xen_sysctl` structures (the builder
+//! test guest and the control domain both call them).
+
+use oxen_abi::{domctl, hypercall as nr, sysctl};
+
+use crate::hypercall::hypercall;
+
+/// `domctl(cmd)` on `domain` with `payload` as the start of its union; the result and
+/// the structure as the hypervisor left it.
+pub fn domctl(cmd: u32, domain: u16, payload: &[u8]) -> (i64, [u8; domctl::SIZE]) {
+    use domctl::offset;
+    let mut op = [0u8; domctl::SIZE];
+    op[offset::CMD..][..4].copy_from_slice(&cmd.to_le_bytes());
+    op[offset::INTERFACE_VERSION..][..4].copy_from_slice(&domctl::INTERFACE_VERSION.to_le_bytes());
+    op[offset::DOMAIN..][..2].copy_from_slice(&domain.to_le_bytes());
+    let n = payload.len().min(domctl::SIZE - offset::U);
+    op[offset::U..][..n].copy_from_slice(&payload[..n]);
+    // SAFETY: `op` is a whole xen_domctl the hypervisor may read and write.
+    let rc = unsafe { hypercall(nr::DOMCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0) };
+    (rc, op)
+}
+
+/// `sysctl(cmd)` with `payload` as the start of its union.
+pub fn sysctl(cmd: u32, payload: &[u8]) -> (i64, [u8; sysctl::SIZE]) {
+    use sysctl::offset;
+    let mut op = [0u8; sysctl::SIZE];
+    op[offset::CMD..][..4].copy_from_slice(&cmd.to_le_bytes());
+    op[offset::INTERFACE_VERSION..][..4].copy_from_slice(&sysctl::INTERFACE_VERSION.to_le_bytes());
+    let n = payload.len().min(sysctl::SIZE - offset::U);
+    op[offset::U..][..n].copy_from_slice(&payload[..n]);
+    // SAFETY: `op` is a whole xen_sysctl the hypervisor may read and write.
+    let rc = unsafe { hypercall(nr::SYSCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0) };
+    (rc, op)
+}
+
+/// `getdomaininfo` of the first domain with an id at least `domid`.
+pub fn domain_info(domid: u16) -> Result<domctl::DomainInfo, i64> {
+    match domctl(domctl::cmd::GETDOMAININFO, domid, &[]) {
+        (0, op) => domctl::DomainInfo::from_bytes(&op[domctl::offset::U..]).ok_or(-14),
+        (e, _) => Err(e),
+    }
+}
+
+/// `physinfo`.
+pub fn physinfo() -> Result<sysctl::PhysInfo, i64> {
+    match sysctl(sysctl::cmd::PHYSINFO, &[]) {
+        (0, op) => sysctl::PhysInfo::from_bytes(&op[sysctl::offset::U..]).ok_or(-14),
+        (e, _) => Err(e),
+    }
+}
+
+/// `getvcpuinfo` of vCPU `vcpu` of `domid`.
+pub fn vcpu_info(domid: u16, vcpu: u32) -> Result<domctl::GetVcpuInfo, i64> {
+    let g = domctl::GetVcpuInfo {
+        vcpu,
+        ..domctl::GetVcpuInfo::default()
+    };
+    match domctl(domctl::cmd::GETVCPUINFO, domid, &g.to_bytes()) {
+        (0, op) => domctl::GetVcpuInfo::from_bytes(&op[domctl::offset::U..]).ok_or(-14),
+        (e, _) => Err(e),
+    }
+}
+
+/// `setvcpuaffinity` (to `mask`) or `getvcpuaffinity` (`cmd`) of a vCPU's hard
+/// affinity; the effective map that comes back.
+pub fn affinity(cmd: u32, domid: u16, vcpu: u32, mask: u64) -> Result<u64, i64> {
+    let mut map = mask.to_le_bytes();
+    let a = domctl::VcpuAffinity {
+        vcpu,
+        flags: domctl::affinity::HARD,
+        cpumap_hard: domctl::CtlBitmap {
+            bitmap: map.as_mut_ptr() as u64,
+            nr_bits: 64,
+            pad: 0,
+        },
+        ..domctl::VcpuAffinity::default()
+    };
+    match domctl(cmd, domid, &a.to_bytes()).0 {
+        0 => Ok(u64::from_le_bytes(map)),
+        e => Err(e),
+    }
+}
+
+/// The credit scheduler's (weight, cap) of `domid` (`scheduler_op` getinfo), after
+/// setting them first if `set` (putinfo; a 0 weight keeps the weight).
+pub fn credit(domid: u16, set: Option<(u16, u16)>) -> Result<(u16, u16), i64> {
+    use domctl::offset;
+    let op = |cmd: u32, (weight, cap): (u16, u16)| {
+        let mut u = [0u8; domctl::SIZE - offset::U];
+        let mut put = |at: usize, v: &[u8]| u[at - offset::U..][..v.len()].copy_from_slice(v);
+        put(offset::SCHED_ID, &domctl::SCHEDULER_CREDIT.to_le_bytes());
+        put(offset::SCHED_CMD, &cmd.to_le_bytes());
+        put(offset::CREDIT_WEIGHT, &weight.to_le_bytes());
+        put(offset::CREDIT_CAP, &cap.to_le_bytes());
+        domctl(domctl::cmd::SCHEDULER_OP, domid, &u)
+    };
+    if let Some(v) = set {
+        match op(domctl::SCHEDOP_PUTINFO, v).0 {
+            0 => {}
+            e => return Err(e),
+        }
+    }
+    match op(domctl::SCHEDOP_GETINFO, (0, 0)) {
+        (0, r) => Ok((
+            u16::from_le_bytes([r[offset::CREDIT_WEIGHT], r[offset::CREDIT_WEIGHT + 1]]),
+            u16::from_le_bytes([r[offset::CREDIT_CAP], r[offset::CREDIT_CAP + 1]]),
+        )),
+        (e, _) => Err(e),
+    }
+}
