@@ -82,6 +82,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-hostile", "hostile"),
     ("oxen-guest-victim", "victim"),
     ("oxen-guest-apic", "apic"),
+    // Not a test guest: the control domain.
+    ("oxen-dom0", "dom0"),
 ];
 
 /// Builds every guest (one cargo run, apart from the hypervisor and the host crates so

@@ -386,6 +386,65 @@ fn check_console_share(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// What is typed into the control domain's shell, each line once the answer to the one
+/// before it came (answers are matched so that the echo of a command cannot match).
+const DOM0_TYPED: &[(&str, &str)] = &[
+    (r"adopted, \d+ file\(s\)\. Type 'help'\.", "xl list\r"),
+    (
+        r"\nburn\s+1\s+8\s+2\s+[r-][b-]-",
+        "xl pause burn\rxl list burn\r",
+    ),
+    (
+        r"\nburn\s+1\s+8\s+2\s+-[b-]p---",
+        "xl unpause burn\rxl list burn\r",
+    ),
+    (
+        r"\nburn\s+1\s+8\s+2\s+[r-][b-]----",
+        "xl vcpu-list burn\rxl sched-credit\r",
+    ),
+    (
+        r"\nburn\s+1\s+256\s+0\r?\n",
+        "xl sched-credit -d burn -w 512\rxl sched-credit -d 1\r",
+    ),
+    (
+        r"\nburn\s+1\s+512\s+0\r?\n",
+        "xl pause nosuch\rxl destroy 0\r",
+    ),
+    (r"-f forces it", "xl destroy burn\r"),
+    (r"domain 1 \(burn\): memory returned", "xl list\r"),
+    (
+        // (Hypervisor log lines may come between.)
+        r"Time\(s\)\r?\nDomain-0\s+0\s+32\s+1\s+\S+\s+\d+\.\d\r?\n(\[[^\n]*\n)*oxen-dom0# ",
+        "ls /etc/xen\rcat /etc/xen/t-burn.cfg\r",
+    ),
+    (r#"kernel = "burn\.elf""#, "xl info\r"),
+    (r"xen_scheduler\s+: credit", "xl dmesg\r"),
+    (
+        r"INFO  oxen ready: 2/2 CPUs online",
+        "frobnicate\rpoweroff\r",
+    ),
+];
+/// What the control domain's shell answers.
+const DOM0_OK: &[&str] = &[
+    r"domain 0 \(dom0\): 32 MiB, kernel dom0\.elf, ramdisk @archive, 1 vCPU\(s\), weight 256, cap 0, cpus 0x3, privileged",
+    r"oxen dom0: the control domain is up; 1 boot domain\(s\) adopted",
+    r"Name                                        ID   Mem VCPUs\tState\tTime\(s\)",
+    r"\nDomain-0\s+0\s+32\s+1\s+r-----\s+\d+\.\d\r?\n",
+    r"\nburn\s+1\s+8\s+2\s+-[b-]p---\s+\d+\.\d\r?\n",
+    r"Name\s+ID\s+VCPU\s+CPU\s+State\s+Time\(s\) Affinity \(Hard / Soft\)\r?\nburn\s+1\s+0\s+[01]\s+[r-]-- \s+\d+\.\d all / all\r?\nburn\s+1\s+1\s+[-01]\s+",
+    r"Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
+    r"sched: domain 1 \(burn\): weight 512, cap 0 \(was 256, 0\)",
+    r"nosuch is an invalid domain identifier \(rc=-6\)",
+    r"xl destroy: not destroying domain 0 \(the control domain\); -f forces it",
+    r"\d+  t-burn\.cfg\r?\n",
+    r"nr_cpus\s+: 2\r?\n",
+    r"xen_version\s+: 4\.17-oxen",
+    r"frobnicate: command not found",
+    r"oxen dom0: destroying every other domain and powering off",
+    r"  domain 0 \(dom0\): shutdown: poweroff",
+    r"power: powering off",
+];
+
 /// What is typed into Linux's shell on hvc0 (`linux::INIT` starts it), each command
 /// once the answer to the one before it came. Every answer is written so that the echo
 /// of the command itself cannot match what is expected of it.
@@ -1123,6 +1182,21 @@ pub fn all() -> Vec<Scenario> {
                 "serial input for a control domain as Xen's dom0 reads it (VIRQ_CONSOLE, console_io read); Ctrl-A three times moves it to another domain's PV console, then to the hypervisor itself, whose debug keys answer, then back",
                 1,
                 "on_ready = \"poweroff\"\ndomains = [\"ctl.cfg\", \"guest.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[(
+                "t-burn.cfg",
+                "name = \"burn\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = 2\n",
+            )],
+            input: DOM0_TYPED,
+            expect: DOM0_OK,
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "dom0-shell",
+                "the control domain's xl shell on the serial console (2 pCPUs): list, pause and unpause, vcpu-list, sched-credit, destroy, bad names, files, info, dmesg, then poweroff; every answer in Xen's format",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\", \"t-burn.cfg\"]\n",
             )
         },
         Scenario {

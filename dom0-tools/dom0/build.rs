@@ -1,0 +1,1 @@
+include!("../../guests/rt/build-guest.rs");

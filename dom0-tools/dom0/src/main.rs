@@ -1,0 +1,145 @@
+//! oxen's control domain (domain 0): a `no_std` kernel on the guest runtime that gives
+//! its user Xen's `xl` on the serial console.
+//!
+//! It reads typed input as Xen's dom0 does (`VIRQ_CONSOLE`, then
+//! `console_io(CONSOLEIO_read)`), edits the line (`oxen_toolstack::LineEditor`) and
+//! writes through `console_io(CONSOLEIO_write)`, which the hypervisor passes to the
+//! serial line as it is. Its files are the boot archive, which the hypervisor gives it
+//! as its module (`ramdisk = "@archive"`): the `xl.cfg` files under `/etc/xen`, the
+//! guest images under `/images`. The domains the hypervisor built at boot (`boot.cfg`)
+//! are adopted: their names come from their configuration files.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod files;
+mod xl;
+
+use alloc::string::String;
+use core::mem::MaybeUninit;
+
+use linked_list_allocator::LockedHeap;
+use oxen_guest_rt::abi::evtchn::virq;
+use oxen_guest_rt::{StartInfo, events, hypercall, time, xen};
+use oxen_toolstack::line::Edit;
+use oxen_toolstack::{LineEditor, words};
+
+oxen_guest_rt::entry!(main);
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// The heap: 4 MiB of the kernel's own bss.
+const HEAP_BYTES: usize = 4 << 20;
+static mut ARENA: [MaybeUninit<u8>; HEAP_BYTES] = [MaybeUninit::uninit(); HEAP_BYTES];
+
+const PROMPT: &str = "oxen-dom0# ";
+
+/// Writes `text` to the console, with CR LF line ends as a terminal wants them.
+pub fn out(text: &str) {
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        let line_end = rest.iter().position(|&b| b == b'\n');
+        let (chunk, nl) = match line_end {
+            Some(i) => (&rest[..i], true),
+            None => (rest, false),
+        };
+        for part in chunk.chunks(512) {
+            hypercall::console_write(part);
+        }
+        if nl {
+            hypercall::console_write(b"\r\n");
+            rest = &rest[chunk.len() + 1..];
+        } else {
+            rest = &[];
+        }
+    }
+}
+
+fn main(info: &StartInfo) {
+    // SAFETY: the arena is this kernel's own memory, handed to the allocator once,
+    // before anything allocates; nothing else touches it.
+    unsafe { HEAP.lock().init((&raw mut ARENA).cast::<u8>(), HEAP_BYTES) };
+    let files = files::Files::from_start_info(info);
+    let mut tool = xl::Xl::new(files);
+    let adopted = tool.adopt();
+    out(&alloc::format!(
+        "\noxen dom0: the control domain is up; {} boot domain(s) adopted, {} file(s). Type 'help'.\n",
+        adopted,
+        tool.files.len()
+    ));
+    if let Err(e) = events::init() {
+        out(&alloc::format!(
+            "oxen dom0: no event channels ({e:?}); no input\n"
+        ));
+        hypercall::halt_forever();
+    }
+    let port = match xen::bind_virq(virq::CONSOLE, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            out(&alloc::format!(
+                "oxen dom0: cannot bind VIRQ_CONSOLE ({e}); no input\n"
+            ));
+            hypercall::halt_forever();
+        }
+    };
+    out(PROMPT);
+    let mut editor = LineEditor::new();
+    loop {
+        let mut buf = [0u8; 64];
+        let n = hypercall::console_read(&mut buf);
+        if n <= 0 {
+            events::wait_timeout(port, time::now_ns() + 200_000_000);
+            continue;
+        }
+        for &b in &buf[..n as usize] {
+            match editor.feed(b, PROMPT) {
+                Some(Edit::Echo(s)) => out(&s),
+                Some(Edit::Line(line)) => {
+                    out("\n");
+                    run(&mut tool, &line);
+                    out(PROMPT);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Ends every other domain, then this one: with no domain left the hypervisor powers
+/// the machine off (as Xen does when dom0 powers off).
+fn poweroff(tool: &mut xl::Xl) -> i32 {
+    out("oxen dom0: destroying every other domain and powering off\n");
+    tool.destroy_all_others();
+    hypercall::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_POWEROFF)
+}
+
+/// Runs one command line.
+fn run(tool: &mut xl::Xl, line: &str) {
+    let w = words(line);
+    let Some(first) = w.first() else {
+        return;
+    };
+    let args: alloc::vec::Vec<&str> = w.iter().map(String::as_str).collect();
+    let code = match first.as_str() {
+        "xl" => tool.run(&args[1..]),
+        "help" => {
+            out(xl::HELP);
+            0
+        }
+        "ls" => tool.ls(args.get(1).copied()),
+        "cat" => tool.cat(&args[1..]),
+        "poweroff" => poweroff(tool),
+        "echo" => {
+            out(&args[1..].join(" "));
+            out("\n");
+            0
+        }
+        other => {
+            out(&alloc::format!("{other}: command not found (try 'help')\n"));
+            127
+        }
+    };
+    tool.last_exit = code;
+}

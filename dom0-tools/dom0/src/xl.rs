@@ -1,0 +1,457 @@
+//! `xl` on the control domain: the commands, on `domctl` and `sysctl`, printed in Xen's
+//! formats (`oxen_toolstack::format`).
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use oxen_core::archive::CONFIG_NAME;
+use oxen_core::config::{BootConfig, DomainConfig};
+use oxen_guest_rt::abi::domctl::{self, DomainInfo};
+use oxen_guest_rt::abi::sysctl::{self, GetDomainInfoList, ReadConsole};
+use oxen_guest_rt::control;
+use oxen_toolstack::format::{self, DomainRow, HostInfo, VcpuRow};
+use oxen_toolstack::{EXIT_FAIL, EXIT_OK, EXIT_USAGE, resolve};
+
+use crate::files::Files;
+use crate::out;
+
+pub const HELP: &str = "\
+Commands of the control domain:
+  xl list [DOMAIN]               the domains (Xen's columns)
+  xl info                        the host and the hypervisor
+  xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
+  xl pause DOMAIN                stop a domain's vCPUs
+  xl unpause DOMAIN              let them run again
+  xl destroy DOMAIN              end a domain at once
+  xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
+  xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
+  xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   credit scheduler parameters
+  ls [DIR]                       the files: /etc/xen (configurations), /images
+  cat FILE                       a file
+  poweroff                       end every domain, then the machine
+  help                           this list
+A DOMAIN is a name or an id.
+";
+
+/// The toolstack's state: its files, the names it knows, the last exit code.
+pub struct Xl {
+    pub files: Files,
+    names: BTreeMap<u16, String>,
+    pub last_exit: i32,
+}
+
+fn fail(msg: &str) -> i32 {
+    out(msg);
+    out("\n");
+    EXIT_FAIL
+}
+
+fn usage(msg: &str) -> i32 {
+    out(msg);
+    out("\n");
+    EXIT_USAGE
+}
+
+impl Xl {
+    pub fn new(files: Files) -> Self {
+        let mut names = BTreeMap::new();
+        names.insert(0, String::from("Domain-0"));
+        Xl {
+            files,
+            names,
+            last_exit: 0,
+        }
+    }
+
+    /// Names the domains the hypervisor built at boot, from `boot.cfg`: the privileged
+    /// one is domain 0 (this one), the others got ids from 1 in the order listed.
+    /// Returns how many of them exist.
+    pub fn adopt(&mut self) -> usize {
+        let Some(text) = self
+            .files
+            .get(&format!("/{CONFIG_NAME}"))
+            .and_then(|b| core::str::from_utf8(b).ok())
+        else {
+            return 0;
+        };
+        let Ok(boot) = BootConfig::parse(text) else {
+            return 0;
+        };
+        let mut next = 1u16;
+        let mut adopted = 0;
+        for name in &boot.domains {
+            let Some(cfg) = self
+                .files
+                .get(&format!("/etc/xen/{name}"))
+                .and_then(|b| core::str::from_utf8(b).ok())
+                .and_then(|t| DomainConfig::parse(t).ok())
+            else {
+                continue;
+            };
+            if cfg.privileged {
+                continue;
+            }
+            let id = next;
+            next += 1;
+            if control::domain_info(id).is_ok_and(|i| i.domain == id) {
+                self.names.insert(id, cfg.name);
+                adopted += 1;
+            }
+        }
+        adopted
+    }
+
+    /// Every domain, as `getdomaininfolist` gives them.
+    fn domains(&self) -> Vec<DomainInfo> {
+        let max = 1024u32;
+        let mut buf = vec![0u8; max as usize * DomainInfo::SIZE];
+        let l = GetDomainInfoList {
+            first_domain: 0,
+            max_domains: max,
+            buffer: buf.as_mut_ptr() as u64,
+            ..GetDomainInfoList::default()
+        };
+        let (rc, op) = control::sysctl(sysctl::cmd::GETDOMAININFOLIST, &l.to_bytes());
+        if rc != 0 {
+            return Vec::new();
+        }
+        let n = GetDomainInfoList::from_bytes(&op[sysctl::offset::U..])
+            .map_or(0, |l| l.num_domains as usize);
+        (0..n.min(max as usize))
+            .filter_map(|i| DomainInfo::from_bytes(&buf[i * DomainInfo::SIZE..]))
+            .collect()
+    }
+
+    fn name(&self, id: u16) -> String {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| String::from("(null)"))
+    }
+
+    fn rows(&mut self) -> Vec<DomainRow> {
+        let domains = self.domains();
+        // Names of domains that are gone are forgotten (their ids may come back).
+        self.names
+            .retain(|id, _| *id == 0 || domains.iter().any(|d| d.domain == *id));
+        domains
+            .iter()
+            .map(|d| DomainRow {
+                id: d.domain,
+                name: self.name(d.domain),
+                pages: d.tot_pages,
+                online_vcpus: d.nr_online_vcpus,
+                flags: d.flags,
+                cpu_ns: d.cpu_time,
+            })
+            .collect()
+    }
+
+    /// The domain `arg` names, or Xen's error line printed.
+    fn domain(&mut self, arg: &str) -> Result<u16, i32> {
+        resolve(arg, &self.rows()).map_err(|e| fail(&e))
+    }
+
+    /// `xl ARGS…`; the exit code.
+    pub fn run(&mut self, args: &[&str]) -> i32 {
+        match args {
+            [] => usage("Usage: xl [-v] <subcommand> [args]  (try 'help')"),
+            ["list", rest @ ..] => self.list(rest),
+            ["info"] => self.info(),
+            ["dmesg"] => dmesg(false),
+            ["dmesg", "-c"] => dmesg(true),
+            ["pause", d] => self.simple(domctl::cmd::PAUSEDOMAIN, d, "pause"),
+            ["unpause", d] => self.simple(domctl::cmd::UNPAUSEDOMAIN, d, "unpause"),
+            ["destroy", "-f", d] => self.destroy(d, true),
+            ["destroy", d] => self.destroy(d, false),
+            ["vcpu-list", rest @ ..] => self.vcpu_list(rest),
+            ["vcpu-pin", d, v, cpus] => self.vcpu_pin(d, v, cpus),
+            ["sched-credit", rest @ ..] => self.sched_credit(rest),
+            [
+                "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin",
+                ..,
+            ] => usage("xl: wrong arguments (see 'help')"),
+            [cmd, ..] => fail(&format!("xl: command '{cmd}' is not implemented")),
+        }
+    }
+
+    fn list(&mut self, rest: &[&str]) -> i32 {
+        let rows = self.rows();
+        let rows = match rest {
+            [] => rows,
+            [d] => match resolve(d, &rows) {
+                Ok(id) => rows.into_iter().filter(|r| r.id == id).collect(),
+                Err(e) => return fail(&e),
+            },
+            _ => return usage("Usage: xl list [DOMAIN]"),
+        };
+        out(&format::list(&rows));
+        EXIT_OK
+    }
+
+    fn info(&self) -> i32 {
+        let Ok(p) = control::physinfo() else {
+            return fail("xl info: physinfo failed");
+        };
+        // SAFETY: XENVER_version takes no buffer.
+        let version = unsafe { oxen_guest_rt::hypercall::xen_version(0, 0) };
+        let h = HostInfo {
+            nr_cpus: p.nr_cpus,
+            cpu_khz: p.cpu_khz,
+            total_pages: p.total_pages,
+            free_pages: p.free_pages,
+            xen_major: (version >> 16) as u32,
+            xen_minor: (version & 0xffff) as u32,
+            xen_extra: String::from("-oxen"),
+            xen_caps: String::from("hvm-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p"),
+            virt_caps: String::from("hvm hap"),
+        };
+        out(&format::info(&h));
+        EXIT_OK
+    }
+
+    fn simple(&mut self, cmd: u32, arg: &str, what: &str) -> i32 {
+        let id = match self.domain(arg) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        match control::domctl(cmd, id, &[]).0 {
+            0 => EXIT_OK,
+            rc => fail(&format!("xl {what}: domain {id}: failed (rc={rc})")),
+        }
+    }
+
+    fn destroy(&mut self, arg: &str, force: bool) -> i32 {
+        let id = match self.domain(arg) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        if id == 0 && !force {
+            return fail("xl destroy: not destroying domain 0 (the control domain); -f forces it");
+        }
+        // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
+        self.simple(domctl::cmd::DESTROYDOMAIN, arg, "destroy")
+    }
+
+    /// Destroys every domain but this one.
+    pub fn destroy_all_others(&mut self) {
+        for d in self.domains().iter().filter(|d| d.domain != 0) {
+            control::domctl(domctl::cmd::DESTROYDOMAIN, d.domain, &[]);
+        }
+    }
+
+    fn vcpu_list(&mut self, rest: &[&str]) -> i32 {
+        let rows = self.rows();
+        let ids: Vec<u16> = match rest {
+            [] => rows.iter().map(|r| r.id).collect(),
+            [d] => match resolve(d, &rows) {
+                Ok(id) => vec![id],
+                Err(e) => return fail(&e),
+            },
+            _ => return usage("Usage: xl vcpu-list [DOMAIN]"),
+        };
+        let nr_cpus = control::physinfo().map_or(1, |p| p.nr_cpus);
+        let mut vcpus = Vec::new();
+        for d in self.domains().iter().filter(|d| ids.contains(&d.domain)) {
+            for v in 0..=d.max_vcpu_id {
+                let Ok(i) = control::vcpu_info(d.domain, v) else {
+                    continue;
+                };
+                let hard =
+                    control::affinity(domctl::cmd::GETVCPUAFFINITY, d.domain, v, 0).unwrap_or(0);
+                vcpus.push(VcpuRow {
+                    domain: self.name(d.domain),
+                    id: d.domain,
+                    vcpu: v,
+                    online: i.online != 0,
+                    running: i.running != 0,
+                    blocked: i.blocked != 0,
+                    cpu: i.cpu,
+                    cpu_ns: i.cpu_time,
+                    hard,
+                });
+            }
+        }
+        out(&format::vcpu_list(&vcpus, nr_cpus));
+        EXIT_OK
+    }
+
+    fn vcpu_pin(&mut self, arg: &str, vcpu: &str, cpus: &str) -> i32 {
+        let id = match self.domain(arg) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        let Some(mask) = parse_cpus(cpus) else {
+            return usage(&format!(
+                "xl vcpu-pin: '{cpus}' is not a CPU list (e.g. 0-1,3 or all)"
+            ));
+        };
+        let max = self
+            .domains()
+            .iter()
+            .find(|d| d.domain == id)
+            .map_or(0, |d| d.max_vcpu_id);
+        let which: Vec<u32> = match vcpu {
+            "all" => (0..=max).collect(),
+            v => match v.parse::<u32>() {
+                Ok(n) => vec![n],
+                Err(_) => return usage(&format!("xl vcpu-pin: '{v}' is not a vCPU number")),
+            },
+        };
+        for v in which {
+            if let Err(rc) = control::affinity(domctl::cmd::SETVCPUAFFINITY, id, v, mask) {
+                return fail(&format!(
+                    "xl vcpu-pin: domain {id} vCPU {v}: failed (rc={rc})"
+                ));
+            }
+        }
+        EXIT_OK
+    }
+
+    fn sched_credit(&mut self, rest: &[&str]) -> i32 {
+        let (mut dom, mut weight, mut cap) = (None, None, None);
+        let mut it = rest.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next();
+            match (*flag, value) {
+                ("-d", Some(d)) => dom = Some(*d),
+                ("-w", Some(w)) => match w.parse::<u16>() {
+                    Ok(w) if w >= 1 => weight = Some(w),
+                    _ => return usage("xl sched-credit: a weight is 1..65535"),
+                },
+                ("-c", Some(c)) => match c.parse::<u16>() {
+                    Ok(c) => cap = Some(c),
+                    _ => return usage("xl sched-credit: a cap is 0..65535 (percent)"),
+                },
+                _ => return usage("Usage: xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]"),
+            }
+        }
+        let rows = self.rows();
+        let ids: Vec<u16> = match dom {
+            None if weight.is_some() || cap.is_some() => {
+                return usage("xl sched-credit: -w and -c need -d DOMAIN");
+            }
+            None => rows.iter().map(|r| r.id).collect(),
+            Some(d) => match resolve(d, &rows) {
+                Ok(id) => vec![id],
+                Err(e) => return fail(&e),
+            },
+        };
+        if let Some(&id) = ids.first()
+            && (weight.is_some() || cap.is_some())
+        {
+            let now = control::credit(id, None).unwrap_or((256, 0));
+            let set = (weight.unwrap_or(now.0), cap.unwrap_or(now.1));
+            return match control::credit(id, Some(set)) {
+                Ok(_) => EXIT_OK,
+                Err(rc) => fail(&format!("xl sched-credit: domain {id}: failed (rc={rc})")),
+            };
+        }
+        let table: Vec<(String, u16, u16, u16)> = ids
+            .iter()
+            .filter_map(|&id| {
+                let (w, c) = control::credit(id, None).ok()?;
+                Some((self.name(id), id, w, c))
+            })
+            .collect();
+        out(&format::sched_credit(&table, 30, 1000));
+        EXIT_OK
+    }
+
+    pub fn ls(&self, dir: Option<&str>) -> i32 {
+        let dir = dir.unwrap_or("/");
+        match self.files.list(dir) {
+            Some(names) => {
+                for (name, size) in names {
+                    match size {
+                        Some(n) => out(&format!("{n:>10}  {name}\n")),
+                        None => out(&format!("{:>10}  {name}/\n", "")),
+                    }
+                }
+                EXIT_OK
+            }
+            None => fail(&format!("ls: {dir}: no such directory")),
+        }
+    }
+
+    pub fn cat(&self, paths: &[&str]) -> i32 {
+        let mut code = EXIT_OK;
+        for p in paths {
+            match self.files.get(p) {
+                Some(bytes) => out(&String::from_utf8_lossy(bytes)),
+                None => code = fail(&format!("cat: {p}: no such file")),
+            }
+        }
+        code
+    }
+}
+
+/// `xl dmesg`: the hypervisor's log ring, then cleared if `clear`. Read whole before
+/// any of it is printed (what this prints goes into the same ring).
+fn dmesg(clear: bool) -> i32 {
+    let mut buf = vec![0u8; 4096];
+    let mut log = Vec::new();
+    let mut index = 0u32;
+    loop {
+        let r = ReadConsole {
+            clear: 0,
+            incremental: 1,
+            index,
+            buffer: buf.as_mut_ptr() as u64,
+            count: buf.len() as u32,
+            ..ReadConsole::default()
+        };
+        let (rc, op) = control::sysctl(sysctl::cmd::READCONSOLE, &r.to_bytes());
+        if rc != 0 {
+            return fail(&format!("xl dmesg: readconsole failed (rc={rc})"));
+        }
+        let Some(r) = ReadConsole::from_bytes(&op[sysctl::offset::U..]) else {
+            return EXIT_FAIL;
+        };
+        log.extend_from_slice(&buf[..r.count as usize]);
+        index = r.index;
+        if (r.count as usize) < buf.len() || log.len() >= 1 << 20 {
+            break;
+        }
+    }
+    out(&String::from_utf8_lossy(&log));
+    if clear {
+        let r = ReadConsole {
+            clear: 1,
+            incremental: 1,
+            index: u32::MAX,
+            buffer: buf.as_mut_ptr() as u64,
+            count: 0,
+            ..ReadConsole::default()
+        };
+        control::sysctl(sysctl::cmd::READCONSOLE, &r.to_bytes());
+    }
+    EXIT_OK
+}
+
+/// `all`, or a list such as `0-1,3`.
+fn parse_cpus(s: &str) -> Option<u64> {
+    if s == "all" {
+        return Some(u64::MAX);
+    }
+    let mut mask = 0u64;
+    for part in s.split(',') {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
+            None => {
+                let n = part.parse::<u32>().ok()?;
+                (n, n)
+            }
+        };
+        if a > b || b >= 64 {
+            return None;
+        }
+        for c in a..=b {
+            mask |= 1 << c;
+        }
+    }
+    (mask != 0).then_some(mask)
+}
