@@ -206,6 +206,19 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
 
     let image = build::images(&config, firmware, linux)?;
     let work = out_dir().join("run");
+    // Under Bochs the serial port is a socket xtask serves: output to this terminal,
+    // typed keys to the machine (the control domain's shell reads them).
+    let listener = match platform {
+        Platform::Bochs => Some(
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("serial socket: {e}"))?,
+        ),
+        _ => None,
+    };
+    let serial_socket = match &listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.port()),
+        None => None,
+    };
     let machine = Machine {
         platform,
         firmware,
@@ -215,7 +228,7 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
         serial: None,
         work: work.clone(),
         qemu_cpu: "max",
-        serial_socket: None,
+        serial_socket,
     };
     eprintln!(
         "xtask: booting oxen on {} ({} firmware, {cpus} CPUs, {memory_mib} MiB); {}",
@@ -234,7 +247,6 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
         eprintln!("xtask: QEMU exited ({status})");
         return Ok(());
     }
-    // Bochs writes the serial console to a file: follow it on this terminal.
     let serial = work.join("serial.txt");
     let _ = std::fs::remove_file(&serial);
     // Bochs talks on stdout and stderr too; keep that off the console.
@@ -244,18 +256,12 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start Bochs: {e}"))?;
-    let mut shown = 0;
+    let listener = listener.expect("Bochs runs with a serial socket");
+    let terminal = Terminal::keys_one_by_one();
+    let log = serial.clone();
+    std::thread::spawn(move || serve_console(listener, &log));
     loop {
         let done = child.try_wait().map_err(|e| e.to_string())?;
-        if let Ok(bytes) = std::fs::read(&serial)
-            && bytes.len() > shown
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            let _ = out.write_all(&bytes[shown..]);
-            let _ = out.flush();
-            shown = bytes.len();
-        }
         if let Some(status) = done {
             let log = work.join("bochs.log");
             // Bochs ends with status 1 and a "panic" line when the machine powers itself
@@ -273,8 +279,88 @@ pub fn cmd_run(args: &[String]) -> Result<()> {
                     log.display()
                 );
             }
+            drop(terminal);
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The far end of Bochs's serial port for `run`: what the machine sends goes to this
+/// terminal (and to `log`), what is typed goes to the machine, byte by byte.
+fn serve_console(listener: std::net::TcpListener, log: &std::path::Path) {
+    use std::io::{Read, Write};
+    let Ok((stream, _)) = listener.accept() else {
+        return;
+    };
+    if let Ok(mut to_machine) = stream.try_clone() {
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut b = [0u8; 64];
+            while let Ok(n) = stdin.read(&mut b) {
+                if n == 0 || to_machine.write_all(&b[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut from_machine = stream;
+    let mut file = std::fs::File::create(log).ok();
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from_machine.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let _ = out.write_all(&buf[..n]);
+        let _ = out.flush();
+        if let Some(f) = file.as_mut() {
+            let _ = f.write_all(&buf[..n]);
+        }
+    }
+}
+
+/// This terminal with keys delivered one by one and not echoed (the machine echoes
+/// them), as long as the value lives; Ctrl-C still stops the run. Put back as it was
+/// when dropped, and by a watcher in its own session if xtask is killed instead.
+struct Terminal {
+    saved: Option<String>,
+}
+
+impl Terminal {
+    fn keys_one_by_one() -> Self {
+        let stty = |args: &[&str]| -> Option<String> {
+            let tty = std::fs::File::open("/dev/tty").ok()?;
+            let out = Command::new("stty").args(args).stdin(tty).output().ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let Some(saved) = stty(&["-g"]) else {
+            return Terminal { saved: None };
+        };
+        if stty(&["-icanon", "-echo", "min", "1"]).is_none() {
+            return Terminal { saved: None };
+        }
+        // Puts the terminal back once this process is gone, however it ends.
+        let watcher = format!(
+            "while kill -0 {} 2>/dev/null; do sleep 0.5; done; stty {saved} < /dev/tty",
+            std::process::id()
+        );
+        let _ = Command::new("setsid")
+            .args(["sh", "-c", &watcher])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        Terminal { saved: Some(saved) }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if let (Some(saved), Ok(tty)) = (&self.saved, std::fs::File::open("/dev/tty")) {
+            let _ = Command::new("stty").arg(saved).stdin(tty).status();
+        }
     }
 }
