@@ -421,7 +421,11 @@ fn periodic_timer() {
         check(false, "VIRQ_TIMER binds");
         return;
     };
-    // Count ticks of a 2 ms period for 40 ms (no single-shot timer is armed).
+    // Count ticks of a 2 ms period until 10 came (no single-shot timer is armed). A
+    // yield may keep this vCPU off its pCPU for whole slices of the others' (Xen's
+    // yield ends the slice), and ticks that come meanwhile are one pending event: so
+    // the count is checked against the time that passed, not a fixed window: at least
+    // 10 within half a second, never more than one per period.
     check(vcpu::stop_timer(0) == 0, "stop_singleshot_timer");
     events::clear(port);
     check(
@@ -429,19 +433,23 @@ fn periodic_timer() {
         "set_periodic_timer(2 ms)",
     );
     let mut ticks = 0;
-    let end = time::now_ns() + 40_000_000;
-    while time::now_ns() < end {
+    let t0 = time::now_ns();
+    while ticks < 10 && time::now_ns() < t0 + 500_000_000 {
         if events::pending(port) {
             ticks += 1;
             events::clear(port);
         }
         sched_yield();
     }
+    let elapsed = time::now_ns() - t0;
     check(vcpu::stop_periodic_timer(0) == 0, "stop_periodic_timer");
-    println!("smp: periodic timer: {ticks} ticks of 2 ms in 40 ms");
+    println!(
+        "smp: periodic timer: {ticks} ticks of 2 ms in {} ms",
+        elapsed / 1_000_000
+    );
     check(
-        (8..=21).contains(&ticks),
-        "a 2 ms periodic timer ticks about 20 times in 40 ms",
+        ticks >= 10 && ticks <= elapsed / 2_000_000 + 1,
+        "a 2 ms periodic timer ticks at most once a period, and keeps ticking",
     );
     // Stopped: nothing more after one period has passed.
     let settle = time::now_ns() + 3_000_000;
