@@ -326,7 +326,7 @@ fn find_phys32_entry(notes: &[u8], align: usize) -> Result<Option<u32>, ElfError
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A program header to write, with its file bytes.
@@ -436,7 +436,9 @@ mod tests {
         b
     }
 
-    fn pvh_kernel(is_64: bool, desc: &[u8]) -> Vec<u8> {
+    /// A PVH kernel for tests: PT_LOADs at 1 MiB (0x2000 bytes, 100 of them 0x90) and
+    /// 2 MiB (0x1000 bytes), the PHYS32_ENTRY note holding `desc`.
+    pub(crate) fn pvh_kernel(is_64: bool, desc: &[u8]) -> Vec<u8> {
         let mut notes = note(b"GNU\0", 3, &[1, 2, 3, 4, 5]);
         notes.extend(note(b"Xen\0", 6, b"xen-3.0\0"));
         notes.extend(note(b"Xen\0", 18, desc));

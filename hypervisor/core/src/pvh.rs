@@ -2,8 +2,133 @@
 //! PVH guest finds at the physical address in `%ebx`, with the memory map, module list
 //! and command line it points to.
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use oxen_abi::{HVM_START_MAGIC, HvmMemmapEntry, HvmModlistEntry, HvmStartInfo, memmap_type};
+
+use crate::elf::{self, ElfError};
+
+/// Where a PVH domain's builder puts `hvm_start_info` (with the memory map, module list
+/// and command line after it) and the ACPI tables (64 KiB reserved below 1 MiB, where a
+/// kernel image never goes). The hypervisor's boot-time builder and the control
+/// domain's use the same.
+pub const START_INFO_GPA: u64 = 0x6000;
+pub const ACPI_GPA: u64 = 0xf_0000;
+pub const ACPI_SIZE: u64 = 0x1_0000;
+
+/// The reserved pages of every domain: the console ring, then by convention shared
+/// info and grant frames (announced reserved in the memory map), at a fixed guest frame
+/// below 4 GiB or, for a domain with more RAM, right above its RAM.
+pub const RESERVED_GFN: u64 = 0xfeff0;
+pub const RESERVED_PAGES: u64 = 16;
+
+/// The reserved range (start, bytes) of a domain with `ram_size` bytes of RAM at
+/// creation (0 for a domain created empty by a control domain).
+pub fn reserved_range(ram_size: u64) -> (u64, u64) {
+    let start = if ram_size <= RESERVED_GFN << 12 {
+        RESERVED_GFN << 12
+    } else {
+        ram_size
+    };
+    (start, RESERVED_PAGES << 12)
+}
+
+/// What goes into a new PVH domain's memory, which starts zeroed: each write is
+/// (guest-physical address, bytes), all within its RAM; then vCPU 0 starts at `entry`
+/// in 32-bit flat mode with EBX = `start_info`.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    pub entry: u32,
+    pub start_info: u64,
+    pub writes: Vec<(u64, Cow<'a, [u8]>)>,
+}
+
+/// Why a kernel cannot be laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    Elf(ElfError),
+    /// The kernel has no Xen `PHYS32_ENTRY` note.
+    NoPvhEntry,
+    /// Something does not fit in the domain's RAM (or the kernel overlaps the ACPI
+    /// tables).
+    OutsideRam {
+        paddr: u64,
+        size: u64,
+    },
+}
+
+/// Lays out a PVH domain with `ram_size` bytes of RAM from 0 and `vcpus` vCPUs: the
+/// kernel's PT_LOAD segments at their physical addresses, the ACPI tables (RSDP, XSDT,
+/// FADT, DSDT, MADT with one LAPIC per vCPU), the ramdisk as module 0 after the kernel,
+/// and `hvm_start_info` with the memory map (RAM, less `reserved` and the ACPI range),
+/// the module list and `cmdline`. Nothing in `kernel` is trusted.
+pub fn plan<'a>(
+    kernel: &'a [u8],
+    ramdisk: Option<&'a [u8]>,
+    ram_size: u64,
+    vcpus: u32,
+    cmdline: &str,
+    reserved: (u64, u64),
+) -> Result<Plan<'a>, PlanError> {
+    let image = elf::parse(kernel).map_err(PlanError::Elf)?;
+    let entry = image.phys32_entry.ok_or(PlanError::NoPvhEntry)?;
+    let mut writes: Vec<(u64, Cow<'a, [u8]>)> = Vec::new();
+    for seg in &image.segments {
+        let fits = seg
+            .paddr
+            .checked_add(seg.mem_size)
+            .is_some_and(|end| end <= ram_size);
+        if !fits {
+            return Err(PlanError::OutsideRam {
+                paddr: seg.paddr,
+                size: seg.mem_size,
+            });
+        }
+        writes.push((seg.paddr, Cow::Borrowed(seg.data)));
+    }
+    let (acpi, rsdp) = crate::guest_acpi::build(ACPI_GPA, vcpus);
+    let overlaps = image
+        .segments
+        .iter()
+        .any(|seg| seg.paddr < ACPI_GPA + ACPI_SIZE && seg.paddr + seg.mem_size > ACPI_GPA);
+    if overlaps || acpi.len() as u64 > ACPI_SIZE || ACPI_GPA + ACPI_SIZE > ram_size {
+        return Err(PlanError::OutsideRam {
+            paddr: ACPI_GPA,
+            size: ACPI_SIZE,
+        });
+    }
+    writes.push((ACPI_GPA, Cow::Owned(acpi)));
+    let mut modules = Vec::new();
+    if let Some(data) = ramdisk {
+        let kernel_end = image
+            .segments
+            .iter()
+            .map(|seg| seg.paddr + seg.mem_size)
+            .max()
+            .unwrap_or(0);
+        let len = data.len() as u64;
+        let at = place_module(kernel_end, len, ram_size).ok_or(PlanError::OutsideRam {
+            paddr: kernel_end,
+            size: len,
+        })?;
+        modules.push((at, len));
+        writes.push((at, Cow::Borrowed(data)));
+    }
+    let memmap = memmap_for(ram_size, &[reserved, (ACPI_GPA, ACPI_SIZE)]);
+    let info = build(START_INFO_GPA, cmdline, &memmap, &modules, rsdp);
+    if START_INFO_GPA + info.len() as u64 > ram_size {
+        return Err(PlanError::OutsideRam {
+            paddr: START_INFO_GPA,
+            size: info.len() as u64,
+        });
+    }
+    writes.push((START_INFO_GPA, Cow::Owned(info)));
+    Ok(Plan {
+        entry,
+        start_info: START_INFO_GPA,
+        writes,
+    })
+}
 
 fn align8(v: usize) -> usize {
     (v + 7) & !7
@@ -136,6 +261,93 @@ mod tests {
     /// The bytes at guest-physical `gpa` inside a block built at `base`.
     fn at(block: &[u8], base: u64, gpa: u64) -> &[u8] {
         &block[(gpa - base) as usize..]
+    }
+
+    fn kernel() -> Vec<u8> {
+        crate::elf::tests::pvh_kernel(true, &0x10_0040u32.to_le_bytes())
+    }
+
+    fn write_at<'p>(p: &'p Plan<'_>, gpa: u64) -> &'p [u8] {
+        &p.writes
+            .iter()
+            .find(|(g, _)| *g == gpa)
+            .expect("a write there")
+            .1
+    }
+
+    #[test]
+    fn a_pvh_domain_is_laid_out_kernel_acpi_module_start_info() {
+        let k = kernel();
+        let p = plan(
+            &k,
+            Some(b"initrd!"),
+            16 << 20,
+            2,
+            "console=hvc0",
+            reserved_range(0),
+        )
+        .unwrap();
+        assert_eq!((p.entry, p.start_info), (0x10_0040, START_INFO_GPA));
+        assert_eq!(write_at(&p, 0x10_0000), &[0x90; 100][..]);
+        assert_eq!(write_at(&p, 0x20_0000), &[1, 2, 3][..]);
+        assert_eq!(&write_at(&p, ACPI_GPA)[..8], b"RSD PTR ");
+        // The module right after the kernel's last segment, page-aligned.
+        assert_eq!(write_at(&p, 0x20_1000), b"initrd!");
+        let info = write_at(&p, START_INFO_GPA);
+        let si = HvmStartInfo::from_bytes(info).unwrap();
+        assert_eq!(
+            (si.magic, si.nr_modules, si.rsdp_paddr),
+            (HVM_START_MAGIC, 1, ACPI_GPA)
+        );
+        let cmdline = &info[(si.cmdline_paddr - START_INFO_GPA) as usize..];
+        assert!(cmdline.starts_with(b"console=hvc0\0"));
+        // Every write lies in RAM.
+        assert!(p.writes.iter().all(|(g, b)| g + b.len() as u64 <= 16 << 20));
+        // The memory map leaves out the reserved pages and the ACPI range.
+        let map: Vec<HvmMemmapEntry> = (0..si.memmap_entries as usize)
+            .map(|i| {
+                let off = (si.memmap_paddr - START_INFO_GPA) as usize + i * HvmMemmapEntry::SIZE;
+                HvmMemmapEntry::from_bytes(&info[off..]).unwrap()
+            })
+            .collect();
+        assert!(map.contains(&e(ACPI_GPA, ACPI_SIZE, memmap_type::RESERVED)));
+        assert!(map.contains(&e(
+            RESERVED_GFN << 12,
+            RESERVED_PAGES << 12,
+            memmap_type::RESERVED
+        )));
+    }
+
+    #[test]
+    fn what_does_not_fit_is_refused() {
+        // 2 MiB of RAM: the segment at 2 MiB is outside.
+        assert_eq!(
+            plan(&kernel(), None, 2 << 20, 1, "", reserved_range(0)).unwrap_err(),
+            PlanError::OutsideRam {
+                paddr: 0x20_0000,
+                size: 0x1000
+            }
+        );
+        // A module that does not fit after the kernel.
+        let big = vec![0u8; 15 << 20];
+        assert!(matches!(
+            plan(&kernel(), Some(&big), 16 << 20, 1, "", reserved_range(0)),
+            Err(PlanError::OutsideRam {
+                paddr: 0x20_1000,
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan(b"not an elf", None, 16 << 20, 1, "", reserved_range(0)),
+            Err(PlanError::Elf(_))
+        ));
+    }
+
+    #[test]
+    fn the_reserved_pages_sit_below_4_gib_or_above_ram() {
+        assert_eq!(reserved_range(0), (0xfeff_0000, 16 << 12));
+        assert_eq!(reserved_range(256 << 20), (0xfeff_0000, 16 << 12));
+        assert_eq!(reserved_range(5 << 30), (5 << 30, 16 << 12));
     }
 
     #[test]

@@ -30,25 +30,12 @@ use crate::arch::{paging, time};
 /// The most event channels an ordinary domain may open (Xen's default `max_evtchn_port`
 /// is 1023, ports 1..=1023).
 const MAX_PORTS: u32 = 1024;
-/// Where the reserved pages start (console ring, then by convention shared info and
-/// grant frames), and how many there are.
-const RESERVED_GFN: u64 = 0xfeff0;
-const RESERVED_PAGES: u64 = 16;
-
 /// The console page's GFN for a domain with `ram_size` bytes of RAM.
 pub fn console_gfn(ram_size: u64) -> u64 {
     reserved_range(ram_size).0 >> 12
 }
 
-/// The reserved range (start, bytes) the memory map announces.
-pub fn reserved_range(ram_size: u64) -> (u64, u64) {
-    let start = if ram_size <= RESERVED_GFN << 12 {
-        RESERVED_GFN << 12
-    } else {
-        ram_size
-    };
-    (start, RESERVED_PAGES << 12)
-}
+pub use oxen_core::pvh::reserved_range;
 
 /// A domain's event state.
 pub struct DomainEvents {

@@ -35,14 +35,11 @@ use oxen_core::sched::DomId;
 use oxen_core::vcpu_state::StartState;
 use spin::{Mutex, RwLock};
 
+use oxen_core::pvh::PlanError;
+
 use crate::arch::{paging, serial};
 use crate::mm::frames;
 
-/// Where the hypervisor puts `hvm_start_info` and what follows it in guest memory.
-const START_INFO_GPA: u64 = 0x6000;
-/// Where the guest's ACPI tables go, and the reserved range they sit in.
-const ACPI_GPA: u64 = 0xf_0000;
-const ACPI_SIZE: u64 = 0x1_0000;
 /// The guest's RAM starts 2 MiB-aligned in host memory so the EPT can use 2 MiB pages.
 const RAM_ALIGN: u64 = 2 << 20;
 /// Each domain's console budget: bytes per second and at once. The UART moves about
@@ -389,9 +386,22 @@ impl Domain {
         ramdisk: Option<&[u8]>,
         sched: DomId,
     ) -> Result<(Domain, StartState), BuildError> {
-        let image = oxen_core::elf::parse(kernel).map_err(BuildError::Elf)?;
-        let entry = image.phys32_entry.ok_or(BuildError::NoPvhEntry)?;
         let ram_size = cfg.memory_mib << 20;
+        // The layout, checked before anything is allocated (the control domain's builder
+        // uses the same).
+        let plan = oxen_core::pvh::plan(
+            kernel,
+            ramdisk,
+            ram_size,
+            cfg.vcpus,
+            &cfg.cmdline,
+            event::reserved_range(ram_size),
+        )
+        .map_err(|e| match e {
+            PlanError::Elf(e) => BuildError::Elf(e),
+            PlanError::NoPvhEntry => BuildError::NoPvhEntry,
+            PlanError::OutsideRam { paddr, size } => BuildError::SegmentOutsideRam { paddr, size },
+        })?;
         let spec = Spec {
             id,
             name: &cfg.name,
@@ -435,70 +445,11 @@ impl Domain {
             domain.release();
             return Err(BuildError::Ept(e));
         }
-        for seg in &image.segments {
-            let fits = seg
-                .paddr
-                .checked_add(seg.mem_size)
-                .is_some_and(|end| end <= ram_size);
-            if !fits {
-                domain.release();
-                return Err(BuildError::SegmentOutsideRam {
-                    paddr: seg.paddr,
-                    size: seg.mem_size,
-                });
-            }
-            let copied = domain.write_ram(seg.paddr, seg.data);
-            debug_assert!(copied, "checked above");
+        for (gpa, bytes) in &plan.writes {
+            let copied = domain.write_ram(*gpa, bytes);
+            debug_assert!(copied, "the plan keeps every write in RAM");
         }
-        // ACPI tables (RSDP, XSDT, FADT, DSDT, MADT with one LAPIC per vCPU) in a
-        // reserved 64 KiB below 1 MiB, where a kernel image never goes.
-        let (acpi, rsdp) = oxen_core::guest_acpi::build(ACPI_GPA, cfg.vcpus);
-        let overlaps = image
-            .segments
-            .iter()
-            .any(|seg| seg.paddr < ACPI_GPA + ACPI_SIZE && seg.paddr + seg.mem_size > ACPI_GPA);
-        if overlaps || acpi.len() as u64 > ACPI_SIZE || !domain.write_ram(ACPI_GPA, &acpi) {
-            domain.release();
-            return Err(BuildError::SegmentOutsideRam {
-                paddr: ACPI_GPA,
-                size: ACPI_SIZE,
-            });
-        }
-        // The ramdisk, if any, after the kernel: module 0 of `hvm_start_info`.
-        let mut modules = Vec::new();
-        if let Some(data) = ramdisk {
-            let kernel_end = image
-                .segments
-                .iter()
-                .map(|seg| seg.paddr + seg.mem_size)
-                .max()
-                .unwrap_or(0);
-            let len = data.len() as u64;
-            let placed = oxen_core::pvh::place_module(kernel_end, len, ram_size)
-                .filter(|&at| domain.write_ram(at, data));
-            let Some(at) = placed else {
-                domain.release();
-                return Err(BuildError::SegmentOutsideRam {
-                    paddr: kernel_end,
-                    size: len,
-                });
-            };
-            modules.push((at, len));
-        }
-        let memmap = oxen_core::pvh::memmap_for(
-            ram_size,
-            &[event::reserved_range(ram_size), (ACPI_GPA, ACPI_SIZE)],
-        );
-        let info = oxen_core::pvh::build(START_INFO_GPA, &cfg.cmdline, &memmap, &modules, rsdp);
-        if !domain.write_ram(START_INFO_GPA, &info) {
-            domain.release();
-            let size = info.len() as u64;
-            return Err(BuildError::SegmentOutsideRam {
-                paddr: START_INFO_GPA,
-                size,
-            });
-        }
-        Ok((domain, StartState::pvh(entry, START_INFO_GPA)))
+        Ok((domain, StartState::pvh(plan.entry, plan.start_info)))
     }
 
     /// Copies guest memory at `gpa` into `buf`, page by page through the P2M (RAM or
