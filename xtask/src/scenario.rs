@@ -415,9 +415,18 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     (
         // (Hypervisor log lines may come between.)
         r"Time\(s\)\r?\nDomain-0\s+0\s+32\s+1\s+\S+\s+\d+\.\d\r?\n(\[[^\n]*\n)*oxen-dom0# ",
+        "xl create -p t-hello.cfg 'name=\"hi\"'\rxl list hi\r",
+    ),
+    (r"\nhi\s+\d+\s+16\s+1\s+--p---", "xl unpause hi\r"),
+    (
+        r"\[d\d+ domain\d+\] hello: PASS",
+        "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
+    ),
+    (
+        r"t-hello\.cfg: line \d+: ",
         "ls /etc/xen\rcat /etc/xen/t-burn.cfg\r",
     ),
-    (r#"kernel = "burn\.elf""#, "xl info\r"),
+    (r#"kernel = "burn\.elf""#, "xl list\rxl info\r"),
     (r"xen_scheduler\s+: credit", "xl dmesg\r"),
     (
         r"INFO  oxen ready: 2/2 CPUs online",
@@ -437,6 +446,11 @@ const DOM0_OK: &[&str] = &[
     r"nosuch is an invalid domain identifier \(rc=-6\)",
     r"xl destroy: not destroying domain 0 \(the control domain\); -f forces it",
     r"\d+  t-burn\.cfg\r?\n",
+    r"Parsing config from /etc/xen/t-hello\.cfg",
+    r"\[d(\d+) domain(\d+)\] hello: PASS Xen 4\.17-oxen",
+    r"xl create: /etc/xen/nosuch\.cfg: no such configuration file",
+    // The domain it built went once it shut down: the list before `xl info` is dom0's.
+    r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# xl info",
     r"nr_cpus\s+: 2\r?\n",
     r"xen_version\s+: 4\.17-oxen",
     r"frobnicate: command not found",
@@ -1185,16 +1199,22 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
-            domains: &[(
-                "t-burn.cfg",
-                "name = \"burn\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = 2\n",
-            )],
+            domains: &[
+                (
+                    "t-burn.cfg",
+                    "name = \"burn\"\nkernel = \"burn.elf\"\nmemory = 8\nvcpus = 2\n",
+                ),
+                (
+                    "t-hello.cfg",
+                    "name = \"hello-t\"\nkernel = \"hello.elf\"\nmemory = 16\n",
+                ),
+            ],
             input: DOM0_TYPED,
             expect: DOM0_OK,
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
             ..bochs_guests(
                 "dom0-shell",
-                "the control domain's xl shell on the serial console (2 pCPUs): list, pause and unpause, vcpu-list, sched-credit, destroy, bad names, files, info, dmesg, then poweroff; every answer in Xen's format",
+                "the control domain's xl shell on the serial console (2 pCPUs): list, pause and unpause, vcpu-list, sched-credit, destroy, create (paused, with an override; built by dom0, destroyed once it shuts down) and bad configurations, bad names, files, info, dmesg, then poweroff; every answer in Xen's format",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\", \"t-burn.cfg\"]\n",
             )

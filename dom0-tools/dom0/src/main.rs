@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+mod create;
 mod files;
 mod xl;
 
@@ -89,6 +90,7 @@ fn main(info: &StartInfo) {
     loop {
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
+        tool.reap();
         if n <= 0 {
             events::wait_timeout(port, time::now_ns() + 200_000_000);
             continue;

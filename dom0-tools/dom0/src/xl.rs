@@ -20,6 +20,7 @@ use crate::out;
 
 pub const HELP: &str = "\
 Commands of the control domain:
+  xl create [-p] FILE [KEY=VALUE...]   build a domain from an xl.cfg (in /etc/xen)
   xl list [DOMAIN]               the domains (Xen's columns)
   xl info                        the host and the hypervisor
   xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
@@ -40,6 +41,9 @@ A DOMAIN is a name or an id.
 pub struct Xl {
     pub files: Files,
     names: BTreeMap<u16, String>,
+    /// Domains this toolstack built: destroyed once they shut down (`on_poweroff`,
+    /// `on_crash` and `on_reboot` are Xen's `destroy` for now).
+    created: Vec<u16>,
     pub last_exit: i32,
 }
 
@@ -62,6 +66,7 @@ impl Xl {
         Xl {
             files,
             names,
+            created: Vec::new(),
             last_exit: 0,
         }
     }
@@ -160,6 +165,7 @@ impl Xl {
         match args {
             [] => usage("Usage: xl [-v] <subcommand> [args]  (try 'help')"),
             ["list", rest @ ..] => self.list(rest),
+            ["create", rest @ ..] => self.create(rest),
             ["info"] => self.info(),
             ["dmesg"] => dmesg(false),
             ["dmesg", "-c"] => dmesg(true),
@@ -234,6 +240,60 @@ impl Xl {
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
         self.simple(domctl::cmd::DESTROYDOMAIN, arg, "destroy")
+    }
+
+    /// `xl create [-p] [-c] FILE [key=value…]`.
+    fn create(&mut self, rest: &[&str]) -> i32 {
+        let mut paused = false;
+        let mut args = rest;
+        while let Some((flag, more)) = args.split_first() {
+            match *flag {
+                "-p" => paused = true,
+                "-c" => out(
+                    "xl create: -c: dom0 does not serve consoles yet; the domain's output is in the hypervisor's log\n",
+                ),
+                _ => break,
+            }
+            args = more;
+        }
+        let Some((file, overrides)) = args.split_first() else {
+            return usage("Usage: xl create [-p] [-c] FILE [key=value ...]");
+        };
+        let path = if file.starts_with('/') {
+            String::from(*file)
+        } else {
+            format!("/etc/xen/{file}")
+        };
+        out(&format!("Parsing config from {path}\n"));
+        let rows = self.rows();
+        let taken = |name: &str| rows.iter().any(|r| r.name == name);
+        match crate::create::create(&self.files, &path, overrides, paused, taken) {
+            Ok(b) => {
+                self.names.insert(b.id, b.cfg.name);
+                self.created.push(b.id);
+                EXIT_OK
+            }
+            Err(e) => fail(&e),
+        }
+    }
+
+    /// Destroys the domains this toolstack built that have shut down (Xen's default
+    /// `on_poweroff = "destroy"`).
+    pub fn reap(&mut self) {
+        if self.created.is_empty() {
+            return;
+        }
+        let domains = self.domains();
+        self.created.retain(|&id| {
+            let Some(d) = domains.iter().find(|d| d.domain == id) else {
+                return false;
+            };
+            if d.flags & domctl::dominf::SHUTDOWN != 0 {
+                control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
+                return false;
+            }
+            true
+        });
     }
 
     /// Destroys every domain but this one.

@@ -175,44 +175,11 @@ fn unmap(gpfn: u64) -> i64 {
     memory_op(mem::REMOVE_FROM_PHYSMAP, &mut r)
 }
 
-/// A `sethvmcontext` buffer: header, one CPU record for vCPU 0, end.
-fn hvm_context(cpu: &HwCpu, magic: u32) -> [u8; 1080] {
-    let mut b = [0u8; 1080];
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        b[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    let desc = |typecode, length| Descriptor {
-        typecode,
-        instance: 0,
-        length,
-    };
-    put(&desc(hvm_save::code::HEADER, Header::SIZE as u32).to_bytes());
-    put(&Header {
-        magic,
-        version: hvm_save::FILE_VERSION,
-        ..Header::default()
-    }
-    .to_bytes());
-    put(&desc(hvm_save::code::CPU, hvm_save::CPU_SIZE as u32).to_bytes());
-    put(&cpu.to_bytes());
-    put(&desc(hvm_save::code::END, 0).to_bytes());
-    b
-}
+use oxen_guest_rt::control::{hvm_context, set_context};
 
 /// vCPU 0 at the program, as a PVH builder starts one: 32-bit flat protected mode.
 fn boot_cpu() -> HwCpu {
     HwCpu::pvh(CODE_GFN << 12, 0)
-}
-
-fn set_context(domid: u16, buf: &[u8]) -> i64 {
-    let b = domctl::HvmContextBuf {
-        size: buf.len() as u32,
-        pad: 0,
-        buffer: buf.as_ptr() as u64,
-    };
-    domctl_op(domctl::cmd::SETHVMCONTEXT, domid, &b.to_bytes()).0
 }
 
 fn debug_keys(keys: &[u8]) -> i64 {

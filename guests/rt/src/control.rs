@@ -109,3 +109,99 @@ pub fn credit(domid: u16, set: Option<(u16, u16)>) -> Result<(u16, u16), i64> {
         (e, _) => Err(e),
     }
 }
+
+/// `memory_op(cmd, arg)` over the bytes of its argument structure.
+pub fn memory_op(cmd: u32, arg: &mut [u8]) -> i64 {
+    // SAFETY: `arg` is the call's whole argument structure, which the hypervisor may
+    // read and write; the lists it points to are the caller's (see each wrapper).
+    unsafe {
+        hypercall(
+            nr::MEMORY_OP,
+            u64::from(cmd),
+            arg.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `XENMEM_populate_physmap` of `domid`: extents of `2^order` frames at `gfns`; the
+/// extents done.
+pub fn populate(domid: u16, gfns: &[u64], order: u32) -> i64 {
+    let mut r = oxen_abi::memory::MemoryReservation {
+        extent_start: gfns.as_ptr() as u64,
+        nr_extents: gfns.len() as u64,
+        extent_order: order,
+        domid,
+        ..Default::default()
+    }
+    .to_bytes();
+    memory_op(oxen_abi::memory::POPULATE_PHYSMAP, &mut r)
+}
+
+/// `XENMEM_add_to_physmap_batch` with `XENMAPSPACE_gmfn_foreign`: `target`'s frames
+/// `idxs` at our `gpfns`; each frame's result goes to `errs` (as long as `idxs`).
+pub fn map_foreign(target: u16, idxs: &[u64], gpfns: &[u64], errs: &mut [i32]) -> i64 {
+    let n = idxs.len().min(gpfns.len()).min(errs.len());
+    let mut b = oxen_abi::memory::AddToPhysmapBatch {
+        domid: oxen_abi::evtchn::DOMID_SELF,
+        space: oxen_abi::memory::MAPSPACE_GMFN_FOREIGN as u16,
+        size: n as u16,
+        foreign_domid: target,
+        idxs: idxs.as_ptr() as u64,
+        gpfns: gpfns.as_ptr() as u64,
+        errs: errs.as_mut_ptr() as u64,
+    }
+    .to_bytes();
+    memory_op(oxen_abi::memory::ADD_TO_PHYSMAP_BATCH, &mut b)
+}
+
+/// `XENMEM_remove_from_physmap` of our frame `gpfn` (a foreign map goes away).
+pub fn unmap(gpfn: u64) -> i64 {
+    let mut r = oxen_abi::memory::RemoveFromPhysmap {
+        domid: oxen_abi::evtchn::DOMID_SELF,
+        gpfn,
+        ..Default::default()
+    }
+    .to_bytes();
+    memory_op(oxen_abi::memory::REMOVE_FROM_PHYSMAP, &mut r)
+}
+
+/// The `sethvmcontext` record stream for one vCPU: header, `cpu` as vCPU 0's CPU
+/// record, end.
+pub fn hvm_context(cpu: &oxen_abi::hvm_save::HwCpu, magic: u32) -> [u8; 1080] {
+    use oxen_abi::hvm_save::{self, Descriptor, Header};
+    let mut b = [0u8; 1080];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let desc = |typecode, length| Descriptor {
+        typecode,
+        instance: 0,
+        length,
+    };
+    put(&desc(hvm_save::code::HEADER, Header::SIZE as u32).to_bytes());
+    put(&Header {
+        magic,
+        version: hvm_save::FILE_VERSION,
+        ..Header::default()
+    }
+    .to_bytes());
+    put(&desc(hvm_save::code::CPU, hvm_save::CPU_SIZE as u32).to_bytes());
+    put(&cpu.to_bytes());
+    put(&desc(hvm_save::code::END, 0).to_bytes());
+    b
+}
+
+/// `sethvmcontext` of `domid` with the record stream `buf`.
+pub fn set_context(domid: u16, buf: &[u8]) -> i64 {
+    let b = domctl::HvmContextBuf {
+        size: buf.len() as u32,
+        pad: 0,
+        buffer: buf.as_ptr() as u64,
+    };
+    domctl(domctl::cmd::SETHVMCONTEXT, domid, &b.to_bytes()).0
+}

@@ -423,13 +423,22 @@ pub fn info(d: &Domain) -> DomainInfo {
             s.vcpu_info(v.sched)
                 .is_ok_and(|i| matches!(i.state, VcpuState::Running | VcpuState::Runnable))
         });
+        // vCPU 0 of a domain not yet unpaused counts once it has its registers
+        // (`sethvmcontext`): the first unpause brings it up, as Xen counts it online.
+        let fresh = !d.ever_unpaused.load(Ordering::Acquire);
         let online = slots
             .iter()
-            .filter(|v| v.up.load(Ordering::Acquire))
+            .filter(|v| {
+                v.up.load(Ordering::Acquire)
+                    || (fresh && v.index == 0 && v.initialised.load(Ordering::Acquire))
+            })
             .count() as u32;
         (run, running, online)
     });
-    if d.running() {
+    // A paused domain is neither running nor blocked (unless a vCPU is still on its way
+    // off a pCPU).
+    let paused = flags & dominf::PAUSED != 0;
+    if d.running() && (running || !paused) {
         flags |= if running {
             dominf::RUNNING
         } else {
