@@ -27,11 +27,10 @@ use oxen_guest_rt::abi::domctl::{self, CreateDomain, DomainInfo, cdf, dominf, of
 use oxen_guest_rt::abi::errno::{EACCES, EEXIST, EINVAL, ENOSPC, EPERM, ESRCH};
 use oxen_guest_rt::abi::hvm_save::{self, Descriptor, Header, HwCpu};
 use oxen_guest_rt::abi::hypercall as nr;
-use oxen_guest_rt::abi::memory::{
-    self as mem, AddToPhysmap, AddToPhysmapBatch, MemoryReservation, RemoveFromPhysmap,
-};
+use oxen_guest_rt::abi::memory::{self as mem, AddToPhysmap, RemoveFromPhysmap};
 use oxen_guest_rt::abi::sysctl::{self, DebugKeys, GetDomainInfoList, PhysInfo};
 use oxen_guest_rt::arch::rdtsc;
+use oxen_guest_rt::control::{affinity, hvm_context, populate, set_context, unmap, vcpu_info};
 use oxen_guest_rt::hypercall::{hypercall, sched_yield};
 use oxen_guest_rt::{StartInfo, println};
 
@@ -136,46 +135,12 @@ fn max_mem(domid: u16, kib: u64) -> i64 {
     domctl_op(domctl::cmd::MAX_MEM, domid, &kib.to_le_bytes()).0
 }
 
-fn populate(domid: u16, gfns: &[u64], order: u32) -> i64 {
-    let mut r = MemoryReservation {
-        extent_start: gfns.as_ptr() as u64,
-        nr_extents: gfns.len() as u64,
-        extent_order: order,
-        domid,
-        ..MemoryReservation::default()
-    }
-    .to_bytes();
-    memory_op(mem::POPULATE_PHYSMAP, &mut r)
-}
-
 /// Maps `target`'s frames `idxs` at our `gpfns`; the call's result and each frame's.
 fn map_foreign(target: u16, idxs: &[u64], gpfns: &[u64]) -> (i64, [i32; 2]) {
     let mut errs = [i32::MIN; 2];
-    let mut b = AddToPhysmapBatch {
-        domid: oxen_guest_rt::abi::evtchn::DOMID_SELF,
-        space: mem::MAPSPACE_GMFN_FOREIGN as u16,
-        size: idxs.len() as u16,
-        foreign_domid: target,
-        idxs: idxs.as_ptr() as u64,
-        gpfns: gpfns.as_ptr() as u64,
-        errs: errs.as_mut_ptr() as u64,
-    }
-    .to_bytes();
-    let rc = memory_op(mem::ADD_TO_PHYSMAP_BATCH, &mut b);
+    let rc = oxen_guest_rt::control::map_foreign(target, idxs, gpfns, &mut errs[..idxs.len()]);
     (rc, errs)
 }
-
-fn unmap(gpfn: u64) -> i64 {
-    let mut r = RemoveFromPhysmap {
-        domid: oxen_guest_rt::abi::evtchn::DOMID_SELF,
-        gpfn,
-        ..RemoveFromPhysmap::default()
-    }
-    .to_bytes();
-    memory_op(mem::REMOVE_FROM_PHYSMAP, &mut r)
-}
-
-use oxen_guest_rt::control::{hvm_context, set_context};
 
 /// vCPU 0 at the program, as a PVH builder starts one: 32-bit flat protected mode.
 fn boot_cpu() -> HwCpu {
@@ -776,8 +741,6 @@ fn toolstack(c: &mut Checks, me: u16) {
         "toolstack: destroyed with nothing mapped, it is gone at once",
     );
 }
-
-use oxen_guest_rt::control::{affinity, vcpu_info};
 
 /// The machine, as `xl info` and `xl dmesg` see it.
 fn machine(c: &mut Checks) {

@@ -139,22 +139,7 @@ pub fn guest_line(args: core::fmt::Arguments<'_>) -> bool {
     line.len = line.len.min(line.bytes.len() - 1);
     line.bytes[line.len] = b'\n';
     line.len += 1;
-    let mut out = PORT.lock();
-    if out.port.is_none() {
-        return true;
-    }
-    let free = RING - (out.head - out.tail);
-    if free < RING / 2 + line.len {
-        return false;
-    }
-    for &b in &line.bytes[..line.len] {
-        let at = out.head % RING;
-        out.ring[at] = b;
-        out.head += 1;
-    }
-    PENDING.store(true, Ordering::Release);
-    out.pump();
-    true
+    guest_raw(&line.bytes[..line.len])
 }
 
 /// Writes the control domain's console output as it is (Xen prints the hardware
