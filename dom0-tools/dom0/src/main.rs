@@ -85,12 +85,19 @@ fn main(info: &StartInfo) {
             hypercall::halt_forever();
         }
     };
+    // Domains that shut down are announced by VIRQ_DOM_EXC, as to Xen's dom0.
+    let dom_exc = xen::bind_virq(virq::DOM_EXC, 0).ok();
     out(PROMPT);
     let mut editor = LineEditor::new();
     loop {
+        if let Some(p) = dom_exc
+            && events::pending(p)
+        {
+            events::clear(p);
+            tool.reap();
+        }
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
-        tool.reap();
         if n <= 0 {
             events::wait_timeout(port, time::now_ns() + 200_000_000);
             continue;

@@ -19,6 +19,7 @@ use oxen_abi::evtchn::{self as abi, DOMID_SELF, op, virq};
 use oxen_abi::{hvm, xencons};
 use oxen_core::evtchn::{self, EventPage, Peer, Ports, SendTarget, Word};
 use oxen_core::hvm_param::{SetError, check_set};
+pub use oxen_core::pvh::reserved_range;
 use spin::{Mutex, MutexGuard};
 
 use super::hypercall::{copy_from_guest, copy_to_guest, read_arg};
@@ -34,8 +35,6 @@ const MAX_PORTS: u32 = 1024;
 pub fn console_gfn(ram_size: u64) -> u64 {
     reserved_range(ram_size).0 >> 12
 }
-
-pub use oxen_core::pvh::reserved_range;
 
 /// A domain's event state.
 pub struct DomainEvents {
@@ -431,6 +430,12 @@ pub fn domain_dying(d: &Arc<Domain>) {
     while reset(d).is_err() {
         core::hint::spin_loop();
     }
+    tell_control_domains(d);
+}
+
+/// `VIRQ_DOM_EXC` to every other running privileged domain: `d` changed state (it shut
+/// down, crashed or is dying), as Xen tells dom0.
+pub fn tell_control_domains(d: &Domain) {
     let others: Vec<_> = registry::all()
         .into_iter()
         .filter(|o| o.privileged && o.id != d.id && o.running())

@@ -280,6 +280,8 @@ pub fn stop(d: &Arc<Domain>) {
     }
     let kicks = glue::remove_domain(d);
     glue::kick(kicks);
+    // Its control domain hears that it ended (and again when it is torn down).
+    event::tell_control_domains(d);
     if d.privileged {
         orphans();
     }
