@@ -139,6 +139,11 @@ impl Xl {
 
     fn rows(&mut self) -> Vec<DomainRow> {
         let domains = self.domains();
+        self.rows_of(&domains)
+    }
+
+    /// The rows of `domains` (one `getdomaininfolist`).
+    fn rows_of(&mut self, domains: &[DomainInfo]) -> Vec<DomainRow> {
         // Names of domains that are gone are forgotten (their ids may come back).
         self.names
             .retain(|id, _| *id == 0 || domains.iter().any(|d| d.domain == *id));
@@ -220,13 +225,9 @@ impl Xl {
     }
 
     fn simple(&mut self, cmd: u32, arg: &str, what: &str) -> i32 {
-        let id = match self.domain(arg) {
-            Ok(id) => id,
-            Err(code) => return code,
-        };
-        match control::domctl(cmd, id, &[]).0 {
-            0 => EXIT_OK,
-            rc => fail(&format!("xl {what}: domain {id}: failed (rc={rc})")),
+        match self.domain(arg) {
+            Ok(id) => domctl_on(cmd, id, what),
+            Err(code) => code,
         }
     }
 
@@ -239,7 +240,7 @@ impl Xl {
             return fail("xl destroy: not destroying domain 0 (the control domain); -f forces it");
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
-        self.simple(domctl::cmd::DESTROYDOMAIN, arg, "destroy")
+        domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
     }
 
     /// `xl create [-p] [-c] FILE [key=value…]`.
@@ -278,7 +279,7 @@ impl Xl {
     }
 
     /// Destroys the domains this toolstack built that have shut down (Xen's default
-    /// `on_poweroff = "destroy"`).
+    /// `on_poweroff = "destroy"`); called when `VIRQ_DOM_EXC` says a domain changed.
     pub fn reap(&mut self) {
         if self.created.is_empty() {
             return;
@@ -304,7 +305,8 @@ impl Xl {
     }
 
     fn vcpu_list(&mut self, rest: &[&str]) -> i32 {
-        let rows = self.rows();
+        let domains = self.domains();
+        let rows = self.rows_of(&domains);
         let ids: Vec<u16> = match rest {
             [] => rows.iter().map(|r| r.id).collect(),
             [d] => match resolve(d, &rows) {
@@ -315,7 +317,7 @@ impl Xl {
         };
         let nr_cpus = control::physinfo().map_or(1, |p| p.nr_cpus);
         let mut vcpus = Vec::new();
-        for d in self.domains().iter().filter(|d| ids.contains(&d.domain)) {
+        for d in domains.iter().filter(|d| ids.contains(&d.domain)) {
             for v in 0..=d.max_vcpu_id {
                 let Ok(i) = control::vcpu_info(d.domain, v) else {
                     continue;
@@ -340,17 +342,17 @@ impl Xl {
     }
 
     fn vcpu_pin(&mut self, arg: &str, vcpu: &str, cpus: &str) -> i32 {
-        let id = match self.domain(arg) {
+        let domains = self.domains();
+        let id = match resolve(arg, &self.rows_of(&domains)) {
             Ok(id) => id,
-            Err(code) => return code,
+            Err(e) => return fail(&e),
         };
         let Some(mask) = parse_cpus(cpus) else {
             return usage(&format!(
                 "xl vcpu-pin: '{cpus}' is not a CPU list (e.g. 0-1,3 or all)"
             ));
         };
-        let max = self
-            .domains()
+        let max = domains
             .iter()
             .find(|d| d.domain == id)
             .map_or(0, |d| d.max_vcpu_id);
@@ -446,6 +448,14 @@ impl Xl {
             }
         }
         code
+    }
+}
+
+/// `cmd` on domain `id`, no output unless it fails.
+fn domctl_on(cmd: u32, id: u16, what: &str) -> i32 {
+    match control::domctl(cmd, id, &[]).0 {
+        0 => EXIT_OK,
+        rc => fail(&format!("xl {what}: domain {id}: failed (rc={rc})")),
     }
 }
 

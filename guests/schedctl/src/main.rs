@@ -32,15 +32,9 @@ fn call(op: &mut [u8; domctl::SIZE]) -> i64 {
     unsafe { hypercall(nr::DOMCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0) }
 }
 
+/// (weight, cap) of `domain`, as the runtime's toolstack calls read them.
 fn getinfo(domain: u16) -> Result<(u16, u16), i64> {
-    let mut op = sched_op(domain, domctl::SCHEDOP_GETINFO, 0, 0);
-    match call(&mut op) {
-        0 => Ok((
-            u16::from_le_bytes([op[offset::CREDIT_WEIGHT], op[offset::CREDIT_WEIGHT + 1]]),
-            u16::from_le_bytes([op[offset::CREDIT_CAP], op[offset::CREDIT_CAP + 1]]),
-        )),
-        e => Err(e),
-    }
+    oxen_guest_rt::control::credit(domain, None)
 }
 
 fn main(info: &StartInfo) {

@@ -142,10 +142,11 @@ pub fn guest_line(args: core::fmt::Arguments<'_>) -> bool {
     guest_raw(&line.bytes[..line.len])
 }
 
-/// Writes the control domain's console output as it is (Xen prints the hardware
-/// domain's `console_io` writes unprefixed: its shell draws prompts and edits lines),
-/// if the ring has room with half of it to spare. Never waits for the wire: false
-/// means the bytes were dropped.
+/// Writes guest output as it is, if the ring has room with half of it to spare (kept
+/// for the hypervisor's own lines): a formatted [`guest_line`], or the control domain's
+/// `console_io` bytes (Xen prints the hardware domain's writes unprefixed: its shell
+/// draws prompts and edits lines). Never waits for the wire: false means the bytes were
+/// dropped.
 pub fn guest_raw(bytes: &[u8]) -> bool {
     let mut out = PORT.lock();
     if out.port.is_none() {

@@ -29,13 +29,12 @@ use oxen_core::config::DomainConfig;
 use oxen_core::ept::{self, Ept, FrameSource};
 use oxen_core::frames::FRAME_SIZE;
 use oxen_core::p2m::{self, P2m};
+use oxen_core::pvh::PlanError;
 use oxen_core::quota::Quota;
 use oxen_core::ratelimit::TokenBucket;
 use oxen_core::sched::DomId;
 use oxen_core::vcpu_state::StartState;
 use spin::{Mutex, RwLock};
-
-use oxen_core::pvh::PlanError;
 
 use crate::arch::{paging, serial};
 use crate::mm::frames;
