@@ -17,7 +17,7 @@ use crate::engine::Engine;
 use crate::error::{XsError, XsResult};
 
 /// Size of each ring (`XENSTORE_RING_SIZE`).
-pub const RING_SIZE: u32 = 1024;
+pub const RING_SIZE: u32 = oxen_abi::xs_wire::RING_SIZE;
 
 /// Reduces a free-running index to a ring offset.
 pub const fn mask(index: u32) -> usize {

@@ -12,38 +12,40 @@
 
 use alloc::vec::Vec;
 
+use oxen_abi::xs_wire::{self, msg};
+
 /// Size of the message header.
-pub const HEADER_LEN: usize = 16;
+pub const HEADER_LEN: usize = xs_wire::HEADER_SIZE;
 /// Largest payload allowed (`XENSTORE_PAYLOAD_MAX`).
-pub const PAYLOAD_MAX: usize = 4096;
+pub const PAYLOAD_MAX: usize = xs_wire::PAYLOAD_MAX;
 
 /// Message types (`enum xsd_sockmsg_type`).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum MsgType {
-    Control = 0,
-    Directory = 1,
-    Read = 2,
-    GetPerms = 3,
-    Watch = 4,
-    Unwatch = 5,
-    TransactionStart = 6,
-    TransactionEnd = 7,
-    Introduce = 8,
-    Release = 9,
-    GetDomainPath = 10,
-    Write = 11,
-    Mkdir = 12,
-    Rm = 13,
-    SetPerms = 14,
-    WatchEvent = 15,
-    Error = 16,
-    IsDomainIntroduced = 17,
-    Resume = 18,
-    SetTarget = 19,
-    ResetWatches = 21,
-    DirectoryPart = 22,
+    Control = msg::CONTROL,
+    Directory = msg::DIRECTORY,
+    Read = msg::READ,
+    GetPerms = msg::GET_PERMS,
+    Watch = msg::WATCH,
+    Unwatch = msg::UNWATCH,
+    TransactionStart = msg::TRANSACTION_START,
+    TransactionEnd = msg::TRANSACTION_END,
+    Introduce = msg::INTRODUCE,
+    Release = msg::RELEASE,
+    GetDomainPath = msg::GET_DOMAIN_PATH,
+    Write = msg::WRITE,
+    Mkdir = msg::MKDIR,
+    Rm = msg::RM,
+    SetPerms = msg::SET_PERMS,
+    WatchEvent = msg::WATCH_EVENT,
+    Error = msg::ERROR,
+    IsDomainIntroduced = msg::IS_DOMAIN_INTRODUCED,
+    Resume = msg::RESUME,
+    SetTarget = msg::SET_TARGET,
+    ResetWatches = msg::RESET_WATCHES,
+    DirectoryPart = msg::DIRECTORY_PART,
 }
 
 impl MsgType {

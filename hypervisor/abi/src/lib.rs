@@ -161,6 +161,61 @@ pub mod xencons {
     pub const OUT_PROD: u64 = 3084;
 }
 
+/// The XenStore wire protocol and interface page (`io/xs_wire.h`): message types, the
+/// 16-byte header (`type`, `req_id`, `tx_id`, `len`, each a little-endian `u32`) and
+/// `struct xenstore_domain_interface`, two byte rings with free-running `u32` indices.
+pub mod xs_wire {
+    /// Message types (`enum xsd_sockmsg_type`).
+    pub mod msg {
+        pub const CONTROL: u32 = 0;
+        pub const DIRECTORY: u32 = 1;
+        pub const READ: u32 = 2;
+        pub const GET_PERMS: u32 = 3;
+        pub const WATCH: u32 = 4;
+        pub const UNWATCH: u32 = 5;
+        pub const TRANSACTION_START: u32 = 6;
+        pub const TRANSACTION_END: u32 = 7;
+        pub const INTRODUCE: u32 = 8;
+        pub const RELEASE: u32 = 9;
+        pub const GET_DOMAIN_PATH: u32 = 10;
+        pub const WRITE: u32 = 11;
+        pub const MKDIR: u32 = 12;
+        pub const RM: u32 = 13;
+        pub const SET_PERMS: u32 = 14;
+        pub const WATCH_EVENT: u32 = 15;
+        pub const ERROR: u32 = 16;
+        pub const IS_DOMAIN_INTRODUCED: u32 = 17;
+        pub const RESUME: u32 = 18;
+        pub const SET_TARGET: u32 = 19;
+        pub const RESET_WATCHES: u32 = 21;
+        pub const DIRECTORY_PART: u32 = 22;
+    }
+    /// Size of `struct xsd_sockmsg`.
+    pub const HEADER_SIZE: usize = 16;
+    /// Largest payload (`XENSTORE_PAYLOAD_MAX`).
+    pub const PAYLOAD_MAX: usize = 4096;
+    /// Size of each ring (`XENSTORE_RING_SIZE`).
+    pub const RING_SIZE: u32 = 1024;
+    /// Offsets in the interface page.
+    pub const REQ: u64 = 0;
+    pub const RSP: u64 = 1024;
+    pub const REQ_CONS: u64 = 2048;
+    pub const REQ_PROD: u64 = 2052;
+    pub const RSP_CONS: u64 = 2056;
+    pub const RSP_PROD: u64 = 2060;
+    pub const SERVER_FEATURES: u64 = 2064;
+    pub const CONNECTION: u64 = 2068;
+    pub const ERROR: u64 = 2072;
+    /// `error` values.
+    pub const ERROR_NONE: u32 = 0;
+    pub const ERROR_COMM: u32 = 1;
+    pub const ERROR_RINGIDX: u32 = 2;
+    pub const ERROR_PROTO: u32 = 3;
+    /// `server_features` bits.
+    pub const SERVER_FEATURE_RECONNECTION: u32 = 1;
+    pub const SERVER_FEATURE_ERROR: u32 = 2;
+}
+
 /// `sched_op` sub-operations and shutdown reasons (`sched.h`).
 pub mod sched_op {
     pub const YIELD: u32 = 0;

@@ -32,6 +32,7 @@ const HEADERS: &str = r#"
 #include <xen/hvm/hvm_op.h>
 #include <xen/hvm/params.h>
 #include <xen/io/console.h>
+#include <xen/io/xs_wire.h>
 "#;
 
 /// (name printed by the C program, C expression, Rust value)
@@ -1826,6 +1827,82 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
         konst!("sizeof(struct sched_poll)", 24),
         konst!("offsetof(struct sched_poll, nr_ports)", 8),
         konst!("offsetof(struct sched_poll, timeout)", 16),
+        konst!("XS_CONTROL", xs_wire::msg::CONTROL),
+        konst!("XS_DIRECTORY", xs_wire::msg::DIRECTORY),
+        konst!("XS_READ", xs_wire::msg::READ),
+        konst!("XS_GET_PERMS", xs_wire::msg::GET_PERMS),
+        konst!("XS_WATCH", xs_wire::msg::WATCH),
+        konst!("XS_UNWATCH", xs_wire::msg::UNWATCH),
+        konst!("XS_TRANSACTION_START", xs_wire::msg::TRANSACTION_START),
+        konst!("XS_TRANSACTION_END", xs_wire::msg::TRANSACTION_END),
+        konst!("XS_INTRODUCE", xs_wire::msg::INTRODUCE),
+        konst!("XS_RELEASE", xs_wire::msg::RELEASE),
+        konst!("XS_GET_DOMAIN_PATH", xs_wire::msg::GET_DOMAIN_PATH),
+        konst!("XS_WRITE", xs_wire::msg::WRITE),
+        konst!("XS_MKDIR", xs_wire::msg::MKDIR),
+        konst!("XS_RM", xs_wire::msg::RM),
+        konst!("XS_SET_PERMS", xs_wire::msg::SET_PERMS),
+        konst!("XS_WATCH_EVENT", xs_wire::msg::WATCH_EVENT),
+        konst!("XS_ERROR", xs_wire::msg::ERROR),
+        konst!(
+            "XS_IS_DOMAIN_INTRODUCED",
+            xs_wire::msg::IS_DOMAIN_INTRODUCED
+        ),
+        konst!("XS_RESUME", xs_wire::msg::RESUME),
+        konst!("XS_SET_TARGET", xs_wire::msg::SET_TARGET),
+        konst!("XS_RESET_WATCHES", xs_wire::msg::RESET_WATCHES),
+        konst!("XS_DIRECTORY_PART", xs_wire::msg::DIRECTORY_PART),
+        konst!("sizeof(struct xsd_sockmsg)", xs_wire::HEADER_SIZE),
+        konst!("XENSTORE_PAYLOAD_MAX", xs_wire::PAYLOAD_MAX),
+        konst!("XENSTORE_RING_SIZE", xs_wire::RING_SIZE),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, req)",
+            xs_wire::REQ
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, rsp)",
+            xs_wire::RSP
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, req_cons)",
+            xs_wire::REQ_CONS
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, req_prod)",
+            xs_wire::REQ_PROD
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, rsp_cons)",
+            xs_wire::RSP_CONS
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, rsp_prod)",
+            xs_wire::RSP_PROD
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, server_features)",
+            xs_wire::SERVER_FEATURES
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, connection)",
+            xs_wire::CONNECTION
+        ),
+        konst!(
+            "offsetof(struct xenstore_domain_interface, error)",
+            xs_wire::ERROR
+        ),
+        konst!("XENSTORE_ERROR_NONE", xs_wire::ERROR_NONE),
+        konst!("XENSTORE_ERROR_COMM", xs_wire::ERROR_COMM),
+        konst!("XENSTORE_ERROR_RINGIDX", xs_wire::ERROR_RINGIDX),
+        konst!("XENSTORE_ERROR_PROTO", xs_wire::ERROR_PROTO),
+        konst!(
+            "XENSTORE_SERVER_FEATURE_RECONNECTION",
+            xs_wire::SERVER_FEATURE_RECONNECTION
+        ),
+        konst!(
+            "XENSTORE_SERVER_FEATURE_ERROR",
+            xs_wire::SERVER_FEATURE_ERROR
+        ),
         konst!("offsetof(struct xencons_interface, in)", xencons::IN),
         konst!(
             "sizeof(((struct xencons_interface *)0)->in)",
