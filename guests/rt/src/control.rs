@@ -168,6 +168,67 @@ pub fn unmap(gpfn: u64) -> i64 {
     memory_op(oxen_abi::memory::REMOVE_FROM_PHYSMAP, &mut r)
 }
 
+/// One frame of another domain mapped into ours (`XENMAPSPACE_gmfn_foreign`) at a
+/// frame of our own below 1 GiB (which the runtime maps one to one), read and written
+/// only through bounds-checked volatile accesses: the other domain changes it at any
+/// time. Dropping it takes the mapping away.
+pub struct ForeignFrame {
+    gpfn: u64,
+}
+
+impl ForeignFrame {
+    /// Maps `target`'s frame `gfn` at our `gpfn`, which must be one of ours that holds
+    /// nothing (a hole above our RAM): what was there is replaced. `None` if the
+    /// hypervisor refuses, or `gpfn` is not below 1 GiB.
+    pub fn map(target: u16, gfn: u64, gpfn: u64) -> Option<Self> {
+        if gpfn == 0 || gpfn >= (1 << 30) / 4096 {
+            return None;
+        }
+        let mut err = [0i32; 1];
+        let rc = map_foreign(target, &[gfn], &[gpfn], &mut err);
+        (rc == 0 && err[0] == 0).then_some(Self { gpfn })
+    }
+
+    fn at(&self, off: usize, size: usize) -> *mut u8 {
+        assert!(
+            off + size <= 4096 && off.is_multiple_of(size),
+            "ForeignFrame access at {off}"
+        );
+        (self.gpfn * 4096 + off as u64) as *mut u8
+    }
+
+    /// The byte at `off`.
+    pub fn read_u8(&self, off: usize) -> u8 {
+        // SAFETY: the frame is mapped at `gpfn` (checked in `map`), inside the first GiB
+        // the runtime maps one to one; `at` keeps the access inside it.
+        unsafe { self.at(off, 1).read_volatile() }
+    }
+
+    /// Stores `v` at `off`.
+    pub fn write_u8(&self, off: usize, v: u8) {
+        // SAFETY: as in `read_u8`.
+        unsafe { self.at(off, 1).write_volatile(v) }
+    }
+
+    /// The aligned `u32` at `off`.
+    pub fn read_u32(&self, off: usize) -> u32 {
+        // SAFETY: as in `read_u8`; `at` checks the alignment.
+        unsafe { self.at(off, 4).cast::<u32>().read_volatile() }
+    }
+
+    /// Stores `v` at the aligned `off`.
+    pub fn write_u32(&self, off: usize, v: u32) {
+        // SAFETY: as in `read_u32`.
+        unsafe { self.at(off, 4).cast::<u32>().write_volatile(v) }
+    }
+}
+
+impl Drop for ForeignFrame {
+    fn drop(&mut self) {
+        unmap(self.gpfn);
+    }
+}
+
 /// The `sethvmcontext` record stream for one vCPU: header, `cpu` as vCPU 0's CPU
 /// record, end.
 pub fn hvm_context(cpu: &oxen_abi::hvm_save::HwCpu, magic: u32) -> [u8; 1080] {

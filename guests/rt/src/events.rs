@@ -365,6 +365,18 @@ static ARMED_FOR: AtomicU64 = AtomicU64::new(0);
 /// after we returned only makes a later wait look again.
 pub fn wait_timeout(port: EvtchnPort, deadline_ns: u64) -> bool {
     assert!(ready(), "events::wait_timeout({port}) before events::init");
+    let fired = wait_any(&[port], deadline_ns);
+    if fired {
+        clear(port);
+    }
+    fired
+}
+
+/// Waits until one of `ports` is pending (returns true, leaving the pending bits for
+/// the caller to [`clear`]) or system time reaches `deadline_ns` (returns false), with
+/// vCPU 0's timer as [`wait_timeout`] arms it. Needs [`init`].
+pub fn wait_any(ports: &[EvtchnPort], deadline_ns: u64) -> bool {
+    assert!(ready(), "events::wait_any before events::init");
     let was_enabled = interrupts_enabled();
     let timer = TIMER_PORT.load(Ordering::Relaxed);
     let fired = loop {
@@ -372,12 +384,11 @@ pub fn wait_timeout(port: EvtchnPort, deadline_ns: u64) -> bool {
         // A timer event is only a wake-up (and says no timer is armed any more): clear
         // it before looking at the clock, so one that fires after the look still ends
         // the HLT below.
-        if timer != 0 && timer != port && pending(timer) {
+        if timer != 0 && !ports.contains(&timer) && pending(timer) {
             ARMED_FOR.store(0, Ordering::Relaxed);
             clear(timer);
         }
-        if pending(port) {
-            clear(port);
+        if ports.iter().any(|&p| pending(p)) {
             break true;
         }
         let now = crate::time::now_ns();

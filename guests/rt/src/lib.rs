@@ -21,6 +21,7 @@ pub mod start_info;
 pub mod time;
 pub mod vcpu;
 pub mod xen;
+pub mod xenbus;
 pub mod xencons;
 
 pub use fault::{

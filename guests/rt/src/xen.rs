@@ -60,6 +60,8 @@ pub mod window_slot {
     pub const GRANT_TABLE: usize = 510;
     /// The PV console ring (`xencons.rs`).
     pub const CONSOLE: usize = 509;
+    /// The XenStore interface page (`xenbus.rs`).
+    pub const STORE: usize = 508;
     /// Slots from here up are the runtime's; guests use the ones below.
     pub const FIRST_RUNTIME: usize = 504;
 }
