@@ -82,6 +82,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("oxen-guest-hostile", "hostile"),
     ("oxen-guest-victim", "victim"),
     ("oxen-guest-apic", "apic"),
+    ("oxen-guest-xenstore", "xenstore"),
     // Not a test guest: the control domain.
     ("oxen-dom0", "dom0"),
 ];

@@ -459,6 +459,32 @@ const DOM0_OK: &[&str] = &[
     r"power: powering off",
 ];
 
+/// The XenStore over rings: a hostile domain breaks its ring and is cut off, then a
+/// well-behaved one uses the store while the first still runs.
+const XS_TYPED: &[(&str, &str)] = &[
+    (
+        r"adopted, \d+ file\(s\)\. Type 'help'\.",
+        "xl create t-xs-bad.cfg\r",
+    ),
+    (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs.cfg\r"),
+    (r"xenstore: (PASS|FAIL) \d+", "xl list\r"),
+    (r"\nxs-bad\s+\d+\s+8\s+1\s+", "xl destroy xs-bad\rxl list\r"),
+    (
+        r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
+        "poweroff\r",
+    ),
+];
+const XS_OK: &[&str] = &[
+    r"xenstore-hostile: a request before the attack: answered",
+    r"oxen dom0: xenstore: domain \d+ \(xs-bad\): impossible ring indexes; no longer served",
+    r"xenstore-hostile: PASS rejected \(error 2\)",
+    r"xenstore: I am domain \d+, named 'xs-good' in the store",
+    r"xenstore: PASS \d+ checks",
+    // The hostile domain still ran beside the other, and went when destroyed.
+    r"\nxs-bad\s+\d+\s+8\s+1\s+",
+    r"power: powering off",
+];
+
 /// What is typed into Linux's shell on hvc0 (`linux::INIT` starts it), each command
 /// once the answer to the one before it came. Every answer is written so that the echo
 /// of the command itself cannot match what is expected of it.
@@ -1217,6 +1243,27 @@ pub fn all() -> Vec<Scenario> {
                 "the control domain's xl shell on the serial console (2 pCPUs): list, pause and unpause, vcpu-list, sched-credit, destroy, create (paused, with an override; built by dom0, destroyed once it shuts down) and bad configurations, bad names, files, info, dmesg, then poweroff; every answer in Xen's format",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\", \"t-burn.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "t-xs.cfg",
+                    "name = \"xs-good\"\nkernel = \"xenstore.elf\"\nmemory = 8\n",
+                ),
+                (
+                    "t-xs-bad.cfg",
+                    "name = \"xs-bad\"\nkernel = \"xenstore.elf\"\nmemory = 8\ncmdline = \"hostile=1\"\n",
+                ),
+            ],
+            input: XS_TYPED,
+            expect: XS_OK,
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
+            ..bochs_guests(
+                "xenstore-rings",
+                "dom0 serves the XenStore over each created domain's ring (Xen's nodes, permissions, watches, transactions with a conflict); a domain that publishes impossible ring indexes is told (XENSTORE_ERROR_RINGIDX) and cut off while another is served",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
             )
         },
         Scenario {

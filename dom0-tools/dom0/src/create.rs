@@ -16,6 +16,7 @@ use oxen_guest_rt::abi::hvm_save::{self, HwCpu};
 use oxen_guest_rt::control;
 
 use crate::files::Files;
+use crate::store::Store;
 
 /// Where dom0 maps a new domain's frames to write them: 256 frames from 512 MiB up
 /// (above its RAM, inside the first GiB the runtime maps one to one).
@@ -37,6 +38,7 @@ pub fn create(
     overrides: &[&str],
     paused: bool,
     taken: impl Fn(&str) -> bool,
+    store: &mut Store,
 ) -> Result<Built, String> {
     let text = files
         .get(path)
@@ -81,9 +83,10 @@ pub fn create(
         ),
     })?;
     let id = new_domain(&cfg)?;
-    match fill(id, &cfg, &plan, paused) {
+    match fill(id, &cfg, &plan, paused, store) {
         Ok(()) => Ok(Built { id, cfg }),
         Err(e) => {
+            store.release(id);
             control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
             Err(format!(
                 "xl create: {}: {e} (the domain was destroyed)",
@@ -112,8 +115,15 @@ fn new_domain(cfg: &DomainConfig) -> Result<u16, String> {
 }
 
 /// Memory, contents, registers, scheduling; then the unpause.
-fn fill(id: u16, cfg: &DomainConfig, plan: &pvh::Plan<'_>, paused: bool) -> Result<(), String> {
-    let kib = cfg.memory_mib * 1024;
+fn fill(
+    id: u16,
+    cfg: &DomainConfig,
+    plan: &pvh::Plan<'_>,
+    paused: bool,
+    store: &mut Store,
+) -> Result<(), String> {
+    // RAM and the special pages beyond it (as libxl's slack above the target).
+    let kib = cfg.memory_mib * 1024 + pvh::RESERVED_PAGES * 4;
     let rc = control::domctl(domctl::cmd::MAX_MEM, id, &kib.to_le_bytes()).0;
     if rc != 0 {
         return Err(format!("max_mem failed (rc={rc})"));
@@ -130,6 +140,14 @@ fn fill(id: u16, cfg: &DomainConfig, plan: &pvh::Plan<'_>, paused: bool) -> Resu
             ));
         }
     }
+    // The XenStore page, in the reserved range above RAM.
+    let store_gfn = pvh::store_gfn(0);
+    if control::populate(id, &[store_gfn], 0) != 1 {
+        return Err(String::from(
+            "populate_physmap could not give it a store page",
+        ));
+    }
+    store.introduce(id, &cfg.name, store_gfn)?;
     for (gpa, bytes) in &plan.writes {
         write(id, *gpa, bytes)?;
     }

@@ -15,6 +15,7 @@ extern crate alloc;
 
 mod create;
 mod files;
+mod store;
 mod xl;
 
 use alloc::string::String;
@@ -96,10 +97,16 @@ fn main(info: &StartInfo) {
             events::clear(p);
             tool.reap();
         }
+        tool.store.poll();
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
         if n <= 0 {
-            events::wait_timeout(port, time::now_ns() + 200_000_000);
+            let mut ports = tool.store.ports();
+            ports.push(port);
+            ports.extend(dom_exc);
+            if events::wait_any(&ports, time::now_ns() + 200_000_000) && events::pending(port) {
+                events::clear(port);
+            }
             continue;
         }
         for &b in &buf[..n as usize] {

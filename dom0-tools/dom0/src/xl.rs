@@ -17,6 +17,7 @@ use oxen_toolstack::{EXIT_FAIL, EXIT_OK, EXIT_USAGE, resolve};
 
 use crate::files::Files;
 use crate::out;
+use crate::store::Store;
 
 pub const HELP: &str = "\
 Commands of the control domain:
@@ -44,6 +45,8 @@ pub struct Xl {
     /// Domains this toolstack built: destroyed once they shut down (`on_poweroff`,
     /// `on_crash` and `on_reboot` are Xen's `destroy` for now).
     created: Vec<u16>,
+    /// The XenStore this domain serves.
+    pub store: Store,
     pub last_exit: i32,
 }
 
@@ -67,6 +70,7 @@ impl Xl {
             files,
             names,
             created: Vec::new(),
+            store: Store::new(),
             last_exit: 0,
         }
     }
@@ -240,6 +244,7 @@ impl Xl {
             return fail("xl destroy: not destroying domain 0 (the control domain); -f forces it");
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
+        self.store.release(id);
         domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
     }
 
@@ -268,7 +273,14 @@ impl Xl {
         out(&format!("Parsing config from {path}\n"));
         let rows = self.rows();
         let taken = |name: &str| rows.iter().any(|r| r.name == name);
-        match crate::create::create(&self.files, &path, overrides, paused, taken) {
+        match crate::create::create(
+            &self.files,
+            &path,
+            overrides,
+            paused,
+            taken,
+            &mut self.store,
+        ) {
             Ok(b) => {
                 self.names.insert(b.id, b.cfg.name);
                 self.created.push(b.id);
@@ -285,6 +297,19 @@ impl Xl {
             return;
         }
         let domains = self.domains();
+        // The store forgets domains that are going or gone.
+        let going: Vec<u16> = self
+            .store
+            .served()
+            .filter(|id| {
+                domains.iter().find(|d| d.domain == *id).is_none_or(|d| {
+                    d.flags & (domctl::dominf::SHUTDOWN | domctl::dominf::DYING) != 0
+                })
+            })
+            .collect();
+        for id in going {
+            self.store.release(id);
+        }
         self.created.retain(|&id| {
             let Some(d) = domains.iter().find(|d| d.domain == id) else {
                 return false;

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod format;
 pub mod line;
+pub mod store;
 
 pub use format::{DomainRow, HostInfo, VcpuRow};
 pub use line::{LineEditor, words};

@@ -441,3 +441,27 @@ impl Xenbus {
         }
     }
 }
+
+impl Xenbus {
+    /// For hostile test guests: publishes a request producer index a ring cannot hold
+    /// (a ring and a half ahead of the consumer), notifies, and waits until `deadline_ns`
+    /// for the store to write the page's `error` field. Returns the field and whether it
+    /// became nonzero. The connection is broken afterwards.
+    pub fn break_ring_for_test(&mut self, deadline_ns: u64) -> (u32, bool) {
+        let cons = self.load(xs_wire::REQ_CONS);
+        self.store(xs_wire::REQ_PROD, cons.wrapping_add(RING + RING / 2));
+        let _ = xen::send(self.port);
+        self.broken = Some("broken on purpose");
+        loop {
+            let e = self.load(xs_wire::ERROR);
+            if e != 0 {
+                return (e, true);
+            }
+            if !crate::events::wait_timeout(self.port, deadline_ns)
+                && crate::time::now_ns() >= deadline_ns
+            {
+                return (0, false);
+            }
+        }
+    }
+}

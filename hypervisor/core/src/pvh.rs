@@ -33,6 +33,12 @@ pub fn reserved_range(ram_size: u64) -> (u64, u64) {
     (start, RESERVED_PAGES << 12)
 }
 
+/// The XenStore page's frame of a domain with `ram_size` bytes of RAM at creation:
+/// the second reserved page (after the console's).
+pub fn store_gfn(ram_size: u64) -> u64 {
+    (reserved_range(ram_size).0 >> 12) + 1
+}
+
 /// What goes into a new PVH domain's memory, which starts zeroed: each write is
 /// (guest-physical address, bytes), all within its RAM; then vCPU 0 starts at `entry`
 /// in 32-bit flat mode with EBX = `start_info`.

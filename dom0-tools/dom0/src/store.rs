@@ -1,0 +1,300 @@
+//! The XenStore, served by the control domain as Xen's `xenstored` runs in dom0: one
+//! `oxen_xenstore` engine, a privileged connection for this toolstack, and for each
+//! domain `xl create` built an interface page (`io/xs_wire.h`) mapped from it and an
+//! interdomain event channel.
+//!
+//! For a new domain the toolstack does what libxl does: a port allocated in the domain
+//! for dom0, its store page and port in `HVM_PARAM_STORE_PFN`/`STORE_EVTCHN`, the
+//! nodes under `/local/domain/N` (`oxen_toolstack::store`), then `XS_INTRODUCE`. A domain that publishes impossible ring indexes, or that
+//! the engine closes (an oversized header, a queue it never drains), is told so in the
+//! page's `error` field and no longer served; the others go on.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use oxen_guest_rt::abi::xs_wire;
+use oxen_guest_rt::control::ForeignFrame;
+use oxen_guest_rt::events;
+use oxen_guest_rt::xen::{self, EvtchnPort, hvm_param};
+use oxen_xenstore::ring::{self, RingPage};
+use oxen_xenstore::wire::{Decoder, Message, MsgType};
+use oxen_xenstore::{ConnId, ConnKind, Engine, Quotas, XsError};
+
+use crate::out;
+
+/// Where dom0 maps the store pages: one frame per served domain, above the builder's
+/// window.
+const WINDOW_GFN: u64 = 0x2_0100;
+const SLOTS: usize = 256;
+
+/// A served domain.
+struct Guest {
+    name: String,
+    conn: ConnId,
+    port: EvtchnPort,
+    page: Page,
+    slot: usize,
+    /// Given up on: no longer served, kept until the domain goes.
+    dead: bool,
+}
+
+/// The interface page as the engine's ring adapter sees it.
+struct Page(ForeignFrame);
+
+impl RingPage for Page {
+    fn req_indexes(&self) -> (u32, u32) {
+        let prod = self.0.read_u32(xs_wire::REQ_PROD as usize);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        (self.0.read_u32(xs_wire::REQ_CONS as usize), prod)
+    }
+    fn set_req_cons(&mut self, cons: u32) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        self.0.write_u32(xs_wire::REQ_CONS as usize, cons);
+    }
+    fn req_byte(&self, offset: usize) -> u8 {
+        self.0.read_u8(xs_wire::REQ as usize + offset)
+    }
+    fn rsp_indexes(&self) -> (u32, u32) {
+        (
+            self.0.read_u32(xs_wire::RSP_CONS as usize),
+            self.0.read_u32(xs_wire::RSP_PROD as usize),
+        )
+    }
+    fn set_rsp_prod(&mut self, prod: u32) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        self.0.write_u32(xs_wire::RSP_PROD as usize, prod);
+    }
+    fn set_rsp_byte(&mut self, offset: usize, byte: u8) {
+        self.0.write_u8(xs_wire::RSP as usize + offset, byte);
+    }
+}
+
+/// The store and the domains it serves.
+pub struct Store {
+    engine: Engine,
+    tool: ConnId,
+    next_req: u32,
+    guests: BTreeMap<u16, Guest>,
+}
+
+impl Store {
+    /// A store holding dom0's own nodes.
+    pub fn new() -> Self {
+        let mut engine = Engine::new(Quotas::default());
+        let tool = engine.connect(ConnKind::privileged_socket());
+        let mut s = Store {
+            engine,
+            tool,
+            next_req: 1,
+            guests: BTreeMap::new(),
+        };
+        for (path, value) in [
+            ("/local/domain/0/name", "Domain-0"),
+            ("/local/domain/0/domid", "0"),
+        ] {
+            let _ = s.write(path, value);
+        }
+        s
+    }
+
+    /// One request on the toolstack's connection; the reply's payload.
+    fn request(&mut self, ty: MsgType, parts: &[&[u8]]) -> Result<Vec<u8>, String> {
+        let mut payload = Vec::new();
+        for p in parts {
+            payload.extend_from_slice(p);
+            payload.push(0);
+        }
+        if ty == MsgType::Write {
+            // A write's value is not NUL-ended.
+            payload.pop();
+        }
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1);
+        let bytes = Message::new(ty, req, 0, payload).to_bytes();
+        self.engine
+            .feed(self.tool, &bytes)
+            .map_err(|e| format!("{e:?}"))?;
+        let reply = self.engine.drain_output(self.tool);
+        let mut decoder = Decoder::new();
+        let mut input = reply.as_slice();
+        while let Some(Ok(m)) = decoder.decode(&mut input) {
+            if m.header.req_id != req || m.header.msg_type == MsgType::WatchEvent as u32 {
+                continue;
+            }
+            if m.header.msg_type == MsgType::Error as u32 {
+                let text = m.payload.split(|&b| b == 0).next().unwrap_or(&[]);
+                return Err(String::from_utf8_lossy(text).into_owned());
+            }
+            return Ok(m.payload);
+        }
+        Err(String::from("no reply"))
+    }
+
+    fn write(&mut self, path: &str, value: &str) -> Result<(), String> {
+        self.request(MsgType::Write, &[path.as_bytes(), value.as_bytes()])
+            .map(drop)
+    }
+
+    fn set_perms(&mut self, path: &str, perms: &[&str]) -> Result<(), String> {
+        let mut parts: Vec<&[u8]> = alloc::vec![path.as_bytes()];
+        parts.extend(perms.iter().map(|p| p.as_bytes()));
+        self.request(MsgType::SetPerms, &parts).map(drop)
+    }
+
+    /// Gives domain `id` (not yet running) a store: its page at its frame `gfn`, a port,
+    /// its nodes, and the introduction.
+    pub fn introduce(&mut self, id: u16, name: &str, gfn: u64) -> Result<(), String> {
+        let slot = (0..SLOTS)
+            .find(|s| self.guests.values().all(|g| g.slot != *s))
+            .ok_or("every store slot is in use")?;
+        let remote = xen::alloc_unbound_in(id, 0).map_err(|e| format!("alloc_unbound ({e})"))?;
+        for (p, v) in [
+            (hvm_param::STORE_PFN, gfn),
+            (hvm_param::STORE_EVTCHN, u64::from(remote)),
+        ] {
+            xen::set_param_of(id, p, v).map_err(|e| format!("set_param {p} ({e})"))?;
+        }
+        let frame = ForeignFrame::map(id, gfn, WINDOW_GFN + slot as u64)
+            .ok_or("its store page cannot be mapped")?;
+        let port = xen::bind_interdomain(id, remote).map_err(|e| format!("bind ({e})"))?;
+        let mut made = Ok(());
+        for n in oxen_toolstack::store::domain_nodes(id, name) {
+            let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
+            made = made
+                .and_then(|()| self.write(&n.path, &n.value))
+                .and_then(|()| self.set_perms(&n.path, &perms));
+        }
+        made = made.and_then(|()| {
+            let (i, g, r) = (format!("{id}"), format!("{gfn}"), format!("{remote}"));
+            self.request(
+                MsgType::Introduce,
+                &[i.as_bytes(), g.as_bytes(), r.as_bytes()],
+            )
+            .map(drop)
+        });
+        if let Err(e) = made {
+            let _ = xen::close(port);
+            return Err(format!("its store nodes: {e}"));
+        }
+        let conn = self.engine.connect(ConnKind::domain(u32::from(id)));
+        self.guests.insert(
+            id,
+            Guest {
+                name: String::from(name),
+                conn,
+                port,
+                page: Page(frame),
+                slot,
+                dead: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets domain `id`: `XS_RELEASE`, its nodes, its page and port.
+    pub fn release(&mut self, id: u16) {
+        let Some(g) = self.guests.remove(&id) else {
+            return;
+        };
+        if !g.dead {
+            self.engine.disconnect(g.conn);
+        }
+        let i = format!("{id}");
+        let _ = self.request(MsgType::Release, &[i.as_bytes()]);
+        let home = oxen_toolstack::store::domain_path(id);
+        let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
+        let _ = xen::close(g.port);
+        self.flush();
+    }
+
+    /// The domains served.
+    pub fn served(&self) -> impl Iterator<Item = u16> + '_ {
+        self.guests.keys().copied()
+    }
+
+    /// The ports to wait on.
+    pub fn ports(&self) -> Vec<EvtchnPort> {
+        self.guests.values().map(|g| g.port).collect()
+    }
+
+    /// Serves every domain whose port fired, then every connection that has output.
+    pub fn poll(&mut self) {
+        let fired: Vec<u16> = self
+            .guests
+            .iter()
+            .filter(|(_, g)| events::pending(g.port))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in fired {
+            if let Some(g) = self.guests.get(&id) {
+                events::clear(g.port);
+            }
+            self.serve(id);
+        }
+        self.flush();
+    }
+
+    /// Serves the connections with output queued (watch events fired by others).
+    fn flush(&mut self) {
+        for _ in 0..4 {
+            let dirty = self.engine.take_dirty();
+            let ids: Vec<u16> = self
+                .guests
+                .iter()
+                .filter(|(_, g)| dirty.contains(&g.conn))
+                .map(|(id, _)| *id)
+                .collect();
+            if ids.is_empty() {
+                return;
+            }
+            for id in ids {
+                self.serve(id);
+            }
+        }
+    }
+
+    fn serve(&mut self, id: u16) {
+        let Some(g) = self.guests.get_mut(&id).filter(|g| !g.dead) else {
+            return;
+        };
+        match ring::service(&mut self.engine, g.conn, &mut g.page) {
+            Ok(a) if a.consumed == 0 && a.produced == 0 => {}
+            Ok(_) => {
+                let _ = xen::send(g.port);
+            }
+            Err(e) => {
+                let (why, code) = match e {
+                    XsError::Io => ("impossible ring indexes", xs_wire::ERROR_RINGIDX),
+                    _ => {
+                        let reason = self
+                            .engine
+                            .take_closed()
+                            .into_iter()
+                            .find(|(c, _)| *c == g.conn)
+                            .map(|(_, r)| format!("{r:?}"))
+                            .unwrap_or_else(|| format!("{e:?}"));
+                        out(&format!(
+                            "oxen dom0: xenstore: domain {id} ({}): connection closed ({reason}); no longer served\n",
+                            g.name
+                        ));
+                        ("", xs_wire::ERROR_PROTO)
+                    }
+                };
+                if !why.is_empty() {
+                    out(&format!(
+                        "oxen dom0: xenstore: domain {id} ({}): {why}; no longer served\n",
+                        g.name
+                    ));
+                }
+                g.page.0.write_u32(xs_wire::ERROR as usize, code);
+                let _ = xen::send(g.port);
+                self.engine.disconnect(g.conn);
+                // The page and port stay until the domain goes (release), so that
+                // nothing else is mapped at its slot while it lives.
+                g.dead = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+include!("../rt/build-guest.rs");

@@ -1,0 +1,183 @@
+//! Test guest: a XenStore client over the ring the control domain serves.
+//!
+//! Default mode: reads its own nodes (`domid`, `name`), writes and reads back under
+//! `data/`, is refused another domain's node (`EACCES`) and a missing one (`ENOENT`),
+//! sets a watch (fired at once, then on a write below it), and runs two transactions
+//! on one node: the first commits, the second conflicts (`EAGAIN`) and changes nothing.
+//! Prints `xenstore: PASS` with the count, or `xenstore: FAIL` and what failed.
+//!
+//! `hostile=1`: publishes request indexes a ring cannot hold, then waits for the store
+//! to say so in the page's `error` field (`XENSTORE_ERROR_RINGIDX`) and prints
+//! `xenstore-hostile: PASS rejected` (or FAIL if the store keeps quiet), then keeps
+//! notifying its port every 20 ms until it is destroyed.
+#![no_std]
+#![no_main]
+
+use oxen_guest_rt::xenbus::{Error, Xenbus};
+use oxen_guest_rt::{StartInfo, events, println, time, xen};
+
+oxen_guest_rt::entry!(main);
+
+struct Checks {
+    passed: u32,
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: &str) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            println!("xenstore: FAIL {what}");
+        }
+    }
+}
+
+fn is_err(r: Result<impl Sized, Error>, name: &str) -> bool {
+    matches!(r, Err(Error::Store(e)) if e.as_str() == name)
+}
+
+fn main(info: &StartInfo) {
+    if let Err(e) = events::init() {
+        println!("xenstore: FAIL no event channels ({e:?})");
+        return;
+    }
+    let mut bus = match Xenbus::open() {
+        Ok(b) => b,
+        Err(e) => {
+            println!("xenstore: FAIL {e}");
+            return;
+        }
+    };
+    if info.cmdline_arg("hostile") == Some("1") {
+        hostile(&mut bus);
+        return;
+    }
+    let mut c = Checks {
+        passed: 0,
+        failed: 0,
+    };
+    let me = xen::domid().unwrap_or(u16::MAX);
+    let mut buf = [0u8; 256];
+
+    let n = bus.read(0, "domid", &mut buf);
+    let mine = n
+        .ok()
+        .and_then(|n| core::str::from_utf8(&buf[..n]).ok()?.parse::<u16>().ok());
+    c.check(mine == Some(me), "domid reads back this domain's id");
+    let n = bus.read(0, "name", &mut buf).unwrap_or(0);
+    let name = core::str::from_utf8(&buf[..n]).unwrap_or("?");
+    println!("xenstore: I am domain {me}, named '{name}' in the store");
+
+    c.check(
+        bus.write(0, "data/greeting", b"hello, store").is_ok(),
+        "write under data/",
+    );
+    let n = bus.read(0, "data/greeting", &mut buf);
+    c.check(
+        n.is_ok_and(|n| &buf[..n] == b"hello, store"),
+        "the write reads back",
+    );
+    c.check(
+        is_err(bus.write(0, "/local/domain/0/name", b"mine"), "EACCES"),
+        "dom0's name is not ours to write (EACCES)",
+    );
+    c.check(
+        is_err(bus.write(0, "name", b"other"), "EACCES"),
+        "our own name is read-only (EACCES)",
+    );
+    c.check(
+        is_err(bus.read(0, "data/nothing", &mut buf), "ENOENT"),
+        "a missing node is ENOENT",
+    );
+    let n = bus.directory(0, "data", &mut buf);
+    c.check(
+        n.is_ok_and(|n| buf[..n].split(|&b| b == 0).any(|w| w == b"greeting")),
+        "directory lists data/greeting",
+    );
+
+    // A watch fires once when set, then for each change below it.
+    c.check(bus.watch("data/w", "tok").is_ok(), "watch");
+    let deadline = time::now_ns() + 2_000_000_000;
+    let first = bus.next_event(deadline);
+    c.check(
+        first.is_ok_and(|e| e.token() == "tok" && e.path().ends_with("data/w")),
+        "the watch fires when set",
+    );
+    c.check(
+        bus.write(0, "data/w/leaf", b"1").is_ok(),
+        "write below the watch",
+    );
+    let ev = bus.next_event(time::now_ns() + 2_000_000_000);
+    c.check(
+        ev.is_ok_and(|e| e.token() == "tok" && e.path().ends_with("data/w/leaf")),
+        "the watch fires for the write",
+    );
+    c.check(bus.unwatch("data/w", "tok").is_ok(), "unwatch");
+
+    // Two transactions on one node: the later commit conflicts.
+    c.check(bus.write(0, "data/x", b"0").is_ok(), "write data/x");
+    let t1 = bus.transaction_start();
+    let t2 = bus.transaction_start();
+    c.check(
+        t1.is_ok() && t2.is_ok() && t1 != t2,
+        "two transactions start",
+    );
+    let (t1, t2) = (t1.unwrap_or(0), t2.unwrap_or(0));
+    let r1 = bus.read(t1, "data/x", &mut buf).is_ok();
+    let r2 = bus.read(t2, "data/x", &mut buf).is_ok();
+    c.check(r1 && r2, "both read data/x");
+    c.check(bus.write(t1, "data/x", b"one").is_ok(), "the first writes");
+    c.check(bus.write(t2, "data/x", b"two").is_ok(), "the second writes");
+    let n = bus.read(0, "data/x", &mut buf);
+    c.check(
+        n.is_ok_and(|n| &buf[..n] == b"0"),
+        "outside them, nothing changed yet",
+    );
+    c.check(bus.transaction_end(t1, true).is_ok(), "the first commits");
+    c.check(
+        is_err(bus.transaction_end(t2, true), "EAGAIN"),
+        "the second conflicts (EAGAIN)",
+    );
+    let n = bus.read(0, "data/x", &mut buf);
+    c.check(
+        n.is_ok_and(|n| &buf[..n] == b"one"),
+        "the first's value stands",
+    );
+    c.check(
+        bus.rm(0, "data/x").is_ok() && is_err(bus.read(0, "data/x", &mut buf), "ENOENT"),
+        "rm",
+    );
+
+    if c.failed == 0 {
+        println!("xenstore: PASS {} checks", c.passed);
+    } else {
+        println!(
+            "xenstore: FAIL {} of {} checks",
+            c.failed,
+            c.passed + c.failed
+        );
+    }
+}
+
+/// Breaks the ring and waits to be told.
+fn hostile(bus: &mut Xenbus) {
+    let ok = bus.write(0, "data/before", b"fine").is_ok();
+    println!(
+        "xenstore-hostile: a request before the attack: {}",
+        if ok { "answered" } else { "failed" }
+    );
+    let (code, told) = bus.break_ring_for_test(time::now_ns() + 3_000_000_000);
+    if told {
+        println!("xenstore-hostile: PASS rejected (error {code})");
+    } else {
+        println!("xenstore-hostile: FAIL the store said nothing of the broken ring");
+    }
+    // Then keep ringing the bell until destroyed: the store must not serve us again,
+    // nor let us slow the others down.
+    loop {
+        events::wait_timeout(bus.port(), time::now_ns() + 20_000_000);
+        let _ = xen::send(bus.port());
+    }
+}
