@@ -467,7 +467,11 @@ const XS_TYPED: &[(&str, &str)] = &[
         "xl create t-xs-bad.cfg\r",
     ),
     (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs.cfg\r"),
-    (r"xenstore: (PASS|FAIL) \d+", "xl list\r"),
+    (
+        r"xenstore: (PASS|FAIL) \d+",
+        "xl shutdown Domain-0\rxl shutdown xs-good\r",
+    ),
+    (r"xenstore: shutdown requested", "xl list\r"),
     (r"\nxs-bad\s+\d+\s+8\s+1\s+", "xl destroy xs-bad\rxl list\r"),
     (
         r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
@@ -480,6 +484,11 @@ const XS_OK: &[&str] = &[
     r"xenstore-hostile: PASS rejected \(error 2\)",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
+    r"xl shutdown: domain 0: no PV control interface",
+    r"Shutting down domain \d+",
+    r"xenstore: shutdown requested \(poweroff\); acknowledged",
+    // Then it powered off and was reaped: the list holds the hostile one only.
+    r"\nxs-bad\s+\d+\s+8\s+1\s+[^\n]*\r?\noxen-dom0# xl destroy",
     // The hostile domain still ran beside the other, and went when destroyed.
     r"\nxs-bad\s+\d+\s+8\s+1\s+",
     r"power: powering off",
@@ -1261,7 +1270,7 @@ pub fn all() -> Vec<Scenario> {
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
             ..bochs_guests(
                 "xenstore-rings",
-                "dom0 serves the XenStore over each created domain's ring (Xen's nodes, permissions, watches, transactions with a conflict); a domain that publishes impossible ring indexes is told (XENSTORE_ERROR_RINGIDX) and cut off while another is served",
+                "dom0 serves the XenStore over each created domain's ring (Xen's nodes, permissions, watches, transactions with a conflict, xl shutdown through control/shutdown); a domain that publishes impossible ring indexes is told (XENSTORE_ERROR_RINGIDX) and cut off while another is served",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
             )

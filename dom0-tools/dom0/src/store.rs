@@ -209,6 +209,22 @@ impl Store {
         self.flush();
     }
 
+    /// Writes `request` (`poweroff`, `reboot`) to domain `id`'s `control/shutdown`.
+    pub fn request_shutdown(&mut self, id: u16, request: &str) -> Result<(), String> {
+        if !self.guests.get(&id).is_some_and(|g| !g.dead) {
+            return Err(String::from(
+                "no PV control interface (the store does not serve it)",
+            ));
+        }
+        let path = format!(
+            "{}/control/shutdown",
+            oxen_toolstack::store::domain_path(id)
+        );
+        let r = self.write(&path, request);
+        self.flush();
+        r
+    }
+
     /// The domains served.
     pub fn served(&self) -> impl Iterator<Item = u16> + '_ {
         self.guests.keys().copied()

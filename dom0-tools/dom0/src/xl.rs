@@ -27,6 +27,8 @@ Commands of the control domain:
   xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
   xl pause DOMAIN                stop a domain's vCPUs
   xl unpause DOMAIN              let them run again
+  xl shutdown DOMAIN             ask a domain to power off (its control/shutdown node)
+  xl reboot DOMAIN               ask a domain to reboot (likewise)
   xl destroy DOMAIN              end a domain at once
   xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
   xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
@@ -180,13 +182,16 @@ impl Xl {
             ["dmesg", "-c"] => dmesg(true),
             ["pause", d] => self.simple(domctl::cmd::PAUSEDOMAIN, d, "pause"),
             ["unpause", d] => self.simple(domctl::cmd::UNPAUSEDOMAIN, d, "unpause"),
+            ["shutdown", d] => self.pv_control(d, "poweroff", "shutdown"),
+            ["reboot", d] => self.pv_control(d, "reboot", "reboot"),
             ["destroy", "-f", d] => self.destroy(d, true),
             ["destroy", d] => self.destroy(d, false),
             ["vcpu-list", rest @ ..] => self.vcpu_list(rest),
             ["vcpu-pin", d, v, cpus] => self.vcpu_pin(d, v, cpus),
             ["sched-credit", rest @ ..] => self.sched_credit(rest),
             [
-                "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin",
+                "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin" | "shutdown"
+                | "reboot",
                 ..,
             ] => usage("xl: wrong arguments (see 'help')"),
             [cmd, ..] => fail(&format!("xl: command '{cmd}' is not implemented")),
@@ -246,6 +251,22 @@ impl Xl {
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
         self.store.release(id);
         domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
+    }
+
+    /// `xl shutdown` / `xl reboot`: asks the domain through its `control/shutdown` node,
+    /// as Xen's toolstack does; the domain acknowledges and shuts itself down.
+    fn pv_control(&mut self, arg: &str, request: &str, cmd: &str) -> i32 {
+        let id = match self.domain(arg) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        match self.store.request_shutdown(id, request) {
+            Ok(()) => {
+                out(&format!("Shutting down domain {id}\n"));
+                EXIT_OK
+            }
+            Err(e) => fail(&format!("xl {cmd}: domain {id}: {e}")),
+        }
     }
 
     /// `xl create [-p] [-c] FILE [key=value…]`.

@@ -4,7 +4,9 @@
 //! `data/`, is refused another domain's node (`EACCES`) and a missing one (`ENOENT`),
 //! sets a watch (fired at once, then on a write below it), and runs two transactions
 //! on one node: the first commits, the second conflicts (`EAGAIN`) and changes nothing.
-//! Prints `xenstore: PASS` with the count, or `xenstore: FAIL` and what failed.
+//! Prints `xenstore: PASS` with the count, or `xenstore: FAIL` and what failed. Then
+//! it waits for a request in `control/shutdown` (`xl shutdown`), acknowledges it by
+//! clearing the node, and powers off.
 //!
 //! `hostile=1`: publishes request indexes a ring cannot hold, then waits for the store
 //! to say so in the page's `error` field (`XENSTORE_ERROR_RINGIDX`) and prints
@@ -158,6 +160,39 @@ fn main(info: &StartInfo) {
             c.failed,
             c.passed + c.failed
         );
+    }
+    await_shutdown(&mut bus);
+}
+
+/// Watches `control/shutdown` as Linux's xenbus does, acknowledges a request by
+/// clearing the node, and returns (which powers the domain off).
+fn await_shutdown(bus: &mut Xenbus) {
+    if bus.watch("control/shutdown", "ctl").is_err() {
+        println!("xenstore: FAIL watch control/shutdown");
+        return;
+    }
+    let deadline = time::now_ns() + 60_000_000_000;
+    let mut buf = [0u8; 32];
+    loop {
+        if let Err(e) = bus.next_event(deadline) {
+            println!("xenstore: FAIL no shutdown request ({e})");
+            return;
+        }
+        let n = bus.read(0, "control/shutdown", &mut buf).unwrap_or(0);
+        let req = core::str::from_utf8(&buf[..n]).unwrap_or("?");
+        if req.is_empty() {
+            continue;
+        }
+        let acked = bus.write(0, "control/shutdown", b"").is_ok();
+        println!(
+            "xenstore: shutdown requested ({req}); {}",
+            if acked {
+                "acknowledged"
+            } else {
+                "FAIL to acknowledge"
+            }
+        );
+        return;
     }
 }
 
