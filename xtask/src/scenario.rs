@@ -469,6 +469,10 @@ const XS_TYPED: &[(&str, &str)] = &[
     (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs.cfg\r"),
     (
         r"xenstore: (PASS|FAIL) \d+",
+        "xenstore-read /local/domain/0/name /nosuch\rxenstore-write /tool/oxen hi\rxenstore-read /tool/oxen\rxenstore-ls /local/domain\r",
+    ),
+    (
+        r#"\n  greeting = "hello, store""#,
         "xl shutdown Domain-0\rxl shutdown xs-good\r",
     ),
     (r"xenstore: shutdown requested", "xl list\r"),
@@ -484,6 +488,11 @@ const XS_OK: &[&str] = &[
     r"xenstore-hostile: PASS rejected \(error 2\)",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
+    // dom0's xenstore-* commands on the same store.
+    r"\nDomain-0\r?\nxenstore-read: couldn't read path /nosuch",
+    r"xenstore-read /tool/oxen\r?\nhi\r?\n",
+    r#"\n name = "xs-good""#,
+    r#"\n  greeting = "hello, store""#,
     r"xl shutdown: domain 0: no PV control interface",
     r"Shutting down domain \d+",
     r"xenstore: shutdown requested \(poweroff\); acknowledged",

@@ -131,6 +131,59 @@ fn poweroff(tool: &mut xl::Xl) -> i32 {
     hypercall::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_POWEROFF)
 }
 
+/// `xenstore-read PATH...`, `xenstore-write PATH VALUE...`, `xenstore-rm PATH...`,
+/// `xenstore-ls [PATH]` on the store dom0 serves, with the messages and exit codes of
+/// Xen's tools.
+fn xenstore(tool: &mut xl::Xl, cmd: &str, args: &[&str]) -> i32 {
+    let s = &mut tool.store;
+    let fail = |what: &str, path: &str| {
+        out(&alloc::format!("{cmd}: {what} {path}\n"));
+        1
+    };
+    match cmd {
+        "xenstore-ls" => match s.ls(args.first().copied().unwrap_or("/")) {
+            Ok(text) => {
+                out(&text);
+                0
+            }
+            Err(_) => fail("couldn't list path", args.first().copied().unwrap_or("/")),
+        },
+        "xenstore-write" if args.is_empty() || args.len() % 2 == 1 => {
+            out("Usage: xenstore-write PATH VALUE [PATH VALUE ...]\n");
+            2
+        }
+        "xenstore-write" => {
+            for pair in args.chunks(2) {
+                if s.write(pair[0], pair[1]).is_err() {
+                    return fail("could not write path", pair[0]);
+                }
+            }
+            0
+        }
+        _ if args.is_empty() => {
+            out(&alloc::format!("Usage: {cmd} PATH [PATH ...]\n"));
+            2
+        }
+        "xenstore-read" => {
+            for p in args {
+                match s.read(p) {
+                    Ok(v) => out(&alloc::format!("{v}\n")),
+                    Err(_) => return fail("couldn't read path", p),
+                }
+            }
+            0
+        }
+        _ => {
+            for p in args {
+                if s.rm(p).is_err() {
+                    return fail("could not remove path", p);
+                }
+            }
+            0
+        }
+    }
+}
+
 /// Runs one command line.
 fn run(tool: &mut xl::Xl, line: &str) {
     let w = words(line);
@@ -147,6 +200,9 @@ fn run(tool: &mut xl::Xl, line: &str) {
         "ls" => tool.ls(args.get(1).copied()),
         "cat" => tool.cat(&args[1..]),
         "poweroff" => poweroff(tool),
+        "xenstore-read" | "xenstore-write" | "xenstore-rm" | "xenstore-ls" => {
+            xenstore(tool, first, &args[1..])
+        }
         "echo" => {
             out(&args[1..].join(" "));
             out("\n");

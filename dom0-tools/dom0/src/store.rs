@@ -132,9 +132,67 @@ impl Store {
         Err(String::from("no reply"))
     }
 
-    fn write(&mut self, path: &str, value: &str) -> Result<(), String> {
-        self.request(MsgType::Write, &[path.as_bytes(), value.as_bytes()])
-            .map(drop)
+    /// `XS_WRITE` on dom0's connection (watch events go out to the guests).
+    pub fn write(&mut self, path: &str, value: &str) -> Result<(), String> {
+        let r = self
+            .request(MsgType::Write, &[path.as_bytes(), value.as_bytes()])
+            .map(drop);
+        self.flush();
+        r
+    }
+
+    /// `XS_READ` on dom0's connection.
+    pub fn read(&mut self, path: &str) -> Result<String, String> {
+        let v = self.request(MsgType::Read, &[path.as_bytes()])?;
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// `XS_RM` on dom0's connection.
+    pub fn rm(&mut self, path: &str) -> Result<(), String> {
+        let r = self.request(MsgType::Rm, &[path.as_bytes()]).map(drop);
+        self.flush();
+        r
+    }
+
+    /// `XS_DIRECTORY`: the children's names.
+    pub fn directory(&mut self, path: &str) -> Result<Vec<String>, String> {
+        let v = self.request(MsgType::Directory, &[path.as_bytes()])?;
+        Ok(v.split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect())
+    }
+
+    /// `xenstore-ls PATH`: every node below `path`, one per line as `name = "value"`,
+    /// indented one space per level, as Xen's `xenstore-ls` prints them.
+    pub fn ls(&mut self, path: &str) -> Result<String, String> {
+        let mut text = String::new();
+        let mut stack: Vec<(String, usize)> = self
+            .directory(path)?
+            .into_iter()
+            .rev()
+            .map(|n| (n, 0))
+            .collect();
+        let base = path.trim_end_matches('/');
+        while let Some((rel, depth)) = stack.pop() {
+            let full = format!("{base}/{rel}");
+            let value = self.read(&full).unwrap_or_default();
+            let name = rel.rsplit('/').next().unwrap_or(&rel);
+            let shown: String = value
+                .chars()
+                .flat_map(|c| match c {
+                    '"' => "\\\"".chars().collect::<Vec<_>>(),
+                    c if c.is_control() => format!("\\x{:02x}", c as u32).chars().collect(),
+                    c => alloc::vec![c],
+                })
+                .collect();
+            text.push_str(&format!("{:depth$}{name} = \"{shown}\"\n", ""));
+            let children = self.directory(&full).unwrap_or_default();
+            for c in children.into_iter().rev() {
+                stack.push((format!("{rel}/{c}"), depth + 1));
+            }
+        }
+        Ok(text)
     }
 
     fn set_perms(&mut self, path: &str, perms: &[&str]) -> Result<(), String> {
@@ -220,9 +278,7 @@ impl Store {
             "{}/control/shutdown",
             oxen_toolstack::store::domain_path(id)
         );
-        let r = self.write(&path, request);
-        self.flush();
-        r
+        self.write(&path, request)
     }
 
     /// The domains served.

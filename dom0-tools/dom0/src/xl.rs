@@ -33,6 +33,10 @@ Commands of the control domain:
   xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
   xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
   xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   credit scheduler parameters
+  xenstore-ls [PATH]             the XenStore below PATH
+  xenstore-read PATH...          values of XenStore nodes
+  xenstore-write PATH VALUE...   set them
+  xenstore-rm PATH...            remove them (and below)
   ls [DIR]                       the files: /etc/xen (configurations), /images
   cat FILE                       a file
   poweroff                       end every domain, then the machine
