@@ -5,9 +5,10 @@
 //!
 //! For a new domain the toolstack does what libxl does: a port allocated in the domain
 //! for dom0, its store page and port in `HVM_PARAM_STORE_PFN`/`STORE_EVTCHN`, the
-//! nodes under `/local/domain/N` (`oxen_toolstack::store`), then `XS_INTRODUCE`. A domain that publishes impossible ring indexes, or that
-//! the engine closes (an oversized header, a queue it never drains), is told so in the
-//! page's `error` field and no longer served; the others go on.
+//! nodes under `/local/domain/N` (`oxen_toolstack::store`), then `XS_INTRODUCE`. A
+//! domain that publishes impossible ring indexes, or that the engine closes (an
+//! oversized header, a queue it never drains), is told so in the page's `error` field
+//! and no longer served; the others go on.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -338,28 +339,27 @@ impl Store {
             }
             Err(e) => {
                 let (why, code) = match e {
-                    XsError::Io => ("impossible ring indexes", xs_wire::ERROR_RINGIDX),
+                    XsError::Io => (
+                        String::from("impossible ring indexes"),
+                        xs_wire::ERROR_RINGIDX,
+                    ),
                     _ => {
                         let reason = self
                             .engine
                             .take_closed()
                             .into_iter()
                             .find(|(c, _)| *c == g.conn)
-                            .map(|(_, r)| format!("{r:?}"))
-                            .unwrap_or_else(|| format!("{e:?}"));
-                        out(&format!(
-                            "oxen dom0: xenstore: domain {id} ({}): connection closed ({reason}); no longer served\n",
-                            g.name
-                        ));
-                        ("", xs_wire::ERROR_PROTO)
+                            .map_or_else(|| format!("{e:?}"), |(_, r)| format!("{r:?}"));
+                        (
+                            format!("connection closed ({reason})"),
+                            xs_wire::ERROR_PROTO,
+                        )
                     }
                 };
-                if !why.is_empty() {
-                    out(&format!(
-                        "oxen dom0: xenstore: domain {id} ({}): {why}; no longer served\n",
-                        g.name
-                    ));
-                }
+                out(&format!(
+                    "oxen dom0: xenstore: domain {id} ({}): {why}; no longer served\n",
+                    g.name
+                ));
                 g.page.0.write_u32(xs_wire::ERROR as usize, code);
                 let _ = xen::send(g.port);
                 self.engine.disconnect(g.conn);
