@@ -419,7 +419,7 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     ),
     (r"\nhi\s+\d+\s+16\s+1\s+--p---", "xl unpause hi\r"),
     (
-        r"\[d\d+ domain\d+\] hello: PASS",
+        r"\[d\d+ hi\] hello: PASS",
         "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
     ),
     (
@@ -447,7 +447,7 @@ const DOM0_OK: &[&str] = &[
     r"xl destroy: not destroying domain 0 \(the control domain\); -f forces it",
     r"\d+  t-burn\.cfg\r?\n",
     r"Parsing config from /etc/xen/t-hello\.cfg",
-    r"\[d(\d+) domain(\d+)\] hello: PASS Xen 4\.17-oxen",
+    r"\[d\d+ hi\] hello: PASS Xen 4\.17-oxen",
     r"xl create: /etc/xen/nosuch\.cfg: no such configuration file",
     // The domain it built went once it shut down: the list before `xl info` is dom0's.
     r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# xl info",
@@ -500,6 +500,73 @@ const XS_OK: &[&str] = &[
     r"\nxs-bad\s+\d+\s+8\s+1\s+[^\n]*\r?\noxen-dom0# xl destroy",
     // The hostile domain still ran beside the other, and went when destroyed.
     r"\nxs-bad\s+\d+\s+8\s+1\s+",
+    r"power: powering off",
+];
+
+/// The consoles dom0 serves: mirrored lines of detached domains, `xl console` with its
+/// history and typed input, Ctrl-] to detach, `xl create -c`, a domain that ends while
+/// attached, and two hostile rings (output and input indices) cut off while the others
+/// go on.
+const CONS_TYPED: &[(&str, &str)] = &[
+    (
+        r"adopted, \d+ file\(s\)\. Type 'help'\.",
+        "xl create t-conout.cfg\rxl create t-conin.cfg\r",
+    ),
+    (
+        r"\[d\d+ x-conin\] hostile: conin: indices corrupted",
+        "xl console x-conin\rx",
+    ),
+    (
+        r"console: domain \d+ \(x-conin\): input indices are impossible",
+        "\x1dxl create t-echo.cfg\r",
+    ),
+    (
+        r"\[d\d+ echo\] hello: echo: waiting for 2 line",
+        "xl console echo\r",
+    ),
+    (
+        r"xl console echo\r\n(?s:.*)hello: echo: waiting for 2 line\(s\) of input",
+        "first line\r",
+    ),
+    (r"hello: got 'first line'", "\x1dxl list\r"),
+    (
+        r"\necho\s+\d+\s+8\s+1\s+",
+        "xl create -c t-echo.cfg 'name=\"echo2\"'\r",
+    ),
+    (
+        r"xl create -c [^\n]*\n(?s:.*)\nhello: echo: waiting for 2",
+        "one\rtwo\r",
+    ),
+    // echo2 ends while attached: the prompt comes back by itself.
+    (r"hello: got 'two'\r\n(?s:.*)oxen-dom0# ", "xl list\r"),
+    (
+        r"\necho\s+\d+\s+8\s+1\s+",
+        "xl destroy x-conin\rxl console echo\rsecond\r",
+    ),
+    (
+        r"hello: got 'second'\r\n(?s:.*)oxen-dom0# ",
+        "xl console x-conout\r\x1dxl console Domain-0\rxl console nosuch\rpoweroff\r",
+    ),
+];
+const CONS_OK: &[&str] = &[
+    r"\[d\d+ x-conout\] hostile: conout: corrupting the output index",
+    r"oxen dom0: console: domain \d+ \(x-conout\): output indices are impossible \(cons \d+, prod \d+\); no longer served",
+    r"\[d\d+ x-conin\] hostile: conin: indices corrupted",
+    r"oxen dom0: console: domain \d+ \(x-conin\): input indices are impossible \(cons \d+, prod \d+\); no longer served",
+    // Mirrored while detached, shown again from the history on attach.
+    r"\[d\d+ echo\] hello: echo: waiting for 2 line\(s\) of input",
+    r"xl console echo\r\n(?s:.*)hello: echo: waiting for 2 line\(s\) of input\r\n",
+    // Typed input reached it; its answer came raw, not mirrored.
+    r"\r\nhello: got 'first line'\r\n",
+    r"\necho\s+\d+\s+8\s+1\s+",
+    r"xl create -c [^\n]*\r\nParsing config from /etc/xen/t-echo\.cfg\r\nhello: started",
+    r"\r\nhello: got 'one'\r\n",
+    r"\r\nhello: got 'two'\r\n",
+    r"\r\nhello: got 'second'\r\n",
+    r"xl console x-conout\r\n(?s:.*)hostile: conout: corrupting the output index",
+    r"xl console: domain 0's console is this one",
+    r"nosuch is an invalid domain identifier \(rc=-6\)",
+    r"oxen dom0: destroying every other domain and powering off",
     r"power: powering off",
 ];
 
@@ -812,7 +879,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             expect: &[
                 r"\[d1 hcall-fuzz\] hcall-fuzz: PASS",
-                r"domain 1 \(hcall-fuzz\): console ring indices are impossible \(cons \d+, prod \d+\); its PV console is ignored from now on",
+                r"domain 1 \(hcall-fuzz\): console output indices are impossible \(cons \d+, prod \d+\); its PV console is ignored from now on",
                 r"\[d1 hcall-fuzz\] hcall-fuzz: wrote an impossible console producer index",
                 r"domain 1 \(hcall-fuzz\): shutdown: poweroff",
                 r"power: powering off",
@@ -1280,6 +1347,40 @@ pub fn all() -> Vec<Scenario> {
             ..bochs_guests(
                 "xenstore-rings",
                 "dom0 serves the XenStore over each created domain's ring (Xen's nodes, permissions, watches, transactions with a conflict, xl shutdown through control/shutdown); a domain that publishes impossible ring indexes is told (XENSTORE_ERROR_RINGIDX) and cut off while another is served",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
+            )
+        },
+        Scenario {
+            domains: &[
+                (
+                    "t-echo.cfg",
+                    "name = \"echo\"\nkernel = \"hello.elf\"\nmemory = 8\ncmdline = \"echo=2\"\n",
+                ),
+                (
+                    "t-conin.cfg",
+                    "name = \"x-conin\"\nkernel = \"hostile.elf\"\nmemory = 8\ncmdline = \"mode=conin hold_ms=600000\"\n",
+                ),
+                (
+                    "t-conout.cfg",
+                    "name = \"x-conout\"\nkernel = \"hostile.elf\"\nmemory = 8\ncmdline = \"mode=conout hold_ms=600000\"\n",
+                ),
+            ],
+            input: CONS_TYPED,
+            expect: CONS_OK,
+            forbid: &[
+                "PANIC",
+                "EXCEPTION",
+                "ERROR",
+                "FAIL",
+                // Input for these domains is dom0's to give, not the hypervisor's.
+                r"Serial input to d[1-9]",
+                // Nothing of an attached domain is mirrored.
+                r"\[d\d+ echo2?\] hello: got",
+            ],
+            ..bochs_guests(
+                "dom0-consoles",
+                "dom0 serves the consoles of the domains it builds: detached ones mirrored as [dN name] lines, xl console shows the history and takes typed input, Ctrl-] detaches, xl create -c, a domain ending while attached gives the prompt back; a domain corrupting its output or input indices is cut off with one line while the others go on",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
             )

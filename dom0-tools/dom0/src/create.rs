@@ -15,6 +15,7 @@ use oxen_guest_rt::abi::domctl::{self, CreateDomain, cdf};
 use oxen_guest_rt::abi::hvm_save::{self, HwCpu};
 use oxen_guest_rt::control;
 
+use crate::consoles::Consoles;
 use crate::files::Files;
 use crate::store::Store;
 
@@ -39,6 +40,7 @@ pub fn create(
     paused: bool,
     taken: impl Fn(&str) -> bool,
     store: &mut Store,
+    consoles: &mut Consoles,
 ) -> Result<Built, String> {
     let text = files
         .get(path)
@@ -83,10 +85,11 @@ pub fn create(
         ),
     })?;
     let id = new_domain(&cfg)?;
-    match fill(id, &cfg, &plan, paused, store) {
+    match fill(id, &cfg, &plan, paused, store, consoles) {
         Ok(()) => Ok(Built { id, cfg }),
         Err(e) => {
             store.release(id);
+            consoles.release(id);
             control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
             Err(format!(
                 "xl create: {}: {e} (the domain was destroyed)",
@@ -121,6 +124,7 @@ fn fill(
     plan: &pvh::Plan<'_>,
     paused: bool,
     store: &mut Store,
+    consoles: &mut Consoles,
 ) -> Result<(), String> {
     // RAM and the special pages beyond it (as libxl's slack above the target).
     let kib = cfg.memory_mib * 1024 + pvh::RESERVED_PAGES * 4;
@@ -148,6 +152,7 @@ fn fill(
         ));
     }
     store.introduce(id, &cfg.name, store_gfn)?;
+    consoles.serve(id, &cfg.name)?;
     for (gpa, bytes) in &plan.writes {
         write(id, *gpa, bytes)?;
     }

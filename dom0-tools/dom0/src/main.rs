@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+mod consoles;
 mod create;
 mod files;
 mod store;
@@ -20,10 +21,12 @@ mod xl;
 
 use alloc::string::String;
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use linked_list_allocator::LockedHeap;
 use oxen_guest_rt::abi::evtchn::virq;
 use oxen_guest_rt::{StartInfo, events, hypercall, time, xen};
+use oxen_toolstack::console::{ESCAPE, for_terminal};
 use oxen_toolstack::line::Edit;
 use oxen_toolstack::{LineEditor, words};
 
@@ -55,6 +58,40 @@ pub fn out(text: &str) {
             rest = &rest[chunk.len() + 1..];
         } else {
             rest = &[];
+        }
+    }
+}
+
+/// The last byte [`raw`] wrote.
+static LAST_RAW: AtomicU8 = AtomicU8::new(0);
+
+/// Writes a domain's console output to the terminal as it is, but for the carriage
+/// returns a terminal needs before line feeds.
+pub fn raw(bytes: &[u8]) {
+    let mut last = LAST_RAW.load(Ordering::Relaxed);
+    let shown = for_terminal(bytes, &mut last);
+    LAST_RAW.store(last, Ordering::Relaxed);
+    for part in shown.chunks(512) {
+        hypercall::console_write(part);
+    }
+}
+
+/// Shows what the consoles wrote: the attached domain's bytes as they are; other
+/// domains' mirrored lines and console notices above the prompt, which is drawn again
+/// with the line being edited (nothing of other domains while one is attached: it is
+/// in their history).
+fn show(shown: alloc::vec::Vec<consoles::Shown>, attached: bool, editor: &LineEditor) {
+    for s in shown {
+        match s {
+            consoles::Shown::Raw(bytes) => raw(&bytes),
+            consoles::Shown::Line(_) if attached => {}
+            consoles::Shown::Line(line) | consoles::Shown::Notice(line) => {
+                if attached {
+                    out(&alloc::format!("\n{line}\n"));
+                } else {
+                    out(&alloc::format!("\r\x1b[K{line}\n{PROMPT}{}", editor.line()));
+                }
+            }
         }
     }
 }
@@ -91,6 +128,7 @@ fn main(info: &StartInfo) {
     out(PROMPT);
     let mut editor = LineEditor::new();
     loop {
+        let was_attached = tool.consoles.attached.is_some();
         if let Some(p) = dom_exc
             && events::pending(p)
         {
@@ -98,10 +136,17 @@ fn main(info: &StartInfo) {
             tool.reap();
         }
         tool.store.poll();
+        let shown = tool.consoles.poll();
+        show(shown, was_attached, &editor);
+        if was_attached && tool.consoles.attached.is_none() {
+            // The attached domain went.
+            out(&alloc::format!("\n{PROMPT}"));
+        }
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
         if n <= 0 {
             let mut ports = tool.store.ports();
+            ports.extend(tool.consoles.ports());
             ports.push(port);
             ports.extend(dom_exc);
             if events::wait_any(&ports, time::now_ns() + 200_000_000) && events::pending(port) {
@@ -109,13 +154,31 @@ fn main(info: &StartInfo) {
             }
             continue;
         }
-        for &b in &buf[..n as usize] {
+        let mut typed = &buf[..n as usize];
+        while !typed.is_empty() {
+            if let Some(id) = tool.consoles.attached {
+                // Everything up to Ctrl-] goes to the domain.
+                let end = typed.iter().position(|&b| b == ESCAPE);
+                let (give, rest) = typed.split_at(end.unwrap_or(typed.len()));
+                tool.consoles.input(id, give);
+                typed = rest;
+                if !typed.is_empty() {
+                    typed = &typed[1..];
+                    tool.consoles.attached = None;
+                    out(&alloc::format!("\n{PROMPT}"));
+                }
+                continue;
+            }
+            let b = typed[0];
+            typed = &typed[1..];
             match editor.feed(b, PROMPT) {
                 Some(Edit::Echo(s)) => out(&s),
                 Some(Edit::Line(line)) => {
                     out("\n");
                     run(&mut tool, &line);
-                    out(PROMPT);
+                    if tool.consoles.attached.is_none() {
+                        out(PROMPT);
+                    }
                 }
                 None => {}
             }

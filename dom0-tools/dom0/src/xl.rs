@@ -15,13 +15,15 @@ use oxen_guest_rt::control;
 use oxen_toolstack::format::{self, DomainRow, HostInfo, VcpuRow};
 use oxen_toolstack::{EXIT_FAIL, EXIT_OK, EXIT_USAGE, resolve};
 
+use crate::consoles::Consoles;
 use crate::files::Files;
 use crate::out;
 use crate::store::Store;
 
 pub const HELP: &str = "\
 Commands of the control domain:
-  xl create [-p] FILE [KEY=VALUE...]   build a domain from an xl.cfg (in /etc/xen)
+  xl create [-p] [-c] FILE [KEY=VALUE...]   build a domain from an xl.cfg (in /etc/xen);
+                                 -p: leave it paused, -c: attach to its console
   xl list [DOMAIN]               the domains (Xen's columns)
   xl info                        the host and the hypervisor
   xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
@@ -30,6 +32,7 @@ Commands of the control domain:
   xl shutdown DOMAIN             ask a domain to power off (its control/shutdown node)
   xl reboot DOMAIN               ask a domain to reboot (likewise)
   xl destroy DOMAIN              end a domain at once
+  xl console DOMAIN              attach to a domain's console (Ctrl-] detaches)
   xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
   xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
   xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   credit scheduler parameters
@@ -53,6 +56,8 @@ pub struct Xl {
     created: Vec<u16>,
     /// The XenStore this domain serves.
     pub store: Store,
+    /// The consoles it serves.
+    pub consoles: Consoles,
     pub last_exit: i32,
 }
 
@@ -77,6 +82,7 @@ impl Xl {
             names,
             created: Vec::new(),
             store: Store::new(),
+            consoles: Consoles::new(),
             last_exit: 0,
         }
     }
@@ -190,12 +196,13 @@ impl Xl {
             ["reboot", d] => self.pv_control(d, "reboot", "reboot"),
             ["destroy", "-f", d] => self.destroy(d, true),
             ["destroy", d] => self.destroy(d, false),
+            ["console", d] | ["console", "-t", "pv", d] => self.console(d),
             ["vcpu-list", rest @ ..] => self.vcpu_list(rest),
             ["vcpu-pin", d, v, cpus] => self.vcpu_pin(d, v, cpus),
             ["sched-credit", rest @ ..] => self.sched_credit(rest),
             [
                 "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin" | "shutdown"
-                | "reboot",
+                | "reboot" | "console",
                 ..,
             ] => usage("xl: wrong arguments (see 'help')"),
             [cmd, ..] => fail(&format!("xl: command '{cmd}' is not implemented")),
@@ -254,7 +261,29 @@ impl Xl {
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
         self.store.release(id);
+        self.consoles.release(id);
         domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
+    }
+
+    /// `xl console DOMAIN`: the terminal goes to the domain's console (what it wrote so
+    /// far first) until Ctrl-] (the input loop does the rest).
+    fn console(&mut self, arg: &str) -> i32 {
+        let id = match self.domain(arg) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        let Some(history) = self.consoles.history(id) else {
+            return fail(&if id == 0 {
+                String::from("xl console: domain 0's console is this one")
+            } else {
+                format!(
+                    "xl console: domain {id} was built at boot: its console is the hypervisor's (Ctrl-A three times reaches it)"
+                )
+            });
+        };
+        crate::raw(&history);
+        self.consoles.attached = Some(id);
+        EXIT_OK
     }
 
     /// `xl shutdown` / `xl reboot`: asks the domain through its `control/shutdown` node,
@@ -275,14 +304,12 @@ impl Xl {
 
     /// `xl create [-p] [-c] FILE [key=value…]`.
     fn create(&mut self, rest: &[&str]) -> i32 {
-        let mut paused = false;
+        let (mut paused, mut attach) = (false, false);
         let mut args = rest;
         while let Some((flag, more)) = args.split_first() {
             match *flag {
                 "-p" => paused = true,
-                "-c" => out(
-                    "xl create: -c: dom0 does not serve consoles yet; the domain's output is in the hypervisor's log\n",
-                ),
+                "-c" => attach = true,
                 _ => break,
             }
             args = more;
@@ -305,10 +332,14 @@ impl Xl {
             paused,
             taken,
             &mut self.store,
+            &mut self.consoles,
         ) {
             Ok(b) => {
                 self.names.insert(b.id, b.cfg.name);
                 self.created.push(b.id);
+                if attach {
+                    self.consoles.attached = Some(b.id);
+                }
                 EXIT_OK
             }
             Err(e) => fail(&e),
@@ -334,6 +365,7 @@ impl Xl {
             .collect();
         for id in going {
             self.store.release(id);
+            self.consoles.release(id);
         }
         self.created.retain(|&id| {
             let Some(d) = domains.iter().find(|d| d.domain == id) else {
@@ -350,6 +382,8 @@ impl Xl {
     /// Destroys every domain but this one.
     pub fn destroy_all_others(&mut self) {
         for d in self.domains().iter().filter(|d| d.domain != 0) {
+            self.store.release(d.domain);
+            self.consoles.release(d.domain);
             control::domctl(domctl::cmd::DESTROYDOMAIN, d.domain, &[]);
         }
     }

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod console;
 pub mod format;
 pub mod line;
 pub mod store;

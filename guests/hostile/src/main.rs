@@ -42,6 +42,10 @@
 //!   it must not make the hypervisor read or write outside the ring (it says once that
 //!   the indices are impossible and ignores the console), and typing goes on for the
 //!   other domains. Prints `hostile: conin: indices corrupted` once it has done so.
+//! - `conout [hold_ms=3000]`: says `hostile: conout: corrupting the output index`, then
+//!   sets its console's `out_prod` 5,000 ahead of `out_cons`, notifies the back end and
+//!   lives on for `hold_ms` without writing again: the back end must say once that the
+//!   indices are impossible and read nothing outside the ring.
 #![no_std]
 #![no_main]
 
@@ -74,6 +78,7 @@ fn main(info: &StartInfo) {
         Some("instructions") => instructions(num("for_ms").unwrap_or(1000)),
         Some("ac") => alignment_checks(num("count").unwrap_or(1000)),
         Some("conin") => console_input(num("hold_ms").unwrap_or(3000)),
+        Some("conout") => console_output(num("hold_ms").unwrap_or(3000)),
         other => panic!("hostile: unknown mode {other:?}"),
     }
 }
@@ -475,6 +480,36 @@ fn console_input(hold_ms: u64) {
     }
     // Output still works: the hypervisor only looks at the input side when input comes.
     println!("hostile: conin: indices corrupted");
+    vcpu::sleep_until(0, time::now_ns() + hold_ms * 1_000_000);
+    shutdown(sched_op::SHUTDOWN_POWEROFF);
+}
+
+/// The `conout` attack: see the module documentation.
+fn console_output(hold_ms: u64) {
+    let base = oxen_guest_rt::xencons::interface();
+    if base == 0 {
+        panic!("hostile: conout: no PV console");
+    }
+    println!("hostile: conout: corrupting the output index");
+    use oxen_guest_rt::abi::xencons::{OUT_CONS, OUT_PROD};
+    // Let the back end take that line first.
+    let deadline = time::now_ns() + 2_000_000_000;
+    // SAFETY: `base` is our own mapped console page; out_cons and out_prod are u32s in it.
+    let drained = || unsafe {
+        ((base + OUT_CONS) as *const u32).read_volatile()
+            == ((base + OUT_PROD) as *const u32).read_volatile()
+    };
+    while !drained() && time::now_ns() < deadline {
+        vcpu::sleep_until(0, time::now_ns() + 1_000_000);
+    }
+    // SAFETY: as above.
+    unsafe {
+        let cons = ((base + OUT_CONS) as *const u32).read_volatile();
+        ((base + OUT_PROD) as *mut u32).write_volatile(cons.wrapping_add(5000));
+    }
+    if let Ok(port) = xen::get_param(xen::hvm_param::CONSOLE_EVTCHN) {
+        let _ = xen::send(port as u32);
+    }
     vcpu::sleep_until(0, time::now_ns() + hold_ms * 1_000_000);
     shutdown(sched_op::SHUTDOWN_POWEROFF);
 }

@@ -5,10 +5,7 @@
 //! reaches the guest (a shell's "beginning of line").
 //!
 //! The bytes reach the domain through the `in` ring of its PV console page
-//! (`xencons_interface`), whose indices the guest can corrupt: [`in_room`] says how
-//! much fits, or that the indices are impossible.
-
-use oxen_abi::xencons::IN_SIZE;
+//! ([`crate::xencons`]).
 
 /// The switch code, Ctrl-A (Xen's default `conswitch`).
 pub const SWITCH_CODE: u8 = 0x01;
@@ -83,13 +80,6 @@ pub fn next_focus(ids: &[u32], current: Option<u32>) -> Option<u32> {
     }
 }
 
-/// Free bytes in the `in` ring with these indices (free-running, as the guest keeps
-/// them); `None` if they claim more than the ring holds (a guest that corrupted them).
-pub fn in_room(cons: u32, prod: u32) -> Option<u32> {
-    let used = prod.wrapping_sub(cons);
-    (used <= IN_SIZE).then(|| IN_SIZE - used)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,14 +134,5 @@ mod tests {
         assert_eq!(next_target(&ids, d(3)), d(5), "a domain that went away");
         assert_eq!(next_target(&[], Focus::Hypervisor), Focus::Hypervisor);
         assert_eq!(next_target(&[], d(7)), Focus::Hypervisor);
-    }
-
-    #[test]
-    fn room_in_the_input_ring() {
-        assert_eq!(in_room(0, 0), Some(1024));
-        assert_eq!(in_room(10, 1034), Some(0));
-        assert_eq!(in_room(u32::MAX - 5, 10), Some(1024 - 16));
-        assert_eq!(in_room(0, 1025), None);
-        assert_eq!(in_room(5, 4), None, "a producer behind its consumer");
     }
 }

@@ -35,3 +35,4 @@ pub mod units;
 pub mod vcpu_state;
 pub mod vmcs;
 pub mod vmx;
+pub mod xencons;

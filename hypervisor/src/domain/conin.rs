@@ -2,8 +2,9 @@
 //! three times moves it on, as Xen's console switch does (`oxen_core::conswitch`):
 //! each running domain by id, then the hypervisor itself (debug keys), then round again.
 //! A privileged domain that bound `VIRQ_CONSOLE` reads its input as Xen's dom0 does,
-//! with `console_io(CONSOLEIO_read)` after the VIRQ; any other domain gets it in its
-//! PV console's `in` ring (the hypervisor is that console's back end until dom0 is).
+//! with `console_io(CONSOLEIO_read)` after the VIRQ; a domain built at boot gets it in
+//! its PV console's `in` ring (the hypervisor is that console's back end). The domains
+//! whose console dom0 serves are not in the round: `xl console` reaches them.
 //! Polled by the boot CPU at most every millisecond; what does not fit is dropped, as
 //! Xen drops it.
 #![deny(unsafe_code)]
@@ -27,13 +28,19 @@ const RX_SIZE: usize = 1024;
 /// Bytes taken from the UART per poll at most.
 const BATCH: usize = 64;
 
-/// The running domains' ids, ascending.
+/// The running domains that take input from here, ascending: not those whose console
+/// dom0 serves (their input comes from `xl console`, in dom0).
 fn running() -> Vec<u32> {
     registry::all()
         .into_iter()
-        .filter(|d| d.running())
+        .filter(|d| d.running() && takes_input(d))
         .map(|d| d.id)
         .collect()
+}
+
+/// Whether typed input for `d` goes through the hypervisor.
+fn takes_input(d: &Domain) -> bool {
+    reads_by_console_io(d) || event::console_served_here(d)
 }
 
 /// Moves the focus on from `from` and says where input goes now.
@@ -92,7 +99,7 @@ fn deliver(focus: Focus, bytes: &[u8]) {
                     rx.extend(bytes.iter().take(room));
                 }
                 event::raise_virq(&d, virq::CONSOLE, 0);
-            } else {
+            } else if event::console_served_here(&d) {
                 event::console_input(&d, bytes);
             }
         }
@@ -121,7 +128,7 @@ pub fn poll() {
         return;
     };
     if let Focus::Domain(id) = s.1
-        && !registry::by_id(id).is_some_and(|d| d.running())
+        && !registry::by_id(id).is_some_and(|d| d.running() && takes_input(&d))
     {
         RX.lock().clear();
         s.1 = switch(s.1);

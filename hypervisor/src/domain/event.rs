@@ -1,7 +1,7 @@
 //! Event channels as Xen's 2-level ABI has them, on top of `oxen_core::evtchn`: the
 //! shared-info and `vcpu_info` words in memory, delivery and upcalls, the
 //! `event_channel_op`, `hvm_op` and `SCHEDOP_poll` hypercalls, `vcpu_time_info`, and
-//! the PV console back end oxen serves until dom0 exists.
+//! the PV console back end of the domains dom0 does not serve (those built at boot).
 //!
 //! Locks: a domain's port table is its own mutex; an operation on two domains takes
 //! both in domain-id order. An event for another domain (a send, a VIRQ) is marked in
@@ -445,84 +445,88 @@ pub fn tell_control_domains(d: &Domain) {
     }
 }
 
-/// Prints what the guest wrote to its console ring (the hypervisor is the back end until
-/// dom0 exists). Hostile indices break the console for good, with one log line.
+/// A console page as the hypervisor reaches it: through the physical window, with
+/// atomic accesses (the guest changes it concurrently).
+struct ConsolePage(u64);
+
+impl oxen_core::xencons::Page for ConsolePage {
+    fn load(&self, off: u64) -> u32 {
+        dword(self.0 + off).load(Ordering::Acquire)
+    }
+    fn store(&mut self, off: u64, v: u32) {
+        fence(Ordering::Release);
+        dword(self.0 + off).store(v, Ordering::Release);
+    }
+    fn load_byte(&self, off: u64) -> u8 {
+        byte(self.0 + off).load(Ordering::Relaxed)
+    }
+    fn store_byte(&mut self, off: u64, v: u8) {
+        byte(self.0 + off).store(v, Ordering::Relaxed);
+    }
+}
+
+/// Whether the hypervisor is `d`'s console back end: its console port still waits for
+/// dom0. Once dom0 binds it (a domain `xl create` built), dom0 serves the ring and the
+/// hypervisor keeps out of it.
+pub fn console_served_here(d: &Domain) -> bool {
+    let port = d.events.console_port;
+    port != 0
+        && matches!(
+            d.events.ports.lock().state(port),
+            Some(evtchn::State::Unbound { .. })
+        )
+}
+
+/// Prints what the guest wrote to its console ring (for the domains whose back end the
+/// hypervisor is). Hostile indices break the console for good, with one log line.
 pub fn serve_console(d: &Domain) {
     let e = &d.events;
     if e.console_broken.load(Ordering::Relaxed) != 0 {
         return;
     }
-    let page = e.console_frame;
-    let cons_w = dword(page + xencons::OUT_CONS);
-    let prod_w = dword(page + xencons::OUT_PROD);
-    let cons = cons_w.load(Ordering::Acquire);
-    let prod = prod_w.load(Ordering::Acquire);
-    fence(Ordering::Acquire);
-    let avail = prod.wrapping_sub(cons);
-    if avail > xencons::OUT_SIZE {
-        break_console(d, "ring", cons, prod);
-        return;
-    }
     let mut buf = [0u8; xencons::OUT_SIZE as usize];
-    for (i, b) in buf.iter_mut().take(avail as usize).enumerate() {
-        let at = (cons.wrapping_add(i as u32) % xencons::OUT_SIZE) as u64;
-        *b = byte(page + xencons::OUT + at).load(Ordering::Relaxed);
+    match oxen_core::xencons::take_output(&mut ConsolePage(e.console_frame), &mut buf) {
+        Ok(n) => {
+            d.emit(&d.console_line, "", &buf[..n]);
+            // Tell the front end there is room again.
+            deliver(d, e.console_port, 0);
+        }
+        Err(b) => break_console(d, b),
     }
-    fence(Ordering::Release);
-    cons_w.store(prod, Ordering::Release);
-    d.emit(&d.console_line, "", &buf[..avail as usize]);
-    // Tell the front end there is room again.
-    deliver(d, e.console_port, 0);
 }
 
-/// Room for input in `d`'s console ring now (`None`: no usable PV console).
-fn console_room(d: &Domain) -> Option<u32> {
-    let e = &d.events;
-    if e.console_broken.load(Ordering::Relaxed) != 0 {
-        return None;
-    }
-    let page = e.console_frame;
-    let cons = dword(page + xencons::IN_CONS).load(Ordering::Acquire);
-    let prod = dword(page + xencons::IN_PROD).load(Ordering::Acquire);
-    let room = oxen_core::conswitch::in_room(cons, prod);
-    if room.is_none() {
-        break_console(d, "input", cons, prod);
-    }
-    room
-}
-
-/// The guest made its console's `ring` indices impossible: its PV console is ignored
-/// from now on, with one line.
-fn break_console(d: &Domain, ring: &str, cons: u32, prod: u32) {
+/// The guest made its console's indices impossible: its PV console is ignored from now
+/// on, with one line.
+fn break_console(d: &Domain, b: oxen_core::xencons::Broken) {
     d.events.console_broken.store(1, Ordering::Relaxed);
     log::warn!(
-        "domain {} ({}): console {ring} indices are impossible (cons {cons}, prod {prod}); its PV console is ignored from now on",
+        "domain {} ({}): console {} indices are impossible (cons {}, prod {}); its PV console is ignored from now on",
         d.id,
-        d.name
+        d.name,
+        b.ring,
+        b.cons,
+        b.prod
     );
 }
 
 /// Puts typed `bytes` into `d`'s console `in` ring (as many as fit: the rest is
 /// dropped) and signals the console port. Returns how many went in.
 pub fn console_input(d: &Domain, bytes: &[u8]) -> usize {
-    let Some(room) = console_room(d) else {
+    if d.events.console_broken.load(Ordering::Relaxed) != 0 {
         return 0;
-    };
-    let page = d.events.console_frame;
-    let prod_w = dword(page + xencons::IN_PROD);
-    let prod = prod_w.load(Ordering::Acquire);
-    let n = bytes.len().min(room as usize);
-    for (i, &b) in bytes[..n].iter().enumerate() {
-        let at = u64::from(prod.wrapping_add(i as u32) % xencons::IN_SIZE);
-        byte(page + xencons::IN + at).store(b, Ordering::Relaxed);
     }
-    // The bytes before the index that publishes them.
-    fence(Ordering::Release);
-    prod_w.store(prod.wrapping_add(n as u32), Ordering::Release);
-    if n > 0 {
-        deliver(d, d.events.console_port, 0);
+    match oxen_core::xencons::put_input(&mut ConsolePage(d.events.console_frame), bytes) {
+        Ok(n) => {
+            if n > 0 {
+                deliver(d, d.events.console_port, 0);
+            }
+            n
+        }
+        Err(b) => {
+            break_console(d, b);
+            0
+        }
     }
-    n
 }
 
 /// An atomic 32-bit word in hypervisor-visible memory.
