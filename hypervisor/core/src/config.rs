@@ -329,6 +329,51 @@ fn strings(s: &Setting) -> Result<Vec<String>, ConfigError> {
     }
 }
 
+/// What the toolstack does when a domain ends one way (`on_poweroff`, `on_reboot`,
+/// `on_crash`, `on_watchdog`), with Xen's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Destroy,
+    Restart,
+    RenameRestart,
+    Preserve,
+    CoredumpDestroy,
+    CoredumpRestart,
+    SoftReset,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Destroy,
+        Action::Restart,
+        Action::RenameRestart,
+        Action::Preserve,
+        Action::CoredumpDestroy,
+        Action::CoredumpRestart,
+        Action::SoftReset,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Destroy => "destroy",
+            Action::Restart => "restart",
+            Action::RenameRestart => "rename-restart",
+            Action::Preserve => "preserve",
+            Action::CoredumpDestroy => "coredump-destroy",
+            Action::CoredumpRestart => "coredump-restart",
+            Action::SoftReset => "soft-reset",
+        }
+    }
+
+    /// Whether the domain is built again afterwards.
+    pub fn restarts(self) -> bool {
+        matches!(
+            self,
+            Action::Restart | Action::RenameRestart | Action::CoredumpRestart
+        )
+    }
+}
+
 /// One domain, as an `xl.cfg`-style file describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainConfig {
@@ -352,6 +397,18 @@ pub struct DomainConfig {
     /// (or `"@archive"`, the whole archive: the control domain's files),
     /// loaded after the kernel and listed in `hvm_start_info`'s module list.
     pub ramdisk: Option<String>,
+    /// The most memory it may grow to (`maxmem`, MiB; at least `memory`).
+    pub maxmem_mib: u64,
+    /// vCPUs it may have (`maxvcpus`; at least `vcpus`, which start online).
+    pub maxvcpus: u32,
+    /// `uuid`, if given (Xen's toolstack makes one up otherwise).
+    pub uuid: Option<[u8; 16]>,
+    pub on_poweroff: Action,
+    pub on_reboot: Action,
+    pub on_crash: Action,
+    pub on_watchdog: Action,
+    /// `disk = [...]`, parsed and checked (`crate::diskspec`).
+    pub disks: Vec<crate::diskspec::DiskSpec>,
 }
 
 impl DomainConfig {
@@ -360,14 +417,26 @@ impl DomainConfig {
     pub const MAX_VCPUS: u32 = 64;
 
     /// Parses a domain configuration: `name` and `kernel` are required; `memory` (MiB,
-    /// default 32), `vcpus` (default 1), `cmdline` (or `extra`), `cpu_weight` (default
-    /// 256), `cap` (percent, default 0 = none), `cpus` (default "all") and `privileged`
-    /// (default 0) and `ramdisk` (an archive entry) are optional.
+    /// default 32), `maxmem` (default `memory`), `vcpus` (default 1), `maxvcpus`
+    /// (default `vcpus`), `cmdline` (or `root` and `extra`, joined as Xen's `xl` joins
+    /// them), `cpu_weight` (default 256), `cap` (percent, default 0 = none), `cpus`
+    /// (default "all"), `privileged` (default 0), `ramdisk` (an archive entry), `uuid`,
+    /// `on_poweroff`/`on_reboot`/`on_crash`/`on_watchdog` (Xen's defaults: destroy,
+    /// restart, destroy, destroy) and `disk` (a list of disk specs) are optional.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let (mut name, mut kernel, mut memory_mib, mut vcpus, mut cmdline) =
-            (None, None, 32, 1, String::new());
+            (None, None, 32, 1, None);
         let (mut weight, mut cap, mut affinity, mut privileged) = (256, 0, u64::MAX, false);
-        let mut ramdisk = None;
+        let (mut ramdisk, mut root, mut extra) = (None, None, None);
+        let (mut maxmem, mut maxvcpus, mut uuid) = (None, None, None);
+        let mut on = [
+            Action::Destroy,
+            Action::Restart,
+            Action::Destroy,
+            Action::Destroy,
+        ];
+        let mut disks = Vec::new();
+        let mut lines = (0, 0);
         for s in parse(text)? {
             let line = s.line;
             match (s.key.as_str(), &s.value) {
@@ -416,7 +485,87 @@ impl DomainConfig {
                     }
                     vcpus = *v as u32;
                 }
-                ("cmdline" | "extra", Value::Str(v)) => cmdline = v.clone(),
+                ("cmdline", Value::Str(v)) => cmdline = Some(v.clone()),
+                ("root", Value::Str(v)) => root = Some(v.clone()),
+                ("extra", Value::Str(v)) => extra = Some(v.clone()),
+                ("maxmem", Value::Int(v)) => {
+                    if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
+                        return Err(err(
+                            line,
+                            alloc::format!(
+                                "maxmem {v} MiB is outside {}..{}",
+                                Self::MIN_MEMORY_MIB,
+                                Self::MAX_MEMORY_MIB
+                            ),
+                        ));
+                    }
+                    maxmem = Some(*v as u64);
+                    lines.0 = line;
+                }
+                ("maxvcpus", Value::Int(v)) => {
+                    if !(1..=i64::from(Self::MAX_VCPUS)).contains(v) {
+                        return Err(err(
+                            line,
+                            alloc::format!("maxvcpus {v} is outside 1..{}", Self::MAX_VCPUS),
+                        ));
+                    }
+                    maxvcpus = Some(*v as u32);
+                    lines.1 = line;
+                }
+                ("uuid", Value::Str(v)) => {
+                    uuid = Some(parse_uuid(v).ok_or_else(|| {
+                        err(
+                            line,
+                            alloc::format!(
+                                "uuid '{v}': use xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex"
+                            ),
+                        )
+                    })?);
+                }
+                (
+                    key @ ("on_poweroff" | "on_reboot" | "on_crash" | "on_watchdog"),
+                    Value::Str(v),
+                ) => {
+                    let a = Action::ALL
+                        .into_iter()
+                        .find(|a| a.name() == v)
+                        .ok_or_else(|| {
+                            err(
+                                line,
+                                alloc::format!(
+                                    "{key} '{v}': use destroy, restart, rename-restart, preserve, coredump-destroy, coredump-restart or soft-reset"
+                                ),
+                            )
+                        })?;
+                    let i = ["on_poweroff", "on_reboot", "on_crash", "on_watchdog"]
+                        .iter()
+                        .position(|k| k == &key)
+                        .unwrap_or(0);
+                    on[i] = a;
+                }
+                ("disk", v) => {
+                    let specs = match v {
+                        Value::List(items) => items.clone(),
+                        one => alloc::vec![one.clone()],
+                    };
+                    for spec in specs {
+                        let Value::Str(spec) = spec else {
+                            return Err(err(line, "'disk' takes a list of strings"));
+                        };
+                        let d = crate::diskspec::parse(&spec)
+                            .map_err(|m| err(line, alloc::format!("disk '{spec}': {m}")))?;
+                        if disks
+                            .iter()
+                            .any(|o: &crate::diskspec::DiskSpec| o.devid == d.devid)
+                        {
+                            return Err(err(
+                                line,
+                                alloc::format!("disk '{spec}': {} is used twice", d.vdev),
+                            ));
+                        }
+                        disks.push(d);
+                    }
+                }
                 ("cpu_weight", Value::Int(v)) => {
                     weight = u16::try_from(*v).ok().filter(|w| *w >= 1).ok_or_else(|| {
                         err(line, alloc::format!("cpu_weight {v} is outside 1..65535"))
@@ -433,21 +582,54 @@ impl DomainConfig {
                 }
                 ("privileged", Value::Int(v @ (0 | 1))) => privileged = *v == 1,
                 ("privileged", _) => return Err(err(line, "'privileged' takes 0 or 1")),
-                ("name" | "kernel" | "type" | "ramdisk" | "cmdline" | "extra", _) => {
+                (
+                    "name" | "kernel" | "type" | "ramdisk" | "cmdline" | "extra" | "root" | "uuid"
+                    | "on_poweroff" | "on_reboot" | "on_crash" | "on_watchdog",
+                    _,
+                ) => {
                     return Err(err(line, alloc::format!("'{}' takes a string", s.key)));
                 }
-                ("memory" | "vcpus" | "cpu_weight" | "cap", _) => {
+                ("memory" | "maxmem" | "vcpus" | "maxvcpus" | "cpu_weight" | "cap", _) => {
                     return Err(err(line, alloc::format!("'{}' takes an integer", s.key)));
                 }
                 (other, _) => return Err(err(line, alloc::format!("unknown setting '{other}'"))),
             }
         }
+        let maxmem_mib = maxmem.unwrap_or(memory_mib);
+        if maxmem_mib < memory_mib {
+            return Err(err(
+                lines.0,
+                alloc::format!("maxmem {maxmem_mib} MiB is below memory {memory_mib} MiB"),
+            ));
+        }
+        let maxvcpus = maxvcpus.unwrap_or(vcpus);
+        if maxvcpus < vcpus {
+            return Err(err(
+                lines.1,
+                alloc::format!("maxvcpus {maxvcpus} is below vcpus {vcpus}"),
+            ));
+        }
+        // As Xen's xl: `cmdline` wins; otherwise "root=ROOT EXTRA".
+        let cmdline = cmdline.unwrap_or_else(|| match (root, extra) {
+            (Some(r), Some(e)) => alloc::format!("root={r} {e}"),
+            (Some(r), None) => alloc::format!("root={r}"),
+            (None, Some(e)) => e,
+            (None, None) => String::new(),
+        });
         Ok(DomainConfig {
             name: name.ok_or_else(|| err(0, "'name' is required"))?,
             kernel: kernel.ok_or_else(|| err(0, "'kernel' is required"))?,
             memory_mib,
             vcpus,
             cmdline,
+            maxmem_mib,
+            maxvcpus,
+            uuid,
+            on_poweroff: on[0],
+            on_reboot: on[1],
+            on_crash: on[2],
+            on_watchdog: on[3],
+            disks,
             weight,
             cap,
             affinity,
@@ -455,6 +637,37 @@ impl DomainConfig {
             ramdisk,
         })
     }
+}
+
+/// A UUID written as Xen writes them: 32 hex digits in groups of 8-4-4-4-12.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lens != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    let hex: String = groups.concat();
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A UUID in Xen's form.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| alloc::format!("{b:02x}")).collect();
+    alloc::format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// An `xl.cfg` CPU list: `"all"`, `"0-3,6,^1"` (ranges, singles, `^` excludes), an
@@ -560,6 +773,104 @@ mod tests {
     }
 
     #[test]
+    fn the_full_pvh_key_set() {
+        let d = DomainConfig::parse(
+            "name = 'web'\ntype = 'pvh'\nkernel = 'vmlinuz'\nmemory = 256\nmaxmem = 512\n\
+             vcpus = 2\nmaxvcpus = 4\nroot = '/dev/xvda1 ro'\nextra = 'console=hvc0'\n\
+             uuid = '6b8b4567-327b-23c6-643c-986966334873'\non_poweroff = 'preserve'\n\
+             on_reboot = 'destroy'\non_crash = 'restart'\non_watchdog = 'rename-restart'\n\
+             disk = [ '/img/web.qcow2,qcow2,xvda,rw', 'vdev=xvdb, access=ro, target=/img/data' ]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (d.memory_mib, d.maxmem_mib, d.vcpus, d.maxvcpus),
+            (256, 512, 2, 4)
+        );
+        assert_eq!(d.cmdline, "root=/dev/xvda1 ro console=hvc0");
+        assert_eq!(
+            d.uuid.map(|u| format_uuid(&u)).as_deref(),
+            Some("6b8b4567-327b-23c6-643c-986966334873")
+        );
+        assert_eq!(
+            (d.on_poweroff, d.on_reboot, d.on_crash, d.on_watchdog),
+            (
+                Action::Preserve,
+                Action::Destroy,
+                Action::Restart,
+                Action::RenameRestart
+            )
+        );
+        assert!(d.on_crash.restarts() && !d.on_poweroff.restarts());
+        assert_eq!(d.disks.len(), 2);
+        assert_eq!(d.disks[0].format, crate::diskspec::Format::Qcow2);
+        assert!(d.disks[1].read_only);
+        // `cmdline` wins over root and extra.
+        let d = DomainConfig::parse("name='a'\nkernel='k'\nroot='/dev/x'\ncmdline='c'").unwrap();
+        assert_eq!(d.cmdline, "c");
+        let d = DomainConfig::parse("name='a'\nkernel='k'\nextra='e'").unwrap();
+        assert_eq!(d.cmdline, "e");
+    }
+
+    #[test]
+    fn bad_values_of_the_newer_keys_name_their_line() {
+        for (text, line, needle) in [
+            (
+                "name='a'\nkernel='k'\nmemory=64\nmaxmem=32",
+                4,
+                "maxmem 32 MiB is below memory 64",
+            ),
+            (
+                "name='a'\nkernel='k'\nvcpus=4\nmaxvcpus=2",
+                4,
+                "maxvcpus 2 is below vcpus 4",
+            ),
+            ("name='a'\nkernel='k'\nuuid='1234'", 3, "uuid '1234'"),
+            (
+                "name='a'\nkernel='k'\nuuid='+b8b4567-327b-23c6-643c-986966334873'",
+                3,
+                "uuid",
+            ),
+            (
+                "name='a'\nkernel='k'\non_crash='explode'",
+                3,
+                "on_crash 'explode'",
+            ),
+            (
+                "name='a'\nkernel='k'\non_reboot=1",
+                3,
+                "'on_reboot' takes a string",
+            ),
+            ("name='a'\nkernel='k'\ndisk=['/i,,xvda']\n", 3, ""),
+            (
+                "name='a'\nkernel='k'\n\ndisk=['/i,vmdk,xvda']",
+                4,
+                "disk '/i,vmdk,xvda': format 'vmdk'",
+            ),
+            (
+                "name='a'\nkernel='k'\ndisk=['/i,,xvda', '/j,,xvda']",
+                3,
+                "xvda is used twice",
+            ),
+            (
+                "name='a'\nkernel='k'\ndisk=[1]",
+                3,
+                "'disk' takes a list of strings",
+            ),
+        ] {
+            match DomainConfig::parse(text) {
+                Ok(_) => assert!(needle.is_empty(), "{text:?} parsed"),
+                Err(e) => {
+                    assert_eq!(e.line, line, "{text:?}");
+                    assert!(
+                        !needle.is_empty() && e.message.contains(needle),
+                        "{text:?}: {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn domain_configs() {
         let d = DomainConfig::parse(
             "name = \"hello\"\nkernel = \"hello.elf\"\nmemory = 16\nvcpus = 2\ncmdline = \"a=b\"\n",
@@ -578,6 +889,14 @@ mod tests {
                 affinity: u64::MAX,
                 privileged: false,
                 ramdisk: None,
+                maxmem_mib: 16,
+                maxvcpus: 2,
+                uuid: None,
+                on_poweroff: Action::Destroy,
+                on_reboot: Action::Restart,
+                on_crash: Action::Destroy,
+                on_watchdog: Action::Destroy,
+                disks: Vec::new(),
             }
         );
         let d = DomainConfig::parse("name='r'\nkernel='k'\nramdisk = \"initrd.cpio\"").unwrap();

@@ -15,6 +15,7 @@ pub mod conswitch;
 pub mod continuation;
 pub mod cpuid;
 pub mod decode;
+pub mod diskspec;
 pub mod domid;
 pub mod elf;
 pub mod ept;
