@@ -422,12 +422,13 @@ const DOM0_TYPED: &[(&str, &str)] = &[
         r"\[d\d+ hi\] hello: PASS",
         "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
     ),
+    (r"t-hello\.cfg: line \d+: ", "xl create t-crash.cfg\r"),
     (
-        r"t-hello\.cfg: line \d+: ",
+        r"not restarting it again",
         "ls /etc/xen\rcat /etc/xen/t-burn.cfg\r",
     ),
-    (r#"kernel = "burn\.elf""#, "xl list\rxl info\r"),
-    (r"xen_scheduler\s+: credit", "xl dmesg\r"),
+    (r#"kernel = "burn\.elf""#, "xl list\rxl info\rxl uptime\r"),
+    (r"\nDomain-0\s+0\s+\d+:\d\d:\d\d", "xl dmesg\r"),
     (
         r"INFO  oxen ready: 2/2 CPUs online",
         "frobnicate\rpoweroff\r",
@@ -449,10 +450,16 @@ const DOM0_OK: &[&str] = &[
     r"Parsing config from /etc/xen/t-hello\.cfg",
     r"\[d\d+ hi\] hello: PASS Xen 4\.17-oxen",
     r"xl create: /etc/xen/nosuch\.cfg: no such configuration file",
+    // on_crash = "restart": built again each time it crashes, until it has crashed
+    // five times in a row right after starting.
+    r"hello: crashing on purpose",
+    r"oxen dom0: domain \d+ \(crashy\) shut down \(crash\); restarted as domain \d+",
+    r"oxen dom0: domain \d+ \(crashy\) shut down \(crash\); restarted 5 times in a row within 10 s of starting: not restarting it again",
     // The domain it built went once it shut down: the list before `xl info` is dom0's.
     r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# xl info",
     r"nr_cpus\s+: 2\r?\n",
     r"xen_version\s+: 4\.17-oxen",
+    r"\nName                                ID Uptime\r?\nDomain-0                             0 +\d+:\d\d:\d\d\r?\n",
     r"frobnicate: command not found",
     r"oxen dom0: destroying every other domain and powering off",
     r"  domain 0 \(dom0\): shutdown: poweroff",
@@ -473,9 +480,15 @@ const XS_TYPED: &[(&str, &str)] = &[
     ),
     (
         r#"\n  greeting = "hello, store""#,
-        "xl shutdown Domain-0\rxl shutdown xs-good\r",
+        "xl shutdown Domain-0\rxl reboot xs-good\r",
     ),
-    (r"xenstore: shutdown requested", "xl list\r"),
+    // on_reboot = "restart" (Xen's default): built again, it passes again.
+    (
+        r"\(xs-good\) shut down \(reboot\); restarted as domain \d+",
+        "",
+    ),
+    (r"xenstore: PASS \d+ checks", "xl shutdown xs-good\r"),
+    (r"xenstore: shutdown requested \(poweroff\)", "xl list\r"),
     (r"\nxs-bad\s+\d+\s+8\s+1\s+", "xl destroy xs-bad\rxl list\r"),
     (
         r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
@@ -492,8 +505,16 @@ const XS_OK: &[&str] = &[
     r"\nDomain-0\r?\nxenstore-read: couldn't read path /nosuch",
     r"xenstore-read /tool/oxen\r?\nhi\r?\n",
     r#"\n name = "xs-good""#,
+    // libxl's description of the domain.
+    r#"\n vm = "/vm/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}""#,
+    r#"\n  static-max = "8192""#,
+    r#"\n  target = "8192""#,
+    r#"\n   availability = "online""#,
     r#"\n  greeting = "hello, store""#,
     r"xl shutdown: domain 0: no PV control interface",
+    r"Rebooting domain \d+",
+    r"xenstore: shutdown requested \(reboot\); acknowledged",
+    r"oxen dom0: domain \d+ \(xs-good\) shut down \(reboot\); restarted as domain \d+",
     r"Shutting down domain \d+",
     r"xenstore: shutdown requested \(poweroff\); acknowledged",
     // Then it powered off and was reaped: the list holds the hostile one only.
@@ -1318,6 +1339,10 @@ pub fn all() -> Vec<Scenario> {
                 (
                     "t-hello.cfg",
                     "name = \"hello-t\"\nkernel = \"hello.elf\"\nmemory = 16\n",
+                ),
+                (
+                    "t-crash.cfg",
+                    "name = \"crashy\"\nkernel = \"hello.elf\"\nmemory = 8\ncmdline = \"crash=1\"\non_crash = \"restart\"\n",
                 ),
             ],
             input: DOM0_TYPED,

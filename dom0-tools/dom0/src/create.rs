@@ -84,8 +84,15 @@ pub fn create(
             size, cfg.memory_mib
         ),
     })?;
-    let id = new_domain(&cfg)?;
-    match fill(id, &cfg, &plan, paused, store, consoles) {
+    if cfg.maxvcpus > cfg.vcpus {
+        return Err(format!(
+            "xl create: {}: maxvcpus {} above vcpus {}: vCPU hot-plug is not there yet",
+            cfg.name, cfg.maxvcpus, cfg.vcpus
+        ));
+    }
+    let uuid = cfg.uuid.unwrap_or_else(made_up_uuid);
+    let id = new_domain(&cfg, &uuid)?;
+    match fill(id, &cfg, &uuid, &plan, paused, store, consoles) {
         Ok(()) => Ok(Built { id, cfg }),
         Err(e) => {
             store.release(id);
@@ -99,8 +106,14 @@ pub fn create(
     }
 }
 
-fn new_domain(cfg: &DomainConfig) -> Result<u16, String> {
+fn new_domain(cfg: &DomainConfig, handle: &[u8; 16]) -> Result<u16, String> {
+    let word =
+        |i: usize| u32::from_le_bytes([handle[i], handle[i + 1], handle[i + 2], handle[i + 3]]);
     let c = CreateDomain {
+        handle0: word(0),
+        handle1: word(4),
+        handle2: word(8),
+        handle3: word(12),
         flags: cdf::HVM | cdf::HAP,
         max_vcpus: cfg.vcpus,
         max_evtchn_port: 1023,
@@ -117,17 +130,37 @@ fn new_domain(cfg: &DomainConfig) -> Result<u16, String> {
     }
 }
 
+/// A UUID made up (version 4 form) from the time, for a configuration without one, as
+/// Xen's toolstack makes one up (it has a random source; the time is ours).
+fn made_up_uuid() -> [u8; 16] {
+    let mut x = oxen_guest_rt::time::now_ns();
+    let mut u = [0u8; 16];
+    for chunk in u.chunks_mut(8) {
+        // splitmix64: spreads the time over the bytes.
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
 /// Memory, contents, registers, scheduling; then the unpause.
 fn fill(
     id: u16,
     cfg: &DomainConfig,
+    uuid: &[u8; 16],
     plan: &pvh::Plan<'_>,
     paused: bool,
     store: &mut Store,
     consoles: &mut Consoles,
 ) -> Result<(), String> {
-    // RAM and the special pages beyond it (as libxl's slack above the target).
-    let kib = cfg.memory_mib * 1024 + pvh::RESERVED_PAGES * 4;
+    // Up to `maxmem`, and the special pages beyond it (as libxl's slack above the
+    // target); `memory` is what it gets now.
+    let kib = cfg.maxmem_mib * 1024 + pvh::RESERVED_PAGES * 4;
     let rc = control::domctl(domctl::cmd::MAX_MEM, id, &kib.to_le_bytes()).0;
     if rc != 0 {
         return Err(format!("max_mem failed (rc={rc})"));
@@ -151,7 +184,16 @@ fn fill(
             "populate_physmap could not give it a store page",
         ));
     }
-    store.introduce(id, &cfg.name, store_gfn)?;
+    let uuid = oxen_core::config::format_uuid(uuid);
+    let facts = oxen_toolstack::store::DomainFacts {
+        id,
+        name: &cfg.name,
+        uuid: &uuid,
+        memory_kib: cfg.memory_mib * 1024,
+        maxmem_kib: cfg.maxmem_mib * 1024,
+        vcpus: cfg.vcpus,
+    };
+    store.introduce(&facts, store_gfn)?;
     consoles.serve(id, &cfg.name)?;
     for (gpa, bytes) in &plan.writes {
         write(id, *gpa, bytes)?;

@@ -33,6 +33,8 @@ const SLOTS: usize = 256;
 /// A served domain.
 struct Guest {
     name: String,
+    /// Its `/vm/UUID` entry.
+    vm: String,
     conn: ConnId,
     port: EvtchnPort,
     page: Page,
@@ -202,9 +204,14 @@ impl Store {
         self.request(MsgType::SetPerms, &parts).map(drop)
     }
 
-    /// Gives domain `id` (not yet running) a store: its page at its frame `gfn`, a port,
-    /// its nodes, and the introduction.
-    pub fn introduce(&mut self, id: u16, name: &str, gfn: u64) -> Result<(), String> {
+    /// Gives domain `d.id` (not yet running) a store: its page at its frame `gfn`, a
+    /// port, its nodes, and the introduction.
+    pub fn introduce(
+        &mut self,
+        d: &oxen_toolstack::store::DomainFacts<'_>,
+        gfn: u64,
+    ) -> Result<(), String> {
+        let (id, name) = (d.id, d.name);
         let slot = (0..SLOTS)
             .find(|s| self.guests.values().all(|g| g.slot != *s))
             .ok_or("every store slot is in use")?;
@@ -219,7 +226,7 @@ impl Store {
             .ok_or("its store page cannot be mapped")?;
         let port = xen::bind_interdomain(id, remote).map_err(|e| format!("bind ({e})"))?;
         let mut made = Ok(());
-        for n in oxen_toolstack::store::domain_nodes(id, name) {
+        for n in oxen_toolstack::store::domain_nodes(d) {
             let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
             made = made
                 .and_then(|()| self.write(&n.path, &n.value))
@@ -242,6 +249,7 @@ impl Store {
             id,
             Guest {
                 name: String::from(name),
+                vm: oxen_toolstack::store::vm_path(d.uuid),
                 conn,
                 port,
                 page: Page(frame),
@@ -264,6 +272,7 @@ impl Store {
         let _ = self.request(MsgType::Release, &[i.as_bytes()]);
         let home = oxen_toolstack::store::domain_path(id);
         let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
+        let _ = self.request(MsgType::Rm, &[g.vm.as_bytes()]);
         let _ = xen::close(g.port);
         self.flush();
     }

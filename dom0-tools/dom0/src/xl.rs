@@ -8,7 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use oxen_core::archive::CONFIG_NAME;
-use oxen_core::config::{BootConfig, DomainConfig};
+use oxen_core::config::{Action, BootConfig, DomainConfig};
 use oxen_guest_rt::abi::domctl::{self, DomainInfo};
 use oxen_guest_rt::abi::sysctl::{self, GetDomainInfoList, ReadConsole};
 use oxen_guest_rt::control;
@@ -26,6 +26,7 @@ Commands of the control domain:
                                  -p: leave it paused, -c: attach to its console
   xl list [DOMAIN]               the domains (Xen's columns)
   xl info                        the host and the hypervisor
+  xl uptime [DOMAIN]             how long each domain has run
   xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
   xl pause DOMAIN                stop a domain's vCPUs
   xl unpause DOMAIN              let them run again
@@ -47,13 +48,28 @@ Commands of the control domain:
 A DOMAIN is a name or an id.
 ";
 
+/// Restarts in a row, each less than [`QUICK_NS`] after the one before, after which a
+/// domain is not restarted again (a guest that crashes at once would loop forever).
+const MAX_QUICK_RESTARTS: u32 = 5;
+const QUICK_NS: u64 = 10_000_000_000;
+
+/// A domain this toolstack built, and how to build it again.
+struct Created {
+    path: String,
+    overrides: Vec<String>,
+    name: String,
+    /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`.
+    on: [Action; 4],
+    started_ns: u64,
+    quick_restarts: u32,
+}
+
 /// The toolstack's state: its files, the names it knows, the last exit code.
 pub struct Xl {
     pub files: Files,
     names: BTreeMap<u16, String>,
-    /// Domains this toolstack built: destroyed once they shut down (`on_poweroff`,
-    /// `on_crash` and `on_reboot` are Xen's `destroy` for now).
-    created: Vec<u16>,
+    /// Domains this toolstack built; when one shuts down, its `on_*` action is applied.
+    created: BTreeMap<u16, Created>,
     /// The XenStore this domain serves.
     pub store: Store,
     /// The consoles it serves.
@@ -80,7 +96,7 @@ impl Xl {
         Xl {
             files,
             names,
-            created: Vec::new(),
+            created: BTreeMap::new(),
             store: Store::new(),
             consoles: Consoles::new(),
             last_exit: 0,
@@ -188,6 +204,7 @@ impl Xl {
             ["list", rest @ ..] => self.list(rest),
             ["create", rest @ ..] => self.create(rest),
             ["info"] => self.info(),
+            ["uptime", rest @ ..] => self.uptime(rest),
             ["dmesg"] => dmesg(false),
             ["dmesg", "-c"] => dmesg(true),
             ["pause", d] => self.simple(domctl::cmd::PAUSEDOMAIN, d, "pause"),
@@ -220,6 +237,35 @@ impl Xl {
             _ => return usage("Usage: xl list [DOMAIN]"),
         };
         out(&format::list(&rows));
+        EXIT_OK
+    }
+
+    /// `xl uptime [DOMAIN]`: from its build for the domains this toolstack built, from
+    /// the machine's boot for the others (dom0, the boot-time domains).
+    fn uptime(&mut self, rest: &[&str]) -> i32 {
+        let rows = self.rows();
+        let ids: Vec<u16> = match rest {
+            [] => rows.iter().map(|r| r.id).collect(),
+            [d] => match resolve(d, &rows) {
+                Ok(id) => vec![id],
+                Err(e) => return fail(&e),
+            },
+            _ => return usage("Usage: xl uptime [DOMAIN]"),
+        };
+        let now = oxen_guest_rt::time::now_ns();
+        let up: Vec<(String, u16, u64)> = rows
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .map(|r| {
+                let since = self.created.get(&r.id).map_or(0, |c| c.started_ns);
+                (
+                    r.name.clone(),
+                    r.id,
+                    now.saturating_sub(since) / 1_000_000_000,
+                )
+            })
+            .collect();
+        out(&format::uptime(&up));
         EXIT_OK
     }
 
@@ -260,6 +306,8 @@ impl Xl {
             return fail("xl destroy: not destroying domain 0 (the control domain); -f forces it");
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
+        // Destroyed on purpose: no `on_*` action applies.
+        self.created.remove(&id);
         self.store.release(id);
         self.consoles.release(id);
         domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
@@ -295,7 +343,11 @@ impl Xl {
         };
         match self.store.request_shutdown(id, request) {
             Ok(()) => {
-                out(&format!("Shutting down domain {id}\n"));
+                if request == "reboot" {
+                    out(&format!("Rebooting domain {id}\n"));
+                } else {
+                    out(&format!("Shutting down domain {id}\n"));
+                }
                 EXIT_OK
             }
             Err(e) => fail(&format!("xl {cmd}: domain {id}: {e}")),
@@ -323,22 +375,11 @@ impl Xl {
             format!("/etc/xen/{file}")
         };
         out(&format!("Parsing config from {path}\n"));
-        let rows = self.rows();
-        let taken = |name: &str| rows.iter().any(|r| r.name == name);
-        match crate::create::create(
-            &self.files,
-            &path,
-            overrides,
-            paused,
-            taken,
-            &mut self.store,
-            &mut self.consoles,
-        ) {
-            Ok(b) => {
-                self.names.insert(b.id, b.cfg.name);
-                self.created.push(b.id);
+        let overrides: Vec<String> = overrides.iter().map(|o| String::from(*o)).collect();
+        match self.build(&path, &overrides, paused, 0) {
+            Ok(id) => {
                 if attach {
-                    self.consoles.attached = Some(b.id);
+                    self.consoles.attached = Some(id);
                 }
                 EXIT_OK
             }
@@ -346,41 +387,130 @@ impl Xl {
         }
     }
 
-    /// Destroys the domains this toolstack built that have shut down (Xen's default
-    /// `on_poweroff = "destroy"`); called when `VIRQ_DOM_EXC` says a domain changed.
+    /// Builds a domain from `path` with `overrides` and records it.
+    fn build(
+        &mut self,
+        path: &str,
+        overrides: &[String],
+        paused: bool,
+        quick_restarts: u32,
+    ) -> Result<u16, String> {
+        let rows = self.rows();
+        let taken = |name: &str| rows.iter().any(|r| r.name == name);
+        let o: Vec<&str> = overrides.iter().map(String::as_str).collect();
+        let b = crate::create::create(
+            &self.files,
+            path,
+            &o,
+            paused,
+            taken,
+            &mut self.store,
+            &mut self.consoles,
+        )?;
+        let c = &b.cfg;
+        self.created.insert(
+            b.id,
+            Created {
+                path: String::from(path),
+                overrides: overrides.to_vec(),
+                name: c.name.clone(),
+                on: [c.on_poweroff, c.on_reboot, c.on_crash, c.on_watchdog],
+                started_ns: oxen_guest_rt::time::now_ns(),
+                quick_restarts,
+            },
+        );
+        self.names.insert(b.id, b.cfg.name);
+        Ok(b.id)
+    }
+
+    /// Applies the `on_*` action of each domain this toolstack built that has shut
+    /// down, and lets the store and consoles of the domains that went go; called when
+    /// `VIRQ_DOM_EXC` says a domain changed.
     pub fn reap(&mut self) {
-        if self.created.is_empty() {
-            return;
-        }
         let domains = self.domains();
-        // The store forgets domains that are going or gone.
-        let going: Vec<u16> = self
-            .store
-            .served()
-            .filter(|id| {
-                domains.iter().find(|d| d.domain == *id).is_none_or(|d| {
-                    d.flags & (domctl::dominf::SHUTDOWN | domctl::dominf::DYING) != 0
-                })
-            })
-            .collect();
+        let info = |id: u16| domains.iter().find(|d| d.domain == id);
+        let ended = |id: u16| {
+            info(id)
+                .is_none_or(|d| d.flags & (domctl::dominf::SHUTDOWN | domctl::dominf::DYING) != 0)
+        };
+        let going: Vec<u16> = self.store.served().filter(|&id| ended(id)).collect();
         for id in going {
             self.store.release(id);
-            self.consoles.release(id);
         }
-        self.created.retain(|&id| {
-            let Some(d) = domains.iter().find(|d| d.domain == id) else {
-                return false;
+        let ids: Vec<u16> = self.created.keys().copied().collect();
+        for id in ids {
+            let Some(d) = info(id) else {
+                self.created.remove(&id);
+                self.consoles.release(id);
+                continue;
             };
-            if d.flags & domctl::dominf::SHUTDOWN != 0 {
-                control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
-                return false;
+            if d.flags & domctl::dominf::SHUTDOWN == 0 {
+                continue;
             }
-            true
-        });
+            let Some(c) = self.created.remove(&id) else {
+                continue;
+            };
+            let code = (d.flags >> domctl::dominf::SHUTDOWN_SHIFT) & domctl::dominf::SHUTDOWN_MASK;
+            self.ended(id, c, code);
+        }
+    }
+
+    /// Domain `id` shut down with `code`: its `on_*` action.
+    fn ended(&mut self, id: u16, c: Created, code: u32) {
+        use oxen_guest_rt::abi::sched_op as so;
+        let (why, action) = match code {
+            so::SHUTDOWN_POWEROFF => ("poweroff", c.on[0]),
+            so::SHUTDOWN_REBOOT => ("reboot", c.on[1]),
+            so::SHUTDOWN_CRASH => ("crash", c.on[2]),
+            so::SHUTDOWN_WATCHDOG => ("watchdog", c.on[3]),
+            // A suspended domain waits for whoever suspended it.
+            _ => ("suspend", Action::Preserve),
+        };
+        let key = ["on_poweroff", "on_reboot", "on_crash", "on_watchdog"]
+            .get(code as usize)
+            .copied()
+            .unwrap_or("suspend");
+        let head = format!("oxen dom0: domain {id} ({}) shut down ({why})", c.name);
+        if action == Action::Preserve {
+            // Kept, console and all, until `xl destroy`.
+            out(&format!("{head}; preserved ({key} = \"preserve\")\n"));
+            return;
+        }
+        let attached = self.consoles.attached == Some(id);
+        self.consoles.release(id);
+        control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
+        if !(action.restarts() || action == Action::SoftReset) {
+            return;
+        }
+        let now = oxen_guest_rt::time::now_ns();
+        let quick = if now.saturating_sub(c.started_ns) < QUICK_NS {
+            c.quick_restarts + 1
+        } else {
+            0
+        };
+        if quick > MAX_QUICK_RESTARTS {
+            out(&format!(
+                "{head}; restarted {MAX_QUICK_RESTARTS} times in a row within {} s of starting: not restarting it again\n",
+                QUICK_NS / 1_000_000_000
+            ));
+            return;
+        }
+        // Its name is free once it is gone from the list.
+        self.names.remove(&id);
+        match self.build(&c.path, &c.overrides, false, quick) {
+            Ok(new) => {
+                out(&format!("{head}; restarted as domain {new}\n"));
+                if attached {
+                    self.consoles.attached = Some(new);
+                }
+            }
+            Err(e) => out(&format!("{head}; restarting it failed: {e}\n")),
+        }
     }
 
     /// Destroys every domain but this one.
     pub fn destroy_all_others(&mut self) {
+        self.created.clear();
         for d in self.domains().iter().filter(|d| d.domain != 0) {
             self.store.release(d.domain);
             self.consoles.release(d.domain);

@@ -225,10 +225,50 @@ pub fn info(h: &HostInfo) -> String {
     out
 }
 
+/// An uptime as `xl uptime` writes it: `H:MM:SS` with the hours in two columns, and
+/// `D day, ` or `D days, ` before it from one day on.
+pub fn uptime_text(secs: u64) -> String {
+    let (day, rest) = (secs / 86_400, secs % 86_400);
+    let (hour, min, sec) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let clock = format!("{hour:2}:{min:02}:{sec:02}");
+    match day {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        d => format!("{d} days, {clock}"),
+    }
+}
+
+/// `xl uptime`: the header and one row per (name, id, seconds up).
+pub fn uptime(rows: &[(String, u16, u64)]) -> String {
+    let mut out = format!("{:<33} {:>4} {}\n", "Name", "ID", "Uptime");
+    for (name, id, secs) in rows {
+        out.push_str(&format!("{name:<33} {id:>4} {}\n", uptime_text(*secs)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn uptime_rows_in_xl_s_columns() {
+        assert_eq!(uptime_text(0), " 0:00:00");
+        assert_eq!(uptime_text(3 * 3600 + 7 * 60 + 9), " 3:07:09");
+        assert_eq!(uptime_text(86_400 + 61), "1 day,  0:01:01");
+        assert_eq!(uptime_text(3 * 86_400 + 23 * 3600), "3 days, 23:00:00");
+        let t = uptime(&[
+            ("Domain-0".to_string(), 0, 75),
+            ("web".to_string(), 12, 4000),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "Name                                ID Uptime");
+        assert_eq!(lines[1], "Domain-0                             0  0:01:15");
+        assert_eq!(lines[2], "web                                 12  1:06:40");
+        // The id is right-aligned under "ID", four columns after a 33-column name.
+        assert_eq!(lines[2].find("12"), Some(36));
+    }
 
     #[test]
     fn list_has_xens_columns() {

@@ -1,6 +1,7 @@
 //! What the control domain's `xl` knows, as pure code: the words of a command line,
 //! which domain an argument names, and Xen's output formats for `xl list`, `xl info`,
-//! `xl vcpu-list`, `xl sched-credit` and `xl uptime` (`../shared/docs/TOOLSTACK.md`).
+//! `xl vcpu-list`, `xl sched-credit` and `xl uptime` (`../shared/docs/TOOLSTACK.md`),
+//! the store nodes of a new domain and what dom0 keeps of a console.
 //! The dom0 kernel fills the rows from `domctl`/`sysctl` and prints what comes back;
 //! the host tests check the formats byte for byte.
 #![cfg_attr(not(test), no_std)]

@@ -1,7 +1,8 @@
 //! What the toolstack writes to the XenStore for a new domain, as libxl lays it out:
-//! `/local/domain/N` and its `name` and `domid` readable by the domain but only
-//! dom0's to change (`n0 rN`), `control/` likewise except `control/shutdown`, which
-//! the domain owns (it acknowledges requests there), and `data/` the domain's own.
+//! `/local/domain/N` and what describes it (`name`, `domid`, `vm`, `memory/`, `cpu/`)
+//! readable by the domain but only dom0's to change (`n0 rN`), `control/` likewise
+//! except `control/shutdown`, which the domain owns (it acknowledges requests there),
+//! and `data/` the domain's own; and `/vm/UUID` with its name and uuid, dom0's.
 
 use alloc::format;
 use alloc::string::String;
@@ -21,8 +22,26 @@ pub fn domain_path(id: u16) -> String {
     format!("/local/domain/{id}")
 }
 
-/// The nodes of a new domain `id` named `name`, parents before children.
-pub fn domain_nodes(id: u16, name: &str) -> Vec<Node> {
+/// What the store says about a domain.
+#[derive(Debug, Clone)]
+pub struct DomainFacts<'a> {
+    pub id: u16,
+    pub name: &'a str,
+    /// Xen's 8-4-4-4-12 form.
+    pub uuid: &'a str,
+    pub memory_kib: u64,
+    pub maxmem_kib: u64,
+    pub vcpus: u32,
+}
+
+/// `/vm/UUID`, the domain's entry outside its home.
+pub fn vm_path(uuid: &str) -> String {
+    format!("/vm/{uuid}")
+}
+
+/// The nodes of a new domain, parents before children.
+pub fn domain_nodes(d: &DomainFacts<'_>) -> Vec<Node> {
+    let id = d.id;
     let home = domain_path(id);
     let read_only = || vec![String::from("n0"), format!("r{id}")];
     let own = || vec![format!("n{id}")];
@@ -31,13 +50,54 @@ pub fn domain_nodes(id: u16, name: &str) -> Vec<Node> {
         value,
         perms,
     };
-    vec![
+    let vm = vm_path(d.uuid);
+    let mut nodes = vec![
+        Node {
+            path: vm.clone(),
+            value: String::new(),
+            perms: vec![String::from("n0")],
+        },
+        Node {
+            path: format!("{vm}/name"),
+            value: String::from(d.name),
+            perms: vec![String::from("n0")],
+        },
+        Node {
+            path: format!("{vm}/uuid"),
+            value: String::from(d.uuid),
+            perms: vec![String::from("n0")],
+        },
         node("", String::new(), read_only()),
-        node("/name", String::from(name), read_only()),
+        node("/name", String::from(d.name), read_only()),
         node("/domid", format!("{id}"), read_only()),
+        node("/vm", vm.clone(), read_only()),
+        node("/memory", String::new(), read_only()),
+        node(
+            "/memory/static-max",
+            format!("{}", d.maxmem_kib),
+            read_only(),
+        ),
+        node("/memory/target", format!("{}", d.memory_kib), read_only()),
+        node("/cpu", String::new(), read_only()),
+    ];
+    for v in 0..d.vcpus {
+        nodes.push(node(&format!("/cpu/{v}"), String::new(), read_only()));
+        nodes.push(node(
+            &format!("/cpu/{v}/availability"),
+            String::from("online"),
+            read_only(),
+        ));
+    }
+    nodes.extend([
         node("/control", String::new(), read_only()),
         node("/control/shutdown", String::new(), own()),
+        node(
+            "/control/platform-feature-xs_reset_watches",
+            String::from("1"),
+            read_only(),
+        ),
         node("/data", String::new(), own()),
         node("/device", String::new(), read_only()),
-    ]
+    ]);
+    nodes
 }

@@ -2,7 +2,7 @@
 //! engine the way dom0 does (a privileged connection, then `XS_INTRODUCE`), and then
 //! used from the domain's own connection and from another domain's.
 
-use oxen_toolstack::store::{domain_nodes, domain_path};
+use oxen_toolstack::store::{DomainFacts, domain_nodes, domain_path};
 use oxen_xenstore::wire::{Decoder, Message, MsgType};
 use oxen_xenstore::{ConnId, ConnKind, Engine, Quotas};
 
@@ -36,8 +36,24 @@ fn ask(e: &mut Engine, id: ConnId, ty: MsgType, parts: &[&str]) -> (u32, String)
 
 const ERROR: u32 = MsgType::Error as u32;
 
+fn facts(id: u16, name: &str) -> DomainFacts<'_> {
+    DomainFacts {
+        id,
+        name,
+        uuid: "00000000-0000-4000-8000-00000000000a",
+        memory_kib: 8192,
+        maxmem_kib: 16384,
+        vcpus: 2,
+    }
+}
+
 fn built(e: &mut Engine, tool: ConnId, id: u16, name: &str) {
-    for n in domain_nodes(id, name) {
+    let uuid = format!("00000000-0000-4000-8000-{id:012x}");
+    let f = DomainFacts {
+        uuid: &uuid,
+        ..facts(id, name)
+    };
+    for n in domain_nodes(&f) {
         assert_ne!(
             ask(e, tool, MsgType::Write, &[&n.path, &n.value]).0,
             ERROR,
@@ -66,6 +82,47 @@ fn a_domain_reads_its_nodes_writes_its_own_and_nobody_else_sees_them() {
     // Relative paths are the domain's home.
     assert_eq!(ask(&mut e, web, MsgType::Read, &["name"]).1, "web");
     assert_eq!(ask(&mut e, web, MsgType::Read, &["domid"]).1, "3");
+    // What libxl tells a guest about itself.
+    assert_eq!(
+        ask(&mut e, web, MsgType::Read, &["memory/target"]).1,
+        "8192"
+    );
+    assert_eq!(
+        ask(&mut e, web, MsgType::Read, &["memory/static-max"]).1,
+        "16384"
+    );
+    assert_eq!(
+        ask(&mut e, web, MsgType::Read, &["cpu/1/availability"]).1,
+        "online"
+    );
+    assert_eq!(
+        ask(&mut e, web, MsgType::Read, &["vm"]).1,
+        "/vm/00000000-0000-4000-8000-000000000003"
+    );
+    assert_eq!(
+        ask(&mut e, web, MsgType::Write, &["memory/target", "1"]),
+        (ERROR, "EACCES".into())
+    );
+    // The /vm entry is dom0's alone.
+    assert_eq!(
+        ask(
+            &mut e,
+            web,
+            MsgType::Read,
+            &["/vm/00000000-0000-4000-8000-000000000003/name"]
+        ),
+        (ERROR, "EACCES".into())
+    );
+    assert_eq!(
+        ask(
+            &mut e,
+            tool,
+            MsgType::Read,
+            &["/vm/00000000-0000-4000-8000-000000000003/name"]
+        )
+        .1,
+        "web"
+    );
     assert_eq!(
         ask(&mut e, web, MsgType::GetDomainPath, &["3"]).1,
         domain_path(3)
@@ -110,12 +167,23 @@ fn a_domain_reads_its_nodes_writes_its_own_and_nobody_else_sees_them() {
 
 #[test]
 fn parents_come_before_children_and_every_node_has_an_owner() {
-    let nodes = domain_nodes(9, "x");
+    let nodes = domain_nodes(&facts(9, "x"));
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n.path.ends_with("/availability"))
+            .count(),
+        2
+    );
     for (i, n) in nodes.iter().enumerate() {
-        assert!(n.path.starts_with("/local/domain/9"));
+        assert!(
+            n.path.starts_with("/local/domain/9") || n.path.starts_with("/vm/"),
+            "{n:?}"
+        );
         assert!(n.perms[0].starts_with('n'), "{n:?}");
         if let Some((parent, _)) = n.path.rsplit_once('/')
             && parent.len() > "/local/domain".len()
+            && parent != "/vm"
         {
             assert!(
                 nodes[..i].iter().any(|p| p.path == parent),

@@ -1,5 +1,6 @@
 //! `hello`: checks that oxen looks like Xen from the inside (CPUID hypervisor leaves,
-//! `xen_version`), prints the command line and powers off.
+//! `xen_version`), prints the command line and powers off (with `crash=1` it crashes
+//! instead: `SCHEDOP_shutdown` with `SHUTDOWN_crash`, for the toolstack's `on_crash`).
 #![no_std]
 #![no_main]
 
@@ -95,6 +96,10 @@ fn main(info: &StartInfo) {
         info.memmap().count()
     );
     println!("hello: PASS Xen {major}.{minor}{extra}");
+    if info.cmdline_arg("crash") == Some("1") {
+        println!("hello: crashing on purpose");
+        oxen_guest_rt::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_CRASH);
+    }
     if let Some(n) = info.cmdline_arg("echo").and_then(|v| v.parse::<u32>().ok()) {
         echo(n);
     }

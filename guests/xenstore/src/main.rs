@@ -6,7 +6,7 @@
 //! on one node: the first commits, the second conflicts (`EAGAIN`) and changes nothing.
 //! Prints `xenstore: PASS` with the count, or `xenstore: FAIL` and what failed. Then
 //! it waits for a request in `control/shutdown` (`xl shutdown`), acknowledges it by
-//! clearing the node, and powers off.
+//! clearing the node, and powers off (or reboots, for a `reboot` request).
 //!
 //! `hostile=1`: publishes request indexes a ring cannot hold, then waits for the store
 //! to say so in the page's `error` field (`XENSTORE_ERROR_RINGIDX`) and prints
@@ -192,6 +192,9 @@ fn await_shutdown(bus: &mut Xenbus) {
                 "FAIL to acknowledge"
             }
         );
+        if req == "reboot" {
+            oxen_guest_rt::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_REBOOT);
+        }
         return;
     }
 }

@@ -561,8 +561,12 @@ impl Domain {
             return;
         }
         match &state {
-            DomainState::Crashed(why) => {
+            DomainState::Crashed(why) if self.at_boot => {
                 log::error!("domain {} ({}) crashed: {why}", self.id, self.name)
+            }
+            // A control domain built it and decides what follows (its `on_crash`).
+            DomainState::Crashed(why) => {
+                log::warn!("domain {} ({}) crashed: {why}", self.id, self.name)
             }
             // The control domain that made it hears of it (VIRQ_DOM_EXC, getdomaininfo).
             other if !self.at_boot => log::debug!("domain {} ({}) {other}", self.id, self.name),
