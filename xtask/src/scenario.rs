@@ -410,7 +410,7 @@ const DOM0_TYPED: &[(&str, &str)] = &[
         r"\nburn\s+1\s+512\s+0\r?\n",
         "xl pause nosuch\rxl destroy 0\r",
     ),
-    (r"-f forces it", "xl destroy burn\r"),
+    (r"use -f to force", "xl destroy burn\r"),
     (r"domain 1 \(burn\): memory returned", "xl list\r"),
     (
         // (Hypervisor log lines may come between.)
@@ -445,7 +445,7 @@ const DOM0_OK: &[&str] = &[
     r"Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
     r"sched: domain 1 \(burn\): weight 512, cap 0 \(was 256, 0\)",
     r"nosuch is an invalid domain identifier \(rc=-6\)",
-    r"xl destroy: not destroying domain 0 \(the control domain\); -f forces it",
+    r"Not destroying domain 0; use -f to force\.\r?\nThis can only be done when using a disaggregated hardware domain and toolstack\.",
     r"\d+  t-burn\.cfg\r?\n",
     r"Parsing config from /etc/xen/t-hello\.cfg",
     r"\[d\d+ hi\] hello: PASS Xen 4\.17-oxen",
@@ -487,8 +487,12 @@ const XS_TYPED: &[(&str, &str)] = &[
         r"\(xs-good\) shut down \(reboot\); restarted as domain \d+",
         "",
     ),
-    (r"xenstore: PASS \d+ checks", "xl shutdown xs-good\r"),
-    (r"xenstore: shutdown requested \(poweroff\)", "xl list\r"),
+    (r"xenstore: PASS \d+ checks", "xl shutdown -w xs-good\r"),
+    // The prompt comes back once it has shut down.
+    (
+        r"has been shut down, reason code 0\r?\noxen-dom0# ",
+        "xl list\r",
+    ),
     (r"\nxs-bad\s+\d+\s+8\s+1\s+", "xl destroy xs-bad\rxl list\r"),
     (
         r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
@@ -515,8 +519,9 @@ const XS_OK: &[&str] = &[
     r"Rebooting domain \d+",
     r"xenstore: shutdown requested \(reboot\); acknowledged",
     r"oxen dom0: domain \d+ \(xs-good\) shut down \(reboot\); restarted as domain \d+",
-    r"Shutting down domain \d+",
+    r"Shutting down domain \d+\r?\nWaiting for 1 domains\r?\n",
     r"xenstore: shutdown requested \(poweroff\); acknowledged",
+    r"\nDomain \d+ has been shut down, reason code 0\r?\noxen-dom0# ",
     // Then it powered off and was reaped: the list holds the hostile one only.
     r"\nxs-bad\s+\d+\s+8\s+1\s+[^\n]*\r?\noxen-dom0# xl destroy",
     // The hostile domain still ran beside the other, and went when destroyed.

@@ -78,9 +78,14 @@ pub fn raw(bytes: &[u8]) {
 
 /// Shows what the consoles wrote: the attached domain's bytes as they are; other
 /// domains' mirrored lines and console notices above the prompt, which is drawn again
-/// with the line being edited (nothing of other domains while one is attached: it is
-/// in their history).
-fn show(shown: alloc::vec::Vec<consoles::Shown>, attached: bool, editor: &LineEditor) {
+/// with the line being edited, if one is shown (nothing of other domains while one is
+/// attached: it is in their history).
+fn show(
+    shown: alloc::vec::Vec<consoles::Shown>,
+    attached: bool,
+    prompt: bool,
+    editor: &LineEditor,
+) {
     for s in shown {
         match s {
             consoles::Shown::Raw(bytes) => raw(&bytes),
@@ -88,6 +93,8 @@ fn show(shown: alloc::vec::Vec<consoles::Shown>, attached: bool, editor: &LineEd
             consoles::Shown::Line(line) | consoles::Shown::Notice(line) => {
                 if attached {
                     out(&alloc::format!("\n{line}\n"));
+                } else if !prompt {
+                    out(&alloc::format!("{line}\n"));
                 } else {
                     out(&alloc::format!("\r\x1b[K{line}\n{PROMPT}{}", editor.line()));
                 }
@@ -129,15 +136,19 @@ fn main(info: &StartInfo) {
     let mut editor = LineEditor::new();
     loop {
         let was_attached = tool.consoles.attached.is_some();
+        let was_waiting = !tool.waiting.is_empty();
         if let Some(p) = dom_exc
             && events::pending(p)
         {
             events::clear(p);
             tool.reap();
         }
+        if was_waiting && tool.waiting.is_empty() {
+            out(PROMPT);
+        }
         tool.store.poll();
         let shown = tool.consoles.poll();
-        show(shown, was_attached, &editor);
+        show(shown, was_attached, tool.waiting.is_empty(), &editor);
         if was_attached && tool.consoles.attached.is_none() {
             // The attached domain went.
             out(&alloc::format!("\n{PROMPT}"));
@@ -171,12 +182,20 @@ fn main(info: &StartInfo) {
             }
             let b = typed[0];
             typed = &typed[1..];
+            if !tool.waiting.is_empty() {
+                // `xl shutdown -w` holds the prompt; Ctrl-C stops waiting.
+                if b == 0x03 {
+                    tool.waiting.clear();
+                    out(&alloc::format!("^C\n{PROMPT}"));
+                }
+                continue;
+            }
             match editor.feed(b, PROMPT) {
                 Some(Edit::Echo(s)) => out(&s),
                 Some(Edit::Line(line)) => {
                     out("\n");
                     run(&mut tool, &line);
-                    if tool.consoles.attached.is_none() {
+                    if tool.consoles.attached.is_none() && tool.waiting.is_empty() {
                         out(PROMPT);
                     }
                 }

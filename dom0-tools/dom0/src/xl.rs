@@ -30,7 +30,8 @@ Commands of the control domain:
   xl dmesg [-c]                  the hypervisor's log (-c: then clear it)
   xl pause DOMAIN                stop a domain's vCPUs
   xl unpause DOMAIN              let them run again
-  xl shutdown DOMAIN             ask a domain to power off (its control/shutdown node)
+  xl shutdown [-w] DOMAIN        ask a domain to power off (its control/shutdown node);
+                                 -w: wait until it has
   xl reboot DOMAIN               ask a domain to reboot (likewise)
   xl destroy DOMAIN              end a domain at once
   xl console DOMAIN              attach to a domain's console (Ctrl-] detaches)
@@ -74,6 +75,8 @@ pub struct Xl {
     pub store: Store,
     /// The consoles it serves.
     pub consoles: Consoles,
+    /// Domains `xl shutdown -w` waits for (the prompt comes back when they are done).
+    pub waiting: Vec<u16>,
     pub last_exit: i32,
 }
 
@@ -99,6 +102,7 @@ impl Xl {
             created: BTreeMap::new(),
             store: Store::new(),
             consoles: Consoles::new(),
+            waiting: Vec::new(),
             last_exit: 0,
         }
     }
@@ -210,6 +214,16 @@ impl Xl {
             ["pause", d] => self.simple(domctl::cmd::PAUSEDOMAIN, d, "pause"),
             ["unpause", d] => self.simple(domctl::cmd::UNPAUSEDOMAIN, d, "unpause"),
             ["shutdown", d] => self.pv_control(d, "poweroff", "shutdown"),
+            ["shutdown", "-w", d] | ["shutdown", d, "-w"] => {
+                let code = self.pv_control(d, "poweroff", "shutdown");
+                if code == EXIT_OK
+                    && let Ok(id) = self.domain(d)
+                {
+                    out("Waiting for 1 domains\n");
+                    self.waiting.push(id);
+                }
+                code
+            }
             ["reboot", d] => self.pv_control(d, "reboot", "reboot"),
             ["destroy", "-f", d] => self.destroy(d, true),
             ["destroy", d] => self.destroy(d, false),
@@ -303,7 +317,9 @@ impl Xl {
             Err(code) => return code,
         };
         if id == 0 && !force {
-            return fail("xl destroy: not destroying domain 0 (the control domain); -f forces it");
+            return fail(
+                "Not destroying domain 0; use -f to force.\nThis can only be done when using a disaggregated hardware domain and toolstack.",
+            );
         }
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
         // Destroyed on purpose: no `on_*` action applies.
@@ -437,6 +453,22 @@ impl Xl {
         for id in going {
             self.store.release(id);
         }
+        // What `xl shutdown -w` waits for, before the `on_*` actions change it.
+        self.waiting.retain(|&id| match info(id) {
+            None => {
+                out(&format!("Domain {id} has been destroyed\n"));
+                false
+            }
+            Some(d) if d.flags & domctl::dominf::SHUTDOWN != 0 => {
+                let code =
+                    (d.flags >> domctl::dominf::SHUTDOWN_SHIFT) & domctl::dominf::SHUTDOWN_MASK;
+                out(&format!(
+                    "Domain {id} has been shut down, reason code {code}\n"
+                ));
+                false
+            }
+            Some(_) => true,
+        });
         let ids: Vec<u16> = self.created.keys().copied().collect();
         for id in ids {
             let Some(d) = info(id) else {
