@@ -476,11 +476,11 @@ const XS_TYPED: &[(&str, &str)] = &[
     (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs.cfg\r"),
     (
         r"xenstore: (PASS|FAIL) \d+",
-        "xenstore-read /local/domain/0/name /nosuch\rxenstore-write /tool/oxen hi\rxenstore-read /tool/oxen\rxenstore-ls /local/domain\r",
+        "xenstore-read /local/domain/0/name /nosuch\rxenstore-write /tool/oxen hi\rxenstore-read /tool/oxen\rxenstore-chmod /nosuch n0\rxenstore-chmod /tool/oxen n0 r1\rxenstore-chmod /tool/oxen q1\rxenstore-ls /local/domain\r",
     ),
     (
         r#"\n  greeting = "hello, store""#,
-        "xl shutdown Domain-0\rxl reboot xs-good\r",
+        "xl shutdown Domain-0\rxl reboot xs-good\rxenstore-watch -n 3 /local/domain\r",
     ),
     // on_reboot = "restart" (Xen's default): built again, it passes again.
     (
@@ -508,6 +508,12 @@ const XS_OK: &[&str] = &[
     // dom0's xenstore-* commands on the same store.
     r"\nDomain-0\r?\nxenstore-read: couldn't read path /nosuch",
     r"xenstore-read /tool/oxen\r?\nhi\r?\n",
+    r"xenstore-chmod: could not set permissions on /nosuch",
+    r"xenstore-chmod /tool/oxen n0 r1\r?\noxen-dom0# ",
+    r"xenstore-chmod /tool/oxen q1\r?\nUsage: xenstore-chmod",
+    // A watch fires when set, then for what the reboot changes below it.
+    // (Mirrored lines may come between.)
+    r"xenstore-watch -n 3 /local/domain\r?\n/local/domain\r?\n(\[[^\n]*\n)*/local/domain/\d+[^\n]*\r?\n(\[[^\n]*\n)*/local/domain/\d+[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
     r#"\n name = "xs-good""#,
     // libxl's description of the domain.
     r#"\n vm = "/vm/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}""#,

@@ -135,23 +135,27 @@ fn main(info: &StartInfo) {
     out(PROMPT);
     let mut editor = LineEditor::new();
     loop {
+        // What the terminal shows now: a domain's console, a command's output that
+        // holds the prompt, or the prompt.
         let was_attached = tool.consoles.attached.is_some();
-        let was_waiting = !tool.waiting.is_empty();
+        let was_held = held(&tool);
         if let Some(p) = dom_exc
             && events::pending(p)
         {
             events::clear(p);
             tool.reap();
         }
-        if was_waiting && tool.waiting.is_empty() {
-            out(PROMPT);
-        }
         tool.store.poll();
-        let shown = tool.consoles.poll();
-        show(shown, was_attached, tool.waiting.is_empty(), &editor);
+        watch_events(&mut tool);
+        let mut shown = tool.consoles.poll();
+        let notices = tool.notices.drain(..).chain(tool.store.notices.drain(..));
+        shown.extend(notices.map(consoles::Shown::Notice));
+        show(shown, was_attached, !was_held, &editor);
         if was_attached && tool.consoles.attached.is_none() {
             // The attached domain went.
             out(&alloc::format!("\n{PROMPT}"));
+        } else if was_held && !held(&tool) {
+            out(PROMPT);
         }
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
@@ -182,10 +186,13 @@ fn main(info: &StartInfo) {
             }
             let b = typed[0];
             typed = &typed[1..];
-            if !tool.waiting.is_empty() {
-                // `xl shutdown -w` holds the prompt; Ctrl-C stops waiting.
+            if held(&tool) {
+                // `xl shutdown -w` or `xenstore-watch` holds the prompt; Ctrl-C stops it.
                 if b == 0x03 {
                     tool.waiting.clear();
+                    if let Some((path, _)) = tool.store.shell_watch.take() {
+                        let _ = tool.store.unwatch(&path, WATCH_TOKEN);
+                    }
                     out(&alloc::format!("^C\n{PROMPT}"));
                 }
                 continue;
@@ -195,13 +202,41 @@ fn main(info: &StartInfo) {
                 Some(Edit::Line(line)) => {
                     out("\n");
                     run(&mut tool, &line);
-                    if tool.consoles.attached.is_none() && tool.waiting.is_empty() {
+                    if tool.consoles.attached.is_none() && !held(&tool) {
                         out(PROMPT);
                     }
                 }
                 None => {}
             }
         }
+    }
+}
+
+/// The token of the shell's `xenstore-watch`.
+const WATCH_TOKEN: &str = "xenstore-watch";
+
+/// Whether a command holds the prompt (`xl shutdown -w`, `xenstore-watch`).
+fn held(tool: &xl::Xl) -> bool {
+    !tool.waiting.is_empty() || tool.store.shell_watch.is_some()
+}
+
+/// Prints what the shell's `xenstore-watch` saw, one path a line as Xen's tool does,
+/// and ends it after its `-n` count.
+fn watch_events(tool: &mut xl::Xl) {
+    let Some((path, mut left)) = tool.store.shell_watch.take() else {
+        return;
+    };
+    for e in tool.store.take_events() {
+        if left == Some(0) {
+            break;
+        }
+        out(&alloc::format!("{e}\n"));
+        left = left.map(|n| n - 1);
+    }
+    if left == Some(0) {
+        let _ = tool.store.unwatch(&path, WATCH_TOKEN);
+    } else {
+        tool.store.shell_watch = Some((path, left));
     }
 }
 
@@ -214,8 +249,9 @@ fn poweroff(tool: &mut xl::Xl) -> i32 {
 }
 
 /// `xenstore-read PATH...`, `xenstore-write PATH VALUE...`, `xenstore-rm PATH...`,
-/// `xenstore-ls [PATH]` on the store dom0 serves, with the messages and exit codes of
-/// Xen's tools.
+/// `xenstore-ls [PATH]`, `xenstore-watch [-n NR] PATH` (it holds the prompt: see
+/// [`watch_events`]) and `xenstore-chmod PATH PERM...` on the store dom0 serves, with
+/// the messages and exit codes of Xen's tools.
 fn xenstore(tool: &mut xl::Xl, cmd: &str, args: &[&str]) -> i32 {
     let s = &mut tool.store;
     let fail = |what: &str, path: &str| {
@@ -223,6 +259,47 @@ fn xenstore(tool: &mut xl::Xl, cmd: &str, args: &[&str]) -> i32 {
         1
     };
     match cmd {
+        "xenstore-watch" => {
+            let (count, path) = match args {
+                [p] => (None, *p),
+                ["-n", n, p] => match n.parse::<u32>() {
+                    Ok(n) if n > 0 => (Some(n), *p),
+                    _ => {
+                        out("Usage: xenstore-watch [-n NR] PATH\n");
+                        return 2;
+                    }
+                },
+                _ => {
+                    out("Usage: xenstore-watch [-n NR] PATH\n");
+                    return 2;
+                }
+            };
+            if s.watch(path, WATCH_TOKEN).is_err() {
+                return fail("watch failed on", path);
+            }
+            s.shell_watch = Some((String::from(path), count));
+            0
+        }
+        "xenstore-chmod" => {
+            let [path, perms @ ..] = args else {
+                out("Usage: xenstore-chmod PATH PERM...\n");
+                return 2;
+            };
+            let ok = !perms.is_empty()
+                && perms.iter().all(|p| {
+                    let mut c = p.chars();
+                    matches!(c.next(), Some('n' | 'r' | 'w' | 'b'))
+                        && c.as_str().parse::<u16>().is_ok()
+                });
+            if !ok {
+                out("Usage: xenstore-chmod PATH PERM... (PERM: n|r|w|b followed by a domain id)\n");
+                return 2;
+            }
+            match s.chmod(path, perms) {
+                Ok(()) => 0,
+                Err(_) => fail("could not set permissions on", path),
+            }
+        }
         "xenstore-ls" => match s.ls(args.first().copied().unwrap_or("/")) {
             Ok(text) => {
                 out(&text);
@@ -282,9 +359,8 @@ fn run(tool: &mut xl::Xl, line: &str) {
         "ls" => tool.ls(args.get(1).copied()),
         "cat" => tool.cat(&args[1..]),
         "poweroff" => poweroff(tool),
-        "xenstore-read" | "xenstore-write" | "xenstore-rm" | "xenstore-ls" => {
-            xenstore(tool, first, &args[1..])
-        }
+        "xenstore-read" | "xenstore-write" | "xenstore-rm" | "xenstore-ls" | "xenstore-watch"
+        | "xenstore-chmod" => xenstore(tool, first, &args[1..]),
         "echo" => {
             out(&args[1..].join(" "));
             out("\n");

@@ -23,8 +23,6 @@ use oxen_xenstore::ring::{self, RingPage};
 use oxen_xenstore::wire::{Decoder, Message, MsgType};
 use oxen_xenstore::{ConnId, ConnKind, Engine, Quotas, XsError};
 
-use crate::out;
-
 /// Where dom0 maps the store pages: one frame per served domain, above the builder's
 /// window.
 const WINDOW_GFN: u64 = 0x2_0100;
@@ -79,6 +77,13 @@ pub struct Store {
     engine: Engine,
     tool: ConnId,
     next_req: u32,
+    /// Watch events for the toolstack's own watches (`xenstore-watch`): the paths.
+    tool_events: Vec<String>,
+    /// The `xenstore-watch` the shell is in: its path and how many events are left to
+    /// show (`None`: until Ctrl-C).
+    pub shell_watch: Option<(String, Option<u32>)>,
+    /// Lines about rings it gave up on, for the shell to show above its prompt.
+    pub notices: Vec<String>,
     guests: BTreeMap<u16, Guest>,
 }
 
@@ -91,6 +96,9 @@ impl Store {
             engine,
             tool,
             next_req: 1,
+            tool_events: Vec::new(),
+            shell_watch: None,
+            notices: Vec::new(),
             guests: BTreeMap::new(),
         };
         for (path, value) in [
@@ -122,17 +130,56 @@ impl Store {
         let reply = self.engine.drain_output(self.tool);
         let mut decoder = Decoder::new();
         let mut input = reply.as_slice();
+        let mut answer = Err(String::from("no reply"));
+        // Everything is read: watch events may come before or after the reply.
         while let Some(Ok(m)) = decoder.decode(&mut input) {
-            if m.header.req_id != req || m.header.msg_type == MsgType::WatchEvent as u32 {
-                continue;
-            }
-            if m.header.msg_type == MsgType::Error as u32 {
+            if m.header.msg_type == MsgType::WatchEvent as u32 {
+                self.keep_event(&m.payload);
+            } else if m.header.req_id == req && m.header.msg_type == MsgType::Error as u32 {
                 let text = m.payload.split(|&b| b == 0).next().unwrap_or(&[]);
-                return Err(String::from_utf8_lossy(text).into_owned());
+                answer = Err(String::from_utf8_lossy(text).into_owned());
+            } else if m.header.req_id == req {
+                answer = Ok(m.payload);
             }
-            return Ok(m.payload);
         }
-        Err(String::from("no reply"))
+        answer
+    }
+
+    /// Keeps the path of a watch event for the toolstack.
+    fn keep_event(&mut self, payload: &[u8]) {
+        // Bounded: a watcher that is not looked at does not grow without end.
+        if self.tool_events.len() < 1024 {
+            let path = payload.split(|&b| b == 0).next().unwrap_or(&[]);
+            self.tool_events
+                .push(String::from_utf8_lossy(path).into_owned());
+        }
+    }
+
+    /// Watch events that came for the toolstack's watches, oldest first.
+    pub fn take_events(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.tool_events)
+    }
+
+    /// `XS_WATCH` on dom0's connection (its events: [`Store::take_events`]).
+    pub fn watch(&mut self, path: &str, token: &str) -> Result<(), String> {
+        self.request(MsgType::Watch, &[path.as_bytes(), token.as_bytes()])
+            .map(drop)
+    }
+
+    /// `XS_UNWATCH` on dom0's connection.
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), String> {
+        let r = self
+            .request(MsgType::Unwatch, &[path.as_bytes(), token.as_bytes()])
+            .map(drop);
+        self.tool_events.clear();
+        r
+    }
+
+    /// `XS_SET_PERMS` on dom0's connection (`xenstore-chmod`).
+    pub fn chmod(&mut self, path: &str, perms: &[&str]) -> Result<(), String> {
+        let r = self.set_perms(path, perms);
+        self.flush();
+        r
     }
 
     /// `XS_WRITE` on dom0's connection (watch events go out to the guests).
@@ -322,6 +369,16 @@ impl Store {
     fn flush(&mut self) {
         for _ in 0..4 {
             let dirty = self.engine.take_dirty();
+            if dirty.contains(&self.tool) {
+                let out = self.engine.drain_output(self.tool);
+                let mut decoder = Decoder::new();
+                let mut input = out.as_slice();
+                while let Some(Ok(m)) = decoder.decode(&mut input) {
+                    if m.header.msg_type == MsgType::WatchEvent as u32 {
+                        self.keep_event(&m.payload);
+                    }
+                }
+            }
             let ids: Vec<u16> = self
                 .guests
                 .iter()
@@ -365,8 +422,8 @@ impl Store {
                         )
                     }
                 };
-                out(&format!(
-                    "oxen dom0: xenstore: domain {id} ({}): {why}; no longer served\n",
+                self.notices.push(format!(
+                    "oxen dom0: xenstore: domain {id} ({}): {why}; no longer served",
                     g.name
                 ));
                 g.page.0.write_u32(xs_wire::ERROR as usize, code);

@@ -42,6 +42,8 @@ Commands of the control domain:
   xenstore-read PATH...          values of XenStore nodes
   xenstore-write PATH VALUE...   set them
   xenstore-rm PATH...            remove them (and below)
+  xenstore-watch [-n NR] PATH    print each change at or below PATH (Ctrl-C ends)
+  xenstore-chmod PATH PERM...    set a node's permissions (n0 r3 w4 b5: owner first)
   ls [DIR]                       the files: /etc/xen (configurations), /images
   cat FILE                       a file
   poweroff                       end every domain, then the machine
@@ -77,6 +79,9 @@ pub struct Xl {
     pub consoles: Consoles,
     /// Domains `xl shutdown -w` waits for (the prompt comes back when they are done).
     pub waiting: Vec<u16>,
+    /// Lines about what happened on its own (a domain restarted, a wait ended), for the
+    /// shell to show above its prompt.
+    pub notices: Vec<String>,
     pub last_exit: i32,
 }
 
@@ -103,6 +108,7 @@ impl Xl {
             store: Store::new(),
             consoles: Consoles::new(),
             waiting: Vec::new(),
+            notices: Vec::new(),
             last_exit: 0,
         }
     }
@@ -456,14 +462,14 @@ impl Xl {
         // What `xl shutdown -w` waits for, before the `on_*` actions change it.
         self.waiting.retain(|&id| match info(id) {
             None => {
-                out(&format!("Domain {id} has been destroyed\n"));
+                self.notices.push(format!("Domain {id} has been destroyed"));
                 false
             }
             Some(d) if d.flags & domctl::dominf::SHUTDOWN != 0 => {
                 let code =
                     (d.flags >> domctl::dominf::SHUTDOWN_SHIFT) & domctl::dominf::SHUTDOWN_MASK;
-                out(&format!(
-                    "Domain {id} has been shut down, reason code {code}\n"
+                self.notices.push(format!(
+                    "Domain {id} has been shut down, reason code {code}"
                 ));
                 false
             }
@@ -505,7 +511,8 @@ impl Xl {
         let head = format!("oxen dom0: domain {id} ({}) shut down ({why})", c.name);
         if action == Action::Preserve {
             // Kept, console and all, until `xl destroy`.
-            out(&format!("{head}; preserved ({key} = \"preserve\")\n"));
+            self.notices
+                .push(format!("{head}; preserved ({key} = \"preserve\")"));
             return;
         }
         let attached = self.consoles.attached == Some(id);
@@ -521,8 +528,8 @@ impl Xl {
             0
         };
         if quick > MAX_QUICK_RESTARTS {
-            out(&format!(
-                "{head}; restarted {MAX_QUICK_RESTARTS} times in a row within {} s of starting: not restarting it again\n",
+            self.notices.push(format!(
+                "{head}; restarted {MAX_QUICK_RESTARTS} times in a row within {} s of starting: not restarting it again",
                 QUICK_NS / 1_000_000_000
             ));
             return;
@@ -531,12 +538,15 @@ impl Xl {
         self.names.remove(&id);
         match self.build(&c.path, &c.overrides, false, quick) {
             Ok(new) => {
-                out(&format!("{head}; restarted as domain {new}\n"));
+                self.notices
+                    .push(format!("{head}; restarted as domain {new}"));
                 if attached {
                     self.consoles.attached = Some(new);
                 }
             }
-            Err(e) => out(&format!("{head}; restarting it failed: {e}\n")),
+            Err(e) => self
+                .notices
+                .push(format!("{head}; restarting it failed: {e}")),
         }
     }
 
