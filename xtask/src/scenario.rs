@@ -372,6 +372,37 @@ fn check_churn(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// What is typed for the create/destroy cycles: `n` times `xl create` (a new name each
+/// time) and, once the guest is up, `xl destroy`; the hypervisor's memory figures (debug
+/// key `m`, reached with Ctrl-A three times and left the same way) after the first cycle
+/// and after the last; then `xl list` and `poweroff`.
+fn cycle_steps(n: u32) -> &'static [(&'static str, &'static str)] {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let create = |i: u32| leak(format!("xl create t-cyc.cfg 'name=\"cyc{i}\"'\r"));
+    let figures = "\x01\x01\x01m\x01\x01\x01";
+    let mut steps = vec![(r"adopted, \d+ file\(s\)\. Type 'help'\.", create(1))];
+    for i in 1..=n {
+        steps.push((
+            leak(format!(r"\[d\d+ cyc{i}\] hello: echo: waiting")),
+            leak(format!("xl destroy cyc{i}\r")),
+        ));
+        let next = match i {
+            1 => leak(format!("{figures}{}", create(2))),
+            i if i == n => leak(format!("{figures}xl list\r")),
+            i => create(i + 1),
+        };
+        steps.push((
+            leak(format!(r"xl destroy cyc{i}\r?\n(\[[^\n]*\n)*oxen-dom0# ")),
+            next,
+        ));
+    }
+    steps.push((
+        r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
+        "poweroff\r",
+    ));
+    Box::leak(steps.into_boxed_slice())
+}
+
 /// The console storm beside an equal-weight burner on 1 pCPU: the burner keeps its
 /// half of the pCPU (within 5 points).
 fn check_console_share(log: &str) -> std::result::Result<String, String> {
@@ -540,8 +571,9 @@ const XS_OK: &[&str] = &[
 /// attached, and two hostile rings (output and input indices) cut off while the others
 /// go on.
 const CONS_TYPED: &[(&str, &str)] = &[
+    // echo is started from /etc/xen/auto.
     (
-        r"adopted, \d+ file\(s\)\. Type 'help'\.",
+        r"\[d\d+ echo\] hello: echo: waiting for 2 line",
         "xl create t-conout.cfg\rxl create t-conin.cfg\r",
     ),
     (
@@ -550,11 +582,7 @@ const CONS_TYPED: &[(&str, &str)] = &[
     ),
     (
         r"console: domain \d+ \(x-conin\): input indices are impossible",
-        "\x1dxl create t-echo.cfg\r",
-    ),
-    (
-        r"\[d\d+ echo\] hello: echo: waiting for 2 line",
-        "xl console echo\r",
+        "\x1dls /etc/xen/auto\rxl console echo\r",
     ),
     (
         r"xl console echo\r\n(?s:.*)hello: echo: waiting for 2 line\(s\) of input",
@@ -581,6 +609,9 @@ const CONS_TYPED: &[(&str, &str)] = &[
     ),
 ];
 const CONS_OK: &[&str] = &[
+    r"oxen dom0: autostart: Parsing config from /etc/xen/auto/t-echo\.cfg",
+    r"oxen dom0: the control domain is up; 0 boot domain\(s\) adopted, 1 started from /etc/xen/auto, \d+ file\(s\)\. Type 'help'\.",
+    r"ls /etc/xen/auto\r?\n +\d+  t-echo\.cfg\r?\n",
     r"\[d\d+ x-conout\] hostile: conout: corrupting the output index",
     r"oxen dom0: console: domain \d+ \(x-conout\): output indices are impossible \(cons \d+, prod \d+\); no longer served",
     r"\[d\d+ x-conin\] hostile: conin: indices corrupted",
@@ -1388,6 +1419,29 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            domains: &[(
+                "t-cyc.cfg",
+                "name = \"cyc\"\nkernel = \"hello.elf\"\nmemory = 8\ncmdline = \"echo=1\"\n",
+            )],
+            input: cycle_steps(100),
+            expect: &[
+                r"\[d\d+ cyc1\] hello: echo: waiting",
+                r"\[d\d+ cyc100\] hello: echo: waiting",
+                r"debug-key m: \d+ frames free",
+                r"oxen dom0: destroying every other domain and powering off",
+                r"power: powering off",
+            ],
+            forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL", "is still dying"],
+            check: Some(check_churn),
+            timeout: Duration::from_secs(900),
+            ..bochs_guests(
+                "dom0-cycles",
+                "100 xl create / xl destroy cycles of a guest that waits for input, each named anew, on 2 pCPUs: the hypervisor's free frames and heap are the same after the last as after the first",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
+            )
+        },
+        Scenario {
             domains: &[
                 (
                     "t-echo.cfg",
@@ -1416,9 +1470,9 @@ pub fn all() -> Vec<Scenario> {
             ],
             ..bochs_guests(
                 "dom0-consoles",
-                "dom0 serves the consoles of the domains it builds: detached ones mirrored as [dN name] lines, xl console shows the history and takes typed input, Ctrl-] detaches, xl create -c, a domain ending while attached gives the prompt back; a domain corrupting its output or input indices is cut off with one line while the others go on",
+                "dom0 serves the consoles of the domains it builds (one started from /etc/xen/auto): detached ones mirrored as [dN name] lines, xl console shows the history and takes typed input, Ctrl-] detaches, xl create -c, a domain ending while attached gives the prompt back; a domain corrupting its output or input indices is cut off with one line while the others go on",
                 2,
-                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\n",
+                "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\"]\nautostart = [\"t-echo.cfg\"]\n",
             )
         },
         Scenario {

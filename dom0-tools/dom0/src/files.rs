@@ -1,6 +1,7 @@
 //! The control domain's files: the boot archive the hypervisor handed it as its module,
 //! seen as a read-only tree: `/etc/xen/NAME.cfg` for configuration files, `/boot.cfg`
-//! for the boot configuration, `/images/NAME` for everything else.
+//! for the boot configuration, `/images/NAME` for everything else, and
+//! `/etc/xen/auto/NAME.cfg` for the configurations `boot.cfg` lists in `autostart`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -34,8 +35,29 @@ impl Files {
         Files { entries }
     }
 
+    /// Puts the configuration files `names` (of `/etc/xen`) into `/etc/xen/auto`, in
+    /// order; returns the paths of those that exist and the names of those that do not.
+    pub fn add_auto(&mut self, names: &[String]) -> (Vec<String>, Vec<String>) {
+        let (mut paths, mut missing) = (Vec::new(), Vec::new());
+        for n in names {
+            match self.get(&alloc::format!("/etc/xen/{n}")) {
+                Some(d) if !n.contains('/') => {
+                    let p = alloc::format!("/etc/xen/auto/{n}");
+                    self.entries.push((p.clone(), d));
+                    paths.push(p);
+                }
+                _ => missing.push(n.clone()),
+            }
+        }
+        (paths, missing)
+    }
+
+    /// The archive's files (not counting their `/etc/xen/auto` names).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries
+            .iter()
+            .filter(|(p, _)| !p.starts_with("/etc/xen/auto/"))
+            .count()
     }
 
     /// The contents of the file at `path`.
@@ -56,6 +78,13 @@ impl Files {
             out.push((String::from("images"), None));
         } else if dir == "/etc" {
             out.push((String::from("xen"), None));
+        } else if dir == "/etc/xen"
+            && self
+                .entries
+                .iter()
+                .any(|(p, _)| p.starts_with("/etc/xen/auto/"))
+        {
+            out.push((String::from("auto"), None));
         }
         for (p, d) in &self.entries {
             if let Some(name) = p.strip_prefix(dir).and_then(|r| r.strip_prefix('/'))

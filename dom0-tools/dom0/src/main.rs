@@ -110,11 +110,6 @@ fn main(info: &StartInfo) {
     let files = files::Files::from_start_info(info);
     let mut tool = xl::Xl::new(files);
     let adopted = tool.adopt();
-    out(&alloc::format!(
-        "\noxen dom0: the control domain is up; {} boot domain(s) adopted, {} file(s). Type 'help'.\n",
-        adopted,
-        tool.files.len()
-    ));
     if let Err(e) = events::init() {
         out(&alloc::format!(
             "oxen dom0: no event channels ({e:?}); no input\n"
@@ -132,6 +127,14 @@ fn main(info: &StartInfo) {
     };
     // Domains that shut down are announced by VIRQ_DOM_EXC, as to Xen's dom0.
     let dom_exc = xen::bind_virq(virq::DOM_EXC, 0).ok();
+    let auto = match tool.autostart() {
+        0 => String::new(),
+        n => alloc::format!("{n} started from /etc/xen/auto, "),
+    };
+    out(&alloc::format!(
+        "\noxen dom0: the control domain is up; {adopted} boot domain(s) adopted, {auto}{} file(s). Type 'help'.\n",
+        tool.files.len()
+    ));
     out(PROMPT);
     let mut editor = LineEditor::new();
     loop {

@@ -56,6 +56,25 @@ A DOMAIN is a name or an id.
 const MAX_QUICK_RESTARTS: u32 = 5;
 const QUICK_NS: u64 = 10_000_000_000;
 
+/// How long `xl destroy` waits for the domain to be gone (as Xen's returns once the
+/// domain's resources are relinquished).
+const DESTROY_WAIT_NS: u64 = 2_000_000_000;
+
+/// Whether domain `id` is gone from the hypervisor's list within `ns`.
+fn gone_within(id: u16, ns: u64) -> bool {
+    let deadline = oxen_guest_rt::time::now_ns() + ns;
+    loop {
+        if control::domain_info(id).map_or(true, |i| i.domain != id) {
+            return true;
+        }
+        let now = oxen_guest_rt::time::now_ns();
+        if now >= deadline {
+            return false;
+        }
+        oxen_guest_rt::vcpu::sleep_until(0, now + 1_000_000);
+    }
+}
+
 /// A domain this toolstack built, and how to build it again.
 struct Created {
     path: String,
@@ -149,6 +168,32 @@ impl Xl {
             }
         }
         adopted
+    }
+
+    /// Builds the domains `boot.cfg` lists in `autostart` (Xen's `/etc/xen/auto`), in
+    /// order, as `xl create` would; returns how many it built. What fails says why.
+    pub fn autostart(&mut self) -> usize {
+        let Some(boot) = self
+            .files
+            .get(&format!("/{CONFIG_NAME}"))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .and_then(|t| BootConfig::parse(t).ok())
+        else {
+            return 0;
+        };
+        let (paths, missing) = self.files.add_auto(&boot.autostart);
+        for m in missing {
+            out(&format!("oxen dom0: autostart: {m} is not in /etc/xen\n"));
+        }
+        let mut built = 0;
+        for p in paths {
+            out(&format!("oxen dom0: autostart: Parsing config from {p}\n"));
+            match self.build(&p, &[], false, 0) {
+                Ok(_) => built += 1,
+                Err(e) => out(&format!("oxen dom0: autostart: {e}\n")),
+            }
+        }
+        built
     }
 
     /// Every domain, as `getdomaininfolist` gives them.
@@ -332,7 +377,14 @@ impl Xl {
         self.created.remove(&id);
         self.store.release(id);
         self.consoles.release(id);
-        domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy")
+        let code = domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy");
+        if code == EXIT_OK && !gone_within(id, DESTROY_WAIT_NS) {
+            return fail(&format!(
+                "xl destroy: domain {id} is still dying after {} ms",
+                DESTROY_WAIT_NS / 1_000_000
+            ));
+        }
+        code
     }
 
     /// `xl console DOMAIN`: the terminal goes to the domain's console (what it wrote so

@@ -219,6 +219,9 @@ pub struct BootConfig {
     pub log_level: LogLevel,
     /// Domain configuration files (names of archive entries) to start at boot.
     pub domains: Vec<String>,
+    /// Domain configuration files the control domain builds once it is up, in this
+    /// order (`autostart`: Xen's `/etc/xen/auto`); the hypervisor leaves them to it.
+    pub autostart: Vec<String>,
     /// Credit-scheduler time slice (`sched_credit_tslice_ms`, Xen's name; default 30).
     pub tslice_ms: u64,
     /// Credit-scheduler rate limit (`sched_ratelimit_us`, Xen's name; default 1000).
@@ -239,6 +242,7 @@ impl Default for BootConfig {
             on_ready: OnReady::default(),
             log_level: LogLevel::default(),
             domains: Vec::new(),
+            autostart: Vec::new(),
             tslice_ms: 30,
             ratelimit_us: 1000,
             run_for_ms: None,
@@ -287,6 +291,7 @@ impl BootConfig {
                     }
                 }
                 "domains" => cfg.domains = strings(&s)?,
+                "autostart" => cfg.autostart = strings(&s)?,
                 "sched_credit_tslice_ms" => cfg.tslice_ms = int_in(&s, 1, 1000)?,
                 "sched_ratelimit_us" => cfg.ratelimit_us = int_in(&s, 0, 500_000)?,
                 "run_for_ms" => cfg.run_for_ms = Some(int_in(&s, 1, 86_400_000)?),
@@ -977,6 +982,18 @@ mod tests {
                 .message
                 .contains("list of strings")
         );
+    }
+
+    #[test]
+    fn boot_config_lists_what_dom0_starts() {
+        let c =
+            BootConfig::parse("domains = ['dom0.cfg']\nautostart = ['web.cfg', 'db.cfg']").unwrap();
+        assert_eq!(
+            c.autostart,
+            vec!["web.cfg".to_string(), "db.cfg".to_string()]
+        );
+        assert!(c.unknown.is_empty());
+        assert!(BootConfig::parse("autostart = 3").is_err());
     }
 
     #[test]
