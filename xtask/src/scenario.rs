@@ -504,7 +504,11 @@ const XS_TYPED: &[(&str, &str)] = &[
         r"adopted, \d+ file\(s\)\. Type 'help'\.",
         "xl create t-xs-bad.cfg\r",
     ),
-    (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs.cfg\r"),
+    (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs-big.cfg\r"),
+    (
+        r"xenstore-hostile: (PASS|FAIL) rejected \(error 3\)",
+        "xl create t-xs.cfg\r",
+    ),
     (
         r"xenstore: (PASS|FAIL) \d+",
         "xenstore-read /local/domain/0/name /nosuch\rxenstore-write /tool/oxen hi\rxenstore-read /tool/oxen\rxenstore-chmod /nosuch n0\rxenstore-chmod /tool/oxen n0 r1\rxenstore-chmod /tool/oxen q1\rxenstore-ls /local/domain\r",
@@ -524,7 +528,10 @@ const XS_TYPED: &[(&str, &str)] = &[
         r"has been shut down, reason code 0\r?\noxen-dom0# ",
         "xl list\r",
     ),
-    (r"\nxs-bad\s+\d+\s+8\s+1\s+", "xl destroy xs-bad\rxl list\r"),
+    (
+        r"\nxs-bad\s+\d+\s+8\s+1\s+",
+        "xl destroy xs-bad\rxl destroy xs-big\rxl list\r",
+    ),
     (
         r"Time\(s\)\r?\nDomain-0[^\n]*\r?\n(\[[^\n]*\n)*oxen-dom0# ",
         "poweroff\r",
@@ -534,6 +541,9 @@ const XS_OK: &[&str] = &[
     r"xenstore-hostile: a request before the attack: answered",
     r"oxen dom0: xenstore: domain \d+ \(xs-bad\): impossible ring indexes; no longer served",
     r"xenstore-hostile: PASS rejected \(error 2\)",
+    // A header announcing 4 GiB: the connection is closed (XENSTORE_ERROR_PROTO).
+    r"oxen dom0: xenstore: domain \d+ \(xs-big\): connection closed \(Oversized \{ len: 4294967295 \}\); no longer served",
+    r"\[d\d+ xs-big\] xenstore-hostile: PASS rejected \(error 3\)",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
     // dom0's xenstore-* commands on the same store.
@@ -560,7 +570,7 @@ const XS_OK: &[&str] = &[
     r"xenstore: shutdown requested \(poweroff\); acknowledged",
     r"\nDomain \d+ has been shut down, reason code 0\r?\noxen-dom0# ",
     // Then it powered off and was reaped: the list holds the hostile one only.
-    r"\nxs-bad\s+\d+\s+8\s+1\s+[^\n]*\r?\noxen-dom0# xl destroy",
+    r"\nxs-bad\s+\d+\s+8\s+1\s+[^\n]*\r?\nxs-big\s+\d+\s+8\s+1\s+[^\n]*\r?\noxen-dom0# xl destroy",
     // The hostile domain still ran beside the other, and went when destroyed.
     r"\nxs-bad\s+\d+\s+8\s+1\s+",
     r"power: powering off",
@@ -1406,6 +1416,10 @@ pub fn all() -> Vec<Scenario> {
                 (
                     "t-xs-bad.cfg",
                     "name = \"xs-bad\"\nkernel = \"xenstore.elf\"\nmemory = 8\ncmdline = \"hostile=1\"\n",
+                ),
+                (
+                    "t-xs-big.cfg",
+                    "name = \"xs-big\"\nkernel = \"xenstore.elf\"\nmemory = 8\ncmdline = \"hostile=2\"\n",
                 ),
             ],
             input: XS_TYPED,

@@ -452,6 +452,25 @@ impl Xenbus {
         self.store(xs_wire::REQ_PROD, cons.wrapping_add(RING + RING / 2));
         let _ = xen::send(self.port);
         self.broken = Some("broken on purpose");
+        self.await_error(deadline_ns)
+    }
+
+    /// For tests of the store: sends a well-formed header whose `len` is `len` (over
+    /// `XENSTORE_PAYLOAD_MAX` for an oversized one) and no payload, then waits as
+    /// [`Xenbus::break_ring_for_test`] does. The connection is broken afterwards.
+    pub fn send_header_for_test(&mut self, len: u32, deadline_ns: u64) -> (u32, bool) {
+        let mut h = [0u8; xs_wire::HEADER_SIZE];
+        h[..4].copy_from_slice(&xs_wire::msg::READ.to_le_bytes());
+        h[4..8].copy_from_slice(&0x5eed_u32.to_le_bytes());
+        h[12..16].copy_from_slice(&len.to_le_bytes());
+        if self.send(&h, deadline_ns).is_err() {
+            return (0, false);
+        }
+        self.broken = Some("broken on purpose");
+        self.await_error(deadline_ns)
+    }
+
+    fn await_error(&mut self, deadline_ns: u64) -> (u32, bool) {
         loop {
             let e = self.load(xs_wire::ERROR);
             if e != 0 {

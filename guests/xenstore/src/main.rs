@@ -11,7 +11,9 @@
 //! `hostile=1`: publishes request indexes a ring cannot hold, then waits for the store
 //! to say so in the page's `error` field (`XENSTORE_ERROR_RINGIDX`) and prints
 //! `xenstore-hostile: PASS rejected` (or FAIL if the store keeps quiet), then keeps
-//! notifying its port every 20 ms until it is destroyed.
+//! notifying its port every 20 ms until it is destroyed. `hostile=2`: the same with a
+//! header that announces 0xFFFFFFFF bytes (`XENSTORE_ERROR_PROTO` expected: the store
+//! closes such a connection, as Xen's does).
 #![no_std]
 #![no_main]
 
@@ -52,9 +54,10 @@ fn main(info: &StartInfo) {
             return;
         }
     };
-    if info.cmdline_arg("hostile") == Some("1") {
-        hostile(&mut bus);
-        return;
+    match info.cmdline_arg("hostile") {
+        Some("1") => return hostile(&mut bus, false),
+        Some("2") => return hostile(&mut bus, true),
+        _ => {}
     }
     let mut c = Checks {
         passed: 0,
@@ -200,13 +203,18 @@ fn await_shutdown(bus: &mut Xenbus) {
 }
 
 /// Breaks the ring and waits to be told.
-fn hostile(bus: &mut Xenbus) {
+fn hostile(bus: &mut Xenbus, oversized: bool) {
     let ok = bus.write(0, "data/before", b"fine").is_ok();
     println!(
         "xenstore-hostile: a request before the attack: {}",
         if ok { "answered" } else { "failed" }
     );
-    let (code, told) = bus.break_ring_for_test(time::now_ns() + 3_000_000_000);
+    let deadline = time::now_ns() + 3_000_000_000;
+    let (code, told) = if oversized {
+        bus.send_header_for_test(u32::MAX, deadline)
+    } else {
+        bus.break_ring_for_test(deadline)
+    };
     if told {
         println!("xenstore-hostile: PASS rejected (error {code})");
     } else {
