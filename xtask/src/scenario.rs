@@ -507,8 +507,9 @@ const XS_TYPED: &[(&str, &str)] = &[
     (r"xenstore-hostile: (PASS|FAIL)", "xl create t-xs-big.cfg\r"),
     (
         r"xenstore-hostile: (PASS|FAIL) rejected \(error 3\)",
-        "xl create t-xs.cfg\r",
+        "xl create t-xs-quota.cfg\r",
     ),
+    (r"xenstore-quota: (PASS|FAIL)", "xl create t-xs.cfg\r"),
     (
         r"xenstore: (PASS|FAIL) \d+",
         "xenstore-read /local/domain/0/name /nosuch\rxenstore-write /tool/oxen hi\rxenstore-read /tool/oxen\rxenstore-chmod /nosuch n0\rxenstore-chmod /tool/oxen n0 r1\rxenstore-chmod /tool/oxen q1\rxenstore-ls /local/domain\r",
@@ -544,6 +545,8 @@ const XS_OK: &[&str] = &[
     // A header announcing 4 GiB: the connection is closed (XENSTORE_ERROR_PROTO).
     r"oxen dom0: xenstore: domain \d+ \(xs-big\): connection closed \(Oversized \{ len: 4294967295 \}\); no longer served",
     r"\[d\d+ xs-big\] xenstore-hostile: PASS rejected \(error 3\)",
+    // A domain owns at most 1,000 nodes (data/ and control/shutdown are two of them).
+    r"\[d\d+ xs-quota\] xenstore-quota: PASS refused node 998 \(ENOSPC\); reads still answered",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
     // dom0's xenstore-* commands on the same store.
@@ -1416,6 +1419,10 @@ pub fn all() -> Vec<Scenario> {
                 (
                     "t-xs-bad.cfg",
                     "name = \"xs-bad\"\nkernel = \"xenstore.elf\"\nmemory = 8\ncmdline = \"hostile=1\"\n",
+                ),
+                (
+                    "t-xs-quota.cfg",
+                    "name = \"xs-quota\"\nkernel = \"xenstore.elf\"\nmemory = 8\ncmdline = \"hostile=3\"\n",
                 ),
                 (
                     "t-xs-big.cfg",

@@ -13,7 +13,10 @@
 //! `xenstore-hostile: PASS rejected` (or FAIL if the store keeps quiet), then keeps
 //! notifying its port every 20 ms until it is destroyed. `hostile=2`: the same with a
 //! header that announces 0xFFFFFFFF bytes (`XENSTORE_ERROR_PROTO` expected: the store
-//! closes such a connection, as Xen's does).
+//! closes such a connection, as Xen's does). `hostile=3`: writes nodes under `data/`
+//! until the store refuses one, which must be with `ENOSPC`, as Xen's store refuses a
+//! domain's node beyond its quota (1,000 by default), checks that reads are still
+//! answered, says `xenstore-quota: PASS refused node N (ENOSPC)`, and powers off.
 #![no_std]
 #![no_main]
 
@@ -57,6 +60,7 @@ fn main(info: &StartInfo) {
     match info.cmdline_arg("hostile") {
         Some("1") => return hostile(&mut bus, false),
         Some("2") => return hostile(&mut bus, true),
+        Some("3") => return quota(&mut bus),
         _ => {}
     }
     let mut c = Checks {
@@ -225,5 +229,57 @@ fn hostile(bus: &mut Xenbus, oversized: bool) {
     loop {
         events::wait_timeout(bus.port(), time::now_ns() + 20_000_000);
         let _ = xen::send(bus.port());
+    }
+}
+
+/// Fills the store until its per-domain quota refuses a node: see the module comment.
+fn quota(bus: &mut Xenbus) {
+    let mut path = [0u8; 32];
+    for i in 0..4000u32 {
+        let mut w = Cursor {
+            buf: &mut path,
+            at: 0,
+        };
+        let _ = core::fmt::Write::write_fmt(&mut w, format_args!("data/q{i}"));
+        let at = w.at;
+        let p = core::str::from_utf8(&path[..at]).unwrap_or("data/q");
+        match bus.write(0, p, b"x") {
+            Ok(()) => {}
+            Err(Error::Store(e)) if e.as_str() == "ENOSPC" => {
+                let mut buf = [0u8; 8];
+                let alive = bus.read(0, "domid", &mut buf).is_ok();
+                if alive {
+                    println!(
+                        "xenstore-quota: PASS refused node {i} (ENOSPC); reads still answered"
+                    );
+                } else {
+                    println!("xenstore-quota: FAIL no answer after the quota");
+                }
+                return;
+            }
+            Err(e) => {
+                println!("xenstore-quota: FAIL node {i} refused with {e}, not ENOSPC");
+                return;
+            }
+        }
+    }
+    println!("xenstore-quota: FAIL 4000 nodes and no quota");
+}
+
+/// Formats into a byte buffer (the guest has no heap).
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl core::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.at + s.len();
+        if end > self.buf.len() {
+            return Err(core::fmt::Error);
+        }
+        self.buf[self.at..end].copy_from_slice(s.as_bytes());
+        self.at = end;
+        Ok(())
     }
 }
