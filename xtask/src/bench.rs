@@ -133,6 +133,8 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     let pv = pv_benchmark(&builds)?;
     let linux = linux_benchmark(&builds)?;
     let churn = churn_figures(&run_scenario("domctl-churn", &builds)?)?;
+    let xl = xl_figures(&run_scenario("dom0-cycles", &builds)?)?;
+    let store_rtt = store_figures(&run_scenario("xenstore-rings", &builds)?)?;
 
     let results = [
         (
@@ -259,6 +261,31 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "domains_per_emulated_s",
             churn.per_s.to_string(),
             "create, populate, map, load, start, run, check, destroy and unmap, 3 domains at a time, per emulated second",
+        ),
+        (
+            "xl_create_instructions",
+            xl.create.to_string(),
+            "xl create of an 8 MiB hello guest in dom0 (parse, createdomain, populate, load, store and console set up, unpause), mean over 100 (Bochs, 2 pCPUs)",
+        ),
+        (
+            "xl_create_to_first_output_instructions",
+            xl.first_output.to_string(),
+            "from xl create to the guest's first console bytes in dom0, mean",
+        ),
+        (
+            "xl_destroy_instructions",
+            xl.destroy.to_string(),
+            "xl destroy of the running guest until it is gone (store and console released), mean",
+        ),
+        (
+            "xl_domains_per_emulated_s",
+            format!("{:.0}", 200e6 / (xl.first_output + xl.destroy) as f64),
+            "xl create to first output plus xl destroy, one domain at a time, per second of emulated time (200 MHz)",
+        ),
+        (
+            "xenstore_ring_round_trips_per_minstr",
+            format!("{:.0}", 1e6 / store_rtt as f64),
+            "XS_READ round trips from a guest over its ring to dom0's store, per million instructions (200 reads, mean of runs)",
         ),
         (
             "image_loaded_bytes",
@@ -508,6 +535,45 @@ fn churn_figures(serial: &str) -> Result<ChurnFigures> {
     })
 }
 
+/// What dom0's `xl -v` said in the create/destroy cycles: means in instructions.
+struct XlFigures {
+    create: u64,
+    first_output: u64,
+    destroy: u64,
+}
+
+/// The mean of every capture of `pattern`'s first group in `serial`.
+fn mean_of(serial: &str, pattern: &str) -> Result<u64> {
+    let re = Regex::new(pattern).expect("valid pattern");
+    let v: Vec<u64> = re
+        .captures_iter(serial)
+        .filter_map(|c| c[1].parse().ok())
+        .collect();
+    if v.is_empty() {
+        return Err(format!("no match for {pattern}"));
+    }
+    Ok(v.iter().sum::<u64>() / v.len() as u64)
+}
+
+fn xl_figures(serial: &str) -> Result<XlFigures> {
+    Ok(XlFigures {
+        create: mean_of(serial, r"xl: domain \d+ built in (\d+) ticks")?,
+        first_output: mean_of(
+            serial,
+            r"xl: domain \d+'s console first wrote (\d+) ticks after xl create began",
+        )?,
+        destroy: mean_of(serial, r"xl: destroyed in (\d+) ticks")?,
+    })
+}
+
+/// Instructions per XenStore round trip over a ring, as the `xenstore` guest measured.
+fn store_figures(serial: &str) -> Result<u64> {
+    mean_of(
+        serial,
+        r"xenstore: \d+ reads over the ring in \d+ ticks \((\d+) per round trip\)",
+    )
+}
+
 /// Runs the test scenario `name` and returns its serial log (an error if it fails).
 fn run_scenario(name: &str, builds: &Builds) -> Result<String> {
     let s = scenario::all()
@@ -539,6 +605,24 @@ mod tests {
         let f = churn_figures(log).unwrap();
         assert_eq!((f.create, f.destroy, f.per_s), (30060, 12133, 949));
         assert!(churn_figures(&log.replace("createdomain", "create")).is_err());
+    }
+
+    #[test]
+    fn toolstack_figures_are_means_of_the_log() {
+        let log = "\
+xl: domain 1 built in 1000 ticks
+oxen-dom0# \x1b[Kxl: domain 1's console first wrote 1500 ticks after xl create began
+xl: destroyed in 300 ticks
+xl: domain 1 built in 2000 ticks
+xl: domain 1's console first wrote 2500 ticks after xl create began
+xl: destroyed in 500 ticks
+[d3 xs-good] xenstore: 200 reads over the ring in 3000000 ticks (15000 per round trip)
+[d3 xs-good] xenstore: 200 reads over the ring in 3200000 ticks (16000 per round trip)
+";
+        let f = xl_figures(log).unwrap();
+        assert_eq!((f.create, f.first_output, f.destroy), (1500, 2000, 400));
+        assert_eq!(store_figures(log).unwrap(), 15500);
+        assert!(xl_figures("xl: destroyed in 3 ticks").is_err());
     }
 
     #[test]

@@ -378,13 +378,13 @@ fn check_churn(log: &str) -> std::result::Result<String, String> {
 /// and after the last; then `xl list` and `poweroff`.
 fn cycle_steps(n: u32) -> &'static [(&'static str, &'static str)] {
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-    let create = |i: u32| leak(format!("xl create t-cyc.cfg 'name=\"cyc{i}\"'\r"));
+    let create = |i: u32| leak(format!("xl -v create t-cyc.cfg 'name=\"cyc{i}\"'\r"));
     let figures = "\x01\x01\x01m\x01\x01\x01";
     let mut steps = vec![(r"adopted, \d+ file\(s\)\. Type 'help'\.", create(1))];
     for i in 1..=n {
         steps.push((
             leak(format!(r"\[d\d+ cyc{i}\] hello: echo: waiting")),
-            leak(format!("xl destroy cyc{i}\r")),
+            leak(format!("xl -v destroy cyc{i}\r")),
         ));
         let next = match i {
             1 => leak(format!("{figures}{}", create(2))),
@@ -392,7 +392,9 @@ fn cycle_steps(n: u32) -> &'static [(&'static str, &'static str)] {
             i => create(i + 1),
         };
         steps.push((
-            leak(format!(r"xl destroy cyc{i}\r?\n(\[[^\n]*\n)*oxen-dom0# ")),
+            leak(format!(
+                r"xl -v destroy cyc{i}\r?\n(\[[^\n]*\n)*xl: destroyed in \d+ ticks\r?\noxen-dom0# "
+            )),
             next,
         ));
     }
@@ -549,6 +551,7 @@ const XS_OK: &[&str] = &[
     r"\[d\d+ xs-quota\] xenstore-quota: PASS refused node 998 \(ENOSPC\); reads still answered",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
+    r"xenstore: 200 reads over the ring in \d+ ticks",
     // dom0's xenstore-* commands on the same store.
     r"\nDomain-0\r?\nxenstore-read: couldn't read path /nosuch",
     r"xenstore-read /tool/oxen\r?\nhi\r?\n",
@@ -1448,6 +1451,8 @@ pub fn all() -> Vec<Scenario> {
             expect: &[
                 r"\[d\d+ cyc1\] hello: echo: waiting",
                 r"\[d\d+ cyc100\] hello: echo: waiting",
+                r"xl: domain \d+ built in \d+ ticks",
+                r"xl: domain \d+'s console first wrote \d+ ticks after xl create began",
                 r"debug-key m: \d+ frames free",
                 r"oxen dom0: destroying every other domain and powering off",
                 r"power: powering off",

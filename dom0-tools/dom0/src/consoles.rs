@@ -71,6 +71,8 @@ struct Console {
     budget: TokenBucket,
     /// Bytes of lines the budget kept from the mirror, not yet reported.
     dropped: u64,
+    /// `xl -v create`: the TSC its build began at, until the first output came.
+    timed_from: Option<u64>,
 }
 
 impl Console {
@@ -150,6 +152,7 @@ impl Consoles {
                 broken: false,
                 budget: TokenBucket::new(MIRROR_RATE, MIRROR_BURST, time::now_ns()),
                 dropped: 0,
+                timed_from: None,
             },
         );
         Ok(())
@@ -208,6 +211,12 @@ impl Consoles {
             match xencons::take_output(&mut c.page, &mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
+                    if let Some(t0) = c.timed_from.take() {
+                        let ticks = oxen_guest_rt::arch::rdtsc() - t0;
+                        shown.push(Shown::Notice(format!(
+                            "xl: domain {id}'s console first wrote {ticks} ticks after xl create began"
+                        )));
+                    }
                     let mut lines = Vec::new();
                     c.log.record(&buf[..n], |line| {
                         if mirror && !attached {
@@ -251,6 +260,14 @@ impl Consoles {
                 0
             }
         }
+    }
+
+    /// Says, when domain `id` first writes, how many TSC ticks after `since` that was.
+    pub fn time_first_output(&mut self, id: u16, since: u64) {
+        if let Some(c) = self.served.get_mut(&id) {
+            c.timed_from = Some(since);
+        }
+        // Output that came already is in its ring still: the next poll times it.
     }
 
     /// What domain `id` wrote, the last [`HISTORY_BYTES`] of it.

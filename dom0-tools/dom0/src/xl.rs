@@ -83,6 +83,8 @@ struct Created {
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`.
     on: [Action; 4],
     started_ns: u64,
+    /// The TSC when it was built (which one `xl -v create` made).
+    started_tsc: u64,
     quick_restarts: u32,
 }
 
@@ -252,8 +254,28 @@ impl Xl {
         resolve(arg, &self.rows()).map_err(|e| fail(&e))
     }
 
-    /// `xl ARGS…`; the exit code.
+    /// `xl ARGS…`; the exit code. `xl -v` (Xen's verbose flag) also says how many TSC
+    /// ticks a `create` or `destroy` took, and when a created domain's console first
+    /// wrote (under Bochs, ticks count instructions: `cargo xtask bench` reads them).
     pub fn run(&mut self, args: &[&str]) -> i32 {
+        if let ["-v", rest @ ..] = args {
+            let t0 = oxen_guest_rt::arch::rdtsc();
+            let code = self.run(rest);
+            let ticks = oxen_guest_rt::arch::rdtsc() - t0;
+            match rest.first() {
+                Some(&"create") if code == EXIT_OK => {
+                    if let Some((&id, _)) = self.created.iter().max_by_key(|(_, c)| c.started_tsc) {
+                        out(&format!("xl: domain {id} built in {ticks} ticks\n"));
+                        self.consoles.time_first_output(id, t0);
+                    }
+                }
+                Some(&"destroy") if code == EXIT_OK => {
+                    out(&format!("xl: destroyed in {ticks} ticks\n"));
+                }
+                _ => {}
+            }
+            return code;
+        }
         match args {
             [] => usage("Usage: xl [-v] <subcommand> [args]  (try 'help')"),
             ["list", rest @ ..] => self.list(rest),
@@ -490,6 +512,7 @@ impl Xl {
                 name: c.name.clone(),
                 on: [c.on_poweroff, c.on_reboot, c.on_crash, c.on_watchdog],
                 started_ns: oxen_guest_rt::time::now_ns(),
+                started_tsc: oxen_guest_rt::arch::rdtsc(),
                 quick_restarts,
             },
         );
