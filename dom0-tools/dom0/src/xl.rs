@@ -106,6 +106,17 @@ pub struct Xl {
     pub last_exit: i32,
 }
 
+/// The domains an optional `[DOMAIN]` argument selects among `rows`: all of them, or
+/// the one it names; an unknown one or more arguments print their line and give the
+/// exit code.
+fn selected(rest: &[&str], rows: &[DomainRow], usage_line: &str) -> Result<Vec<u16>, i32> {
+    match rest {
+        [] => Ok(rows.iter().map(|r| r.id).collect()),
+        [d] => resolve(d, rows).map(|id| vec![id]).map_err(|e| fail(&e)),
+        _ => Err(usage(usage_line)),
+    }
+}
+
 fn fail(msg: &str) -> i32 {
     out(msg);
     out("\n");
@@ -315,14 +326,11 @@ impl Xl {
 
     fn list(&mut self, rest: &[&str]) -> i32 {
         let rows = self.rows();
-        let rows = match rest {
-            [] => rows,
-            [d] => match resolve(d, &rows) {
-                Ok(id) => rows.into_iter().filter(|r| r.id == id).collect(),
-                Err(e) => return fail(&e),
-            },
-            _ => return usage("Usage: xl list [DOMAIN]"),
+        let ids = match selected(rest, &rows, "Usage: xl list [DOMAIN]") {
+            Ok(ids) => ids,
+            Err(code) => return code,
         };
+        let rows: Vec<DomainRow> = rows.into_iter().filter(|r| ids.contains(&r.id)).collect();
         out(&format::list(&rows));
         EXIT_OK
     }
@@ -331,13 +339,9 @@ impl Xl {
     /// the machine's boot for the others (dom0, the boot-time domains).
     fn uptime(&mut self, rest: &[&str]) -> i32 {
         let rows = self.rows();
-        let ids: Vec<u16> = match rest {
-            [] => rows.iter().map(|r| r.id).collect(),
-            [d] => match resolve(d, &rows) {
-                Ok(id) => vec![id],
-                Err(e) => return fail(&e),
-            },
-            _ => return usage("Usage: xl uptime [DOMAIN]"),
+        let ids = match selected(rest, &rows, "Usage: xl uptime [DOMAIN]") {
+            Ok(ids) => ids,
+            Err(code) => return code,
         };
         let now = oxen_guest_rt::time::now_ns();
         let up: Vec<(String, u16, u64)> = rows
@@ -638,13 +642,9 @@ impl Xl {
     fn vcpu_list(&mut self, rest: &[&str]) -> i32 {
         let domains = self.domains();
         let rows = self.rows_of(&domains);
-        let ids: Vec<u16> = match rest {
-            [] => rows.iter().map(|r| r.id).collect(),
-            [d] => match resolve(d, &rows) {
-                Ok(id) => vec![id],
-                Err(e) => return fail(&e),
-            },
-            _ => return usage("Usage: xl vcpu-list [DOMAIN]"),
+        let ids = match selected(rest, &rows, "Usage: xl vcpu-list [DOMAIN]") {
+            Ok(ids) => ids,
+            Err(code) => return code,
         };
         let nr_cpus = control::physinfo().map_or(1, |p| p.nr_cpus);
         let mut vcpus = Vec::new();

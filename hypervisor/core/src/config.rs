@@ -421,6 +421,28 @@ impl DomainConfig {
     pub const MAX_MEMORY_MIB: u64 = 4096;
     pub const MAX_VCPUS: u32 = 64;
 
+    /// `key`'s value `v` as an amount of memory in MiB, or the error for line `line`.
+    fn mib(line: usize, key: &str, v: i64) -> Result<u64, ConfigError> {
+        let (lo, hi) = (Self::MIN_MEMORY_MIB, Self::MAX_MEMORY_MIB);
+        u64::try_from(v)
+            .ok()
+            .filter(|m| (lo..=hi).contains(m))
+            .ok_or_else(|| err(line, alloc::format!("{key} {v} MiB is outside {lo}..{hi}")))
+    }
+
+    /// `key`'s value `v` as a number of vCPUs, or the error for line `line`.
+    fn vcpu_count(line: usize, key: &str, v: i64) -> Result<u32, ConfigError> {
+        u32::try_from(v)
+            .ok()
+            .filter(|n| (1..=Self::MAX_VCPUS).contains(n))
+            .ok_or_else(|| {
+                err(
+                    line,
+                    alloc::format!("{key} {v} is outside 1..{}", Self::MAX_VCPUS),
+                )
+            })
+    }
+
     /// Parses a domain configuration: `name` and `kernel` are required; `memory` (MiB,
     /// default 32), `maxmem` (default `memory`), `vcpus` (default 1), `maxvcpus`
     /// (default `vcpus`), `cmdline` (or `root` and `extra`, joined as Xen's `xl` joins
@@ -468,53 +490,17 @@ impl DomainConfig {
                     ));
                 }
                 ("ramdisk", Value::Str(v)) => ramdisk = Some(v.clone()),
-                ("memory", Value::Int(v)) => {
-                    if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
-                        return Err(err(
-                            line,
-                            alloc::format!(
-                                "memory {v} MiB is outside {}..{}",
-                                Self::MIN_MEMORY_MIB,
-                                Self::MAX_MEMORY_MIB
-                            ),
-                        ));
-                    }
-                    memory_mib = *v as u64;
-                }
-                ("vcpus", Value::Int(v)) => {
-                    if !(1..=i64::from(Self::MAX_VCPUS)).contains(v) {
-                        return Err(err(
-                            line,
-                            alloc::format!("vcpus {v} is outside 1..{}", Self::MAX_VCPUS),
-                        ));
-                    }
-                    vcpus = *v as u32;
-                }
+                ("memory", Value::Int(v)) => memory_mib = Self::mib(line, "memory", *v)?,
+                ("vcpus", Value::Int(v)) => vcpus = Self::vcpu_count(line, "vcpus", *v)?,
                 ("cmdline", Value::Str(v)) => cmdline = Some(v.clone()),
                 ("root", Value::Str(v)) => root = Some(v.clone()),
                 ("extra", Value::Str(v)) => extra = Some(v.clone()),
                 ("maxmem", Value::Int(v)) => {
-                    if !(Self::MIN_MEMORY_MIB as i64..=Self::MAX_MEMORY_MIB as i64).contains(v) {
-                        return Err(err(
-                            line,
-                            alloc::format!(
-                                "maxmem {v} MiB is outside {}..{}",
-                                Self::MIN_MEMORY_MIB,
-                                Self::MAX_MEMORY_MIB
-                            ),
-                        ));
-                    }
-                    maxmem = Some(*v as u64);
+                    maxmem = Some(Self::mib(line, "maxmem", *v)?);
                     lines.0 = line;
                 }
                 ("maxvcpus", Value::Int(v)) => {
-                    if !(1..=i64::from(Self::MAX_VCPUS)).contains(v) {
-                        return Err(err(
-                            line,
-                            alloc::format!("maxvcpus {v} is outside 1..{}", Self::MAX_VCPUS),
-                        ));
-                    }
-                    maxvcpus = Some(*v as u32);
+                    maxvcpus = Some(Self::vcpu_count(line, "maxvcpus", *v)?);
                     lines.1 = line;
                 }
                 ("uuid", Value::Str(v)) => {
