@@ -441,7 +441,7 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     ),
     (
         r"\nburn\s+1\s+512\s+0\r?\n",
-        "xl pause nosuch\rxl destroy 0\r",
+        "xl pause nosuch\rxenstore-read /local/domain/1/name\rxl destroy 0\r",
     ),
     (r"use -f to force", "xl destroy burn\r"),
     (r"domain 1 \(burn\): memory returned", "xl list\r"),
@@ -478,6 +478,8 @@ const DOM0_OK: &[&str] = &[
     r"Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
     r"sched: domain 1 \(burn\): weight 512, cap 0 \(was 256, 0\)",
     r"nosuch is an invalid domain identifier \(rc=-6\)",
+    // dom0 wrote the adopted boot-time domain's nodes.
+    r"xenstore-read /local/domain/1/name\r?\nburn\r?\n",
     r"Not destroying domain 0; use -f to force\.\r?\nThis can only be done when using a disaggregated hardware domain and toolstack\.",
     r"\d+  t-burn\.cfg\r?\n",
     r"Parsing config from /etc/xen/t-hello\.cfg",

@@ -132,7 +132,7 @@ fn new_domain(cfg: &DomainConfig, handle: &[u8; 16]) -> Result<u16, String> {
 
 /// A UUID made up (version 4 form) from the time, for a configuration without one, as
 /// Xen's toolstack makes one up (it has a random source; the time is ours).
-fn made_up_uuid() -> [u8; 16] {
+pub fn made_up_uuid() -> [u8; 16] {
     let mut x = oxen_guest_rt::time::now_ns();
     let mut u = [0u8; 16];
     for chunk in u.chunks_mut(8) {

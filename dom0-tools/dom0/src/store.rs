@@ -84,6 +84,9 @@ pub struct Store {
     pub shell_watch: Option<(String, Option<u32>)>,
     /// Lines about rings it gave up on, for the shell to show above its prompt.
     pub notices: Vec<String>,
+    /// Domains built at boot whose nodes dom0 wrote (they have no ring): their `/vm`
+    /// paths.
+    adopted: BTreeMap<u16, String>,
     guests: BTreeMap<u16, Guest>,
 }
 
@@ -99,6 +102,7 @@ impl Store {
             tool_events: Vec::new(),
             shell_watch: None,
             notices: Vec::new(),
+            adopted: BTreeMap::new(),
             guests: BTreeMap::new(),
         };
         for (path, value) in [
@@ -307,8 +311,28 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the nodes of domain `d.id`, built at boot by the hypervisor, as Xen's
+    /// toolstack does when it adopts a domain it did not build (it has no store ring,
+    /// so it is not introduced): `xenstore-ls` and other clients see its name.
+    pub fn adopt(&mut self, d: &oxen_toolstack::store::DomainFacts<'_>) -> Result<(), String> {
+        for n in oxen_toolstack::store::domain_nodes(d) {
+            let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
+            self.write(&n.path, &n.value)?;
+            self.set_perms(&n.path, &perms)?;
+        }
+        self.adopted
+            .insert(d.id, oxen_toolstack::store::vm_path(d.uuid));
+        Ok(())
+    }
+
     /// Forgets domain `id`: `XS_RELEASE`, its nodes, its page and port.
     pub fn release(&mut self, id: u16) {
+        if let Some(vm) = self.adopted.remove(&id) {
+            let home = oxen_toolstack::store::domain_path(id);
+            let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
+            let _ = self.request(MsgType::Rm, &[vm.as_bytes()]);
+            self.flush();
+        }
         let Some(g) = self.guests.remove(&id) else {
             return;
         };
@@ -340,7 +364,7 @@ impl Store {
 
     /// The domains served.
     pub fn served(&self) -> impl Iterator<Item = u16> + '_ {
-        self.guests.keys().copied()
+        self.guests.keys().chain(self.adopted.keys()).copied()
     }
 
     /// The ports to wait on.
