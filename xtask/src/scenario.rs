@@ -547,7 +547,7 @@ const XS_OK: &[&str] = &[
     r"oxen dom0: xenstore: domain \d+ \(xs-bad\): impossible ring indexes; no longer served",
     r"xenstore-hostile: PASS rejected \(error 2\)",
     // A header announcing 4 GiB: the connection is closed (XENSTORE_ERROR_PROTO).
-    r"oxen dom0: xenstore: domain \d+ \(xs-big\): connection closed \(Oversized \{ len: 4294967295 \}\); no longer served",
+    r"oxen dom0: xenstore: domain \d+ \(xs-big\): connection closed \(header announces a 4294967295-byte payload \(limit 4096\)\); no longer served",
     r"\[d\d+ xs-big\] xenstore-hostile: PASS rejected \(error 3\)",
     // A domain owns at most 1,000 nodes (data/ and control/shutdown are two of them).
     r"\[d\d+ xs-quota\] xenstore-quota: PASS refused node 998 \(ENOSPC\); reads still answered",

@@ -439,7 +439,7 @@ impl Store {
                             .take_closed()
                             .into_iter()
                             .find(|(c, _)| *c == g.conn)
-                            .map_or_else(|| format!("{e:?}"), |(_, r)| format!("{r:?}"));
+                            .map_or_else(|| format!("{e:?}"), |(_, r)| format!("{r}"));
                         (
                             format!("connection closed ({reason})"),
                             xs_wire::ERROR_PROTO,
