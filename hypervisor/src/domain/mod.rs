@@ -790,15 +790,19 @@ impl Domain {
             return;
         }
         let dropped = self.console_dropped.swap(0, Ordering::Relaxed);
+        // A domain a control domain built has its name in that domain's toolstack, not
+        // here: it is `dN` alone, as Xen prints `(dN)`.
+        let name = if self.at_boot { self.name.as_str() } else { "" };
+        let gap = if name.is_empty() { "" } else { " " };
         if dropped != 0
             && !serial::guest_line(format_args!(
-                "[d{} {}{source}] ({dropped} bytes of console output dropped)",
-                self.id, self.name
+                "[d{}{gap}{name}{source}] ({dropped} bytes of console output dropped)",
+                self.id
             ))
         {
             self.console_dropped.fetch_add(dropped, Ordering::Relaxed);
         }
-        if !serial::guest_line(format_args!("[d{} {}{source}] {text}", self.id, self.name)) {
+        if !serial::guest_line(format_args!("[d{}{gap}{name}{source}] {text}", self.id)) {
             self.console_dropped
                 .fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
         }
