@@ -14,6 +14,7 @@ use oxen_core::pvh::{self, PlanError};
 use oxen_guest_rt::abi::domctl::{self, CreateDomain, cdf};
 use oxen_guest_rt::abi::hvm_save::{self, HwCpu};
 use oxen_guest_rt::control;
+use oxen_toolstack::store::DomainFacts;
 
 use crate::consoles::Consoles;
 use crate::files::Files;
@@ -130,6 +131,18 @@ fn new_domain(cfg: &DomainConfig, handle: &[u8; 16]) -> Result<u16, String> {
     }
 }
 
+/// What the store says about domain `id` built from `cfg` (`uuid` in Xen's form).
+pub fn facts<'a>(id: u16, cfg: &'a DomainConfig, uuid: &'a str) -> DomainFacts<'a> {
+    DomainFacts {
+        id,
+        name: &cfg.name,
+        uuid,
+        memory_kib: cfg.memory_mib * 1024,
+        maxmem_kib: cfg.maxmem_mib * 1024,
+        vcpus: cfg.vcpus,
+    }
+}
+
 /// A UUID made up (version 4 form) from the time, for a configuration without one, as
 /// Xen's toolstack makes one up (it has a random source; the time is ours).
 pub fn made_up_uuid() -> [u8; 16] {
@@ -185,15 +198,7 @@ fn fill(
         ));
     }
     let uuid = oxen_core::config::format_uuid(uuid);
-    let facts = oxen_toolstack::store::DomainFacts {
-        id,
-        name: &cfg.name,
-        uuid: &uuid,
-        memory_kib: cfg.memory_mib * 1024,
-        maxmem_kib: cfg.maxmem_mib * 1024,
-        vcpus: cfg.vcpus,
-    };
-    store.introduce(&facts, store_gfn)?;
+    store.introduce(&facts(id, cfg, &uuid), store_gfn)?;
     consoles.serve(id, &cfg.name)?;
     for (gpa, bytes) in &plan.writes {
         write(id, *gpa, bytes)?;

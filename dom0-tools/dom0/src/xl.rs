@@ -179,15 +179,7 @@ impl Xl {
                 let uuid = oxen_core::config::format_uuid(
                     &cfg.uuid.unwrap_or_else(crate::create::made_up_uuid),
                 );
-                let facts = oxen_toolstack::store::DomainFacts {
-                    id,
-                    name: &cfg.name,
-                    uuid: &uuid,
-                    memory_kib: cfg.memory_mib * 1024,
-                    maxmem_kib: cfg.memory_mib * 1024,
-                    vcpus: cfg.vcpus,
-                };
-                if let Err(e) = self.store.adopt(&facts) {
+                if let Err(e) = self.store.adopt(&crate::create::facts(id, &cfg, &uuid)) {
                     out(&format!("oxen dom0: domain {id}'s store nodes: {e}\n"));
                 }
                 self.names.insert(id, cfg.name);
