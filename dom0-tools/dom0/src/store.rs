@@ -131,15 +131,9 @@ impl Store {
         self.engine
             .feed(self.tool, &bytes)
             .map_err(|e| format!("{e:?}"))?;
-        let reply = self.engine.drain_output(self.tool);
-        let mut decoder = Decoder::new();
-        let mut input = reply.as_slice();
         let mut answer = Err(String::from("no reply"));
-        // Everything is read: watch events may come before or after the reply.
-        while let Some(Ok(m)) = decoder.decode(&mut input) {
-            if m.header.msg_type == MsgType::WatchEvent as u32 {
-                self.keep_event(&m.payload);
-            } else if m.header.req_id == req && m.header.msg_type == MsgType::Error as u32 {
+        for m in self.drain_tool() {
+            if m.header.req_id == req && m.header.msg_type == MsgType::Error as u32 {
                 let text = m.payload.split(|&b| b == 0).next().unwrap_or(&[]);
                 answer = Err(String::from_utf8_lossy(text).into_owned());
             } else if m.header.req_id == req {
@@ -149,14 +143,25 @@ impl Store {
         answer
     }
 
-    /// Keeps the path of a watch event for the toolstack.
-    fn keep_event(&mut self, payload: &[u8]) {
-        // Bounded: a watcher that is not looked at does not grow without end.
-        if self.tool_events.len() < 1024 {
-            let path = payload.split(|&b| b == 0).next().unwrap_or(&[]);
-            self.tool_events
-                .push(String::from_utf8_lossy(path).into_owned());
+    /// Everything queued on the toolstack's connection: the paths of watch events are
+    /// kept (at most 1,024 waiting: a watcher that is not looked at does not grow
+    /// without end), the other messages returned. Watch events may come before or after
+    /// a reply, so all of it is read.
+    fn drain_tool(&mut self) -> Vec<Message> {
+        let out = self.engine.drain_output(self.tool);
+        let mut decoder = Decoder::new();
+        let mut input = out.as_slice();
+        let mut replies = Vec::new();
+        while let Some(Ok(m)) = decoder.decode(&mut input) {
+            if m.header.msg_type != MsgType::WatchEvent as u32 {
+                replies.push(m);
+            } else if self.tool_events.len() < 1024 {
+                let path = m.payload.split(|&b| b == 0).next().unwrap_or(&[]);
+                self.tool_events
+                    .push(String::from_utf8_lossy(path).into_owned());
+            }
         }
+        replies
     }
 
     /// Watch events that came for the toolstack's watches, oldest first.
@@ -394,14 +399,8 @@ impl Store {
         for _ in 0..4 {
             let dirty = self.engine.take_dirty();
             if dirty.contains(&self.tool) {
-                let out = self.engine.drain_output(self.tool);
-                let mut decoder = Decoder::new();
-                let mut input = out.as_slice();
-                while let Some(Ok(m)) = decoder.decode(&mut input) {
-                    if m.header.msg_type == MsgType::WatchEvent as u32 {
-                        self.keep_event(&m.payload);
-                    }
-                }
+                // Watch events only: no request is waiting for a reply here.
+                self.drain_tool();
             }
             let ids: Vec<u16> = self
                 .guests

@@ -83,8 +83,6 @@ struct Created {
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`.
     on: [Action; 4],
     started_ns: u64,
-    /// The TSC when it was built (which one `xl -v create` made).
-    started_tsc: u64,
     quick_restarts: u32,
 }
 
@@ -281,7 +279,7 @@ impl Xl {
             let ticks = oxen_guest_rt::arch::rdtsc() - t0;
             match rest.first() {
                 Some(&"create") if code == EXIT_OK => {
-                    if let Some((&id, _)) = self.created.iter().max_by_key(|(_, c)| c.started_tsc) {
+                    if let Some((&id, _)) = self.created.iter().max_by_key(|(_, c)| c.started_ns) {
                         out(&format!("xl: domain {id} built in {ticks} ticks\n"));
                         self.consoles.time_first_output(id, t0);
                     }
@@ -303,18 +301,22 @@ impl Xl {
             ["dmesg", "-c"] => dmesg(true),
             ["pause", d] => self.simple(domctl::cmd::PAUSEDOMAIN, d, "pause"),
             ["unpause", d] => self.simple(domctl::cmd::UNPAUSEDOMAIN, d, "unpause"),
-            ["shutdown", d] => self.pv_control(d, "poweroff", "shutdown"),
+            ["shutdown", d] => self
+                .pv_control(d, "poweroff", "shutdown")
+                .map_or_else(|code| code, |_| EXIT_OK),
             ["shutdown", "-w", d] | ["shutdown", d, "-w"] => {
-                let code = self.pv_control(d, "poweroff", "shutdown");
-                if code == EXIT_OK
-                    && let Ok(id) = self.domain(d)
-                {
-                    out("Waiting for 1 domains\n");
-                    self.waiting.push(id);
+                match self.pv_control(d, "poweroff", "shutdown") {
+                    Ok(id) => {
+                        out("Waiting for 1 domains\n");
+                        self.waiting.push(id);
+                        EXIT_OK
+                    }
+                    Err(code) => code,
                 }
-                code
             }
-            ["reboot", d] => self.pv_control(d, "reboot", "reboot"),
+            ["reboot", d] => self
+                .pv_control(d, "reboot", "reboot")
+                .map_or_else(|code| code, |_| EXIT_OK),
             ["destroy", "-f", d] => self.destroy(d, true),
             ["destroy", d] => self.destroy(d, false),
             ["console", d] | ["console", "-t", "pv", d] => self.console(d),
@@ -442,11 +444,8 @@ impl Xl {
 
     /// `xl shutdown` / `xl reboot`: asks the domain through its `control/shutdown` node,
     /// as Xen's toolstack does; the domain acknowledges and shuts itself down.
-    fn pv_control(&mut self, arg: &str, request: &str, cmd: &str) -> i32 {
-        let id = match self.domain(arg) {
-            Ok(id) => id,
-            Err(code) => return code,
-        };
+    fn pv_control(&mut self, arg: &str, request: &str, cmd: &str) -> Result<u16, i32> {
+        let id = self.domain(arg)?;
         match self.store.request_shutdown(id, request) {
             Ok(()) => {
                 if request == "reboot" {
@@ -454,9 +453,9 @@ impl Xl {
                 } else {
                     out(&format!("Shutting down domain {id}\n"));
                 }
-                EXIT_OK
+                Ok(id)
             }
-            Err(e) => fail(&format!("xl {cmd}: domain {id}: {e}")),
+            Err(e) => Err(fail(&format!("xl {cmd}: domain {id}: {e}"))),
         }
     }
 
@@ -522,7 +521,6 @@ impl Xl {
                 name: c.name.clone(),
                 on: [c.on_poweroff, c.on_reboot, c.on_crash, c.on_watchdog],
                 started_ns: oxen_guest_rt::time::now_ns(),
-                started_tsc: oxen_guest_rt::arch::rdtsc(),
                 quick_restarts,
             },
         );
@@ -550,15 +548,15 @@ impl Xl {
                 self.notices.push(format!("Domain {id} has been destroyed"));
                 false
             }
-            Some(d) if d.flags & domctl::dominf::SHUTDOWN != 0 => {
-                let code =
-                    (d.flags >> domctl::dominf::SHUTDOWN_SHIFT) & domctl::dominf::SHUTDOWN_MASK;
-                self.notices.push(format!(
-                    "Domain {id} has been shut down, reason code {code}"
-                ));
-                false
-            }
-            Some(_) => true,
+            Some(d) => match domctl::dominf::shutdown_code(d.flags) {
+                Some(code) => {
+                    self.notices.push(format!(
+                        "Domain {id} has been shut down, reason code {code}"
+                    ));
+                    false
+                }
+                None => true,
+            },
         });
         let ids: Vec<u16> = self.created.keys().copied().collect();
         for id in ids {
@@ -567,32 +565,26 @@ impl Xl {
                 self.consoles.release(id);
                 continue;
             };
-            if d.flags & domctl::dominf::SHUTDOWN == 0 {
-                continue;
-            }
-            let Some(c) = self.created.remove(&id) else {
+            let Some(code) = domctl::dominf::shutdown_code(d.flags) else {
                 continue;
             };
-            let code = (d.flags >> domctl::dominf::SHUTDOWN_SHIFT) & domctl::dominf::SHUTDOWN_MASK;
-            self.ended(id, c, code);
+            if let Some(c) = self.created.remove(&id) {
+                self.ended(id, c, code);
+            }
         }
     }
 
     /// Domain `id` shut down with `code`: its `on_*` action.
     fn ended(&mut self, id: u16, c: Created, code: u32) {
         use oxen_guest_rt::abi::sched_op as so;
-        let (why, action) = match code {
-            so::SHUTDOWN_POWEROFF => ("poweroff", c.on[0]),
-            so::SHUTDOWN_REBOOT => ("reboot", c.on[1]),
-            so::SHUTDOWN_CRASH => ("crash", c.on[2]),
-            so::SHUTDOWN_WATCHDOG => ("watchdog", c.on[3]),
+        let (why, key, action) = match code {
+            so::SHUTDOWN_POWEROFF => ("poweroff", "on_poweroff", c.on[0]),
+            so::SHUTDOWN_REBOOT => ("reboot", "on_reboot", c.on[1]),
+            so::SHUTDOWN_CRASH => ("crash", "on_crash", c.on[2]),
+            so::SHUTDOWN_WATCHDOG => ("watchdog", "on_watchdog", c.on[3]),
             // A suspended domain waits for whoever suspended it.
-            _ => ("suspend", Action::Preserve),
+            _ => ("suspend", "suspend", Action::Preserve),
         };
-        let key = ["on_poweroff", "on_reboot", "on_crash", "on_watchdog"]
-            .get(code as usize)
-            .copied()
-            .unwrap_or("suspend");
         let head = format!("oxen dom0: domain {id} ({}) shut down ({why})", c.name);
         if action == Action::Preserve {
             // Kept, console and all, until `xl destroy`.

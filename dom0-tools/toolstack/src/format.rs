@@ -28,16 +28,12 @@ impl DomainRow {
     pub fn state(&self) -> String {
         let f = self.flags;
         let on = |bit: u32, c: char| if f & bit != 0 { c } else { '-' };
-        let reason = if f & dominf::SHUTDOWN == 0 {
-            '-'
-        } else {
-            match (f >> dominf::SHUTDOWN_SHIFT) & dominf::SHUTDOWN_MASK {
-                1 => 'r',
-                2 => 's',
-                3 => 'c',
-                4 => 'w',
-                _ => '-',
-            }
+        let reason = match dominf::shutdown_code(f) {
+            Some(1) => 'r',
+            Some(2) => 's',
+            Some(3) => 'c',
+            Some(4) => 'w',
+            _ => '-',
         };
         [
             on(dominf::RUNNING, 'r'),

@@ -276,8 +276,8 @@ fn build_child(
 fn wait_shutdown(id: u16) -> Option<u32> {
     for _ in 0..2_000_000 {
         let i = info_of(id)?;
-        if i.flags & dominf::SHUTDOWN != 0 {
-            return Some((i.flags >> dominf::SHUTDOWN_SHIFT) & dominf::SHUTDOWN_MASK);
+        if let Some(code) = dominf::shutdown_code(i.flags) {
+            return Some(code);
         }
         sched_yield();
     }

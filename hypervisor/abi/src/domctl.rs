@@ -63,6 +63,15 @@ pub mod dominf {
     pub const HAP: u32 = 1 << 8;
     pub const SHUTDOWN_SHIFT: u32 = 16;
     pub const SHUTDOWN_MASK: u32 = 255;
+
+    /// The shutdown code (`SHUTDOWN_poweroff`, …) in `flags`, if they say shut down.
+    pub const fn shutdown_code(flags: u32) -> Option<u32> {
+        if flags & SHUTDOWN != 0 {
+            Some((flags >> SHUTDOWN_SHIFT) & SHUTDOWN_MASK)
+        } else {
+            None
+        }
+    }
 }
 
 le_struct! {
