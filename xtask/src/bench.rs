@@ -89,8 +89,13 @@ fn image_sizes(path: &std::path::Path) -> Result<(u64, u64)> {
 pub fn cmd_bench(args: &[String]) -> Result<()> {
     let mut args = Args::new(args);
     let exit_path_only = args.flag("--exit-path");
+    let store_only = args.flag("--store");
     args.finish()?;
     let builds = Builds::default();
+    if store_only {
+        let store = crate::store_bench::run(STORE_SECONDS)?;
+        return write_results("results-store.json", &[], &store);
+    }
     if exit_path_only {
         let (hypercall, cpuid) = exit_path_benchmark(&builds)?;
         println!("null_hypercall_instructions {hypercall:>8}");
@@ -135,6 +140,7 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
     let churn = churn_figures(&run_scenario("domctl-churn", &builds)?)?;
     let xl = xl_figures(&run_scenario("dom0-cycles", &builds)?)?;
     let store_rtt = store_figures(&run_scenario("xenstore-rings", &builds)?)?;
+    let store = crate::store_bench::run(STORE_SECONDS)?;
 
     let results = [
         (
@@ -303,23 +309,50 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "memory oxen itself uses after boot (image + frames it took)",
         ),
     ];
+    write_results("results.json", &results, &store)?;
+    for plot in &sched.plots {
+        println!("plot written to {}", plot.display());
+    }
+    Ok(())
+}
+
+/// Seconds per throughput run of the store's load generator.
+const STORE_SECONDS: f64 = 0.5;
+
+/// Writes `results` and the store's figures to results.json, draws the
+/// store's plots, and prints the table.
+fn write_results(
+    file: &str,
+    results: &[(&str, String, &str)],
+    store: &crate::store_bench::StoreReport,
+) -> Result<()> {
     let dir = out_dir().join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let store_rows = store.rows();
+    let rows: Vec<(&str, &str, &str)> = results
+        .iter()
+        .map(|(k, v, w)| (*k, v.as_str(), *w))
+        .chain(
+            store_rows
+                .iter()
+                .map(|(k, v, w)| (k.as_str(), v.as_str(), w.as_str())),
+        )
+        .collect();
     let mut json = String::from("{\n");
-    for (i, (key, value, _)) in results.iter().enumerate() {
-        let sep = if i + 1 < results.len() { "," } else { "" };
+    for (i, (key, value, _)) in rows.iter().enumerate() {
+        let sep = if i + 1 < rows.len() { "," } else { "" };
         let _ = writeln!(json, "  \"{key}\": {value}{sep}");
     }
     json.push_str("}\n");
-    let path = dir.join("results.json");
+    let path = dir.join(file);
     std::fs::write(&path, json).map_err(|e| e.to_string())?;
 
-    println!("{:<32} {:>14}  what", "benchmark", "value");
-    for (key, value, what) in &results {
-        println!("{key:<32} {value:>14}  {what}");
+    println!("{:<48} {:>12}  what", "benchmark", "value");
+    for (key, value, what) in &rows {
+        println!("{key:<48} {value:>12}  {what}");
     }
     println!("results written to {}", path.display());
-    for plot in &sched.plots {
+    for plot in crate::store_bench::plots(store, &dir)? {
         println!("plot written to {}", plot.display());
     }
     Ok(())

@@ -9,6 +9,7 @@ mod plot;
 mod scenario;
 mod sched_log;
 mod setup;
+mod store_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ commands:
       --list            list the scenarios
   bench                 run the benchmarks; results in target/oxen/bench/results.json
   bench --exit-path     only the null hypercall and CPUID round trips (about 15 s)
+  bench --store         only the XenStore load generator on the host (about 20 s)
 ";
 
 fn main() -> ExitCode {

@@ -34,6 +34,10 @@ const LISTENER: u64 = 1;
 const CLIENT: u64 = 1 << 32;
 /// Ready descriptors handled per round (the rest stay ready for the next).
 const MAX_EVENTS: usize = 256;
+/// Connections accepted per listener per round: a burst of new connections
+/// waits in the listen queue (the listener stays ready) instead of holding
+/// up the requests of connections already served.
+const ACCEPTS_PER_ROUND: usize = 16;
 
 /// A client socket and what epoll watches it for.
 struct Client {
@@ -302,15 +306,16 @@ fn send_dirty(
     }
 }
 
-/// Accepts every pending connection on `listener`. Returns `true` if
-/// accepting failed for lack of resources (the caller pauses accepting).
+/// Accepts up to [`ACCEPTS_PER_ROUND`] pending connections on `listener`.
+/// Returns `true` if accepting failed for lack of resources (the caller
+/// pauses accepting).
 fn accept(
     engine: &mut Engine,
     epoll: &Epoll,
     listener: &Listener,
     clients: &mut BTreeMap<ConnId, Client>,
 ) -> io::Result<bool> {
-    loop {
+    for _ in 0..ACCEPTS_PER_ROUND {
         match listener.socket.accept() {
             Ok((stream, _)) => {
                 if stream.set_nonblocking(true).is_err() {
@@ -339,4 +344,5 @@ fn accept(
             }
         }
     }
+    Ok(false)
 }

@@ -151,6 +151,13 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// The daemon's resident memory in KiB (VmRSS of proc(5)).
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn running_out_of_file_descriptors_neither_spins_nor_wedges() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,6 +271,8 @@ fn deaf_guest_connections_neither_grow_the_store_nor_stall_dom0() {
     let mut d = Daemon::start_full_with(&["--quota", "queue-memory=65536"], &[7]);
     d.ok("xenstore-write", &["/pub", ""]);
     d.ok("xenstore-chmod", &["/pub", "n0", "r7"]);
+    let pid = d.child.as_ref().unwrap().id();
+    let before = resident_kib(pid);
     // A hostile guest: many connections, each watching /pub with a big
     // token, none ever reading.
     let token = "t".repeat(2000);
@@ -283,20 +292,44 @@ fn deaf_guest_connections_neither_grow_the_store_nor_stall_dom0() {
         assert_eq!(reply(&mut s).1, i);
         worst = worst.max(started.elapsed());
     }
+    let during = resident_kib(pid);
     let report = domain_report(&mut s, 7);
-    let get = |name: &str| {
+    let get = |report: &[(String, usize)], name: &str| {
         report
             .iter()
             .find(|(n, _)| n == name)
             .map_or(0, |(_, v)| *v)
     };
     eprintln!(
-        "worst dom0 write round trip beside 100 deaf guest connections: {worst:?}; {report:?}"
+        "worst dom0 write round trip beside 100 deaf guest connections: {worst:?}; {report:?}; \
+         resident {before} KiB before, {during} KiB during"
     );
-    assert_eq!(get("watches"), 100);
-    assert!(get("queue-bytes") <= 65536, "{report:?}");
-    assert!(get("events") <= 1024, "{report:?}");
+    assert_eq!(get(&report, "watches"), 100);
+    assert!(get(&report, "queue-bytes") <= 65536, "{report:?}");
+    assert!(get(&report, "events") <= 1024, "{report:?}");
     assert!(worst < Duration::from_secs(2), "dom0 stalled for {worst:?}");
+    // 2,000 writes × 100 deaf watchers × 2 KiB tokens would be 400 MB of
+    // events unbounded; the quota keeps the daemon within a few MiB.
+    assert!(
+        during < before + 16 * 1024,
+        "resident memory grew from {before} KiB to {during} KiB"
+    );
     drop(deaf);
+    // After: everything the guest made the store hold is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = domain_report(&mut s, 7);
+        if get(&report, "watches") == 0 && get(&report, "queue-bytes") == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest's watches and queues outlive its connections: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = resident_kib(pid);
+    eprintln!("resident {after} KiB after the guest left");
+    assert!(after < before + 16 * 1024);
     assert_eq!(d.terminate().code(), Some(0));
 }
