@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+pub mod build;
 pub mod console;
 pub mod format;
 pub mod line;

@@ -168,6 +168,69 @@ pub fn unmap(gpfn: u64) -> i64 {
     memory_op(oxen_abi::memory::REMOVE_FROM_PHYSMAP, &mut r)
 }
 
+/// Writes `bytes` at guest-physical `gpa` of `target` (a domain being built, which
+/// does not run), mapping its frames at ours from `window` on (`frames` of them: holes
+/// below 1 GiB, which the runtime maps one to one), a batch at a time. On failure, the
+/// first gfn of the batch that could not be mapped and the hypercall's result.
+pub fn write_foreign(
+    target: u16,
+    gpa: u64,
+    bytes: &[u8],
+    window: u64,
+    frames: usize,
+) -> Result<(), (u64, i64)> {
+    const FRAME: u64 = 4096;
+    const BATCH: usize = 256;
+    let frames = frames.min(BATCH);
+    if frames == 0 || window == 0 || window + frames as u64 > (1 << 30) / FRAME {
+        return Err((gpa / FRAME, -22));
+    }
+    let end = gpa + bytes.len() as u64;
+    let mut gfn = gpa / FRAME;
+    while gfn < end.div_ceil(FRAME) {
+        let n = ((end.div_ceil(FRAME) - gfn) as usize).min(frames);
+        let mut idxs = [0u64; BATCH];
+        let mut gpfns = [0u64; BATCH];
+        for k in 0..n {
+            idxs[k] = gfn + k as u64;
+            gpfns[k] = window + k as u64;
+        }
+        let mut errs = [0i32; BATCH];
+        let rc = map_foreign(target, &idxs[..n], &gpfns[..n], &mut errs[..n]);
+        let mapped = rc == 0 && errs[..n].iter().all(|&e| e == 0);
+        if mapped {
+            // The part of `bytes` that falls in these frames.
+            let from = (gfn * FRAME).max(gpa);
+            let to = ((gfn + n as u64) * FRAME).min(end);
+            let src = &bytes[(from - gpa) as usize..(to - gpa) as usize];
+            let dst = (window * FRAME + (from - gfn * FRAME)) as *mut u8;
+            for (i, b) in src.iter().enumerate() {
+                // SAFETY: the window's `n` frames are mapped (checked above) below 1 GiB
+                // (checked at the top), which the runtime maps one to one, and `from..to`
+                // lies within them; nobody else uses the window.
+                unsafe { dst.add(i).write_volatile(*b) };
+            }
+        }
+        for (k, e) in errs[..n].iter().enumerate() {
+            if rc == 0 && *e == 0 {
+                unmap(window + k as u64);
+            }
+        }
+        if !mapped {
+            return Err((
+                gfn,
+                if rc != 0 {
+                    rc
+                } else {
+                    i64::from(errs[..n].iter().copied().find(|&e| e != 0).unwrap_or(0))
+                },
+            ));
+        }
+        gfn += n as u64;
+    }
+    Ok(())
+}
+
 /// One frame of another domain mapped into ours (`XENMAPSPACE_gmfn_foreign`) at a
 /// frame of our own below 1 GiB (which the runtime maps one to one), read and written
 /// only through bounds-checked volatile accesses: the other domain changes it at any
@@ -231,30 +294,11 @@ impl Drop for ForeignFrame {
 
 /// The `sethvmcontext` record stream for one vCPU: header, `cpu` as vCPU 0's CPU
 /// record, end.
-pub fn hvm_context(cpu: &oxen_abi::hvm_save::HwCpu, magic: u32) -> [u8; 1080] {
-    use oxen_abi::hvm_save::{self, Descriptor, Header};
-    let mut b = [0u8; 1080];
-    let mut at = 0;
-    let mut put = |bytes: &[u8]| {
-        b[at..at + bytes.len()].copy_from_slice(bytes);
-        at += bytes.len();
-    };
-    let desc = |typecode, length| Descriptor {
-        typecode,
-        instance: 0,
-        length,
-    };
-    put(&desc(hvm_save::code::HEADER, Header::SIZE as u32).to_bytes());
-    put(&Header {
-        magic,
-        version: hvm_save::FILE_VERSION,
-        ..Header::default()
-    }
-    .to_bytes());
-    put(&desc(hvm_save::code::CPU, hvm_save::CPU_SIZE as u32).to_bytes());
-    put(&cpu.to_bytes());
-    put(&desc(hvm_save::code::END, 0).to_bytes());
-    b
+pub fn hvm_context(
+    cpu: &oxen_abi::hvm_save::HwCpu,
+    magic: u32,
+) -> [u8; oxen_abi::hvm_save::ONE_CPU_STREAM_SIZE] {
+    oxen_abi::hvm_save::one_cpu_stream(cpu, magic)
 }
 
 /// `sethvmcontext` of `domid` with the record stream `buf`.

@@ -188,9 +188,57 @@ impl HwCpu {
     }
 }
 
+/// Bytes of [`one_cpu_stream`]: three descriptors, the header and one CPU record.
+pub const ONE_CPU_STREAM_SIZE: usize = 3 * Descriptor::SIZE + Header::SIZE + CPU_SIZE;
+
+/// The `sethvmcontext` record stream for one vCPU: header (with `magic`), `cpu` as vCPU
+/// 0's CPU record, end.
+pub fn one_cpu_stream(cpu: &HwCpu, magic: u32) -> [u8; ONE_CPU_STREAM_SIZE] {
+    let mut b = [0u8; ONE_CPU_STREAM_SIZE];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let desc = |typecode, length| Descriptor {
+        typecode,
+        instance: 0,
+        length,
+    };
+    put(&desc(code::HEADER, Header::SIZE as u32).to_bytes());
+    put(&Header {
+        magic,
+        version: FILE_VERSION,
+        ..Header::default()
+    }
+    .to_bytes());
+    put(&desc(code::CPU, CPU_SIZE as u32).to_bytes());
+    put(&cpu.to_bytes());
+    put(&desc(code::END, 0).to_bytes());
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_cpu_stream_holds_the_header_and_the_cpu() {
+        let cpu = HwCpu::pvh(0x10_0000, 0x6000);
+        let b = one_cpu_stream(&cpu, FILE_MAGIC);
+        assert_eq!(b.len(), 1080);
+        let cpu_at = 2 * Descriptor::SIZE + Header::SIZE;
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), code::HEADER);
+        assert_eq!(
+            u32::from_le_bytes(b[Descriptor::SIZE..][..4].try_into().unwrap()),
+            FILE_MAGIC
+        );
+        assert_eq!(HwCpu::from_bytes(&b[cpu_at..][..CPU_SIZE]), Some(cpu));
+        assert_eq!(
+            u16::from_le_bytes([b[cpu_at + CPU_SIZE], b[cpu_at + CPU_SIZE + 1]]),
+            code::END
+        );
+    }
 
     #[test]
     fn a_cpu_record_reads_back() {
