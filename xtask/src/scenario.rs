@@ -441,6 +441,14 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     ),
     (
         r"\nburn\s+1\s+512\s+0\r?\n",
+        "xl sched-credit -s -t 10 -r 500 -m 100\rxl sched-credit -s\r",
+    ),
+    (
+        r"\nCpupool Pool-0: tslice=10ms ratelimit=500us migration-delay=100us\r?\n",
+        "xl sched-credit -s -t 1 -r 2000\rxl sched-credit -s -t 30 -r 1000 -m 0\rxl sched-credit -p Pool-0 -s\r",
+    ),
+    (
+        r"\nCpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us\r?\n",
         "xl pause nosuch\rxenstore-read /local/domain/1/name\rxl destroy 0\r",
     ),
     (r"use -f to force", "xl destroy burn\r"),
@@ -477,6 +485,11 @@ const DOM0_OK: &[&str] = &[
     r"Name\s+ID\s+VCPU\s+CPU\s+State\s+Time\(s\) Affinity \(Hard / Soft\)\r?\nburn\s+1\s+0\s+[01]\s+[r-]-- \s+\d+\.\d all / all\r?\nburn\s+1\s+1\s+[-01]\s+",
     r"Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
     r"sched: domain 1 \(burn\): weight 512, cap 0 \(was 256, 0\)",
+    // The pool's settings: set, shown, a rate limit above the slice refused (and
+    // nothing changed), set back.
+    r"sched: tslice 10 ms, ratelimit 500 us, migration delay 100 us \(were 30, 1000, 0\)",
+    r"xl sched-credit: tslice=1ms ratelimit=2000us migration-delay=100us refused \(rc=-22\)",
+    r"sched: tslice 30 ms, ratelimit 1000 us, migration delay 0 us \(were 10, 500, 100\)",
     r"nosuch is an invalid domain identifier \(rc=-6\)",
     // dom0 wrote the adopted boot-time domain's nodes.
     r"xenstore-read /local/domain/1/name\r?\nburn\r?\n",

@@ -37,7 +37,9 @@ Commands of the control domain:
   xl console DOMAIN              attach to a domain's console (Ctrl-] detaches)
   xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
   xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
-  xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   credit scheduler parameters
+  xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   a domain's credit parameters
+  xl sched-credit -s [-t MS] [-r US] [-m US]   the pool's time slice, rate limit and
+                                 migration delay
   xenstore-ls [PATH]             the XenStore below PATH
   xenstore-read PATH...          values of XenStore nodes
   xenstore-write PATH VALUE...   set them
@@ -703,53 +705,95 @@ impl Xl {
     }
 
     fn sched_credit(&mut self, rest: &[&str]) -> i32 {
-        let (mut dom, mut weight, mut cap) = (None, None, None);
-        let mut it = rest.iter();
-        while let Some(flag) = it.next() {
-            let value = it.next();
-            match (*flag, value) {
-                ("-d", Some(d)) => dom = Some(*d),
-                ("-w", Some(w)) => match w.parse::<u16>() {
-                    Ok(w) if w >= 1 => weight = Some(w),
-                    _ => return usage("xl sched-credit: a weight is 1..65535"),
-                },
-                ("-c", Some(c)) => match c.parse::<u16>() {
-                    Ok(c) => cap = Some(c),
-                    _ => return usage("xl sched-credit: a cap is 0..65535 (percent)"),
-                },
-                _ => return usage("Usage: xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]"),
-            }
-        }
-        let rows = self.rows();
-        let ids: Vec<u16> = match dom {
-            None if weight.is_some() || cap.is_some() => {
-                return usage("xl sched-credit: -w and -c need -d DOMAIN");
-            }
-            None => rows.iter().map(|r| r.id).collect(),
-            Some(d) => match resolve(d, &rows) {
-                Ok(id) => vec![id],
-                Err(e) => return fail(&e),
-            },
-        };
-        if let Some(&id) = ids.first()
-            && (weight.is_some() || cap.is_some())
-        {
-            let now = control::credit(id, None).unwrap_or((256, 0));
-            let set = (weight.unwrap_or(now.0), cap.unwrap_or(now.1));
-            return match control::credit(id, Some(set)) {
-                Ok(_) => EXIT_OK,
-                Err(rc) => fail(&format!("xl sched-credit: domain {id}: failed (rc={rc})")),
-            };
-        }
-        let table: Vec<(String, u16, u16, u16)> = ids
-            .iter()
-            .filter_map(|&id| {
-                let (w, c) = control::credit(id, None).ok()?;
-                Some((self.name(id), id, w, c))
+        use oxen_toolstack::sched::{self, SchedCredit};
+        let pool = |set| {
+            control::pool_credit(set).map(|(tslice_ms, ratelimit_us, migr_delay_us)| {
+                format::PoolLimits {
+                    tslice_ms,
+                    ratelimit_us,
+                    migr_delay_us,
+                }
             })
-            .collect();
-        out(&format::sched_credit(&table, 30, 1000));
-        EXIT_OK
+        };
+        let rows = self.rows();
+        let table = |ids: &[u16]| -> Vec<(String, u16, u16, u16)> {
+            ids.iter()
+                .filter_map(|&id| {
+                    let (w, c) = control::credit(id, None).ok()?;
+                    Some((self.name(id), id, w, c))
+                })
+                .collect()
+        };
+        let one = |d: &str| resolve(d, &rows);
+        match sched::parse(rest) {
+            Err((2, line)) => usage(&line),
+            Err((_, line)) => fail(&line),
+            Ok(SchedCredit::List) => match pool(None) {
+                Ok(p) => {
+                    let ids: Vec<u16> = rows.iter().map(|r| r.id).collect();
+                    out(&format::sched_credit(&table(&ids), &p));
+                    EXIT_OK
+                }
+                Err(rc) => fail(&format!(
+                    "xl sched-credit: the pool's settings are unavailable (rc={rc})"
+                )),
+            },
+            Ok(SchedCredit::Show(d)) => match one(d) {
+                Ok(id) => {
+                    out(&format::credit_rows(&table(&[id])));
+                    EXIT_OK
+                }
+                Err(e) => fail(&e),
+            },
+            Ok(SchedCredit::Set {
+                domain,
+                weight,
+                cap,
+            }) => {
+                let id = match one(domain) {
+                    Ok(id) => id,
+                    Err(e) => return fail(&e),
+                };
+                let now = control::credit(id, None).unwrap_or((256, 0));
+                let set = (weight.unwrap_or(now.0), cap.unwrap_or(now.1));
+                match control::credit(id, Some(set)) {
+                    Ok(_) => EXIT_OK,
+                    Err(rc) => fail(&format!("xl sched-credit: domain {id}: failed (rc={rc})")),
+                }
+            }
+            Ok(SchedCredit::ShowPool) => match pool(None) {
+                Ok(p) => {
+                    out(&format::pool_line(&p));
+                    EXIT_OK
+                }
+                Err(rc) => fail(&format!(
+                    "xl sched-credit: the pool's settings are unavailable (rc={rc})"
+                )),
+            },
+            Ok(SchedCredit::SetPool {
+                tslice_ms,
+                ratelimit_us,
+                migr_delay_us,
+            }) => {
+                let Ok(now) = pool(None) else {
+                    return fail("xl sched-credit: the pool's settings are unavailable");
+                };
+                let set = (
+                    tslice_ms.unwrap_or(now.tslice_ms),
+                    ratelimit_us.unwrap_or(now.ratelimit_us),
+                    migr_delay_us.unwrap_or(now.migr_delay_us),
+                );
+                match pool(Some(set)) {
+                    Ok(_) => EXIT_OK,
+                    Err(rc) => fail(&format!(
+                        "xl sched-credit: tslice={}ms ratelimit={}us migration-delay={}us refused (rc={rc}): \
+                         the slice is 1-1000 ms, the rate limit 0 or 100-500000 us and at most the slice, \
+                         the delay at most 100000 us",
+                        set.0, set.1, set.2
+                    )),
+                }
+            }
+        }
     }
 
     pub fn ls(&self, dir: Option<&str>) -> i32 {

@@ -158,11 +158,35 @@ pub fn vcpu_list(rows: &[VcpuRow], nr_cpus: u32) -> String {
 
 /// `xl sched-credit`: the pool line, the header, one row per domain (name, id, weight,
 /// cap).
-pub fn sched_credit(rows: &[(String, u16, u16, u16)], tslice_ms: u32, ratelimit_us: u32) -> String {
-    let mut out = format!(
-        "Cpupool Pool-0: tslice={tslice_ms}ms ratelimit={ratelimit_us}us migration-delay=0us\n{:<33} {:>4} {:>6} {:>4}\n",
-        "Name", "ID", "Weight", "Cap"
-    );
+pub fn sched_credit(rows: &[(String, u16, u16, u16)], pool: &PoolLimits) -> String {
+    let mut out = pool_line(pool);
+    out.push_str(&credit_rows(rows));
+    out
+}
+
+/// The credit scheduler's settings of the cpupool, as `XEN_SYSCTL_scheduler_op` gives
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    pub tslice_ms: u32,
+    pub ratelimit_us: u32,
+    pub migr_delay_us: u32,
+}
+
+/// `xl sched-credit -s`: the pool line.
+pub fn pool_line(p: &PoolLimits) -> String {
+    format!(
+        "Cpupool {}: tslice={}ms ratelimit={}us migration-delay={}us\n",
+        crate::sched::POOL,
+        p.tslice_ms,
+        p.ratelimit_us,
+        p.migr_delay_us
+    )
+}
+
+/// `xl sched-credit -d DOMAIN`: the header and the rows, without the pool line.
+pub fn credit_rows(rows: &[(String, u16, u16, u16)]) -> String {
+    let mut out = format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap");
     for (name, id, weight, cap) in rows {
         let _ = writeln!(out, "{name:<33} {id:>4} {weight:>6} {cap:>4}");
     }
@@ -374,12 +398,31 @@ mod tests {
 
     #[test]
     fn sched_credit_rows() {
-        let out = sched_credit(&[("Domain-0".to_string(), 0, 256, 0)], 30, 1000);
+        let pool = PoolLimits {
+            tslice_ms: 30,
+            ratelimit_us: 1000,
+            migr_delay_us: 0,
+        };
+        let out = sched_credit(&[("Domain-0".to_string(), 0, 256, 0)], &pool);
         assert_eq!(
             out,
             "Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us\n\
              Name                                ID Weight  Cap\n\
              Domain-0                             0    256    0\n"
+        );
+        let pool = PoolLimits {
+            tslice_ms: 5,
+            ratelimit_us: 0,
+            migr_delay_us: 250,
+        };
+        assert_eq!(
+            pool_line(&pool),
+            "Cpupool Pool-0: tslice=5ms ratelimit=0us migration-delay=250us\n"
+        );
+        assert_eq!(
+            credit_rows(&[("web".to_string(), 3, 512, 50)]),
+            "Name                                ID Weight  Cap\n\
+             web                                  3    512   50\n"
         );
     }
 

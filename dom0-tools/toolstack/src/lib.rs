@@ -13,6 +13,7 @@ pub mod build;
 pub mod console;
 pub mod format;
 pub mod line;
+pub mod sched;
 pub mod store;
 
 pub use format::{DomainRow, HostInfo, VcpuRow};

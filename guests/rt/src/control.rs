@@ -82,6 +82,40 @@ pub fn affinity(cmd: u32, domid: u16, vcpu: u32, mask: u64) -> Result<u64, i64> 
     }
 }
 
+/// The credit scheduler's settings of cpupool 0 (`sysctl scheduler_op` getinfo), after
+/// setting them first if `set` (putinfo): (time slice ms, rate limit µs, migration
+/// delay µs).
+pub fn pool_credit(set: Option<(u32, u32, u32)>) -> Result<(u32, u32, u32), i64> {
+    use sysctl::{SchedulerOp, schedop};
+    let op = |cmd: u32, (tslice_ms, ratelimit_us, vcpu_migr_delay_us): (u32, u32, u32)| {
+        let o = SchedulerOp {
+            cpupool_id: 0,
+            sched_id: domctl::SCHEDULER_CREDIT,
+            cmd,
+            tslice_ms,
+            ratelimit_us,
+            vcpu_migr_delay_us,
+            ..SchedulerOp::default()
+        };
+        let (rc, r) = sysctl(sysctl::cmd::SCHEDULER_OP, &o.to_bytes());
+        let back = SchedulerOp::from_bytes(&r[sysctl::offset::U..]).unwrap_or_default();
+        (
+            rc,
+            (back.tslice_ms, back.ratelimit_us, back.vcpu_migr_delay_us),
+        )
+    };
+    if let Some(v) = set {
+        match op(schedop::PUTINFO, v) {
+            (0, got) => return Ok(got),
+            (e, _) => return Err(e),
+        }
+    }
+    match op(schedop::GETINFO, (0, 0, 0)) {
+        (0, got) => Ok(got),
+        (e, _) => Err(e),
+    }
+}
+
 /// The credit scheduler's (weight, cap) of `domid` (`scheduler_op` getinfo), after
 /// setting them first if `set` (putinfo; a 0 weight keeps the weight).
 pub fn credit(domid: u16, set: Option<(u16, u16)>) -> Result<(u16, u16), i64> {

@@ -23,6 +23,7 @@ pub mod cmd {
     pub const DEBUG_KEYS: u32 = 7;
     pub const GETDOMAININFOLIST: u32 = 6;
     pub const GETCPUINFO: u32 = 8;
+    pub const SCHEDULER_OP: u32 = 19;
 }
 
 /// `XEN_SYSCTL_PHYSCAP_*`.
@@ -90,6 +91,40 @@ le_struct! {
         pub pad: u32,
         pub info: u64,
         pub nr_cpus: u32,
+        pub pad2: u32,
+    }
+}
+
+/// Bounds of the credit scheduler's pool settings (`XEN_SYSCTL_CSCHED_*`,
+/// `XEN_SYSCTL_SCHED_RATELIMIT_*`).
+pub mod csched {
+    pub const TSLICE_MIN_MS: u32 = 1;
+    pub const TSLICE_MAX_MS: u32 = 1000;
+    pub const RATELIMIT_MIN_US: u32 = 100;
+    pub const RATELIMIT_MAX_US: u32 = 500_000;
+    pub const MIGR_DELAY_MAX_US: u32 = 100_000;
+}
+
+/// `XEN_SYSCTL_SCHEDOP_*`: set or get a cpupool's scheduler settings.
+pub mod schedop {
+    pub const PUTINFO: u32 = 0;
+    pub const GETINFO: u32 = 1;
+}
+
+le_struct! {
+    /// `struct xen_sysctl_scheduler_op` with its union as `struct
+    /// xen_sysctl_credit_schedule` (the union is 8-aligned: its arinc653 member holds a
+    /// guest handle).
+    pub struct SchedulerOp {
+        pub cpupool_id: u32,
+        /// `XEN_SCHEDULER_*`.
+        pub sched_id: u32,
+        /// [`schedop`].
+        pub cmd: u32,
+        pub pad: u32,
+        pub tslice_ms: u32,
+        pub ratelimit_us: u32,
+        pub vcpu_migr_delay_us: u32,
         pub pad2: u32,
     }
 }

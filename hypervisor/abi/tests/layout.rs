@@ -1085,6 +1085,66 @@ fn expectations() -> Vec<(&'static str, &'static str, u64)> {
             nr_cpus
         ),
         konst!("sizeof(struct xen_sysctl_cpuinfo)", 8),
+        sz!("struct xen_sysctl_scheduler_op", sysctl::SchedulerOp),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "cpupool_id",
+            sysctl::SchedulerOp,
+            cpupool_id
+        ),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "sched_id",
+            sysctl::SchedulerOp,
+            sched_id
+        ),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "cmd",
+            sysctl::SchedulerOp,
+            cmd
+        ),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "u.sched_credit.tslice_ms",
+            sysctl::SchedulerOp,
+            tslice_ms
+        ),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "u.sched_credit.ratelimit_us",
+            sysctl::SchedulerOp,
+            ratelimit_us
+        ),
+        off!(
+            "struct xen_sysctl_scheduler_op",
+            "u.sched_credit.vcpu_migr_delay_us",
+            sysctl::SchedulerOp,
+            vcpu_migr_delay_us
+        ),
+        konst!("XEN_SYSCTL_scheduler_op", sysctl::cmd::SCHEDULER_OP),
+        konst!("XEN_SYSCTL_SCHEDOP_putinfo", sysctl::schedop::PUTINFO),
+        konst!("XEN_SYSCTL_SCHEDOP_getinfo", sysctl::schedop::GETINFO),
+        konst!(
+            "XEN_SYSCTL_CSCHED_TSLICE_MIN",
+            sysctl::csched::TSLICE_MIN_MS
+        ),
+        konst!(
+            "XEN_SYSCTL_CSCHED_TSLICE_MAX",
+            sysctl::csched::TSLICE_MAX_MS
+        ),
+        konst!(
+            "XEN_SYSCTL_SCHED_RATELIMIT_MIN",
+            sysctl::csched::RATELIMIT_MIN_US
+        ),
+        konst!(
+            "XEN_SYSCTL_SCHED_RATELIMIT_MAX",
+            sysctl::csched::RATELIMIT_MAX_US
+        ),
+        konst!(
+            "XEN_SYSCTL_CSCHED_MGR_DLY_MAX_US",
+            sysctl::csched::MIGR_DELAY_MAX_US
+        ),
         sz!("struct xen_sysctl_readconsole", sysctl::ReadConsole),
         off!(
             "struct xen_sysctl_readconsole",

@@ -510,6 +510,46 @@ fn scheduler_op(op: &mut [u8; domctl::SIZE]) -> Result<(), i64> {
     }
 }
 
+/// `XEN_SYSCTL_scheduler_op` on the one cpupool (0), whose scheduler is credit: put
+/// then get, or get, its time slice, rate limit and migration delay.
+fn scheduler_op_global(o: &mut sysctl::SchedulerOp) -> Result<(), i64> {
+    use oxen_core::sched::CreditLimits;
+    if o.cmd != sysctl::schedop::PUTINFO && o.cmd != sysctl::schedop::GETINFO {
+        return Err(-EINVAL);
+    }
+    if o.cpupool_id != 0 {
+        return Err(-ESRCH);
+    }
+    if o.sched_id != domctl::SCHEDULER_CREDIT {
+        return Err(-EINVAL);
+    }
+    let now = glue::with(|s| {
+        if o.cmd == sysctl::schedop::PUTINFO {
+            let was = s.limits();
+            let new = CreditLimits {
+                tslice_ms: o.tslice_ms,
+                ratelimit_us: o.ratelimit_us,
+                migr_delay_us: o.vcpu_migr_delay_us,
+            };
+            s.set_limits(new).map_err(|_| -EINVAL)?;
+            log::info!(
+                "sched: tslice {} ms, ratelimit {} us, migration delay {} us (were {}, {}, {})",
+                new.tslice_ms,
+                new.ratelimit_us,
+                new.migr_delay_us,
+                was.tslice_ms,
+                was.ratelimit_us,
+                was.migr_delay_us
+            );
+        }
+        Ok::<_, i64>(s.limits())
+    })?;
+    o.tslice_ms = now.tslice_ms;
+    o.ratelimit_us = now.ratelimit_us;
+    o.vcpu_migr_delay_us = now.migr_delay_us;
+    Ok(())
+}
+
 /// `sysctl(struct xen_sysctl *)`.
 pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
     let mut op = match read_op::<{ sysctl::SIZE }>(
@@ -595,6 +635,11 @@ pub fn sysctl(vcpu: &mut Vcpu, ptr: u64) -> i64 {
                     op[u..][..sysctl::ReadConsole::SIZE].copy_from_slice(&c.to_bytes());
                 })
             }
+            None => Err(-EFAULT),
+        },
+        sysctl::cmd::SCHEDULER_OP => match sysctl::SchedulerOp::from_bytes(&op[u..]) {
+            Some(mut o) => scheduler_op_global(&mut o)
+                .map(|()| op[u..][..sysctl::SchedulerOp::SIZE].copy_from_slice(&o.to_bytes())),
             None => Err(-EFAULT),
         },
         sysctl::cmd::SCHED_ID => {

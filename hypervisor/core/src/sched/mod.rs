@@ -44,6 +44,9 @@ pub struct SchedParams {
     pub slice_ns: u64,
     /// A running vCPU is not preempted before it ran this long (0 = no rate limit).
     pub ratelimit_ns: u64,
+    /// A vCPU that left a pCPU less than this long ago is cache-hot there: no other
+    /// pCPU steals it (Xen's `vcpu_migr_delay`; 0 = none).
+    pub migr_delay_ns: u64,
 }
 
 impl SchedParams {
@@ -55,7 +58,30 @@ impl SchedParams {
             period_ns: 30_000_000,
             slice_ns: 30_000_000,
             ratelimit_ns: 1_000_000,
+            migr_delay_ns: 0,
         }
+    }
+}
+
+/// The credit scheduler's pool-wide settings as `XEN_SYSCTL_scheduler_op` carries them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditLimits {
+    pub tslice_ms: u32,
+    pub ratelimit_us: u32,
+    pub migr_delay_us: u32,
+}
+
+impl CreditLimits {
+    /// Whether Xen's credit scheduler accepts these (`-EINVAL` otherwise): time slice
+    /// 1..=1000 ms, rate limit 0 (off) or 100..=500,000 µs and never longer than the
+    /// slice, migration delay at most 100 ms (`sysctl.h`'s bounds).
+    pub fn valid(&self) -> bool {
+        use oxen_abi::sysctl::csched as b;
+        (b::TSLICE_MIN_MS..=b::TSLICE_MAX_MS).contains(&self.tslice_ms)
+            && (self.ratelimit_us == 0
+                || (b::RATELIMIT_MIN_US..=b::RATELIMIT_MAX_US).contains(&self.ratelimit_us))
+            && u64::from(self.ratelimit_us) <= u64::from(self.tslice_ms) * 1000
+            && self.migr_delay_us <= b::MIGR_DELAY_MAX_US
     }
 }
 
@@ -289,6 +315,8 @@ struct Vcpu {
     queued_at: u64,
     /// When it last ran or woke (for starvation rescue).
     last_ran: u64,
+    /// When it last left a pCPU (for the migration delay); `None` before it ran.
+    left_at: Option<u64>,
     ran_in_period: bool,
     yielded: bool,
     stats: VcpuStats,
@@ -430,6 +458,29 @@ impl Scheduler {
     /// The parameters.
     pub fn params(&self) -> SchedParams {
         self.p
+    }
+
+    /// The pool-wide settings, as `XEN_SYSCTL_SCHEDOP_getinfo` reports them.
+    pub fn limits(&self) -> CreditLimits {
+        let narrow = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        CreditLimits {
+            tslice_ms: narrow(self.p.slice_ns / 1_000_000),
+            ratelimit_us: narrow(self.p.ratelimit_ns / 1000),
+            migr_delay_us: narrow(self.p.migr_delay_ns / 1000),
+        }
+    }
+
+    /// `XEN_SYSCTL_SCHEDOP_putinfo`: new pool-wide settings, for the slices and rate
+    /// limits decided from now on (a slice already running keeps its end). The tick and
+    /// the accounting period stay as they are.
+    pub fn set_limits(&mut self, l: CreditLimits) -> Result<()> {
+        if !l.valid() {
+            return Err(SchedError::BadParams);
+        }
+        self.p.slice_ns = u64::from(l.tslice_ms) * 1_000_000;
+        self.p.ratelimit_ns = u64::from(l.ratelimit_us) * 1000;
+        self.p.migr_delay_ns = u64::from(l.migr_delay_us) * 1000;
+        Ok(())
     }
 
     /// The bitmap of all pCPUs.
@@ -631,6 +682,7 @@ impl Scheduler {
                 started_at: 0,
                 queued_at: 0,
                 last_ran: 0,
+                left_at: None,
                 ran_in_period: false,
                 yielded: false,
                 stats: VcpuStats::default(),
@@ -856,6 +908,12 @@ impl Scheduler {
     }
 
     fn set_current(&mut self, cpu: usize, v: Option<VcpuId>, now: u64) {
+        if let Some(old) = self.cpus[cpu].current
+            && Some(old) != v
+            && let Ok(x) = self.vc_mut(old)
+        {
+            x.left_at = Some(now);
+        }
         let c = &mut self.cpus[cpu];
         match (c.current, v) {
             (None, Some(_)) => {
@@ -1124,8 +1182,9 @@ impl Scheduler {
     }
 
     /// The best queued vCPU on a peer that `cpu` may run, with a priority of at least
-    /// `min_rank`: (peer, vCPU). Ties go to the nearest peer after `cpu`.
-    fn find_steal(&self, cpu: usize, min_rank: u8) -> Option<(usize, VcpuId)> {
+    /// `min_rank` and not cache-hot on its peer at `now`: (peer, vCPU). Ties go to the
+    /// nearest peer after `cpu`.
+    fn find_steal(&self, cpu: usize, min_rank: u8, now: u64) -> Option<(usize, VcpuId)> {
         let n = self.p.ncpus;
         let mut best: Option<(u8, usize, VcpuId)> = None;
         for off in 1..n {
@@ -1135,7 +1194,12 @@ impl Scheduler {
                 if r < min_rank || best.is_some_and(|b| r <= b.0) {
                     break;
                 }
-                if self.vc(v).is_ok_and(|x| x.affinity & (1 << cpu) != 0) {
+                let movable = self.vc(v).is_ok_and(|x| {
+                    x.affinity & (1 << cpu) != 0
+                        && x.left_at
+                            .is_none_or(|t| now.saturating_sub(t) >= self.p.migr_delay_ns)
+                });
+                if movable {
                     best = Some((r, peer, v));
                     break;
                 }
@@ -1151,7 +1215,7 @@ impl Scheduler {
         self.check_cpu(cpu)?;
         self.refill_if_due(now);
         let Some(cur) = self.cpus[cpu].current else {
-            if self.cpus[cpu].runq.is_empty() && self.find_steal(cpu, 0).is_none() {
+            if self.cpus[cpu].runq.is_empty() && self.find_steal(cpu, 0, now).is_none() {
                 return Ok(self.decision(cpu, None, 0, None));
             }
             return self.schedule(cpu, now);
@@ -1177,7 +1241,7 @@ impl Scheduler {
             || self.pending_kicks & (1 << cpu) != 0
             || (!limited
                 && (c.runq.front().is_some_and(|&h| self.pri_of(h).rank() > pri)
-                    || (pri == 0 && self.find_steal(cpu, 1).is_some())));
+                    || (pri == 0 && self.find_steal(cpu, 1, now).is_some())));
         if resched {
             return self.schedule(cpu, now);
         }
@@ -1248,7 +1312,7 @@ impl Scheduler {
         let mut chosen = local;
         let mut from = None;
         if let Some(min) = min_steal
-            && let Some((peer, v)) = self.find_steal(cpu, min)
+            && let Some((peer, v)) = self.find_steal(cpu, min, now)
         {
             self.cpus[peer].runq.retain(|&o| o != v);
             self.cpus[cpu].steals = self.cpus[cpu].steals.saturating_add(1);

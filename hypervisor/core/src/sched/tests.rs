@@ -659,6 +659,81 @@ fn clock_can_start_late() {
 }
 
 #[test]
+fn pool_limits_follow_xens_bounds_and_apply_to_new_slices() {
+    let l = |tslice_ms, ratelimit_us, migr_delay_us| CreditLimits {
+        tslice_ms,
+        ratelimit_us,
+        migr_delay_us,
+    };
+    for ok in [
+        l(1, 0, 0),
+        l(1000, 500_000, 100_000),
+        l(30, 1000, 0),
+        l(1, 100, 0),
+        l(5, 5000, 7),
+    ] {
+        assert!(ok.valid(), "{ok:?}");
+    }
+    for bad in [
+        l(0, 0, 0),
+        l(1001, 0, 0),
+        l(30, 99, 0),
+        l(1000, 500_001, 0),
+        l(1, 1001, 0),
+        l(30, 1000, 100_001),
+    ] {
+        assert!(!bad.valid(), "{bad:?}");
+    }
+    let mut s = sched(1);
+    assert_eq!(s.limits(), l(30, 1000, 0));
+    assert_eq!(s.set_limits(l(0, 0, 0)), Err(SchedError::BadParams));
+    assert_eq!(
+        s.limits(),
+        l(30, 1000, 0),
+        "a refused change changes nothing"
+    );
+    let d = s.add_domain(256, 0).unwrap();
+    let a = s.add_vcpu(d, 1).unwrap();
+    let b = s.add_vcpu(d, 1).unwrap();
+    s.wake(a, 0).unwrap();
+    s.wake(b, 0).unwrap();
+    assert_eq!(s.schedule(0, 0).unwrap().slice_ns, 30 * MS);
+    s.set_limits(l(5, 0, 0)).unwrap();
+    assert_eq!(s.limits(), l(5, 0, 0));
+    // The next decision uses the new slice; with no rate limit a kick preempts at once.
+    let k = s.schedule(0, 100).unwrap();
+    assert_eq!((k.run, k.slice_ns), (Some(b), 5 * MS));
+    assert!(s.check_invariants().is_ok());
+}
+
+#[test]
+fn a_cache_hot_vcpu_is_not_stolen_within_the_migration_delay() {
+    let mut s = sched(2);
+    s.set_limits(CreditLimits {
+        tslice_ms: 30,
+        ratelimit_us: 0,
+        migr_delay_us: 5_000,
+    })
+    .unwrap();
+    let d = s.add_domain(256, 0).unwrap();
+    let a = s.add_vcpu(d, 0b01).unwrap();
+    let b = s.add_vcpu(d, 0b01).unwrap();
+    s.wake(a, 0).unwrap();
+    s.wake(b, 0).unwrap();
+    assert_eq!(s.schedule(0, 0).unwrap().run, Some(a));
+    // a is preempted at 10 ms and waits behind b on pCPU 0.
+    assert_eq!(s.schedule(0, 10 * MS).unwrap().run, Some(b));
+    s.set_affinity(a, 0b11, 10 * MS).unwrap();
+    assert_eq!(s.runqueue(0).unwrap(), alloc::vec![a]);
+    // pCPU 1 is idle but a left pCPU 0 less than 5 ms ago: it stays there.
+    assert_eq!(s.schedule(1, 12 * MS).unwrap().run, None);
+    // Once the delay has passed, pCPU 1 takes it.
+    let d1 = s.schedule(1, 15 * MS).unwrap();
+    assert_eq!((d1.run, d1.migrated_from), (Some(a), Some(0)));
+    assert!(s.check_invariants().is_ok());
+}
+
+#[test]
 fn idle_cpu_steals_and_reports_migration() {
     let mut s = sched(2);
     let d = s.add_domain(256, 0).unwrap();
