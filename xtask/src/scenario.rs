@@ -458,7 +458,10 @@ const DOM0_TYPED: &[(&str, &str)] = &[
         r"Time\(s\)\r?\nDomain-0\s+0\s+32\s+1\s+\S+\s+\d+\.\d\r?\n(\[[^\n]*\n)*oxen-dom0# ",
         "xl create -p t-hello.cfg 'name=\"hi\"'\rxl list hi\r",
     ),
-    (r"\nhi\s+\d+\s+16\s+1\s+--p---", "xl unpause hi\r"),
+    (
+        r"\nhi\s+\d+\s+16\s+1\s+--p---",
+        "xl list -l hi\rxl list -l 0\rxl unpause hi\r",
+    ),
     (
         r"\[d\d+ hi\] hello: PASS",
         "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
@@ -496,6 +499,13 @@ const DOM0_OK: &[&str] = &[
     r"Not destroying domain 0; use -f to force\.\r?\nThis can only be done when using a disaggregated hardware domain and toolstack\.",
     r"\d+  t-burn\.cfg\r?\n",
     r"Parsing config from /etc/xen/t-hello\.cfg",
+    // xl list -l: the configuration of the domain it built, then what dom0 knows of
+    // itself.
+    r#"\[\r?\n    \{\r?\n        "domid": \d+,\r?\n        "config": \{\r?\n            "c_info": \{\r?\n                "type": "pvh",\r?\n                "name": "hi",\r?\n                "uuid": "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"\r?\n"#,
+    r#"\n                "max_memkb": 16384,\r?\n                "target_memkb": 16384,\r?\n"#,
+    r#"\n                "kernel": "hello\.elf",\r?\n"#,
+    r#"\n            "on_reboot": "restart",\r?\n"#,
+    r#""domid": 0,\r?\n        "config": \{\r?\n            "c_info": \{\r?\n                "type": "pvh",\r?\n                "name": "Domain-0"\r?\n            \},\r?\n            "b_info": \{\r?\n                "max_vcpus": 1,"#,
     r"\[d\d+ hi\] hello: PASS Xen 4\.17-oxen",
     r"xl create: /etc/xen/nosuch\.cfg: no such configuration file",
     // on_crash = "restart": built again each time it crashes, until it has crashed

@@ -20,12 +20,6 @@ use crate::store::Store;
 const WINDOW_GFN: u64 = 0x2_0000;
 const WINDOW_FRAMES: usize = 256;
 
-/// A domain that was built: its id and configuration.
-pub struct Built {
-    pub id: u16,
-    pub cfg: DomainConfig,
-}
-
 /// Reads `path` with `overrides` (each `key=value` a line after the file's) and builds
 /// the domain, paused if `paused`. `taken` says whether a name is in use.
 pub fn create(
@@ -36,21 +30,20 @@ pub fn create(
     taken: impl Fn(&str) -> bool,
     store: &mut Store,
     consoles: &mut Consoles,
-) -> Result<Built, String> {
+) -> Result<build::Built, String> {
     let request = Request {
         path,
         overrides,
         paused,
         fallback_uuid: made_up_uuid(),
     };
-    let (id, cfg) = build::create(
+    build::create(
         &request,
         files,
         &taken,
         &mut Hypercalls,
         &mut Dom0 { store, consoles },
-    )?;
-    Ok(Built { id, cfg })
+    )
 }
 
 /// What the store says about domain `id` built from `cfg` (`uuid` in Xen's form).

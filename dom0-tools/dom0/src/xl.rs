@@ -13,6 +13,7 @@ use oxen_guest_rt::abi::domctl::{self, DomainInfo};
 use oxen_guest_rt::abi::sysctl::{self, GetDomainInfoList, ReadConsole};
 use oxen_guest_rt::control;
 use oxen_toolstack::format::{self, DomainRow, HostInfo, VcpuRow};
+use oxen_toolstack::json;
 use oxen_toolstack::{EXIT_FAIL, EXIT_OK, EXIT_USAGE, resolve};
 
 use crate::consoles::Consoles;
@@ -92,6 +93,8 @@ struct Created {
 pub struct Xl {
     pub files: Files,
     names: BTreeMap<u16, String>,
+    /// The configurations (and UUIDs, Xen's form) of the domains it built or adopted.
+    configs: BTreeMap<u16, (DomainConfig, String)>,
     /// Domains this toolstack built; when one shuts down, its `on_*` action is applied.
     created: BTreeMap<u16, Created>,
     /// The XenStore this domain serves.
@@ -136,6 +139,7 @@ impl Xl {
         Xl {
             files,
             names,
+            configs: BTreeMap::new(),
             created: BTreeMap::new(),
             store: Store::new(),
             consoles: Consoles::new(),
@@ -182,7 +186,8 @@ impl Xl {
                 if let Err(e) = self.store.adopt(&crate::create::facts(id, &cfg, &uuid)) {
                     out(&format!("oxen dom0: domain {id}'s store nodes: {e}\n"));
                 }
-                self.names.insert(id, cfg.name);
+                self.names.insert(id, cfg.name.clone());
+                self.configs.insert(id, (cfg, uuid));
                 adopted += 1;
             }
         }
@@ -253,6 +258,8 @@ impl Xl {
         // Names of domains that are gone are forgotten (their ids may come back).
         self.names
             .retain(|id, _| *id == 0 || domains.iter().any(|d| d.domain == *id));
+        self.configs
+            .retain(|id, _| domains.iter().any(|d| d.domain == *id));
         domains
             .iter()
             .map(|d| DomainRow {
@@ -335,6 +342,9 @@ impl Xl {
     }
 
     fn list(&mut self, rest: &[&str]) -> i32 {
+        if let ["-l" | "--long", rest @ ..] = rest {
+            return self.list_long(rest);
+        }
         let rows = self.rows();
         let ids = match selected(rest, &rows, "Usage: xl list [DOMAIN]") {
             Ok(ids) => ids,
@@ -342,6 +352,34 @@ impl Xl {
         };
         let rows: Vec<DomainRow> = rows.into_iter().filter(|r| ids.contains(&r.id)).collect();
         out(&format::list(&rows));
+        EXIT_OK
+    }
+
+    /// `xl list -l [DOMAIN]`: the configurations as JSON (libxl's shape).
+    fn list_long(&mut self, rest: &[&str]) -> i32 {
+        let domains = self.domains();
+        let rows = self.rows_of(&domains);
+        let ids = match selected(rest, &rows, "Usage: xl list -l [DOMAIN]") {
+            Ok(ids) => ids,
+            Err(code) => return code,
+        };
+        let described: Vec<json::Described<'_>> = domains
+            .iter()
+            .filter(|d| ids.contains(&d.domain))
+            .map(|d| {
+                let known = self.configs.get(&d.domain);
+                json::Described {
+                    id: d.domain,
+                    name: self.names.get(&d.domain).map_or("", String::as_str),
+                    uuid: known.map(|(_, u)| u.as_str()),
+                    cfg: known.map(|(c, _)| c),
+                    max_vcpus: d.max_vcpu_id + 1,
+                    max_kib: d.max_pages * 4,
+                    target_kib: d.tot_pages * 4,
+                }
+            })
+            .collect();
+        out(&json::list_long(&described));
         EXIT_OK
     }
 
@@ -526,7 +564,9 @@ impl Xl {
                 quick_restarts,
             },
         );
-        self.names.insert(b.id, b.cfg.name);
+        let uuid = oxen_core::config::format_uuid(&b.uuid);
+        self.names.insert(b.id, b.cfg.name.clone());
+        self.configs.insert(b.id, (b.cfg, uuid));
         Ok(b.id)
     }
 

@@ -77,15 +77,24 @@ const MAX_EVTCHN_PORT: u32 = 1023;
 const MAX_GRANT_FRAMES: i32 = 32;
 const MAX_MAPTRACK_FRAMES: i32 = 1024;
 
+/// A domain that was built.
+#[derive(Debug)]
+pub struct Built {
+    pub id: u16,
+    pub cfg: DomainConfig,
+    /// Its UUID (the configuration's, or the request's fallback).
+    pub uuid: [u8; 16],
+}
+
 /// Builds the domain `request` describes; `taken` says whether a name is in use.
-/// Returns its id and configuration, or the one line `xl` prints.
+/// Returns what was built, or the one line `xl` prints.
 pub fn create(
     request: &Request<'_>,
     files: &dyn Files,
     taken: &dyn Fn(&str) -> bool,
     control: &mut dyn Control,
     services: &mut dyn Services,
-) -> Result<(u16, DomainConfig), String> {
+) -> Result<Built, String> {
     let path = request.path;
     let text = files
         .get(path)
@@ -139,7 +148,7 @@ pub fn create(
         .create_domain(&create_domain(&cfg, &uuid))
         .map_err(|rc| format!("xl create: createdomain failed (rc={rc})"))?;
     match fill(id, &cfg, &uuid, &plan, request.paused, control, services) {
-        Ok(()) => Ok((id, cfg)),
+        Ok(()) => Ok(Built { id, cfg, uuid }),
         Err(e) => {
             services.release(id);
             control.destroy(id);

@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod build;
 pub mod console;
 pub mod format;
+pub mod json;
 pub mod line;
 pub mod sched;
 pub mod store;

@@ -295,7 +295,7 @@ fn run(
     };
     let taken = |name: &str| name == "busy";
     let result = build::create(&request, &files, &taken, &mut Hv(&fake), &mut Dom0(&fake));
-    (result.map(|(id, _)| id), fake.into_inner())
+    (result.map(|b| b.id), fake.into_inner())
 }
 
 fn u32_at(memory: &BTreeMap<u64, u8>, gpa: u64) -> u32 {
@@ -481,7 +481,7 @@ fn bad_requests_fail_before_a_domain_exists() {
         &mut Hv(&fake),
         &mut Dom0(&fake),
     )
-    .map(|(id, _)| id)
+    .map(|b| b.id)
     .unwrap_err();
     assert_eq!(
         error,
