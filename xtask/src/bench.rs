@@ -274,6 +274,11 @@ pub fn cmd_bench(args: &[String]) -> Result<()> {
             "xl create of an 8 MiB hello guest in dom0 (parse, createdomain, populate, load, store and console set up, unpause), mean over 100 (Bochs, 2 pCPUs)",
         ),
         (
+            "xl_create_to_first_hypercall_instructions",
+            xl.first_hypercall.to_string(),
+            "from xl create to the new guest's first hypercall (the guest's TSC at it, against dom0's at the start), mean",
+        ),
+        (
             "xl_create_to_first_output_instructions",
             xl.first_output.to_string(),
             "from xl create to the guest's first console bytes in dom0, mean",
@@ -571,6 +576,7 @@ fn churn_figures(serial: &str) -> Result<ChurnFigures> {
 /// What dom0's `xl -v` said in the create/destroy cycles: means in instructions.
 struct XlFigures {
     create: u64,
+    first_hypercall: u64,
     first_output: u64,
     destroy: u64,
 }
@@ -588,9 +594,38 @@ fn mean_of(serial: &str, pattern: &str) -> Result<u64> {
     Ok(v.iter().sum::<u64>() / v.len() as u64)
 }
 
+/// The mean time from `xl create` beginning (dom0's TSC, on its `xl -v` line) to the
+/// new guest's first hypercall (the guest's TSC, on its first console line; guests see
+/// the hypervisor's TSC), each guest line paired with the `xl` line before it.
+fn first_hypercall(serial: &str) -> Result<u64> {
+    let began = Regex::new(r"xl: domain \d+ built in \d+ ticks \(xl create began at tsc (\d+)\)")
+        .expect("valid pattern");
+    let first =
+        Regex::new(r"hello: started, start_info at 0x[0-9a-f]+, first hypercall at tsc (\d+)")
+            .expect("valid pattern");
+    let (mut t0, mut deltas) = (None, Vec::new());
+    for line in serial.lines() {
+        if let Some(c) = began.captures(line) {
+            t0 = c[1].parse::<u64>().ok();
+        } else if let (Some(c), Some(start)) = (first.captures(line), t0) {
+            let at: u64 = c[1].parse().map_err(|_| "bad tsc")?;
+            deltas.push(
+                at.checked_sub(start)
+                    .ok_or("a guest's first hypercall before xl create began")?,
+            );
+            t0 = None;
+        }
+    }
+    if deltas.is_empty() {
+        return Err("no xl create followed by a guest's first hypercall in the log".into());
+    }
+    Ok(deltas.iter().sum::<u64>() / deltas.len() as u64)
+}
+
 fn xl_figures(serial: &str) -> Result<XlFigures> {
     Ok(XlFigures {
         create: mean_of(serial, r"xl: domain \d+ built in (\d+) ticks")?,
+        first_hypercall: first_hypercall(serial)?,
         first_output: mean_of(
             serial,
             r"xl: domain \d+'s console first wrote (\d+) ticks after xl create began",
@@ -643,10 +678,12 @@ mod tests {
     #[test]
     fn toolstack_figures_are_means_of_the_log() {
         let log = "\
-xl: domain 1 built in 1000 ticks
+xl: domain 1 built in 1000 ticks (xl create began at tsc 10000)
+oxen-dom0# \x1b[K[d1 cyc1] hello: started, start_info at 0x6000, first hypercall at tsc 11100
 oxen-dom0# \x1b[Kxl: domain 1's console first wrote 1500 ticks after xl create began
 xl: destroyed in 300 ticks
-xl: domain 1 built in 2000 ticks
+xl: domain 1 built in 2000 ticks (xl create began at tsc 20000)
+[d1 cyc2] hello: started, start_info at 0x6000, first hypercall at tsc 22300
 xl: domain 1's console first wrote 2500 ticks after xl create began
 xl: destroyed in 500 ticks
 [d3 xs-good] xenstore: 200 reads over the ring in 3000000 ticks (15000 per round trip)
@@ -654,6 +691,10 @@ xl: destroyed in 500 ticks
 ";
         let f = xl_figures(log).unwrap();
         assert_eq!((f.create, f.first_output, f.destroy), (1500, 2000, 400));
+        assert_eq!(f.first_hypercall, 1700);
+        assert!(
+            first_hypercall("xl: domain 1 built in 1 ticks (xl create began at tsc 5)").is_err()
+        );
         assert_eq!(store_figures(log).unwrap(), 15500);
         assert!(xl_figures("xl: destroyed in 3 ticks").is_err());
     }

@@ -289,7 +289,9 @@ impl Xl {
             match rest.first() {
                 Some(&"create") if code == EXIT_OK => {
                     if let Some((&id, _)) = self.created.iter().max_by_key(|(_, c)| c.started_ns) {
-                        out(&format!("xl: domain {id} built in {ticks} ticks\n"));
+                        out(&format!(
+                            "xl: domain {id} built in {ticks} ticks (xl create began at tsc {t0})\n"
+                        ));
                         self.consoles.time_first_output(id, t0);
                     }
                 }

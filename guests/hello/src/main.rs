@@ -11,7 +11,11 @@ use oxen_guest_rt::{StartInfo, arch, println};
 oxen_guest_rt::entry!(main);
 
 fn main(info: &StartInfo) {
-    println!("hello: started, start_info at {:#x}", info.paddr());
+    println!(
+        "hello: started, start_info at {:#x}, first hypercall at tsc {}",
+        info.paddr(),
+        oxen_guest_rt::first_hypercall_tsc()
+    );
     for (i, (addr, len)) in info.modules().enumerate() {
         // SAFETY: the hypervisor put the module in our RAM below 1 GiB (identity-mapped)
         // and nothing else writes it.

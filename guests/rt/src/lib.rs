@@ -48,13 +48,24 @@ macro_rules! entry {
     };
 }
 
+/// The TSC when the runtime made the guest's first hypercall (the TSC is the
+/// hypervisor's, not offset: a control domain can compare it with its own).
+static FIRST_HYPERCALL_TSC: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The TSC at the guest's first hypercall.
+pub fn first_hypercall_tsc() -> u64 {
+    FIRST_HYPERCALL_TSC.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Called from the 64-bit boot code with the start-info address from EBX.
 pub(crate) extern "C" fn rt_entry(start_info_paddr: u64) -> ! {
     fault::init_idt();
     if !hypercall::init_page() {
         println!("guest: hypercall page not filled (not on oxen/Xen?); console on port 0xe9");
     }
-    // Console output moves to the PV console ring if the hypervisor provides one.
+    // Console output moves to the PV console ring if the hypervisor provides one. Its
+    // HVM parameter reads are the guest's first hypercalls.
+    FIRST_HYPERCALL_TSC.store(arch::rdtsc(), core::sync::atomic::Ordering::Relaxed);
     xencons::init();
     // SAFETY: this is the address the hypervisor passed at entry.
     let info = unsafe { StartInfo::from_paddr(start_info_paddr) };
