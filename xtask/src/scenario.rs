@@ -467,8 +467,23 @@ const DOM0_TYPED: &[(&str, &str)] = &[
         "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
     ),
     (r"t-hello\.cfg: line \d+: ", "xl create t-crash.cfg\r"),
+    (r"not restarting it again", "xl create t-hot.cfg\r"),
+    // vCPU hot-plug: 1 of 3 online at boot, then 3, then 2, then a request above the
+    // maximum; the guest follows cpu/N/availability and ends through control/shutdown.
     (
-        r"not restarting it again",
+        r"smp: hotplug: 1 of 3 vCPU\(s\) online",
+        "xl vcpu-list hot\rxl vcpu-set hot 3\r",
+    ),
+    (
+        r"smp: hotplug: 3 of 3 vCPU\(s\) online",
+        "xl vcpu-list hot\rxl vcpu-set hot 2\r",
+    ),
+    (
+        r"smp: hotplug: 2 of 3 vCPU\(s\) online",
+        "xl vcpu-set hot 4\rxl shutdown -w hot\r",
+    ),
+    (
+        r"Domain \d+ has been shut down, reason code 0",
         "ls /etc/xen\rcat /etc/xen/t-burn.cfg\r",
     ),
     (r#"kernel = "burn\.elf""#, "xl list\rxl info\rxl uptime\r"),
@@ -498,6 +513,12 @@ const DOM0_OK: &[&str] = &[
     r"xenstore-read /local/domain/1/name\r?\nburn\r?\n",
     r"Not destroying domain 0; use -f to force\.\r?\nThis can only be done when using a disaggregated hardware domain and toolstack\.",
     r"\d+  t-burn\.cfg\r?\n",
+    r"\nhot\s+\d+\s+2\s+-\s+--p\s+0\.0 all / all\r?\n",
+    r"\[d\d+ hot\] smp: hotplug: vCPU 2 up",
+    r"\nhot\s+\d+\s+2\s+[01]\s+[r-][b-]-\s+\d+\.\d all / all\r?\n",
+    r"\[d\d+ hot\] smp: hotplug: vCPU 2 down",
+    r"xl vcpu-set: requested 4 vCPUs, however maxcpus is 3",
+    r"\[d\d+ hot\] smp: PASS hotplug",
     r"Parsing config from /etc/xen/t-hello\.cfg",
     // xl list -l: the configuration of the domain it built, then what dom0 knows of
     // itself.
@@ -1422,6 +1443,10 @@ pub fn all() -> Vec<Scenario> {
                 (
                     "t-hello.cfg",
                     "name = \"hello-t\"\nkernel = \"hello.elf\"\nmemory = 16\n",
+                ),
+                (
+                    "t-hot.cfg",
+                    "name = \"hot\"\nkernel = \"smp.elf\"\nmemory = 8\nvcpus = 1\nmaxvcpus = 3\ncmdline = \"hotplug=1\"\n",
                 ),
                 (
                     "t-crash.cfg",

@@ -38,6 +38,7 @@ Commands of the control domain:
   xl console DOMAIN              attach to a domain's console (Ctrl-] detaches)
   xl vcpu-list [DOMAIN]          every vCPU: pCPU, state, time, affinity
   xl vcpu-pin DOMAIN VCPU|all CPUS   hard affinity (e.g. 0-1,3 or all)
+  xl vcpu-set DOMAIN N           ask it to have N vCPUs online (up to its maxvcpus)
   xl sched-credit [-d DOMAIN [-w WEIGHT] [-c CAP]]   a domain's credit parameters
   xl sched-credit -s [-t MS] [-r US] [-m US]   the pool's time slice, rate limit and
                                  migration delay
@@ -333,10 +334,11 @@ impl Xl {
             ["console", d] | ["console", "-t", "pv", d] => self.console(d),
             ["vcpu-list", rest @ ..] => self.vcpu_list(rest),
             ["vcpu-pin", d, v, cpus] => self.vcpu_pin(d, v, cpus),
+            ["vcpu-set", d, n] => self.vcpu_set(d, n),
             ["sched-credit", rest @ ..] => self.sched_credit(rest),
             [
-                "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin" | "shutdown"
-                | "reboot" | "console",
+                "info" | "dmesg" | "pause" | "unpause" | "destroy" | "vcpu-pin" | "vcpu-set"
+                | "shutdown" | "reboot" | "console",
                 ..,
             ] => usage("xl: wrong arguments (see 'help')"),
             [cmd, ..] => fail(&format!("xl: command '{cmd}' is not implemented")),
@@ -499,6 +501,37 @@ impl Xl {
             }
             Err(e) => Err(fail(&format!("xl {cmd}: domain {id}: {e}"))),
         }
+    }
+
+    /// `xl vcpu-set DOMAIN N`: Xen's PV CPU hot-plug. Writes `cpu/i/availability` =
+    /// `online` for i < N and `offline` for the rest of its vCPUs; the guest watches
+    /// those nodes and brings its vCPUs up or down.
+    fn vcpu_set(&mut self, d: &str, n: &str) -> i32 {
+        let id = match self.domain(d) {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        let Ok(n) = n.parse::<u32>() else {
+            return usage("Usage: xl vcpu-set DOMAIN N (a number of vCPUs)");
+        };
+        let Ok(info) = control::domain_info(id) else {
+            return fail(&format!("xl vcpu-set: domain {id}: getdomaininfo failed"));
+        };
+        let max = info.max_vcpu_id + 1;
+        if n == 0 || n > max {
+            return fail(&format!(
+                "xl vcpu-set: requested {n} vCPUs, however maxcpus is {max} (and at least 1)"
+            ));
+        }
+        let home = format!("/local/domain/{id}");
+        for v in 0..max {
+            let path = format!("{home}{}", oxen_toolstack::store::availability_path(v));
+            let value = oxen_toolstack::store::availability(v < n);
+            if let Err(e) = self.store.write(&path, value) {
+                return fail(&format!("xl vcpu-set: domain {id}: {path}: {e}"));
+            }
+        }
+        EXIT_OK
     }
 
     /// `xl create [-p] [-c] FILE [key=value…]`.

@@ -125,7 +125,7 @@ pub fn create(
         kernel,
         ramdisk,
         cfg.memory_mib << 20,
-        cfg.vcpus,
+        (cfg.vcpus, cfg.maxvcpus),
         &cfg.cmdline,
         pvh::reserved_range(0),
     )
@@ -137,12 +137,6 @@ pub fn create(
             size, cfg.memory_mib
         ),
     })?;
-    if cfg.maxvcpus > cfg.vcpus {
-        return Err(format!(
-            "xl create: {}: maxvcpus {} above vcpus {}: vCPU hot-plug is not there yet",
-            cfg.name, cfg.maxvcpus, cfg.vcpus
-        ));
-    }
     let uuid = cfg.uuid.unwrap_or(request.fallback_uuid);
     let id = control
         .create_domain(&create_domain(&cfg, &uuid))
@@ -170,7 +164,7 @@ fn create_domain(cfg: &DomainConfig, handle: &[u8; 16]) -> CreateDomain {
         handle2: word(8),
         handle3: word(12),
         flags: cdf::HVM | cdf::HAP,
-        max_vcpus: cfg.vcpus,
+        max_vcpus: cfg.maxvcpus,
         max_evtchn_port: MAX_EVTCHN_PORT,
         max_grant_frames: MAX_GRANT_FRAMES,
         max_maptrack_frames: MAX_MAPTRACK_FRAMES,
@@ -187,6 +181,7 @@ pub fn facts<'a>(id: u16, cfg: &'a DomainConfig, uuid: &'a str) -> DomainFacts<'
         memory_kib: cfg.memory_mib * 1024,
         maxmem_kib: cfg.maxmem_mib * 1024,
         vcpus: cfg.vcpus,
+        max_vcpus: cfg.maxvcpus,
     }
 }
 
@@ -246,7 +241,7 @@ fn fill(
         ));
     }
     if cfg.affinity != u64::MAX {
-        for v in 0..cfg.vcpus {
+        for v in 0..cfg.maxvcpus {
             control
                 .set_affinity(id, v, cfg.affinity)
                 .map_err(|rc| format!("cpus {:#x} refused (rc={rc})", cfg.affinity))?;

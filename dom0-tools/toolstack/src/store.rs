@@ -31,7 +31,21 @@ pub struct DomainFacts<'a> {
     pub uuid: &'a str,
     pub memory_kib: u64,
     pub maxmem_kib: u64,
+    /// vCPUs online at boot.
     pub vcpus: u32,
+    /// vCPUs it may have (`maxvcpus`): `cpu/N/availability` is `offline` from `vcpus` on.
+    pub max_vcpus: u32,
+}
+
+/// Where a domain's vCPU `v` is said to be wanted online or offline (relative to its
+/// home): the guest watches it (Xen's PV CPU hot-plug protocol, `xl vcpu-set`).
+pub fn availability_path(v: u32) -> String {
+    format!("/cpu/{v}/availability")
+}
+
+/// The value of an `availability` node.
+pub fn availability(online: bool) -> &'static str {
+    if online { "online" } else { "offline" }
 }
 
 /// `/vm/UUID`, the domain's entry outside its home.
@@ -80,11 +94,11 @@ pub fn domain_nodes(d: &DomainFacts<'_>) -> Vec<Node> {
         node("/memory/target", format!("{}", d.memory_kib), read_only()),
         node("/cpu", String::new(), read_only()),
     ];
-    for v in 0..d.vcpus {
+    for v in 0..d.max_vcpus.max(d.vcpus) {
         nodes.push(node(&format!("/cpu/{v}"), String::new(), read_only()));
         nodes.push(node(
-            &format!("/cpu/{v}/availability"),
-            String::from("online"),
+            &availability_path(v),
+            String::from(availability(v < d.vcpus)),
             read_only(),
         ));
     }

@@ -455,11 +455,7 @@ fn bad_requests_fail_before_a_domain_exists() {
             &["kernel = \"initrd\""],
             "xl create: kernel initrd: BadMagic",
         ),
-        (
-            CONFIG,
-            &["maxvcpus = 4"],
-            "xl create: t: maxvcpus 4 above vcpus 2",
-        ),
+        (CONFIG, &["maxvcpus = 1"], "xl create: /etc/xen/t.cfg: "),
     ];
     for (config, overrides, expected) in cases {
         let (result, fake) = run(config, overrides, false, None);
@@ -502,4 +498,35 @@ fn a_configured_uuid_is_the_handle() {
         Step::Create { handle0, .. } => assert_eq!(*handle0, 0x0403_0201),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn maxvcpus_above_vcpus_makes_room_for_hot_plug() {
+    let (result, fake) = run(CONFIG, &["maxvcpus = 4", "cpus = \"0\""], false, None);
+    assert_eq!(result, Ok(7));
+    let s = &fake.steps;
+    match &s[0] {
+        Step::Create { vcpus, .. } => assert_eq!(*vcpus, 4, "createdomain makes room for 4"),
+        other => panic!("{other:?}"),
+    }
+    // Two online in the store (and in the MADT), affinity for all four.
+    assert!(
+        s.iter()
+            .any(|x| matches!(x, Step::Introduce { vcpus: 2, .. }))
+    );
+    for v in 0..4 {
+        assert!(s.contains(&Step::Affinity(v, 1)), "vCPU {v}");
+    }
+    // The MADT: four local APICs, two of them enabled.
+    let acpi = oxen_core::pvh::ACPI_GPA;
+    let madt = (acpi..acpi + 0x1000)
+        .find(|&a| (0..4u64).all(|i| fake.memory.get(&(a + i)) == Some(&b"APIC"[i as usize])))
+        .expect("a MADT");
+    let entries: Vec<(u8, u32)> = (0..4)
+        .map(|i| {
+            let e = madt + 44 + 8 * i;
+            (fake.memory[&(e + 3)], u32_at(&fake.memory, e + 4))
+        })
+        .collect();
+    assert_eq!(entries, [(0, 1), (1, 1), (2, 0), (3, 0)]);
 }

@@ -44,6 +44,7 @@ fn facts(id: u16, name: &str) -> DomainFacts<'_> {
         memory_kib: 8192,
         maxmem_kib: 16384,
         vcpus: 2,
+        max_vcpus: 3,
     }
 }
 
@@ -94,6 +95,11 @@ fn a_domain_reads_its_nodes_writes_its_own_and_nobody_else_sees_them() {
     assert_eq!(
         ask(&mut e, web, MsgType::Read, &["cpu/1/availability"]).1,
         "online"
+    );
+    // maxvcpus 3: the third may be hot-plugged later.
+    assert_eq!(
+        ask(&mut e, web, MsgType::Read, &["cpu/2/availability"]).1,
+        "offline"
     );
     assert_eq!(
         ask(&mut e, web, MsgType::Read, &["vm"]).1,
@@ -173,7 +179,7 @@ fn parents_come_before_children_and_every_node_has_an_owner() {
             .iter()
             .filter(|n| n.path.ends_with("/availability"))
             .count(),
-        2
+        3
     );
     for (i, n) in nodes.iter().enumerate() {
         assert!(

@@ -3,7 +3,8 @@
 //! takes one down and up again, and checks the errors the vCPU and timer calls give
 //! for bad arguments, the runstates and the periodic timer. Prints `smp: PASS`, takes
 //! every vCPU down and so powers off (the last vCPU going down shuts the domain down).
-//! With `handoff=N` it runs only the PAUSE-loop test instead (see [`handoff`]).
+//! With `handoff=N` it runs only the PAUSE-loop test instead (see [`handoff`]); with
+//! `hotplug=1` it follows Xen's PV CPU hot-plug protocol instead (see [`hotplug`]).
 #![no_std]
 #![no_main]
 
@@ -12,6 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use oxen_guest_rt::abi::errno::{EEXIST, EINVAL, ENOENT, EPERM, ETIME};
 use oxen_guest_rt::abi::vcpu::{HVM_CONTEXT_SIZE, SSHOTTMR_FUTURE, runstate};
 use oxen_guest_rt::hypercall::{hypercall, sched_yield};
+use oxen_guest_rt::xenbus::Xenbus;
 use oxen_guest_rt::{StartInfo, events, println, time, vcpu};
 
 oxen_guest_rt::entry!(main);
@@ -103,7 +105,123 @@ fn handoff(rounds: u64) {
     }
 }
 
+/// `hotplug=1`: vCPUs come and go as the toolstack says (`xl vcpu-set`), as Linux's
+/// Xen CPU hot-plug driver does: for each vCPU, `cpu/N/availability` in the store says
+/// `online` or `offline`; the guest reads them at start and whenever its watch on `cpu`
+/// fires, brings wanted vCPUs up (`VCPUOP_initialise` the first time, `VCPUOP_up`) and
+/// unwanted ones down (`VCPUOP_down`), and checks each one's state with
+/// `VCPUOP_is_up` and that an online one runs. It ends when `control/shutdown` asks.
+fn hotplug() {
+    if let Err(e) = events::init() {
+        panic!("smp: hotplug: no event channels ({e})");
+    }
+    let mut bus = match Xenbus::open() {
+        Ok(b) => b,
+        Err(e) => panic!("smp: hotplug: no store ({e})"),
+    };
+    // vCPUs that exist: `is_up` is -ENOENT past the last.
+    let max = (1..=vcpu::MAX_SECONDARY as u32 + 1)
+        .find(|&n| vcpu::is_up(n) == -ENOENT)
+        .unwrap_or(vcpu::MAX_SECONDARY as u32 + 1);
+    let mut initialised = [false; vcpu::MAX_SECONDARY + 1];
+    for (path, token) in [("cpu", "cpu"), ("control/shutdown", "ctl")] {
+        check(bus.watch(path, token).is_ok(), "watches for the toolstack");
+    }
+    let mut buf = [0u8; 32];
+    loop {
+        let mut online = 1;
+        for v in 1..max {
+            let path = availability_path(v);
+            let n = bus.read(0, path.as_str(), &mut buf).unwrap_or(0);
+            let want = &buf[..n] == b"online";
+            let up = vcpu::is_up(v) == 1;
+            if want && !up {
+                let ok = if initialised[v as usize] {
+                    vcpu::up(v) == 0
+                } else {
+                    initialised[v as usize] = true;
+                    vcpu::initialise(v, secondary, vcpu::stack_top(v)) == 0 && vcpu::up(v) == 0
+                };
+                let before = SPINS[v as usize].load(Ordering::Relaxed);
+                let runs =
+                    ok && wait_for(2000, || SPINS[v as usize].load(Ordering::Relaxed) > before);
+                check(runs, "a vCPU brought up runs");
+                println!("smp: hotplug: vCPU {v} up");
+            } else if !want && up {
+                check(
+                    vcpu::down(v) == 0 && vcpu::is_up(v) == 0,
+                    "a vCPU taken down is down",
+                );
+                println!("smp: hotplug: vCPU {v} down");
+            }
+            if vcpu::is_up(v) == 1 {
+                online += 1;
+            }
+        }
+        println!("smp: hotplug: {online} of {max} vCPU(s) online");
+        // Wait for the next change (or a shutdown request).
+        loop {
+            let event = match bus.next_event(time::now_ns() + 600_000_000_000) {
+                Ok(e) => e,
+                Err(e) => panic!("smp: hotplug: no event ({e})"),
+            };
+            if event.token() == "cpu" {
+                break;
+            }
+            let n = bus.read(0, "control/shutdown", &mut buf).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            check(
+                bus.write(0, "control/shutdown", b"").is_ok(),
+                "acknowledges the shutdown",
+            );
+            let failures = FAILURES.load(Ordering::Relaxed);
+            if failures == 0 {
+                println!("smp: PASS hotplug");
+            } else {
+                println!("smp: FAIL hotplug: {failures} check(s) failed");
+            }
+            return;
+        }
+    }
+}
+
+/// `cpu/V/availability` (the runtime has no allocator).
+fn availability_path(v: u32) -> PathBuf {
+    let mut p = PathBuf {
+        bytes: [0; 32],
+        len: 0,
+    };
+    p.push(b"cpu/");
+    let digits = [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    p.push(if v >= 10 { &digits[..] } else { &digits[1..] });
+    p.push(b"/availability");
+    p
+}
+
+/// A short path in a fixed buffer.
+struct PathBuf {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl PathBuf {
+    fn push(&mut self, s: &[u8]) {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
 fn main(info: &StartInfo) {
+    if info.cmdline_arg("hotplug") == Some("1") {
+        hotplug();
+        return;
+    }
     if let Some(n) = info
         .cmdline_arg("handoff")
         .and_then(|v| v.parse::<u64>().ok())

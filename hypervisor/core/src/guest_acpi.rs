@@ -61,18 +61,23 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-/// The tables for a guest with `vcpus` vCPUs (1..=255), to be placed at guest-physical
-/// `base` (16-byte aligned, below 4 GiB). Returns the bytes and the RSDP's address.
-pub fn build(base: u64, vcpus: u32) -> (Vec<u8>, u64) {
-    let vcpus = vcpus.clamp(1, 255);
-    // MADT: local APIC address, flags 0 (no 8259s), then a type-0 entry per vCPU.
+/// The tables for a guest with `max_vcpus` vCPUs (1..=255) of which the first `vcpus`
+/// are online at boot, to be placed at guest-physical `base` (16-byte aligned, below 4
+/// GiB). Returns the bytes and the RSDP's address.
+pub fn build(base: u64, vcpus: u32, max_vcpus: u32) -> (Vec<u8>, u64) {
+    let max_vcpus = max_vcpus.clamp(1, 255);
+    let vcpus = vcpus.clamp(1, max_vcpus);
+    // MADT: local APIC address, flags 0 (no 8259s), then a type-0 entry per vCPU. As in
+    // Xen's tables, a vCPU offline at boot is listed without the Enabled flag: with a
+    // MADT below revision 5, guests take such an entry as one that can be hot-added
+    // (Xen's `cpu/N/availability` protocol brings it up later).
     let mut madt_body = Vec::new();
     madt_body.extend_from_slice(&LAPIC_ADDRESS.to_le_bytes());
     madt_body.extend_from_slice(&0u32.to_le_bytes());
-    for v in 0..vcpus {
-        // type 0, length 8, ACPI processor UID, APIC id, flags (enabled).
+    for v in 0..max_vcpus {
+        // type 0, length 8, ACPI processor UID, APIC id, flags (bit 0: enabled).
         madt_body.extend_from_slice(&[0, 8, v as u8, v as u8]);
-        madt_body.extend_from_slice(&1u32.to_le_bytes());
+        madt_body.extend_from_slice(&u32::from(v < vcpus).to_le_bytes());
     }
     let madt = table(b"APIC", 4, &madt_body);
     // An empty DSDT: no AML (no devices; processors come from the MADT).
@@ -137,7 +142,7 @@ mod tests {
 
     #[test]
     fn every_table_sums_to_zero_and_the_fadt_is_hardware_reduced() {
-        let (b, _) = build(0x10_0000, 2);
+        let (b, _) = build(0x10_0000, 2, 2);
         assert_eq!(&b[..8], b"RSD PTR ");
         assert_eq!(b[..20].iter().fold(0u8, |a, &x| a.wrapping_add(x)), 0);
         assert_eq!(b[..36].iter().fold(0u8, |a, &x| a.wrapping_add(x)), 0);

@@ -63,16 +63,17 @@ pub enum PlanError {
     },
 }
 
-/// Lays out a PVH domain with `ram_size` bytes of RAM from 0 and `vcpus` vCPUs: the
-/// kernel's PT_LOAD segments at their physical addresses, the ACPI tables (RSDP, XSDT,
-/// FADT, DSDT, MADT with one LAPIC per vCPU), the ramdisk as module 0 after the kernel,
+/// Lays out a PVH domain with `ram_size` bytes of RAM from 0 and `max_vcpus` vCPUs of
+/// which `vcpus` are online at boot: the kernel's PT_LOAD segments at their physical
+/// addresses, the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT with one LAPIC per vCPU,
+/// enabled for the online ones), the ramdisk as module 0 after the kernel,
 /// and `hvm_start_info` with the memory map (RAM, less `reserved` and the ACPI range),
 /// the module list and `cmdline`. Nothing in `kernel` is trusted.
 pub fn plan<'a>(
     kernel: &'a [u8],
     ramdisk: Option<&'a [u8]>,
     ram_size: u64,
-    vcpus: u32,
+    (vcpus, max_vcpus): (u32, u32),
     cmdline: &str,
     reserved: (u64, u64),
 ) -> Result<Plan<'a>, PlanError> {
@@ -92,7 +93,7 @@ pub fn plan<'a>(
         }
         writes.push((seg.paddr, Cow::Borrowed(seg.data)));
     }
-    let (acpi, rsdp) = crate::guest_acpi::build(ACPI_GPA, vcpus);
+    let (acpi, rsdp) = crate::guest_acpi::build(ACPI_GPA, vcpus, max_vcpus);
     let overlaps = image
         .segments
         .iter()
@@ -288,7 +289,7 @@ mod tests {
             &k,
             Some(b"initrd!"),
             16 << 20,
-            2,
+            (2, 2),
             "console=hvc0",
             reserved_range(0),
         )
@@ -328,7 +329,7 @@ mod tests {
     fn what_does_not_fit_is_refused() {
         // 2 MiB of RAM: the segment at 2 MiB is outside.
         assert_eq!(
-            plan(&kernel(), None, 2 << 20, 1, "", reserved_range(0)).unwrap_err(),
+            plan(&kernel(), None, 2 << 20, (1, 1), "", reserved_range(0)).unwrap_err(),
             PlanError::OutsideRam {
                 paddr: 0x20_0000,
                 size: 0x1000
@@ -337,14 +338,21 @@ mod tests {
         // A module that does not fit after the kernel.
         let big = vec![0u8; 15 << 20];
         assert!(matches!(
-            plan(&kernel(), Some(&big), 16 << 20, 1, "", reserved_range(0)),
+            plan(
+                &kernel(),
+                Some(&big),
+                16 << 20,
+                (1, 1),
+                "",
+                reserved_range(0)
+            ),
             Err(PlanError::OutsideRam {
                 paddr: 0x20_1000,
                 ..
             })
         ));
         assert!(matches!(
-            plan(b"not an elf", None, 16 << 20, 1, "", reserved_range(0)),
+            plan(b"not an elf", None, 16 << 20, (1, 1), "", reserved_range(0)),
             Err(PlanError::Elf(_))
         ));
     }

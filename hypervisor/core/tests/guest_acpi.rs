@@ -38,7 +38,7 @@ impl acpi::AcpiHandler for Mem {
 fn the_acpi_crate_finds_one_processor_per_vcpu_and_no_io_apic() {
     for vcpus in [1u32, 4, 64] {
         let base = 0xf_0000usize;
-        let (bytes, rsdp) = oxen_core::guest_acpi::build(base as u64, vcpus);
+        let (bytes, rsdp) = oxen_core::guest_acpi::build(base as u64, vcpus, vcpus);
         assert_eq!(rsdp, base as u64);
         let mem = Mem {
             base,
@@ -63,4 +63,24 @@ fn the_acpi_crate_finds_one_processor_per_vcpu_and_no_io_apic() {
         assert!(apic.io_apics.is_empty());
         assert!(!apic.also_has_legacy_pics);
     }
+}
+
+#[test]
+fn vcpus_offline_at_boot_are_listed_disabled_for_hot_plug() {
+    let base = 0xf_0000usize;
+    let (bytes, rsdp) = oxen_core::guest_acpi::build(base as u64, 2, 4);
+    let mem = Mem {
+        base,
+        bytes: Rc::new(bytes),
+    };
+    // SAFETY: the handler maps only the bytes built above, at their addresses.
+    let tables = unsafe { acpi::AcpiTables::from_rsdp(mem, rsdp as usize) }.unwrap();
+    let p = tables.platform_info().unwrap().processor_info.unwrap();
+    let states: Vec<(u32, acpi::platform::ProcessorState)> = p
+        .application_processors
+        .iter()
+        .map(|a| (a.local_apic_id, a.state))
+        .collect();
+    use acpi::platform::ProcessorState::{Disabled, WaitingForSipi};
+    assert_eq!(states, [(1, WaitingForSipi), (2, Disabled), (3, Disabled)]);
 }

@@ -392,7 +392,7 @@ impl Domain {
             kernel,
             ramdisk,
             ram_size,
-            cfg.vcpus,
+            (cfg.vcpus, cfg.vcpus),
             &cfg.cmdline,
             event::reserved_range(ram_size),
         )
