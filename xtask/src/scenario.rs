@@ -372,6 +372,28 @@ fn check_churn(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// The control domain's shell: `xl info`'s free memory just before the build that fails
+/// half-way and just after it are the same (the failed build gave everything back).
+fn check_failed_build(log: &str) -> std::result::Result<String, String> {
+    let at = log
+        .find("xl create t-hello.cfg memory=4000")
+        .ok_or("no failed build in the log")?;
+    let free = Regex::new(r"free_memory\s+: (\d+)").expect("pattern");
+    let before = free
+        .captures_iter(&log[..at])
+        .last()
+        .map(|c| c[1].to_string());
+    let after = free.captures(&log[at..]).map(|c| c[1].to_string());
+    match (before, after) {
+        (Some(b), Some(a)) if a == b => Ok(format!(
+            "free memory {b} MiB before and after the failed build"
+        )),
+        (b, a) => Err(format!(
+            "free memory {b:?} MiB before the failed build, {a:?} after: it kept something"
+        )),
+    }
+}
+
 /// What is typed for the create/destroy cycles: `n` times `xl create` (a new name each
 /// time) and, once the guest is up, `xl destroy`; the hypervisor's memory figures (debug
 /// key `m`, reached with Ctrl-A three times and left the same way) after the first cycle
@@ -466,7 +488,15 @@ const DOM0_TYPED: &[(&str, &str)] = &[
         r"\[d\d+ hi\] hello: PASS",
         "xl create nosuch.cfg\rxl create t-hello.cfg memory=1\r",
     ),
-    (r"t-hello\.cfg: line \d+: ", "xl create t-crash.cfg\r"),
+    (
+        r"t-hello\.cfg: line \d+: ",
+        "xl info\rxl create t-hello.cfg memory=4000 'name=\"big\"'\r",
+    ),
+    // A build that fails half-way (the machine has no 4000 MiB) leaves nothing behind.
+    (
+        r"populate_physmap could not give it 4000 MiB \(the domain was destroyed\)",
+        "xl info\rxl list big\rxl create t-crash.cfg\r",
+    ),
     (r"not restarting it again", "xl create t-hot.cfg\r"),
     // vCPU hot-plug: 1 of 3 online at boot, then 3, then 2, then a request above the
     // maximum; the guest follows cpu/N/availability and ends through control/shutdown.
@@ -529,6 +559,8 @@ const DOM0_OK: &[&str] = &[
     r#""domid": 0,\r?\n        "config": \{\r?\n            "c_info": \{\r?\n                "type": "pvh",\r?\n                "name": "Domain-0"\r?\n            \},\r?\n            "b_info": \{\r?\n                "max_vcpus": 1,"#,
     r"\[d\d+ hi\] hello: PASS Xen 4\.17-oxen",
     r"xl create: /etc/xen/nosuch\.cfg: no such configuration file",
+    r"xl create: big: populate_physmap could not give it 4000 MiB \(the domain was destroyed\)",
+    r"big is an invalid domain identifier \(rc=-6\)",
     // on_crash = "restart": built again each time it crashes, until it has crashed
     // five times in a row right after starting.
     r"hello: crashing on purpose",
@@ -1455,6 +1487,7 @@ pub fn all() -> Vec<Scenario> {
             ],
             input: DOM0_TYPED,
             expect: DOM0_OK,
+            check: Some(check_failed_build),
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
             ..bochs_guests(
                 "dom0-shell",
