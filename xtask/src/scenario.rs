@@ -372,6 +372,48 @@ fn check_churn(log: &str) -> std::result::Result<String, String> {
     Ok(text)
 }
 
+/// The control domain's shell: a paused domain does nothing (see [`check_paused`]) and a
+/// failed build gives everything back (see [`check_failed_build`]).
+fn check_dom0_shell(log: &str) -> std::result::Result<String, String> {
+    Ok(format!(
+        "{}; {}",
+        check_paused(log)?,
+        check_failed_build(log)?
+    ))
+}
+
+/// `burn` reports its progress every 100 ms of its time while it runs; between `xl
+/// pause burn` and `xl unpause burn` (half a second apart, by the shell's `sleep`) no
+/// report comes, its CPU time in `xl list` stays the same, and reports come again after.
+fn check_paused(log: &str) -> std::result::Result<String, String> {
+    let from = log.find("xl pause burn").ok_or("no xl pause burn")?;
+    let to = from
+        + log[from..]
+            .find("xl unpause burn")
+            .ok_or("no xl unpause burn")?;
+    let window = &log[from..to];
+    let report = Regex::new(r"\[d1 burn\] burn: at (\d+) ms").expect("pattern");
+    if let Some(c) = report.captures(window) {
+        return Err(format!("burn reported at {} ms while paused", &c[1]));
+    }
+    let time = Regex::new(r"\nburn\s+1\s+8\s+2\s+-[b-]p---\s+(\d+\.\d)").expect("pattern");
+    let times: Vec<&str> = time
+        .captures_iter(window)
+        .map(|c| c.get(1).map_or("", |m| m.as_str()))
+        .collect();
+    if times.len() != 2 || times[0] != times[1] {
+        return Err(format!("CPU time while paused, 0.5 s apart: {times:?}"));
+    }
+    let after = report.captures_iter(&log[to..]).count();
+    if after == 0 {
+        return Err("no report from burn after xl unpause".into());
+    }
+    Ok(format!(
+        "no progress and {} s of CPU time while paused for 0.5 s, {after} reports after",
+        times[0]
+    ))
+}
+
 /// The control domain's shell: `xl info`'s free memory just before the build that fails
 /// half-way and just after it are the same (the failed build gave everything back).
 fn check_failed_build(log: &str) -> std::result::Result<String, String> {
@@ -448,6 +490,10 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     (
         r"\nburn\s+1\s+8\s+2\s+[r-][b-]-",
         "xl pause burn\rxl list burn\r",
+    ),
+    (
+        r"\nburn\s+1\s+8\s+2\s+-[b-]p---",
+        "sleep 0.5\rxl list burn\r",
     ),
     (
         r"\nburn\s+1\s+8\s+2\s+-[b-]p---",
@@ -1487,7 +1533,7 @@ pub fn all() -> Vec<Scenario> {
             ],
             input: DOM0_TYPED,
             expect: DOM0_OK,
-            check: Some(check_failed_build),
+            check: Some(check_dom0_shell),
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
             ..bochs_guests(
                 "dom0-shell",

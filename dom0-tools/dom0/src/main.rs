@@ -20,6 +20,7 @@ mod store;
 mod xl;
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -137,6 +138,7 @@ fn main(info: &StartInfo) {
     ));
     out(PROMPT);
     let mut editor = LineEditor::new();
+    let mut typeahead: Vec<u8> = Vec::new();
     loop {
         // What the terminal shows now: a domain's console, a command's output that
         // holds the prompt, or the prompt.
@@ -147,6 +149,9 @@ fn main(info: &StartInfo) {
         {
             events::clear(p);
             tool.reap();
+        }
+        if tool.sleeping_until.is_some_and(|t| time::now_ns() >= t) {
+            tool.sleeping_until = None;
         }
         tool.store.poll();
         watch_events(&mut tool);
@@ -162,44 +167,53 @@ fn main(info: &StartInfo) {
         }
         let mut buf = [0u8; 64];
         let n = hypercall::console_read(&mut buf);
-        if n <= 0 {
+        if n > 0 {
+            // Typed ahead while a command holds the prompt: kept for when it is back,
+            // as a terminal keeps it (within a bound).
+            let room = TYPEAHEAD_MAX.saturating_sub(typeahead.len());
+            typeahead.extend(buf[..n as usize].iter().take(room));
+        }
+        let idle = typeahead.is_empty() || (held(&tool) && !typeahead.contains(&CTRL_C));
+        if n <= 0 && idle {
             let mut ports = tool.store.ports();
             ports.extend(tool.consoles.ports());
             ports.push(port);
             ports.extend(dom_exc);
-            if events::wait_any(&ports, time::now_ns() + 200_000_000) && events::pending(port) {
+            let next = (time::now_ns() + 200_000_000).min(tool.sleeping_until.unwrap_or(u64::MAX));
+            if events::wait_any(&ports, next) && events::pending(port) {
                 events::clear(port);
             }
             continue;
         }
-        let mut typed = &buf[..n as usize];
-        while !typed.is_empty() {
+        while !typeahead.is_empty() {
             if let Some(id) = tool.consoles.attached {
                 // Everything up to Ctrl-] goes to the domain.
-                let end = typed.iter().position(|&b| b == ESCAPE);
-                let (give, rest) = typed.split_at(end.unwrap_or(typed.len()));
-                tool.consoles.input(id, give);
-                typed = rest;
-                if !typed.is_empty() {
-                    typed = &typed[1..];
+                let end = typeahead.iter().position(|&b| b == ESCAPE);
+                let give: Vec<u8> = typeahead.drain(..end.unwrap_or(typeahead.len())).collect();
+                tool.consoles.input(id, &give);
+                if !typeahead.is_empty() {
+                    typeahead.remove(0);
                     tool.consoles.attached = None;
                     out(&alloc::format!("\n{PROMPT}"));
                 }
                 continue;
             }
-            let b = typed[0];
-            typed = &typed[1..];
             if held(&tool) {
-                // `xl shutdown -w` or `xenstore-watch` holds the prompt; Ctrl-C stops it.
-                if b == 0x03 {
-                    tool.waiting.clear();
-                    if let Some((path, _)) = tool.store.shell_watch.take() {
-                        let _ = tool.store.unwatch(&path, WATCH_TOKEN);
-                    }
-                    out(&alloc::format!("^C\n{PROMPT}"));
+                // `xl shutdown -w`, `xenstore-watch` or `sleep` holds the prompt; Ctrl-C
+                // stops it (and drops what was typed before it, as an interrupt does).
+                let Some(at) = typeahead.iter().position(|&b| b == CTRL_C) else {
+                    break;
+                };
+                typeahead.drain(..=at);
+                tool.waiting.clear();
+                tool.sleeping_until = None;
+                if let Some((path, _)) = tool.store.shell_watch.take() {
+                    let _ = tool.store.unwatch(&path, WATCH_TOKEN);
                 }
+                out(&alloc::format!("^C\n{PROMPT}"));
                 continue;
             }
+            let b = typeahead.remove(0);
             match editor.feed(b, PROMPT) {
                 Some(Edit::Echo(s)) => out(&s),
                 Some(Edit::Line(line)) => {
@@ -215,12 +229,37 @@ fn main(info: &StartInfo) {
     }
 }
 
+/// Ctrl-C, which ends a command that holds the prompt.
+const CTRL_C: u8 = 0x03;
+/// Bytes typed ahead that the shell keeps while a command holds the prompt.
+const TYPEAHEAD_MAX: usize = 4096;
+
 /// The token of the shell's `xenstore-watch`.
 const WATCH_TOKEN: &str = "xenstore-watch";
 
-/// Whether a command holds the prompt (`xl shutdown -w`, `xenstore-watch`).
+/// Whether a command holds the prompt (`xl shutdown -w`, `xenstore-watch`, `sleep`).
 fn held(tool: &xl::Xl) -> bool {
-    !tool.waiting.is_empty() || tool.store.shell_watch.is_some()
+    !tool.waiting.is_empty() || tool.store.shell_watch.is_some() || tool.sleeping_until.is_some()
+}
+
+/// `sleep SECONDS` (a decimal number, as coreutils' sleep takes): the system time
+/// to wake at.
+fn sleep_deadline(arg: &str) -> Option<u64> {
+    let (whole, frac) = arg.split_once('.').unwrap_or((arg, ""));
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || whole > 86_400 {
+        return None;
+    }
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32)
+    };
+    Some(time::now_ns() + whole * 1_000_000_000 + frac_ns)
 }
 
 /// Prints what the shell's `xenstore-watch` saw, one path a line as Xen's tool does,
@@ -362,6 +401,16 @@ fn run(tool: &mut xl::Xl, line: &str) {
         "ls" => tool.ls(args.get(1).copied()),
         "cat" => tool.cat(&args[1..]),
         "poweroff" => poweroff(tool),
+        "sleep" => match args.get(1).and_then(|a| sleep_deadline(a)) {
+            Some(t) if args.len() == 2 => {
+                tool.sleeping_until = Some(t);
+                0
+            }
+            _ => {
+                out("sleep: usage: sleep SECONDS (e.g. 0.5)\n");
+                1
+            }
+        },
         "xenstore-read" | "xenstore-write" | "xenstore-rm" | "xenstore-ls" | "xenstore-watch"
         | "xenstore-chmod" => xenstore(tool, first, &args[1..]),
         "echo" => {

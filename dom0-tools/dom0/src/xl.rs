@@ -48,6 +48,7 @@ Commands of the control domain:
   xenstore-rm PATH...            remove them (and below)
   xenstore-watch [-n NR] PATH    print each change at or below PATH (Ctrl-C ends)
   xenstore-chmod PATH PERM...    set a node's permissions (n0 r3 w4 b5: owner first)
+  sleep SECONDS                  wait (e.g. 0.5; Ctrl-C ends it)
   ls [DIR]                       the files: /etc/xen (configurations), /images
   cat FILE                       a file
   poweroff                       end every domain, then the machine
@@ -107,6 +108,8 @@ pub struct Xl {
     /// Lines about what happened on its own (a domain restarted, a wait ended), for the
     /// shell to show above its prompt.
     pub notices: Vec<String>,
+    /// `sleep`: the prompt comes back at this system time (ns).
+    pub sleeping_until: Option<u64>,
     pub last_exit: i32,
 }
 
@@ -146,6 +149,7 @@ impl Xl {
             consoles: Consoles::new(),
             waiting: Vec::new(),
             notices: Vec::new(),
+            sleeping_until: None,
             last_exit: 0,
         }
     }
