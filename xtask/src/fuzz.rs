@@ -140,8 +140,8 @@ pub fn run(seconds: u64) -> Result<()> {
         .current_dir(root())
         .arg(format!("-max_total_time={seconds}"))
         .arg("-rss_limit_mb=2048")
-        // One input takes well under a millisecond: minutes means a hang.
-        .arg("-timeout=60")
+        // One input takes about a millisecond: seconds mean a hang.
+        .arg("-timeout=10")
         .arg("-print_final_stats=1")
         .arg(prefix)
         .arg(&found)
