@@ -3,6 +3,7 @@
 
 mod bench;
 mod build;
+mod fuzz;
 mod linux;
 mod platform;
 mod plot;
@@ -36,11 +37,15 @@ commands:
                         (linux-initrd.cpio) into the archive, for linux.cfg and
                         linux-smp.cfg (e.g. --config guests/boot/linux.cfg)
   (run and image also add every file of the folder OXEN_FILES names)
-  test [options]        host unit tests, then every boot scenario
+  test [options]        host tests (lints, cargo test, 5 s of fuzz), then every boot scenario
       --host-only       only the host tests
       --boot-only       only the boot scenarios
       --scenario NAME   only the named scenario (repeatable)
       --list            list the scenarios
+  fuzz [--seconds N]    build the XenStore libFuzzer target (dom0-tools/xenstore/fuzz) as
+                        cargo-fuzz does and fuzz for N seconds (default 10) from its corpus
+                        (dom0-tools/xenstore/tests/fuzz-corpus, never modified); failing
+                        inputs go to target/fuzz/artifacts/
   bench                 run the benchmarks; results in target/oxen/bench/results.json
   bench --exit-path     only the null hypercall and CPUID round trips (about 15 s)
   bench --store         only the XenStore load generator on the host (about 20 s)
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         "run" => platform::cmd_run(rest),
         "test" => scenario::cmd_test(rest),
         "bench" => bench::cmd_bench(rest),
+        "fuzz" => fuzz::cmd_fuzz(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -2110,11 +2110,10 @@ fn watch(s: &Scenario, child: &mut Child, serial_path: &PathBuf, start: Instant)
     }
 }
 
-/// Runs `cargo test` over the host-testable crates.
-/// `cargo fmt --check` on every crate, and `cargo clippy` with warnings as errors: the
-/// host crates (the workspace's default members) with their tests, then the hypervisor
-/// and the guests (bare metal; checked apart so that the host's features of shared
-/// dependencies do not leak into them).
+/// `cargo fmt --check` on every crate (the fuzz package, its own workspace, apart), and
+/// `cargo clippy` with warnings as errors: the host crates (the workspace's default
+/// members) with their tests, then the hypervisor and the guests (bare metal; checked
+/// apart so that the host's features of shared dependencies do not leak into them).
 fn lints() -> Result<()> {
     let cargo = |args: &[&str]| -> Result<()> {
         println!("== lints: cargo {}", args.join(" "));
@@ -2131,6 +2130,12 @@ fn lints() -> Result<()> {
     };
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
+        "fmt",
+        "--check",
+        "--manifest-path",
+        "dom0-tools/xenstore/fuzz/Cargo.toml",
+    ])?;
+    cargo(&[
         "clippy",
         "--release",
         "--all-targets",
@@ -2146,6 +2151,8 @@ fn lints() -> Result<()> {
     cargo(&bare)
 }
 
+/// The lints, `cargo test` over the workspace, then a short run of the XenStore fuzz
+/// target (`cargo xtask fuzz`).
 fn host_tests() -> Result<()> {
     lints()?;
     println!("== host tests: cargo test --workspace");
@@ -2154,11 +2161,10 @@ fn host_tests() -> Result<()> {
         .args(["test", "--workspace"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("host tests failed".into())
+    if !status.success() {
+        return Err("host tests failed".into());
     }
+    crate::fuzz::run(crate::fuzz::TEST_SECONDS)
 }
 
 pub fn cmd_test(args: &[String]) -> Result<()> {
@@ -2188,7 +2194,8 @@ pub fn cmd_test(args: &[String]) -> Result<()> {
     let host = (!boot_only && only.is_empty()).then(host_tests);
     match &host {
         Some(Ok(())) => println!(
-            "PASS host-tests            cargo fmt --check, cargo clippy -D warnings, cargo test --workspace"
+            "PASS host-tests            cargo fmt --check, cargo clippy -D warnings, cargo test --workspace, {} s of cargo xtask fuzz",
+            crate::fuzz::TEST_SECONDS
         ),
         Some(Err(e)) => println!("FAIL host-tests            {e} (see above)"),
         None => {}

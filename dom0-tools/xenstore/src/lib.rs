@@ -11,6 +11,10 @@
 //! daemon (`oxen-xenstored`, over Unix sockets) and, later, dom0's guest
 //! rings.
 //!
+//! With the `fuzzing` feature, the module `fuzz` holds the fuzz harness: one
+//! input judged against the engine's invariants, for the `fuzz` test and
+//! the libFuzzer target in `fuzz/`.
+//!
 //! A transport adapter does three things:
 //!
 //! ```
@@ -43,6 +47,8 @@ pub mod connection;
 pub mod domain;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub mod ops;
 pub mod path;
 pub mod perms;
