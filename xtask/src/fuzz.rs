@@ -136,7 +136,13 @@ pub fn run(seconds: u64) -> Result<()> {
     // The prefix is pasted before the file name: it needs its trailing slash.
     let mut prefix = std::ffi::OsString::from("-artifact_prefix=");
     prefix.push(artifacts.join(""));
+    // libFuzzer's own log (hundreds of lines) goes to a file; a summary is printed, or
+    // the end of the log if it failed.
+    let log_path = target_dir().join("last-run.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let status = Command::new(&engine)
+        .stderr(log)
         .current_dir(root())
         .arg(format!("-max_total_time={seconds}"))
         .arg("-rss_limit_mb=2048")
@@ -149,8 +155,18 @@ pub fn run(seconds: u64) -> Result<()> {
         .status();
     let _ = std::fs::remove_dir_all(&found);
     let status = status.map_err(|e| format!("cannot run {}: {e}", engine.display()))?;
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     if status.success() {
+        println!(
+            "== fuzz: {} (libFuzzer's log: {})",
+            summary(&text),
+            log_path.display()
+        );
         return Ok(());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    for line in &lines[lines.len().saturating_sub(60)..] {
+        eprintln!("{line}");
     }
     let saved = written_since(&artifacts, started);
     if saved.is_empty() {
@@ -170,6 +186,33 @@ pub fn run(seconds: u64) -> Result<()> {
     ))
 }
 
+/// libFuzzer's last status line (`#RUNS DONE cov: … ft: … corp: … exec/s: …`) and
+/// its final figures, in one line.
+fn summary(log: &str) -> String {
+    // The last status line's coverage and corpus figures (`… cov: N ft: N corp: N/…`).
+    let done = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once(" cov: ").map(|(_, rest)| rest))
+        .map(|rest| format!("cov: {}", rest.split(" lim:").next().unwrap_or(rest).trim()))
+        .unwrap_or_else(|| "no status line".into());
+    let stat = |name: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    match (
+        stat("stat::number_of_executed_units:"),
+        stat("stat::average_exec_per_sec:"),
+        stat("stat::peak_rss_mb:"),
+    ) {
+        (Some(runs), Some(rate), Some(rss)) => {
+            format!("{runs} inputs ({rate}/s), peak RSS {rss} MB, {done}")
+        }
+        _ => done,
+    }
+}
+
 /// The files of `dir` modified at or after `since`.
 fn written_since(dir: &Path, since: SystemTime) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -186,4 +229,25 @@ fn written_since(dir: &Path, since: SystemTime) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_takes_libfuzzers_last_figures() {
+        let log = "INFO: seed corpus: files: 10\n\
+                   #2\tINITED cov: 1874 ft: 4255 corp: 9/1Kb exec/s: 0 rss: 30Mb\n\
+                   #7446\tDONE   cov: 2474 ft: 11285 corp: 1068/1179Kb lim: 4096 exec/s: 1861 rss: 34Mb\n\
+                   Done 7446 runs in 4 second(s)\n\
+                   stat::number_of_executed_units: 7446\n\
+                   stat::average_exec_per_sec:     1861\n\
+                   stat::peak_rss_mb:              34\n";
+        assert_eq!(
+            summary(log),
+            "7446 inputs (1861/s), peak RSS 34 MB, cov: 2474 ft: 11285 corp: 1068/1179Kb"
+        );
+        assert_eq!(summary(""), "no status line");
+    }
 }
