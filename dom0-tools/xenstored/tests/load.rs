@@ -8,8 +8,13 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-/// `figure` values and `point` values (chart, series, x) of a report.
-fn report() -> (BTreeMap<String, f64>, BTreeMap<(String, String, u64), f64>) {
+/// A report's `figure` values by key.
+type Figures = BTreeMap<String, f64>;
+/// A report's `point` values by (chart, series, x).
+type Points = BTreeMap<(String, String, u64), f64>;
+
+/// The `figure` and `point` values of a report.
+fn report() -> (Figures, Points) {
     let out = Command::new(env!("CARGO_BIN_EXE_oxen-xsload"))
         .args(["report", "--seconds", "0.05"])
         .output()

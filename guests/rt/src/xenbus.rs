@@ -442,6 +442,75 @@ impl Xenbus {
     }
 }
 
+/// The node the toolstack writes a shutdown request into (relative to the domain's
+/// home), and the watch token the runtime's helpers use for it.
+pub const CONTROL_SHUTDOWN: &str = "control/shutdown";
+pub const CONTROL_TOKEN: &str = "control";
+
+/// What `control/shutdown` asked for (`xl shutdown`, `xl reboot`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownRequest {
+    Poweroff,
+    Reboot,
+    Suspend,
+    Halt,
+    /// Something else (the guest should answer it as Linux does: ignore it).
+    Other,
+}
+
+impl ShutdownRequest {
+    /// The `SCHEDOP_shutdown` reason a guest ends with for this request.
+    pub fn reason(self) -> Option<u32> {
+        use oxen_abi::sched_op::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SUSPEND};
+        match self {
+            ShutdownRequest::Poweroff | ShutdownRequest::Halt => Some(SHUTDOWN_POWEROFF),
+            ShutdownRequest::Reboot => Some(SHUTDOWN_REBOOT),
+            ShutdownRequest::Suspend => Some(SHUTDOWN_SUSPEND),
+            ShutdownRequest::Other => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShutdownRequest::Poweroff => "poweroff",
+            ShutdownRequest::Reboot => "reboot",
+            ShutdownRequest::Suspend => "suspend",
+            ShutdownRequest::Halt => "halt",
+            ShutdownRequest::Other => "other",
+        }
+    }
+}
+
+impl Xenbus {
+    /// Watches `control/shutdown` (token [`CONTROL_TOKEN`]), as Linux's xenbus does at
+    /// start; the store fires it once at once.
+    pub fn watch_shutdown(&mut self) -> Result<(), Error> {
+        self.watch(CONTROL_SHUTDOWN, CONTROL_TOKEN)
+    }
+
+    /// Reads `control/shutdown`; a request there is acknowledged as Linux does, by
+    /// clearing the node, and returned. `None` while the node is empty.
+    pub fn take_shutdown_request(&mut self) -> Result<Option<ShutdownRequest>, Error> {
+        let mut buf = [0u8; 16];
+        let n = match self.read(0, CONTROL_SHUTDOWN, &mut buf) {
+            Ok(n) => n,
+            Err(Error::Store(e)) if e.as_str() == "ENOENT" => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        self.write(0, CONTROL_SHUTDOWN, b"")?;
+        Ok(Some(match &buf[..n] {
+            b"poweroff" => ShutdownRequest::Poweroff,
+            b"reboot" => ShutdownRequest::Reboot,
+            b"suspend" => ShutdownRequest::Suspend,
+            b"halt" => ShutdownRequest::Halt,
+            _ => ShutdownRequest::Other,
+        }))
+    }
+}
+
 impl Xenbus {
     /// For hostile test guests: publishes a request producer index a ring cannot hold
     /// (a ring and a half ahead of the consumer), notifies, and waits until `deadline_ns`

@@ -124,9 +124,10 @@ fn hotplug() {
         .find(|&n| vcpu::is_up(n) == -ENOENT)
         .unwrap_or(vcpu::MAX_SECONDARY as u32 + 1);
     let mut initialised = [false; vcpu::MAX_SECONDARY + 1];
-    for (path, token) in [("cpu", "cpu"), ("control/shutdown", "ctl")] {
-        check(bus.watch(path, token).is_ok(), "watches for the toolstack");
-    }
+    check(
+        bus.watch("cpu", "cpu").is_ok() && bus.watch_shutdown().is_ok(),
+        "watches for the toolstack",
+    );
     let mut buf = [0u8; 32];
     loop {
         let mut online = 1;
@@ -168,14 +169,11 @@ fn hotplug() {
             if event.token() == "cpu" {
                 break;
             }
-            let n = bus.read(0, "control/shutdown", &mut buf).unwrap_or(0);
-            if n == 0 {
-                continue;
+            match bus.take_shutdown_request() {
+                Ok(None) => continue,
+                Ok(Some(_)) => {}
+                Err(_) => check(false, "acknowledges the shutdown"),
             }
-            check(
-                bus.write(0, "control/shutdown", b"").is_ok(),
-                "acknowledges the shutdown",
-            );
             let failures = FAILURES.load(Ordering::Relaxed);
             if failures == 0 {
                 println!("smp: PASS hotplug");

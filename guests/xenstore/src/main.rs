@@ -20,7 +20,7 @@
 #![no_std]
 #![no_main]
 
-use oxen_guest_rt::xenbus::{Error, Xenbus};
+use oxen_guest_rt::xenbus::{Error, ShutdownRequest, Xenbus};
 use oxen_guest_rt::{StartInfo, events, println, time, xen};
 
 oxen_guest_rt::entry!(main);
@@ -175,32 +175,29 @@ fn main(info: &StartInfo) {
 /// Watches `control/shutdown` as Linux's xenbus does, acknowledges a request by
 /// clearing the node, and returns (which powers the domain off).
 fn await_shutdown(bus: &mut Xenbus) {
-    if bus.watch("control/shutdown", "ctl").is_err() {
+    if bus.watch_shutdown().is_err() {
         println!("xenstore: FAIL watch control/shutdown");
         return;
     }
     let deadline = time::now_ns() + 60_000_000_000;
-    let mut buf = [0u8; 32];
     loop {
         if let Err(e) = bus.next_event(deadline) {
             println!("xenstore: FAIL no shutdown request ({e})");
             return;
         }
-        let n = bus.read(0, "control/shutdown", &mut buf).unwrap_or(0);
-        let req = core::str::from_utf8(&buf[..n]).unwrap_or("?");
-        if req.is_empty() {
-            continue;
-        }
-        let acked = bus.write(0, "control/shutdown", b"").is_ok();
-        println!(
-            "xenstore: shutdown requested ({req}); {}",
-            if acked {
-                "acknowledged"
-            } else {
-                "FAIL to acknowledge"
+        let req = match bus.take_shutdown_request() {
+            Ok(None) => continue,
+            Ok(Some(req)) => req,
+            Err(e) => {
+                println!("xenstore: FAIL to acknowledge the shutdown request ({e})");
+                return;
             }
+        };
+        println!(
+            "xenstore: shutdown requested ({}); acknowledged",
+            req.name()
         );
-        if req == "reboot" {
+        if req == ShutdownRequest::Reboot {
             oxen_guest_rt::shutdown(oxen_guest_rt::abi::sched_op::SHUTDOWN_REBOOT);
         }
         return;
