@@ -517,7 +517,7 @@ const DOM0_TYPED: &[(&str, &str)] = &[
     ),
     (
         r"\nCpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us\r?\n",
-        "xl pause nosuch\rxenstore-read /local/domain/1/name\rxl destroy 0\r",
+        "xl pause nosuch\rxenstore-read /local/domain/1/name\rxl shutdown burn\rxl destroy 0\r",
     ),
     (r"use -f to force", "xl destroy burn\r"),
     (r"domain 1 \(burn\): memory returned", "xl list\r"),
@@ -587,6 +587,8 @@ const DOM0_OK: &[&str] = &[
     r"nosuch is an invalid domain identifier \(rc=-6\)",
     // dom0 wrote the adopted boot-time domain's nodes.
     r"xenstore-read /local/domain/1/name\r?\nburn\r?\n",
+    // burn runs no PV drivers (no event-channel callback): no graceful shutdown.
+    r"xl shutdown burn\r?\nPV control interface not available: external graceful shutdown not possible\.\r?\n\(domain 1 set no HVM_PARAM_CALLBACK_IRQ; xl destroy ends it\)",
     r"Not destroying domain 0; use -f to force\.\r?\nThis can only be done when using a disaggregated hardware domain and toolstack\.",
     r"\d+  t-burn\.cfg\r?\n",
     r"\nhot\s+\d+\s+2\s+-\s+--p\s+0\.0 all / all\r?\n",

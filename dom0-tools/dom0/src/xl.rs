@@ -494,6 +494,16 @@ impl Xl {
     /// as Xen's toolstack does; the domain acknowledges and shuts itself down.
     fn pv_control(&mut self, arg: &str, request: &str, cmd: &str) -> Result<u16, i32> {
         let id = self.domain(arg)?;
+        // As libxl: a guest that never asked for event-channel upcalls runs no PV drivers
+        // and would never see the request.
+        let callback =
+            oxen_guest_rt::xen::get_param_of(id, oxen_guest_rt::xen::hvm_param::CALLBACK_IRQ);
+        if callback.unwrap_or(0) == 0 {
+            return Err(fail(&format!(
+                "PV control interface not available: external graceful shutdown not possible.\n\
+                 (domain {id} set no HVM_PARAM_CALLBACK_IRQ; xl destroy ends it)"
+            )));
+        }
         match self.store.request_shutdown(id, request) {
             Ok(()) => {
                 if request == "reboot" {
