@@ -1539,7 +1539,7 @@ pub fn all() -> Vec<Scenario> {
             forbid: &["PANIC", "EXCEPTION", "ERROR", "FAIL"],
             ..bochs_guests(
                 "dom0-shell",
-                "the control domain's xl shell on the serial console (2 pCPUs): list, pause and unpause, vcpu-list, sched-credit, destroy, create (paused, with an override; built by dom0, destroyed once it shuts down) and bad configurations, bad names, files, info, dmesg, then poweroff; every answer in Xen's format",
+                "the control domain's xl shell on the serial console (2 pCPUs): list and list -l, pause (no progress for half a second) and unpause, vcpu-list, sched-credit of domains and of the pool, vCPU hot-plug with vcpu-set, destroy, create (paused, with an override; built by dom0, destroyed once it shuts down), a build failing half-way that gives all back, bad configurations, bad names, a domain without PV drivers, files, info, dmesg, then poweroff; every answer in Xen's format",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0.cfg\", \"t-burn.cfg\"]\n",
             )

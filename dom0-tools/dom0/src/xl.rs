@@ -113,17 +113,6 @@ pub struct Xl {
     pub last_exit: i32,
 }
 
-/// The domains an optional `[DOMAIN]` argument selects among `rows`: all of them, or
-/// the one it names; an unknown one or more arguments print their line and give the
-/// exit code.
-fn selected(rest: &[&str], rows: &[DomainRow], usage_line: &str) -> Result<Vec<u16>, i32> {
-    match rest {
-        [] => Ok(rows.iter().map(|r| r.id).collect()),
-        [d] => resolve(d, rows).map(|id| vec![id]).map_err(|e| fail(&e)),
-        _ => Err(usage(usage_line)),
-    }
-}
-
 fn fail(msg: &str) -> i32 {
     out(msg);
     out("\n");
@@ -353,27 +342,44 @@ impl Xl {
         if let ["-l" | "--long", rest @ ..] = rest {
             return self.list_long(rest);
         }
-        let rows = self.rows();
-        let ids = match selected(rest, &rows, "Usage: xl list [DOMAIN]") {
-            Ok(ids) => ids,
+        let rows = match self.selected(rest, "Usage: xl list [DOMAIN]") {
+            Ok((_, rows)) => rows,
             Err(code) => return code,
         };
-        let rows: Vec<DomainRow> = rows.into_iter().filter(|r| ids.contains(&r.id)).collect();
         out(&format::list(&rows));
         EXIT_OK
     }
 
-    /// `xl list -l [DOMAIN]`: the configurations as JSON (libxl's shape).
-    fn list_long(&mut self, rest: &[&str]) -> i32 {
+    /// The domains an optional `[DOMAIN]` argument selects (all, or the one it names),
+    /// with their rows; an unknown one or more arguments print their line and give the
+    /// exit code.
+    fn selected(
+        &mut self,
+        rest: &[&str],
+        usage_line: &str,
+    ) -> Result<(Vec<DomainInfo>, Vec<DomainRow>), i32> {
         let domains = self.domains();
         let rows = self.rows_of(&domains);
-        let ids = match selected(rest, &rows, "Usage: xl list -l [DOMAIN]") {
-            Ok(ids) => ids,
+        let id = match rest {
+            [] => None,
+            [d] => Some(resolve(d, &rows).map_err(|e| fail(&e))?),
+            _ => return Err(usage(usage_line)),
+        };
+        let wanted = |d: u16| id.is_none_or(|id| id == d);
+        Ok((
+            domains.into_iter().filter(|d| wanted(d.domain)).collect(),
+            rows.into_iter().filter(|r| wanted(r.id)).collect(),
+        ))
+    }
+
+    /// `xl list -l [DOMAIN]`: the configurations as JSON (libxl's shape).
+    fn list_long(&mut self, rest: &[&str]) -> i32 {
+        let domains = match self.selected(rest, "Usage: xl list -l [DOMAIN]") {
+            Ok((domains, _)) => domains,
             Err(code) => return code,
         };
         let described: Vec<json::Described<'_>> = domains
             .iter()
-            .filter(|d| ids.contains(&d.domain))
             .map(|d| {
                 let known = self.configs.get(&d.domain);
                 json::Described {
@@ -394,15 +400,13 @@ impl Xl {
     /// `xl uptime [DOMAIN]`: from its build for the domains this toolstack built, from
     /// the machine's boot for the others (dom0, the boot-time domains).
     fn uptime(&mut self, rest: &[&str]) -> i32 {
-        let rows = self.rows();
-        let ids = match selected(rest, &rows, "Usage: xl uptime [DOMAIN]") {
-            Ok(ids) => ids,
+        let rows = match self.selected(rest, "Usage: xl uptime [DOMAIN]") {
+            Ok((_, rows)) => rows,
             Err(code) => return code,
         };
         let now = oxen_guest_rt::time::now_ns();
         let up: Vec<(String, u16, u64)> = rows
             .iter()
-            .filter(|r| ids.contains(&r.id))
             .map(|r| {
                 let since = self.created.get(&r.id).map_or(0, |c| c.started_ns);
                 (
@@ -729,15 +733,13 @@ impl Xl {
     }
 
     fn vcpu_list(&mut self, rest: &[&str]) -> i32 {
-        let domains = self.domains();
-        let rows = self.rows_of(&domains);
-        let ids = match selected(rest, &rows, "Usage: xl vcpu-list [DOMAIN]") {
-            Ok(ids) => ids,
+        let domains = match self.selected(rest, "Usage: xl vcpu-list [DOMAIN]") {
+            Ok((domains, _)) => domains,
             Err(code) => return code,
         };
         let nr_cpus = control::physinfo().map_or(1, |p| p.nr_cpus);
         let mut vcpus = Vec::new();
-        for d in domains.iter().filter(|d| ids.contains(&d.domain)) {
+        for d in &domains {
             for v in 0..=d.max_vcpu_id {
                 let Ok(i) = control::vcpu_info(d.domain, v) else {
                     continue;
