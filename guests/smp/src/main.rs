@@ -129,6 +129,8 @@ fn hotplug() {
         "watches for the toolstack",
     );
     let mut buf = [0u8; 32];
+    // Every write of an availability node fires the watch: say the count when it changed.
+    let mut said = 0;
     loop {
         let mut online = 1;
         for v in 1..max {
@@ -159,7 +161,10 @@ fn hotplug() {
                 online += 1;
             }
         }
-        println!("smp: hotplug: {online} of {max} vCPU(s) online");
+        if online != said {
+            println!("smp: hotplug: {online} of {max} vCPU(s) online");
+            said = online;
+        }
         // Wait for the next change (or a shutdown request).
         loop {
             let event = match bus.next_event(time::now_ns() + 600_000_000_000) {
