@@ -29,6 +29,11 @@ echo "init: ready, $(grep -c ^processor /proc/cpuinfo) CPU(s); a shell on the co
 exec setsid cttyhack sh
 "#;
 
+/// The ramdisk's `/sbin/poweroff`: what the kernel runs when Xen's toolstack asks it to
+/// power off (`control/shutdown` = `poweroff`: `orderly_poweroff` runs
+/// `/sbin/poweroff`). With no init system to tell, it powers off at once.
+pub const POWEROFF: &str = "#!/bin/sh\nexec /bin/busybox poweroff -f\n";
+
 /// Where Debian's busybox-static puts its binary.
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -214,10 +219,11 @@ impl<'a> Member<'a> {
 }
 
 /// The ramdisk: directories, `/dev/console`, `/dev/null` and `/dev/hvc0`, busybox with
-/// `/bin/sh` linked to it, and `/init` itself.
+/// `/bin/sh` linked to it, `/sbin/poweroff` ([`POWEROFF`]), and `/init` itself.
 pub fn initramfs(busybox: &[u8], init: &str) -> Vec<u8> {
     let members = [
         Member::dir("bin"),
+        Member::dir("sbin"),
         Member::dir("dev"),
         Member::dir("proc"),
         Member::dir("sys"),
@@ -227,6 +233,7 @@ pub fn initramfs(busybox: &[u8], init: &str) -> Vec<u8> {
         Member::chr("dev/hvc0", 0o600, 229, 0),
         Member::new("bin/busybox", S_IFREG | 0o755, busybox),
         Member::new("bin/sh", S_IFLNK | 0o777, b"busybox"),
+        Member::new("sbin/poweroff", S_IFREG | 0o755, POWEROFF.as_bytes()),
         Member::new("init", S_IFREG | 0o755, init.as_bytes()),
         Member::new("TRAILER!!!", 0, &[]),
     ];
@@ -323,6 +330,7 @@ mod tests {
         assert_eq!(get("dev/hvc0").2, (229, 0));
         assert_eq!(get("dev/null").2, (1, 3));
         assert_eq!(get("proc").1, S_IFDIR | 0o755);
+        assert_eq!(get("sbin/poweroff").3, POWEROFF.as_bytes());
     }
 
     /// A bzImage-shaped buffer: setup header fields and an xz payload where they say.

@@ -863,6 +863,37 @@ const LINUX_FORBID: &[&str] = &[
     "crashed",
 ];
 
+/// Linux built by dom0's `xl create -c`: its shell through dom0's console, its xenbus
+/// through dom0's store, then detached, `xl shutdown -w` through `control/shutdown`.
+const LINUX_XL_TYPED: &[(&str, &str)] = &[
+    (
+        r"adopted, \d+ file\(s\)\. Type 'help'\.",
+        "xl create -c linux.cfg\r",
+    ),
+    (r"init: ready", "uname -r\n"),
+    (r"\n6\.\d+\.\d+-\d+-amd64", "ls /sys/bus/xen/drivers; cat /proc/cmdline\n"),
+    (
+        r"xenconsole",
+        "echo problems=$(dmesg | grep -i -e warning -e oops -e 'unchecked msr' -e 'call trace' -e 'bug:' -e xenbus.*fail | grep -v -c RETBleed)\n",
+    ),
+    (r"problems=\d+", "\x1d"),
+    (r"oxen-dom0# ", "xl list\r"),
+    (r"\nlinux\s+1\s+256\s+1\s+", "xl shutdown -w linux\r"),
+    (r"Domain 1 has been shut down, reason code 0", "poweroff\r"),
+];
+const LINUX_XL_OK: &[&str] = &[
+    r"Parsing config from /etc/xen/linux\.cfg",
+    r"init: ready, 1 CPU\(s\)",
+    // Xen's frontend drivers registered on xenbus (the console's among them).
+    r"vfb\s+vkbd\s+xenconsole",
+    r"(?m)^problems=0\r?$",
+    r"Shutting down domain 1",
+    // Its /sbin/poweroff ran (busybox poweroff -f: halted, then its last vCPU down).
+    r"\[d1 linux\] .*reboot: System halted",
+    r"Domain 1 has been shut down, reason code 0",
+    r"power: powering off",
+];
+
 /// The APIC guest: 3 vCPUs (vCPU 1 started with VCPUOP_up, vCPU 2 with INIT/SIPI).
 const APIC_DOMAINS: &[(&str, &str)] = &[(
     "apic.cfg",
@@ -1346,6 +1377,24 @@ pub fn all() -> Vec<Scenario> {
                 "Debian's Linux kernel, unmodified, as a PVH guest on 1 vCPU: commands typed into its shell on hvc0 (uname, cpuinfo, clocksource, interrupts, dmesg, a computation), then poweroff -f",
                 1,
                 "on_ready = \"poweroff\"\ndomains = [\"linux.cfg\"]\n",
+            )
+        },
+        Scenario {
+            linux: true,
+            memory_mib: 1024,
+            domains: &[(
+                "dom0-big.cfg",
+                "name = \"dom0\"\nkernel = \"dom0.elf\"\nmemory = 192\nvcpus = 1\nprivileged = 1\nramdisk = \"@archive\"\n",
+            )],
+            expect: LINUX_XL_OK,
+            input: LINUX_XL_TYPED,
+            forbid: LINUX_FORBID,
+            timeout: Duration::from_secs(900),
+            ..bochs_guests(
+                "linux-xl",
+                "Debian's Linux built by dom0 (xl create -c): its shell through dom0's console, its xenbus through dom0's store, xl shutdown -w through control/shutdown and its acknowledgement",
+                2,
+                "on_ready = \"poweroff\"\ndomains = [\"dom0-big.cfg\"]\n",
             )
         },
         Scenario {

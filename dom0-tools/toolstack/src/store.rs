@@ -105,6 +105,12 @@ pub fn domain_nodes(d: &DomainFacts<'_>) -> Vec<Node> {
     nodes.extend([
         node("/control", String::new(), read_only()),
         node("/control/shutdown", String::new(), own()),
+        // What the guest says it can do (Linux writes them as xenbus comes up), made
+        // writable for it as libxl makes them.
+        node("/control/feature-poweroff", String::new(), own()),
+        node("/control/feature-reboot", String::new(), own()),
+        node("/control/feature-suspend", String::new(), own()),
+        node("/control/sysrq", String::new(), own()),
         node(
             "/control/platform-feature-xs_reset_watches",
             String::from("1"),

@@ -147,6 +147,16 @@ fn a_domain_reads_its_nodes_writes_its_own_and_nobody_else_sees_them() {
         ask(&mut e, web, MsgType::Write, &["control/shutdown", ""]).0,
         ERROR
     );
+    // What Linux's xenbus writes as it comes up (feature-* as setup_shutdown_watcher
+    // does).
+    for node in ["feature-poweroff", "feature-reboot", "feature-suspend", "sysrq"] {
+        let path = format!("control/{node}");
+        assert_ne!(
+            ask(&mut e, web, MsgType::Write, &[&path, "1"]).0,
+            ERROR,
+            "{path}"
+        );
+    }
     assert_eq!(
         ask(&mut e, web, MsgType::Write, &["control/other", "x"]),
         (ERROR, "EACCES".into())
