@@ -1382,10 +1382,6 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             linux: true,
             memory_mib: 1024,
-            domains: &[(
-                "dom0-big.cfg",
-                "name = \"dom0\"\nkernel = \"dom0.elf\"\nmemory = 192\nvcpus = 1\nprivileged = 1\nramdisk = \"@archive\"\n",
-            )],
             expect: LINUX_XL_OK,
             input: LINUX_XL_TYPED,
             forbid: LINUX_FORBID,
@@ -1394,7 +1390,7 @@ pub fn all() -> Vec<Scenario> {
                 "linux-xl",
                 "Debian's Linux built by dom0 (xl create -c): its shell through dom0's console, its xenbus through dom0's store, xl shutdown -w through control/shutdown and its acknowledgement",
                 2,
-                "on_ready = \"poweroff\"\ndomains = [\"dom0-big.cfg\"]\n",
+                "on_ready = \"poweroff\"\ndomains = [\"dom0-linux.cfg\"]\n",
             )
         },
         Scenario {
