@@ -866,27 +866,52 @@ const LINUX_FORBID: &[&str] = &[
 /// Linux built by dom0's `xl create -c`: its shell through dom0's console, its xenbus
 /// through dom0's store, then detached, `xl shutdown -w` through `control/shutdown`.
 const LINUX_XL_TYPED: &[(&str, &str)] = &[
-    (
-        r"adopted, \d+ file\(s\)\. Type 'help'\.",
-        "xl create -c linux.cfg\r",
-    ),
+    (r"adopted, \d+ file\(s\)\. Type 'help'\.", "xl info\r"),
+    (r"free_memory\s+: \d+", "xl create -c linux.cfg\r"),
     (r"init: ready", "uname -r\n"),
-    (r"\n6\.\d+\.\d+-\d+-amd64", "ls /sys/bus/xen/drivers; cat /proc/cmdline\n"),
+    (
+        r"\n6\.\d+\.\d+-\d+-amd64",
+        "ls /sys/bus/xen/drivers; cat /proc/cmdline\n",
+    ),
     (
         r"xenconsole",
         "echo problems=$(dmesg | grep -i -e warning -e oops -e 'unchecked msr' -e 'call trace' -e 'bug:' -e xenbus.*fail | grep -v -c RETBleed)\n",
     ),
     (r"problems=\d+", "\x1d"),
     (r"oxen-dom0# ", "xl list\r"),
-    (r"\nlinux\s+1\s+256\s+1\s+", "xl shutdown -w linux\r"),
-    (r"Domain 1 has been shut down, reason code 0", "poweroff\r"),
+    (r"\nlinux\s+1\s+256\s+1\s+", "xl console linux\r"),
+    (r"problems=\d+", "echo again-$((2 + 3))\n"),
+    (r"again-5", "\x1d"),
+    (r"oxen-dom0# ", "xl shutdown -w linux\r"),
+    (r"Domain 1 has been shut down, reason code 0", "xl list\r"),
+    // Once it is gone from the list (on_poweroff = destroy), its memory is back.
+    (r"Time\(s\)\r?\nDomain-0[^\n]*\r?\noxen-dom0# ", "xl info\r"),
+    (r"free_memory\s+: \d+", "poweroff\r"),
 ];
+
+/// `linux-xl`: `xl info`'s free memory before `xl create` and after the domain went
+/// are the same (every frame of its 256 MiB came back).
+fn check_linux_xl(log: &str) -> std::result::Result<String, String> {
+    let free = Regex::new(r"free_memory\s+: (\d+)").expect("pattern");
+    let seen: Vec<&str> = free
+        .captures_iter(log)
+        .map(|c| c.get(1).map_or("", |m| m.as_str()))
+        .collect();
+    match seen[..] {
+        [before, after] if before == after => Ok(format!(
+            "free memory {before} MiB before xl create and after the domain went"
+        )),
+        _ => Err(format!("free memory before and after: {seen:?}")),
+    }
+}
 const LINUX_XL_OK: &[&str] = &[
     r"Parsing config from /etc/xen/linux\.cfg",
     r"init: ready, 1 CPU\(s\)",
     // Xen's frontend drivers registered on xenbus (the console's among them).
     r"vfb\s+vkbd\s+xenconsole",
     r"(?m)^problems=0\r?$",
+    // xl console attaches again to the same shell (its history first).
+    r"again-5",
     r"Shutting down domain 1",
     // Its /sbin/poweroff ran (busybox poweroff -f: halted, then its last vCPU down).
     r"\[d1 linux\] .*reboot: System halted",
@@ -1384,11 +1409,12 @@ pub fn all() -> Vec<Scenario> {
             memory_mib: 1024,
             expect: LINUX_XL_OK,
             input: LINUX_XL_TYPED,
+            check: Some(check_linux_xl),
             forbid: LINUX_FORBID,
             timeout: Duration::from_secs(900),
             ..bochs_guests(
                 "linux-xl",
-                "Debian's Linux built by dom0 (xl create -c): its shell through dom0's console, its xenbus through dom0's store, xl shutdown -w through control/shutdown and its acknowledgement",
+                "Debian's Linux built by dom0 (xl create -c): its shell through dom0's console (detached with Ctrl-], attached again with xl console), its xenbus through dom0's store, xl shutdown -w through control/shutdown; every MiB comes back",
                 2,
                 "on_ready = \"poweroff\"\ndomains = [\"dom0-linux.cfg\"]\n",
             )

@@ -149,7 +149,12 @@ fn a_domain_reads_its_nodes_writes_its_own_and_nobody_else_sees_them() {
     );
     // What Linux's xenbus writes as it comes up (feature-* as setup_shutdown_watcher
     // does).
-    for node in ["feature-poweroff", "feature-reboot", "feature-suspend", "sysrq"] {
+    for node in [
+        "feature-poweroff",
+        "feature-reboot",
+        "feature-suspend",
+        "sysrq",
+    ] {
         let path = format!("control/{node}");
         assert_ne!(
             ask(&mut e, web, MsgType::Write, &[&path, "1"]).0,
