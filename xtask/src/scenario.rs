@@ -673,8 +673,9 @@ const XS_OK: &[&str] = &[
     // A header announcing 4 GiB: the connection is closed (XENSTORE_ERROR_PROTO).
     r"oxen dom0: xenstore: domain \d+ \(xs-big\): connection closed \(header announces a 4294967295-byte payload \(limit 4096\)\); no longer served",
     r"\[d\d+ xs-big\] xenstore-hostile: PASS rejected \(error 3\)",
-    // A domain owns at most 1,000 nodes (data/ and control/shutdown are two of them).
-    r"\[d\d+ xs-quota\] xenstore-quota: PASS refused node 998 \(ENOSPC\); reads still answered",
+    // A domain owns at most 1,000 nodes; six are made for it (data/, control/shutdown,
+    // control/feature-poweroff, -reboot, -suspend and control/sysrq).
+    r"\[d\d+ xs-quota\] xenstore-quota: PASS refused node 994 \(ENOSPC\); reads still answered",
     r"xenstore: I am domain \d+, named 'xs-good' in the store",
     r"xenstore: PASS \d+ checks",
     r"xenstore: 200 reads over the ring in \d+ ticks",
@@ -879,7 +880,12 @@ const LINUX_XL_TYPED: &[(&str, &str)] = &[
     ),
     (r"problems=\d+", "\x1d"),
     (r"oxen-dom0# ", "xl list\r"),
-    (r"\nlinux\s+1\s+256\s+1\s+", "xl console linux\r"),
+    // Its xenbus wrote what it can do into the store (setup_shutdown_watcher).
+    (
+        r"\nlinux\s+1\s+256\s+1\s+",
+        "xenstore-read /local/domain/1/control/feature-poweroff /local/domain/1/control/feature-reboot\r",
+    ),
+    (r"feature-reboot\r?\n1\r?\n1\r?\n", "xl console linux\r"),
     (r"problems=\d+", "echo again-$((2 + 3))\n"),
     (r"again-5", "\x1d"),
     (r"oxen-dom0# ", "xl shutdown -w linux\r"),
