@@ -242,26 +242,6 @@ fn held(tool: &xl::Xl) -> bool {
     !tool.waiting.is_empty() || tool.store.shell_watch.is_some() || tool.sleeping_until.is_some()
 }
 
-/// `sleep SECONDS` (a decimal number, as coreutils' sleep takes): the system time
-/// to wake at.
-fn sleep_deadline(arg: &str) -> Option<u64> {
-    let (whole, frac) = arg.split_once('.').unwrap_or((arg, ""));
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) || whole > 86_400 {
-        return None;
-    }
-    let frac_ns = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32)
-    };
-    Some(time::now_ns() + whole * 1_000_000_000 + frac_ns)
-}
-
 /// Prints what the shell's `xenstore-watch` saw, one path a line as Xen's tool does,
 /// and ends it after its `-n` count.
 fn watch_events(tool: &mut xl::Xl) {
@@ -302,19 +282,18 @@ fn xenstore(tool: &mut xl::Xl, cmd: &str, args: &[&str]) -> i32 {
     };
     match cmd {
         "xenstore-watch" => {
-            let (count, path) = match args {
-                [p] => (None, *p),
-                ["-n", n, p] => match n.parse::<u32>() {
-                    Ok(n) if n > 0 => (Some(n), *p),
-                    _ => {
-                        out("Usage: xenstore-watch [-n NR] PATH\n");
-                        return 2;
-                    }
-                },
-                _ => {
-                    out("Usage: xenstore-watch [-n NR] PATH\n");
-                    return 2;
-                }
+            let parsed = match args {
+                [p] => Some((None, *p)),
+                ["-n", n, p] => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .map(|n| (Some(n), *p)),
+                _ => None,
+            };
+            let Some((count, path)) = parsed else {
+                out("Usage: xenstore-watch [-n NR] PATH\n");
+                return 2;
             };
             if s.watch(path, WATCH_TOKEN).is_err() {
                 return fail("watch failed on", path);
@@ -401,9 +380,12 @@ fn run(tool: &mut xl::Xl, line: &str) {
         "ls" => tool.ls(args.get(1).copied()),
         "cat" => tool.cat(&args[1..]),
         "poweroff" => poweroff(tool),
-        "sleep" => match args.get(1).and_then(|a| sleep_deadline(a)) {
-            Some(t) if args.len() == 2 => {
-                tool.sleeping_until = Some(t);
+        "sleep" => match args
+            .get(1)
+            .and_then(|a| oxen_toolstack::line::seconds_ns(a))
+        {
+            Some(ns) if args.len() == 2 => {
+                tool.sleeping_until = Some(time::now_ns() + ns);
                 0
             }
             _ => {

@@ -122,9 +122,56 @@ impl LineEditor {
     }
 }
 
+/// `sleep`'s argument: seconds as a decimal number (`2`, `0.5`, `.25`; as coreutils'
+/// `sleep` takes them, up to a day and to the nanosecond), in nanoseconds.
+pub fn seconds_ns(arg: &str) -> Option<u64> {
+    let (whole, frac) = arg.split_once('.').unwrap_or((arg, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(frac) || frac.len() > 9 || (whole.is_empty() && frac.is_empty()) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    if whole > 86_400 {
+        return None;
+    }
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<u64>().ok()? * 10u64.pow(9 - frac.len() as u32)
+    };
+    Some(whole * 1_000_000_000 + frac_ns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleep_takes_decimal_seconds() {
+        assert_eq!(seconds_ns("2"), Some(2_000_000_000));
+        assert_eq!(seconds_ns("0.5"), Some(500_000_000));
+        assert_eq!(seconds_ns(".25"), Some(250_000_000));
+        assert_eq!(seconds_ns("1.000000001"), Some(1_000_000_001));
+        assert_eq!(seconds_ns("86400"), Some(86_400_000_000_000));
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "1.2.3",
+            "1.0000000001",
+            "86401",
+            "1e3",
+            "x",
+            "+1",
+            "1. 5",
+        ] {
+            assert_eq!(seconds_ns(bad), None, "{bad:?}");
+        }
+    }
     use alloc::string::ToString;
 
     fn typed(e: &mut LineEditor, bytes: &[u8]) -> Vec<Edit> {
