@@ -108,8 +108,6 @@ pub struct Consoles {
     served: BTreeMap<u16, Console>,
     /// The domain `xl console` is attached to.
     pub attached: Option<u16>,
-    /// Whether detached domains' lines go to the serial log.
-    pub mirror: bool,
     /// Shown by the next [`Consoles::poll`] (a released domain's last words).
     queued: Vec<Shown>,
 }
@@ -119,7 +117,6 @@ impl Consoles {
         Consoles {
             served: BTreeMap::new(),
             attached: None,
-            mirror: true,
             queued: Vec::new(),
         }
     }
@@ -168,7 +165,6 @@ impl Consoles {
         self.take(id, &mut shown);
         if let Some(mut c) = self.served.remove(&id) {
             if let Some(rest) = c.log.take_partial()
-                && self.mirror
                 && self.attached != Some(id)
             {
                 c.mirror(id, &rest, &mut shown);
@@ -202,7 +198,6 @@ impl Consoles {
     /// Drains domain `id`'s `out` ring into its log and `shown`.
     fn take(&mut self, id: u16, shown: &mut Vec<Shown>) {
         let attached = self.attached == Some(id);
-        let mirror = self.mirror;
         let Some(c) = self.served.get_mut(&id).filter(|c| !c.broken) else {
             return;
         };
@@ -219,7 +214,7 @@ impl Consoles {
                     }
                     let mut lines = Vec::new();
                     c.log.record(&buf[..n], |line| {
-                        if mirror && !attached {
+                        if !attached {
                             lines.push(String::from(line));
                         }
                     });

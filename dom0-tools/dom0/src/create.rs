@@ -5,7 +5,6 @@
 use alloc::format;
 use alloc::string::String;
 
-use oxen_core::config::DomainConfig;
 use oxen_guest_rt::abi::domctl::{self, CreateDomain};
 use oxen_guest_rt::control;
 use oxen_toolstack::build::{self, Control, Request, Services};
@@ -44,11 +43,6 @@ pub fn create(
         &mut Hypercalls,
         &mut Dom0 { store, consoles },
     )
-}
-
-/// What the store says about domain `id` built from `cfg` (`uuid` in Xen's form).
-pub fn facts<'a>(id: u16, cfg: &'a DomainConfig, uuid: &'a str) -> DomainFacts<'a> {
-    build::facts(id, cfg, uuid)
 }
 
 /// A UUID made up (version 4 form) from the time, for a configuration without one, as

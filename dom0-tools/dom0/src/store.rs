@@ -281,14 +281,7 @@ impl Store {
         let frame = ForeignFrame::map(id, gfn, WINDOW_GFN + slot as u64)
             .ok_or("its store page cannot be mapped")?;
         let port = xen::bind_interdomain(id, remote).map_err(|e| format!("bind ({e})"))?;
-        let mut made = Ok(());
-        for n in oxen_toolstack::store::domain_nodes(d) {
-            let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
-            made = made
-                .and_then(|()| self.write(&n.path, &n.value))
-                .and_then(|()| self.set_perms(&n.path, &perms));
-        }
-        made = made.and_then(|()| {
+        let made = self.write_nodes(d).and_then(|()| {
             let (i, g, r) = (format!("{id}"), format!("{gfn}"), format!("{remote}"));
             self.request(
                 MsgType::Introduce,
@@ -320,22 +313,34 @@ impl Store {
     /// toolstack does when it adopts a domain it did not build (it has no store ring,
     /// so it is not introduced): `xenstore-ls` and other clients see its name.
     pub fn adopt(&mut self, d: &oxen_toolstack::store::DomainFacts<'_>) -> Result<(), String> {
-        for n in oxen_toolstack::store::domain_nodes(d) {
-            let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
-            self.write(&n.path, &n.value)?;
-            self.set_perms(&n.path, &perms)?;
-        }
+        self.write_nodes(d)?;
         self.adopted
             .insert(d.id, oxen_toolstack::store::vm_path(d.uuid));
         Ok(())
     }
 
+    /// Writes the nodes Xen's toolstack writes for domain `d.id`, with their
+    /// permissions; stops at the first that fails.
+    fn write_nodes(&mut self, d: &oxen_toolstack::store::DomainFacts<'_>) -> Result<(), String> {
+        for n in oxen_toolstack::store::domain_nodes(d) {
+            let perms: Vec<&str> = n.perms.iter().map(String::as_str).collect();
+            self.write(&n.path, &n.value)?;
+            self.set_perms(&n.path, &perms)?;
+        }
+        Ok(())
+    }
+
+    /// Removes domain `id`'s home and its `/vm` entry `vm`.
+    fn remove_nodes(&mut self, id: u16, vm: &str) {
+        let home = oxen_toolstack::store::domain_path(id);
+        let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
+        let _ = self.request(MsgType::Rm, &[vm.as_bytes()]);
+    }
+
     /// Forgets domain `id`: `XS_RELEASE`, its nodes, its page and port.
     pub fn release(&mut self, id: u16) {
         if let Some(vm) = self.adopted.remove(&id) {
-            let home = oxen_toolstack::store::domain_path(id);
-            let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
-            let _ = self.request(MsgType::Rm, &[vm.as_bytes()]);
+            self.remove_nodes(id, &vm);
             self.flush();
         }
         let Some(g) = self.guests.remove(&id) else {
@@ -346,9 +351,7 @@ impl Store {
         }
         let i = format!("{id}");
         let _ = self.request(MsgType::Release, &[i.as_bytes()]);
-        let home = oxen_toolstack::store::domain_path(id);
-        let _ = self.request(MsgType::Rm, &[home.as_bytes()]);
-        let _ = self.request(MsgType::Rm, &[g.vm.as_bytes()]);
+        self.remove_nodes(id, &g.vm);
         let _ = xen::close(g.port);
         self.flush();
     }

@@ -147,14 +147,7 @@ impl Xl {
     /// one is domain 0 (this one), the others got ids from 1 in the order listed.
     /// Returns how many of them exist.
     pub fn adopt(&mut self) -> usize {
-        let Some(text) = self
-            .files
-            .get(&format!("/{CONFIG_NAME}"))
-            .and_then(|b| core::str::from_utf8(b).ok())
-        else {
-            return 0;
-        };
-        let Ok(boot) = BootConfig::parse(text) else {
+        let Some(boot) = self.boot_config() else {
             return 0;
         };
         let mut next = 1u16;
@@ -177,7 +170,10 @@ impl Xl {
                 let uuid = oxen_core::config::format_uuid(
                     &cfg.uuid.unwrap_or_else(crate::create::made_up_uuid),
                 );
-                if let Err(e) = self.store.adopt(&crate::create::facts(id, &cfg, &uuid)) {
+                if let Err(e) = self
+                    .store
+                    .adopt(&oxen_toolstack::build::facts(id, &cfg, &uuid))
+                {
                     out(&format!("oxen dom0: domain {id}'s store nodes: {e}\n"));
                 }
                 self.names.insert(id, cfg.name.clone());
@@ -188,15 +184,18 @@ impl Xl {
         adopted
     }
 
-    /// Builds the domains `boot.cfg` lists in `autostart` (Xen's `/etc/xen/auto`), in
-    /// order, as `xl create` would; returns how many it built. What fails says why.
-    pub fn autostart(&mut self) -> usize {
-        let Some(boot) = self
-            .files
+    /// The boot archive's `boot.cfg`, if it is there and sound.
+    fn boot_config(&self) -> Option<BootConfig> {
+        self.files
             .get(&format!("/{CONFIG_NAME}"))
             .and_then(|b| core::str::from_utf8(b).ok())
             .and_then(|t| BootConfig::parse(t).ok())
-        else {
+    }
+
+    /// Builds the domains `boot.cfg` lists in `autostart` (Xen's `/etc/xen/auto`), in
+    /// order, as `xl create` would; returns how many it built. What fails says why.
+    pub fn autostart(&mut self) -> usize {
+        let Some(boot) = self.boot_config() else {
             return 0;
         };
         let (paths, missing) = self.files.add_auto(&boot.autostart);
@@ -461,8 +460,7 @@ impl Xl {
         // Its name stays while it is listed (dying); `rows` forgets it once it is gone.
         // Destroyed on purpose: no `on_*` action applies.
         self.created.remove(&id);
-        self.store.release(id);
-        self.consoles.release(id);
+        self.let_go(id);
         let code = domctl_on(domctl::cmd::DESTROYDOMAIN, id, "destroy");
         if code == EXIT_OK && !gone_within(id, DESTROY_WAIT_NS) {
             return fail(&format!(
@@ -541,7 +539,7 @@ impl Xl {
                 "xl vcpu-set: requested {n} vCPUs, however maxcpus is {max} (and at least 1)"
             ));
         }
-        let home = format!("/local/domain/{id}");
+        let home = oxen_toolstack::store::domain_path(id);
         for v in 0..max {
             let path = format!("{home}{}", oxen_toolstack::store::availability_path(v));
             let value = oxen_toolstack::store::availability(v < n);
@@ -688,7 +686,7 @@ impl Xl {
             return;
         }
         let attached = self.consoles.attached == Some(id);
-        self.consoles.release(id);
+        self.let_go(id);
         control::domctl(domctl::cmd::DESTROYDOMAIN, id, &[]);
         if !(action.restarts() || action == Action::SoftReset) {
             return;
@@ -726,10 +724,16 @@ impl Xl {
     pub fn destroy_all_others(&mut self) {
         self.created.clear();
         for d in self.domains().iter().filter(|d| d.domain != 0) {
-            self.store.release(d.domain);
-            self.consoles.release(d.domain);
+            self.let_go(d.domain);
             control::domctl(domctl::cmd::DESTROYDOMAIN, d.domain, &[]);
         }
+    }
+
+    /// What dom0 serves for domain `id` goes, before the domain is destroyed: its
+    /// store (nodes, ring) and its console.
+    fn let_go(&mut self, id: u16) {
+        self.store.release(id);
+        self.consoles.release(id);
     }
 
     fn vcpu_list(&mut self, rest: &[&str]) -> i32 {
@@ -806,6 +810,11 @@ impl Xl {
                 }
             })
         };
+        let unavailable = |rc| {
+            fail(&format!(
+                "xl sched-credit: the pool's settings are unavailable (rc={rc})"
+            ))
+        };
         let rows = self.rows();
         let table = |ids: &[u16]| -> Vec<(String, u16, u16, u16)> {
             ids.iter()
@@ -825,9 +834,7 @@ impl Xl {
                     out(&format::sched_credit(&table(&ids), &p));
                     EXIT_OK
                 }
-                Err(rc) => fail(&format!(
-                    "xl sched-credit: the pool's settings are unavailable (rc={rc})"
-                )),
+                Err(rc) => unavailable(rc),
             },
             Ok(SchedCredit::Show(d)) => match one(d) {
                 Ok(id) => {
@@ -857,17 +864,16 @@ impl Xl {
                     out(&format::pool_line(&p));
                     EXIT_OK
                 }
-                Err(rc) => fail(&format!(
-                    "xl sched-credit: the pool's settings are unavailable (rc={rc})"
-                )),
+                Err(rc) => unavailable(rc),
             },
             Ok(SchedCredit::SetPool {
                 tslice_ms,
                 ratelimit_us,
                 migr_delay_us,
             }) => {
-                let Ok(now) = pool(None) else {
-                    return fail("xl sched-credit: the pool's settings are unavailable");
+                let now = match pool(None) {
+                    Ok(now) => now,
+                    Err(rc) => return unavailable(rc),
                 };
                 let set = (
                     tslice_ms.unwrap_or(now.tslice_ms),
