@@ -420,12 +420,8 @@ fn check_failed_build(log: &str) -> std::result::Result<String, String> {
     let at = log
         .find("xl create t-hello.cfg memory=4000")
         .ok_or("no failed build in the log")?;
-    let free = Regex::new(r"free_memory\s+: (\d+)").expect("pattern");
-    let before = free
-        .captures_iter(&log[..at])
-        .last()
-        .map(|c| c[1].to_string());
-    let after = free.captures(&log[at..]).map(|c| c[1].to_string());
+    let before = free_memory(&log[..at]).last().copied();
+    let after = free_memory(&log[at..]).first().copied();
     match (before, after) {
         (Some(b), Some(a)) if a == b => Ok(format!(
             "free memory {b} MiB before and after the failed build"
@@ -434,6 +430,14 @@ fn check_failed_build(log: &str) -> std::result::Result<String, String> {
             "free memory {b:?} MiB before the failed build, {a:?} after: it kept something"
         )),
     }
+}
+
+/// The free memory (MiB) of each `xl info` in `text`, in order.
+fn free_memory(text: &str) -> Vec<&str> {
+    let free = Regex::new(r"free_memory\s+: (\d+)").expect("pattern");
+    free.captures_iter(text)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect()
 }
 
 /// What is typed for the create/destroy cycles: `n` times `xl create` (a new name each
@@ -898,11 +902,7 @@ const LINUX_XL_TYPED: &[(&str, &str)] = &[
 /// `linux-xl`: `xl info`'s free memory before `xl create` and after the domain went
 /// are the same (every frame of its 256 MiB came back).
 fn check_linux_xl(log: &str) -> std::result::Result<String, String> {
-    let free = Regex::new(r"free_memory\s+: (\d+)").expect("pattern");
-    let seen: Vec<&str> = free
-        .captures_iter(log)
-        .map(|c| c.get(1).map_or("", |m| m.as_str()))
-        .collect();
+    let seen = free_memory(log);
     match seen[..] {
         [before, after] if before == after => Ok(format!(
             "free memory {before} MiB before xl create and after the domain went"

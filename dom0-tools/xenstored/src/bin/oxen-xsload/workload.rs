@@ -147,13 +147,16 @@ impl Client {
     /// is in flight, that is after `on_reply` returned `None`.
     pub fn next_request(&mut self) -> Message {
         match self.op {
-            Op::Read => self.send(MsgType::Read, 0, payload(&[&self.node.clone()]), Step::Idle),
+            Op::Read => {
+                let body = payload(&[&self.node]);
+                self.send(MsgType::Read, 0, body, Step::Idle)
+            }
             Op::Write => {
                 let body = write_payload(&self.node, &(self.own_value + 1).to_string());
                 self.send(MsgType::Write, 0, body, Step::Idle)
             }
             Op::Directory => {
-                let body = payload(&[&self.dir.clone()]);
+                let body = payload(&[&self.dir]);
                 self.send(MsgType::Directory, 0, body, Step::Idle)
             }
             Op::TxOwn | Op::TxShared => {
